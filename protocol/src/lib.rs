@@ -1,0 +1,26 @@
+//! Weir's shared vocabulary: the types every other crate speaks, and no I/O.
+//!
+//! # Layout
+//!
+//! - [`ids`]: identifiers for jobs, vertices and subtasks, and the checkpoint
+//!   [`Epoch`](ids::Epoch).
+//! - [`graph`]: the logical [`JobGraph`](graph::JobGraph) (operators with a
+//!   parallelism, and the edges between them) and its validation.
+//! - [`key_group`]: stable key hashing, key groups, and the assignment of
+//!   key-group ranges to subtasks; used by the graph (max parallelism), by
+//!   the state crate (state is stored per key group) and by the runtime
+//!   (hash partitioning).
+//! - [`error`]: [`ProtocolError`], the one error type of this crate.
+//!
+//! Everything here is plain data plus pure functions, so it can be shared by
+//! the coordinator and the workers without either importing the other.
+
+pub mod error;
+pub mod graph;
+pub mod ids;
+pub mod key_group;
+
+pub use error::ProtocolError;
+pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};
+pub use ids::{Epoch, SubtaskId, VertexId};
+pub use key_group::{KeyGroup, KeyGroupRange, StableHasher};

@@ -1,0 +1,55 @@
+//! The [`StateBackend`] contract and the in-memory backend.
+
+use crate::error::StateError;
+use crate::store::KeyedStateStore;
+use weir_protocol::KeyGroupRange;
+
+/// Whose state a [`KeyedStateStore`] holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateScope {
+    /// Name of the job.
+    pub job: String,
+    /// Name of the operator (vertex).
+    pub operator: String,
+    /// Index of the subtask.
+    pub subtask: u32,
+    /// The key groups the subtask owns.
+    pub key_groups: KeyGroupRange,
+    /// The job's number of key groups.
+    pub max_parallelism: u32,
+}
+
+/// Where keyed state lives.
+///
+/// # Contract
+///
+/// - [`open_keyed`](Self::open_keyed) returns a store that holds exactly the
+///   key groups of its scope: an access to a key of another key group fails
+///   with [`StateError::KeyGroupNotOwned`] and changes nothing.
+/// - Stores of different scopes are independent: a write through one is
+///   never visible through another.
+/// - A freshly opened store is empty.
+/// - A backend is shared by all subtasks of a worker (`Send + Sync`); a
+///   store is used by one subtask thread at a time (`Send`).
+pub trait StateBackend: Send + Sync + std::fmt::Debug {
+    /// Short name, as given on the command line (`memory`, …).
+    fn name(&self) -> &'static str;
+
+    /// Opens the keyed state of one operator subtask.
+    fn open_keyed(&self, scope: StateScope) -> Result<KeyedStateStore, StateError>;
+}
+
+/// Keeps all state as Rust objects on the heap; the fastest backend, bounded
+/// by memory.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryBackend;
+
+impl StateBackend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn open_keyed(&self, scope: StateScope) -> Result<KeyedStateStore, StateError> {
+        Ok(KeyedStateStore::new(scope))
+    }
+}

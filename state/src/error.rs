@@ -1,0 +1,37 @@
+//! The error type of the state crate.
+
+use weir_protocol::KeyGroup;
+
+/// What went wrong inside a state backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A key was accessed on a subtask that does not own its key group; the
+    /// input was routed to the wrong subtask.
+    #[error(
+        "state '{table}': key group {key_group} is not owned by this subtask (owns {start}..{end})"
+    )]
+    KeyGroupNotOwned {
+        /// Name of the table.
+        table: String,
+        /// The key group of the key.
+        key_group: KeyGroup,
+        /// First owned key group.
+        start: KeyGroup,
+        /// One past the last owned key group.
+        end: KeyGroup,
+    },
+    /// A state name was registered twice with different kinds or types.
+    #[error("state '{name}' is already registered as a different kind or type of state")]
+    Conflict {
+        /// Name of the state.
+        name: String,
+    },
+    /// A table handle does not belong to this store.
+    #[error("state handle {id} does not belong to this operator's state (it has {tables} tables)")]
+    UnknownHandle {
+        /// The handle's index.
+        id: usize,
+        /// How many tables the store has.
+        tables: usize,
+    },
+}

@@ -1,0 +1,29 @@
+//! Weir's keyed state: where operators keep per-key values, maps, lists and
+//! timers, organized by key group so that it can be snapshotted, restored
+//! and redistributed one key group at a time.
+//!
+//! # Layout
+//!
+//! - [`backend`]: the [`StateBackend`] trait (the contract every backend
+//!   keeps) and [`MemoryBackend`], the in-memory implementation.
+//! - [`store`]: [`KeyedStateStore`], the state of one operator subtask: a
+//!   registry of named tables over the subtask's key-group range. Operators
+//!   reach tables through typed [`TableId`]s.
+//! - [`tables`]: the typed tables, [`ValueTable`], [`MapTable`] and
+//!   [`ListTable`], each partitioned by key group.
+//! - [`timers`]: [`TimerTable`], event-time and processing-time timers per key.
+//! - [`error`]: [`StateError`], the one error type of this crate.
+//!
+//! `backend` creates `store`s; a `store` owns `tables` and `timers`.
+
+pub mod backend;
+pub mod error;
+pub mod store;
+pub mod tables;
+pub mod timers;
+
+pub use backend::{MemoryBackend, StateBackend, StateScope};
+pub use error::StateError;
+pub use store::{KeyedStateStore, StateKey, StateKind, StateValue, TableId};
+pub use tables::{ListTable, MapTable, ValueTable};
+pub use timers::{TimeDomain, Timer, TimerTable};

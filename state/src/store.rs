@@ -1,0 +1,218 @@
+//! [`KeyedStateStore`]: the keyed state of one operator subtask.
+
+use crate::backend::StateScope;
+use crate::error::StateError;
+use crate::tables::{ListTable, MapTable, ValueTable};
+use crate::timers::TimerTable;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::any::Any;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use weir_protocol::key_group::key_group_of;
+use weir_protocol::{KeyGroup, KeyGroupRange};
+
+/// A type that can key state: hashed stably into a key group, compared for
+/// equality, and serializable so that snapshots and other backends can
+/// store it.
+pub trait StateKey: Hash + Eq + Clone + Send + Debug + Serialize + DeserializeOwned + 'static {}
+impl<T: Hash + Eq + Clone + Send + Debug + Serialize + DeserializeOwned + 'static> StateKey for T {}
+
+/// A type that can be stored as a state value.
+pub trait StateValue: Clone + Send + Debug + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Debug + Serialize + DeserializeOwned + 'static> StateValue for T {}
+
+/// The kinds of keyed state a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateKind {
+    /// One value per key.
+    Value,
+    /// A map per key.
+    Map,
+    /// A list per key.
+    List,
+    /// Timers per key.
+    Timers,
+}
+
+/// A typed handle to one table of a [`KeyedStateStore`].
+///
+/// Handles are cheap to copy; they are created once when an operator opens
+/// and used on every access.
+pub struct TableId<T> {
+    index: usize,
+    _table: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for TableId<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for TableId<T> {}
+impl<T> Debug for TableId<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TableId({})", self.index)
+    }
+}
+
+/// What the store needs from every table, whatever its types.
+pub(crate) trait ErasedTable: Send {
+    fn name(&self) -> &str;
+    fn kind(&self) -> StateKind;
+    fn entries(&self) -> usize;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// The keyed state of one operator subtask: named tables over the key
+/// groups the subtask owns.
+///
+/// Every table is partitioned by key group, so a later snapshot can write,
+/// and a restore can take, any subset of key groups.
+pub struct KeyedStateStore {
+    scope: StateScope,
+    tables: Vec<Box<dyn ErasedTable>>,
+}
+
+impl Debug for KeyedStateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedStateStore")
+            .field("scope", &self.scope)
+            .field(
+                "tables",
+                &self.tables.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl KeyedStateStore {
+    /// An empty store for `scope`.
+    pub(crate) fn new(scope: StateScope) -> Self {
+        Self {
+            scope,
+            tables: Vec::new(),
+        }
+    }
+
+    /// Who owns this state and which key groups it covers.
+    pub fn scope(&self) -> &StateScope {
+        &self.scope
+    }
+
+    /// The key groups this store holds.
+    pub fn key_groups(&self) -> KeyGroupRange {
+        self.scope.key_groups
+    }
+
+    /// The key group of `key`, or an error if this subtask does not own it.
+    #[inline]
+    pub fn key_group_of<K: StateKey>(&self, key: &K) -> Result<KeyGroup, StateError> {
+        let group = key_group_of(key, self.scope.max_parallelism);
+        let range = self.scope.key_groups;
+        if range.contains(group) {
+            Ok(group)
+        } else {
+            Err(StateError::KeyGroupNotOwned {
+                table: self.scope.operator.clone(),
+                key_group: group,
+                start: range.start,
+                end: range.end,
+            })
+        }
+    }
+
+    /// Registers (or finds, when already registered) a value table.
+    pub fn value_table<K: StateKey, V: StateValue>(
+        &mut self,
+        name: &str,
+    ) -> Result<TableId<ValueTable<K, V>>, StateError> {
+        let range = self.scope.key_groups;
+        self.register(name, StateKind::Value, || ValueTable::new(name, range))
+    }
+
+    /// Registers (or finds) a map table.
+    pub fn map_table<K: StateKey, MK: StateKey, MV: StateValue>(
+        &mut self,
+        name: &str,
+    ) -> Result<TableId<MapTable<K, MK, MV>>, StateError> {
+        let range = self.scope.key_groups;
+        self.register(name, StateKind::Map, || MapTable::new(name, range))
+    }
+
+    /// Registers (or finds) a list table.
+    pub fn list_table<K: StateKey, V: StateValue>(
+        &mut self,
+        name: &str,
+    ) -> Result<TableId<ListTable<K, V>>, StateError> {
+        let range = self.scope.key_groups;
+        self.register(name, StateKind::List, || ListTable::new(name, range))
+    }
+
+    /// Registers (or finds) a timer table.
+    pub fn timer_table<K: StateKey>(
+        &mut self,
+        name: &str,
+    ) -> Result<TableId<TimerTable<K>>, StateError> {
+        self.register(name, StateKind::Timers, || TimerTable::new(name))
+    }
+
+    fn register<T: ErasedTable + 'static>(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+        create: impl FnOnce() -> T,
+    ) -> Result<TableId<T>, StateError> {
+        let index = match self.tables.iter().position(|t| t.name() == name) {
+            Some(index) => {
+                let existing = &self.tables[index];
+                if existing.kind() != kind || !existing.as_any().is::<T>() {
+                    return Err(StateError::Conflict { name: name.into() });
+                }
+                index
+            }
+            None => {
+                self.tables.push(Box::new(create()));
+                self.tables.len() - 1
+            }
+        };
+        Ok(TableId {
+            index,
+            _table: PhantomData,
+        })
+    }
+
+    /// The table behind `id`.
+    #[inline]
+    pub fn table_mut<T: 'static>(&mut self, id: TableId<T>) -> Result<&mut T, StateError> {
+        let tables = self.tables.len();
+        self.tables
+            .get_mut(id.index)
+            .and_then(|t| t.as_any_mut().downcast_mut::<T>())
+            .ok_or(StateError::UnknownHandle {
+                id: id.index,
+                tables,
+            })
+    }
+
+    /// The table behind `id`, read-only.
+    pub fn table<T: 'static>(&self, id: TableId<T>) -> Result<&T, StateError> {
+        self.tables
+            .get(id.index)
+            .and_then(|t| t.as_any().downcast_ref::<T>())
+            .ok_or(StateError::UnknownHandle {
+                id: id.index,
+                tables: self.tables.len(),
+            })
+    }
+
+    /// Name, kind and number of entries of every table, in registration order.
+    pub fn describe(&self) -> Vec<(String, StateKind, usize)> {
+        self.tables
+            .iter()
+            .map(|t| (t.name().to_owned(), t.kind(), t.entries()))
+            .collect()
+    }
+}
