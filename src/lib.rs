@@ -1,1 +1,33 @@
-//! Weir.
+//! Weir: fault-tolerant stream processing.
+//!
+//! This crate is the one users depend on. It re-exports the operator API
+//! (write a job), the reference jobs and their registry (run a job by name),
+//! the local engine (run a dataflow in this process), and the command-line
+//! interface, which a user's own binary can call with its own registry.
+//!
+//! ```
+//! use weir::prelude::*;
+//! use weir::runtime::{CancelToken, LocalEngine};
+//!
+//! let job = JobBuilder::new("double").with_parallelism(2);
+//! job.source(Generator::new(10_000, 100, 1)).map(|e| e.value * 2).discard();
+//! let report = LocalEngine::default().run(&job.build()?, &CancelToken::new())?;
+//! assert_eq!(report.records_out, 10_000);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `weir` command line: argument definitions and one module
+//!   per subcommand (`run`, `jobs`).
+//! - Re-exports: [`operators`] (and its [`prelude`]), [`jobs`], [`runtime`],
+//!   [`state`], [`protocol`].
+
+pub mod cli;
+
+pub use weir_jobs as jobs;
+pub use weir_operators as operators;
+pub use weir_operators::prelude;
+pub use weir_protocol as protocol;
+pub use weir_runtime as runtime;
+pub use weir_state as state;

@@ -164,9 +164,7 @@ impl JobGraph {
             let problem = match v.kind {
                 VertexKind::Source if has_inputs => Some("a source cannot have inputs"),
                 VertexKind::Sink if has_outputs => Some("a sink cannot have outputs"),
-                VertexKind::Operator | VertexKind::Sink if !has_inputs => {
-                    Some("it has no inputs")
-                }
+                VertexKind::Operator | VertexKind::Sink if !has_inputs => Some("it has no inputs"),
                 _ => None,
             };
             if let Some(problem) = problem {
@@ -270,7 +268,10 @@ mod tests {
         g.edges.push(edge(1, 9, Partitioning::Hash));
         assert!(matches!(
             g.validate(),
-            Err(ProtocolError::DanglingEdge { missing: VertexId(9), .. })
+            Err(ProtocolError::DanglingEdge {
+                missing: VertexId(9),
+                ..
+            })
         ));
 
         let mut g = pipeline();

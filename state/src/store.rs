@@ -16,7 +16,10 @@ use weir_protocol::{KeyGroup, KeyGroupRange};
 /// A type that can key state: hashed stably into a key group, compared for
 /// equality, and serializable so that snapshots and other backends can
 /// store it.
-pub trait StateKey: Hash + Eq + Clone + Send + Debug + Serialize + DeserializeOwned + 'static {}
+pub trait StateKey:
+    Hash + Eq + Clone + Send + Debug + Serialize + DeserializeOwned + 'static
+{
+}
 impl<T: Hash + Eq + Clone + Send + Debug + Serialize + DeserializeOwned + 'static> StateKey for T {}
 
 /// A type that can be stored as a state value.

@@ -30,7 +30,10 @@ impl<M: Default> ByKeyGroup<M> {
 
     #[inline]
     fn group(&self, key_group: KeyGroup) -> Result<&M, StateError> {
-        match self.groups.get(usize::from(key_group.wrapping_sub(self.range.start))) {
+        match self
+            .groups
+            .get(usize::from(key_group.wrapping_sub(self.range.start)))
+        {
             Some(m) if self.range.contains(key_group) => Ok(m),
             _ => Err(self.not_owned(key_group)),
         }
@@ -155,7 +158,12 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> MapTable<K, MK, MV> {
     }
 
     /// The value under `user_key` in `key`'s map.
-    pub fn get(&self, key_group: KeyGroup, key: &K, user_key: &MK) -> Result<Option<MV>, StateError> {
+    pub fn get(
+        &self,
+        key_group: KeyGroup,
+        key: &K,
+        user_key: &MK,
+    ) -> Result<Option<MV>, StateError> {
         Ok(self
             .inner
             .group(key_group)?
@@ -165,7 +173,13 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> MapTable<K, MK, MV> {
     }
 
     /// Sets `user_key` to `value` in `key`'s map.
-    pub fn put(&mut self, key_group: KeyGroup, key: &K, user_key: MK, value: MV) -> Result<(), StateError> {
+    pub fn put(
+        &mut self,
+        key_group: KeyGroup,
+        key: &K,
+        user_key: MK,
+        value: MV,
+    ) -> Result<(), StateError> {
         let group = self.inner.group_mut(key_group)?;
         match group.get_mut(key) {
             Some(map) => {
@@ -181,7 +195,12 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> MapTable<K, MK, MV> {
     }
 
     /// Removes `user_key` from `key`'s map, returning its value.
-    pub fn remove(&mut self, key_group: KeyGroup, key: &K, user_key: &MK) -> Result<Option<MV>, StateError> {
+    pub fn remove(
+        &mut self,
+        key_group: KeyGroup,
+        key: &K,
+        user_key: &MK,
+    ) -> Result<Option<MV>, StateError> {
         let group = self.inner.group_mut(key_group)?;
         let Some(map) = group.get_mut(key) else {
             return Ok(None);
@@ -269,7 +288,12 @@ impl<K: StateKey, V: StateValue> ListTable<K, V> {
     }
 
     /// Replaces `key`'s list; an empty list removes it.
-    pub fn replace(&mut self, key_group: KeyGroup, key: &K, values: Vec<V>) -> Result<(), StateError> {
+    pub fn replace(
+        &mut self,
+        key_group: KeyGroup,
+        key: &K,
+        values: Vec<V>,
+    ) -> Result<(), StateError> {
         let group = self.inner.group_mut(key_group)?;
         if values.is_empty() {
             group.remove(key);

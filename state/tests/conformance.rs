@@ -82,7 +82,10 @@ fn timers_fire_in_order_once_and_can_be_deleted() {
         let id = store.timer_table::<u64>("timers").unwrap();
         let t = store.table_mut(id).unwrap();
         assert!(t.register(TimeDomain::EventTime, &1, 20));
-        assert!(!t.register(TimeDomain::EventTime, &1, 20), "duplicates collapse");
+        assert!(
+            !t.register(TimeDomain::EventTime, &1, 20),
+            "duplicates collapse"
+        );
         assert!(t.register(TimeDomain::EventTime, &2, 10));
         assert!(t.register(TimeDomain::EventTime, &3, 30));
         assert!(t.register(TimeDomain::ProcessingTime, &3, 5));

@@ -1,0 +1,155 @@
+//! `keyed-sum` (W1): a running count and sum per key over generated events.
+
+use crate::error::JobError;
+use crate::registry::{JobContext, JobDefinition, ParamKind, ParamSpec};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use weir_operators::prelude::*;
+use weir_operators::{Dataflow, MAX_WATERMARK};
+
+/// The job's registration.
+pub const DEFINITION: JobDefinition = JobDefinition {
+    name: "keyed-sum",
+    description: "per key, a running count and sum of generated events (W1)",
+    params: &[
+        ParamSpec {
+            name: "events",
+            kind: ParamKind::UInt,
+            default: Some("1000000"),
+            help: "number of events to generate",
+        },
+        ParamSpec {
+            name: "keys",
+            kind: ParamKind::UInt,
+            default: Some("1000"),
+            help: "number of distinct keys",
+        },
+        ParamSpec {
+            name: "seed",
+            kind: ParamKind::UInt,
+            default: Some("42"),
+            help: "seed of the generator",
+        },
+        ParamSpec {
+            name: "rate",
+            kind: ParamKind::UInt,
+            default: Some("0"),
+            help: "at most this many events per second (0: unlimited)",
+        },
+        ParamSpec {
+            name: "emit",
+            kind: ParamKind::Choice(&["final", "updates"]),
+            default: Some("final"),
+            help: "final: one line per key at end of input; updates: every update",
+        },
+    ],
+    build,
+};
+
+/// The count and sum of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySum {
+    /// The key.
+    pub key: u64,
+    /// Events seen for it.
+    pub count: u64,
+    /// Sum of their values.
+    pub sum: i64,
+}
+
+impl fmt::Display for KeySum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},{},{}", self.key, self.count, self.sum)
+    }
+}
+
+/// Keeps `(count, sum)` per key; emits every update, or each key's total
+/// when the input ends.
+#[derive(Debug, Clone)]
+pub struct RunningSum {
+    emit_updates: bool,
+    totals: Option<ValueState<u64, (u64, i64)>>,
+}
+
+impl RunningSum {
+    /// Emits every update when `emit_updates`, otherwise only final totals.
+    pub fn new(emit_updates: bool) -> Self {
+        Self {
+            emit_updates,
+            totals: None,
+        }
+    }
+
+    fn totals(&self) -> Result<ValueState<u64, (u64, i64)>, OperatorError> {
+        self.totals
+            .ok_or_else(|| OperatorError::user("running-sum used before open"))
+    }
+}
+
+impl KeyedProcessFunction for RunningSum {
+    type Key = u64;
+    type In = GeneratedEvent;
+    type Out = KeySum;
+
+    fn open(&mut self, state: &mut StateRegistry<'_, u64>) -> Result<(), OperatorError> {
+        self.totals = Some(state.value("totals")?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        event: GeneratedEvent,
+        ctx: &mut KeyedContext<'_, u64, KeySum>,
+    ) -> Result<(), OperatorError> {
+        let mut first = false;
+        let totals = self.totals()?.update(ctx, |old| {
+            first = old.is_none();
+            let (count, sum) = old.unwrap_or((0, 0));
+            Some((count + 1, sum + event.value))
+        })?;
+        if self.emit_updates {
+            let (count, sum) = totals.unwrap_or_default();
+            ctx.emit(KeySum {
+                key: event.key,
+                count,
+                sum,
+            })?;
+        } else if first {
+            // Fires once the input has ended (the final watermark).
+            ctx.register_event_time_timer(MAX_WATERMARK)?;
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        _timestamp: Timestamp,
+        _domain: TimeDomain,
+        ctx: &mut KeyedContext<'_, u64, KeySum>,
+    ) -> Result<(), OperatorError> {
+        if let Some((count, sum)) = self.totals()?.get(ctx)? {
+            let key = *ctx.key();
+            ctx.emit(KeySum { key, count, sum })?;
+        }
+        Ok(())
+    }
+}
+
+fn build(ctx: &JobContext) -> Result<Dataflow, JobError> {
+    let p = &ctx.params;
+    if p.uint("keys") == 0 {
+        return Err(ctx.invalid("keys must be at least 1"));
+    }
+    let job = ctx.builder();
+    let sums = job
+        .source(
+            Generator::new(p.uint("events"), p.uint("keys"), p.uint("seed"))
+                .with_rate(p.uint("rate")),
+        )
+        .named("events")
+        .key_by(|e| e.key)
+        .process(RunningSum::new(p.text("emit") == "updates"))
+        .named("running-sum");
+    ctx.sink(sums);
+    ctx.finish(job)
+}

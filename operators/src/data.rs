@@ -1,0 +1,80 @@
+//! Records, batches and the messages that flow between tasks.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::any::Any;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// Event time or processing time, in milliseconds since the Unix epoch (or
+/// any origin the job chooses, used consistently).
+pub type Timestamp = i64;
+
+/// The watermark that ends event time: it fires every pending timer and window.
+pub const MAX_WATERMARK: Timestamp = Timestamp::MAX;
+
+/// A record type that can flow through a stream.
+///
+/// Implemented for every type that is cloneable, sendable, printable for
+/// debugging and serializable (so it can cross process boundaries).
+pub trait Data: Clone + Send + Debug + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Debug + Serialize + DeserializeOwned + 'static> Data for T {}
+
+/// A type that can key a stream: hashed into a key group and used to index
+/// keyed state.
+pub trait Key: Data + Hash + Eq {}
+impl<T: Data + Hash + Eq> Key for T {}
+
+/// A batch of records of one type, with the type erased so that batches of
+/// any stream can travel through the same channels.
+pub struct Batch {
+    records: Box<dyn Any + Send>,
+    len: usize,
+}
+
+impl Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Batch({} records)", self.len)
+    }
+}
+
+impl Batch {
+    /// Wraps records into a batch.
+    pub fn new<T: Data>(records: Vec<T>) -> Self {
+        let len = records.len();
+        Self {
+            records: Box::new(records),
+            len,
+        }
+    }
+
+    /// Number of records in the batch.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The records, if they are of type `T`; the batch back otherwise.
+    pub fn into_records<T: Data>(self) -> Result<Vec<T>, Batch> {
+        let len = self.len;
+        self.records
+            .downcast::<Vec<T>>()
+            .map(|b| *b)
+            .map_err(|records| Batch { records, len })
+    }
+}
+
+/// What a task receives on one input channel.
+#[derive(Debug)]
+pub enum Message {
+    /// A batch of records.
+    Data(Batch),
+    /// No record with a timestamp at or below this one will follow on this channel.
+    Watermark(Timestamp),
+    /// The channel is finished; nothing follows.
+    EndOfStream,
+}

@@ -1,0 +1,82 @@
+//! The error type of the operator crate.
+
+use std::path::PathBuf;
+use weir_protocol::ProtocolError;
+use weir_state::StateError;
+
+/// Why an operator could not process its input.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// A user function reported a failure.
+    #[error("{message}")]
+    User {
+        /// What the user function said.
+        message: String,
+        /// The underlying error, if there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Keyed state could not be read or written.
+    #[error("state access failed")]
+    State(#[from] StateError),
+    /// A file could not be read or written.
+    #[error("{action} {path}")]
+    Io {
+        /// What was being done ("reading", "creating", …).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A downstream task is gone, so output cannot be delivered: the job is
+    /// being cancelled or has failed elsewhere.
+    #[error("downstream task is gone (job cancelled or failed elsewhere)")]
+    Disconnected,
+    /// A batch of the wrong record type arrived: the job graph is wired wrong.
+    #[error("operator '{operator}' received records of an unexpected type (expected {expected})")]
+    WrongRecordType {
+        /// The receiving operator.
+        operator: String,
+        /// The record type it expected.
+        expected: &'static str,
+    },
+}
+
+impl OperatorError {
+    /// A failure reported by user code, with a message.
+    pub fn user(message: impl Into<String>) -> Self {
+        Self::User {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure reported by user code, keeping the underlying error.
+    pub fn user_caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::User {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// Why a job could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The job graph is invalid (cycle, zero parallelism, …).
+    #[error("invalid job graph")]
+    Graph(#[from] ProtocolError),
+    /// An operator was configured in a way that cannot work.
+    #[error("operator '{operator}': {problem}")]
+    Operator {
+        /// Name of the operator.
+        operator: String,
+        /// What is wrong.
+        problem: String,
+    },
+}

@@ -1,0 +1,86 @@
+//! Sinks: where a job's records end.
+//!
+//! - [`StdoutSink`]: one line per record on standard output.
+//! - [`BlackholeSink`]: drops records (benchmarks).
+//! - [`FileSink`]: one line per record into a file per subtask in a directory.
+//!
+//! A user-defined sink implements [`Sink`].
+
+mod blackhole;
+mod file;
+mod stdout;
+
+pub use self::blackhole::BlackholeSink;
+pub use self::file::FileSink;
+pub use self::stdout::StdoutSink;
+
+use crate::data::{Batch, Data, Timestamp};
+use crate::error::OperatorError;
+use crate::record_task::records_of;
+use crate::task::{OperatorTask, TaskInfo};
+use std::marker::PhantomData;
+
+/// A destination for records. It is cloned once per subtask; each clone is
+/// [`open`](Self::open)ed before it receives records.
+pub trait Sink<T>: Clone + Send + Sync + 'static {
+    /// Default operator name.
+    const NAME: &'static str;
+
+    /// Prepares subtask `info.subtask`.
+    fn open(&mut self, _info: &TaskInfo) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Writes a batch of records.
+    fn write(&mut self, records: Vec<T>) -> Result<(), OperatorError>;
+
+    /// The input ended: make everything written durable.
+    fn finish(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+}
+
+/// Runs a [`Sink`] as a task.
+pub(crate) struct SinkTask<T, S> {
+    name: String,
+    sink: S,
+    _records: PhantomData<fn(T)>,
+}
+
+impl<T: Data, S: Sink<T>> SinkTask<T, S> {
+    pub(crate) fn boxed(info: &TaskInfo, mut sink: S) -> Result<Box<Self>, OperatorError> {
+        sink.open(info)?;
+        Ok(Box::new(Self {
+            name: info.operator.clone(),
+            sink,
+            _records: PhantomData,
+        }))
+    }
+}
+
+impl<T: Data, S: Sink<T>> OperatorTask for SinkTask<T, S> {
+    fn process(&mut self, batch: Batch) -> Result<(), OperatorError> {
+        let records = records_of::<T>(&self.name, batch)?;
+        self.sink.write(records)
+    }
+
+    fn watermark(&mut self, _watermark: Timestamp) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    fn processing_time(&mut self, _now: Timestamp) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    fn next_processing_deadline(&self) -> Option<Timestamp> {
+        None
+    }
+
+    fn flush(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), OperatorError> {
+        self.sink.finish()
+    }
+}

@@ -1,0 +1,62 @@
+//! The error type of the runtime crate.
+
+use weir_operators::OperatorError;
+use weir_protocol::ProtocolError;
+
+/// Why a subtask stopped before finishing its input.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskFailure {
+    /// The operator returned an error.
+    #[error(transparent)]
+    Error(#[from] OperatorError),
+    /// The operator panicked.
+    #[error("panicked: {message}")]
+    Panic {
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// Why a job did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A subtask failed; the job was cancelled.
+    #[error("job '{job}' failed: operator '{operator}' subtask {subtask} failed")]
+    TaskFailed {
+        /// Name of the job.
+        job: String,
+        /// Name of the failed operator.
+        operator: String,
+        /// Index of the failed subtask.
+        subtask: u32,
+        /// What went wrong in it.
+        #[source]
+        cause: TaskFailure,
+    },
+    /// The job was cancelled before it finished.
+    #[error("job '{job}' was cancelled")]
+    Cancelled {
+        /// Name of the job.
+        job: String,
+    },
+    /// The job graph cannot run.
+    #[error("job '{job}' has an invalid graph")]
+    Graph {
+        /// Name of the job.
+        job: String,
+        /// What is wrong with it.
+        #[source]
+        source: ProtocolError,
+    },
+    /// A thread could not be started.
+    #[error("could not start a thread for operator '{operator}' subtask {subtask}")]
+    Spawn {
+        /// Name of the operator.
+        operator: String,
+        /// Index of the subtask.
+        subtask: u32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
