@@ -58,7 +58,7 @@ impl<T: Data, U: Data, I: IntoIterator<Item = U> + 'static> RecordOperator for F
 }
 
 /// Generates watermarks from record timestamps with a bound on how far out
-/// of order records may arrive: after each record the watermark is
+/// of order records may arrive: after each input batch the watermark is
 /// `max_timestamp_seen - max_out_of_orderness - 1`. Upstream watermarks are
 /// replaced, except the final one that ends the stream.
 pub(crate) struct WatermarkAssigner<T> {
@@ -66,9 +66,6 @@ pub(crate) struct WatermarkAssigner<T> {
     pub(crate) max_out_of_orderness: Timestamp,
     pub(crate) max_seen: Timestamp,
     pub(crate) emitted: Timestamp,
-    /// Records since the last watermark; watermarks go out once per batch-sized run.
-    pub(crate) since_emit: usize,
-    pub(crate) every: usize,
 }
 
 impl<T: Data> WatermarkAssigner<T> {
@@ -81,7 +78,6 @@ impl<T: Data> WatermarkAssigner<T> {
             self.emitted = candidate;
             out.emit_watermark(candidate)?;
         }
-        self.since_emit = 0;
         Ok(())
     }
 }
@@ -96,12 +92,11 @@ impl<T: Data> RecordOperator for WatermarkAssigner<T> {
         if ts > self.max_seen {
             self.max_seen = ts;
         }
-        out.collect(record)?;
-        self.since_emit += 1;
-        if self.since_emit >= self.every {
-            self.maybe_emit(out)?;
-        }
-        Ok(())
+        out.collect(record)
+    }
+
+    fn end_of_batch(&mut self, out: &mut Output<T>) -> Result<(), OperatorError> {
+        self.maybe_emit(out)
     }
 
     fn watermark(

@@ -371,8 +371,6 @@ impl<T: Data> Stream<T> {
                 max_out_of_orderness: bound,
                 max_seen: Timestamp::MIN,
                 emitted: Timestamp::MIN,
-                since_emit: 0,
-                every: 256,
             },
             Some(extractor),
         )

@@ -74,9 +74,9 @@ pub use window::{
 
 /// Everything needed to write a job, in one import.
 pub mod prelude {
-    pub use crate::sinks::{BlackholeSink, FileSink, Sink, StdoutSink};
+    pub use crate::sinks::{BlackholeSink, CollectSink, FileSink, Sink, StdoutSink};
     pub use crate::sources::{
-        FileLines, GeneratedEvent, Generator, NexmarkEvent, NexmarkSource, Source,
+        FileLines, FromElements, GeneratedEvent, Generator, NexmarkEvent, NexmarkSource, Source,
     };
     pub use crate::{
         AggregateFunction, Count, Data, JobBuilder, Key, KeyedContext, KeyedProcessFunction,

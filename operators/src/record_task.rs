@@ -17,6 +17,11 @@ pub(crate) trait RecordOperator: Send + 'static {
         out: &mut Output<Self::Out>,
     ) -> Result<(), OperatorError>;
 
+    /// Called after each input batch.
+    fn end_of_batch(&mut self, _out: &mut Output<Self::Out>) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
     fn watermark(
         &mut self,
         watermark: Timestamp,
@@ -73,7 +78,7 @@ impl<O: RecordOperator> OperatorTask for RecordTask<O> {
         for record in records_of::<O::In>(&self.name, batch)? {
             self.operator.process(record, &mut self.out)?;
         }
-        Ok(())
+        self.operator.end_of_batch(&mut self.out)
     }
 
     fn watermark(&mut self, watermark: Timestamp) -> Result<(), OperatorError> {

@@ -120,6 +120,14 @@ pub struct Dataflow {
     key_hashers: Vec<Option<ErasedKeyHasher>>,
 }
 
+impl std::fmt::Debug for Dataflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataflow")
+            .field("graph", &self.graph)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Dataflow {
     pub(crate) fn new(
         graph: JobGraph,

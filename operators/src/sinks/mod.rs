@@ -3,14 +3,17 @@
 //! - [`StdoutSink`]: one line per record on standard output.
 //! - [`BlackholeSink`]: drops records (benchmarks).
 //! - [`FileSink`]: one line per record into a file per subtask in a directory.
+//! - [`CollectSink`]: records into a shared vector (tests, examples).
 //!
 //! A user-defined sink implements [`Sink`].
 
 mod blackhole;
+mod collect;
 mod file;
 mod stdout;
 
 pub use self::blackhole::BlackholeSink;
+pub use self::collect::CollectSink;
 pub use self::file::FileSink;
 pub use self::stdout::StdoutSink;
 

@@ -3,13 +3,16 @@
 //! - [`Generator`]: deterministic keyed events from a seed, optionally rate-limited.
 //! - [`FileLines`]: the lines of a text file, split by byte range across subtasks.
 //! - [`NexmarkSource`]: the Nexmark auction benchmark's events.
+//! - [`FromElements`]: a fixed list of records (tests, examples).
 //!
 //! A user-defined source implements [`Source`].
 
+mod elements;
 mod file;
 mod generator;
 mod nexmark;
 
+pub use self::elements::FromElements;
 pub use self::file::FileLines;
 pub use self::generator::{GeneratedEvent, Generator};
 pub use self::nexmark::{NexmarkEvent, NexmarkSource, NEXMARK_BASE_TIME};

@@ -1,0 +1,105 @@
+//! The `weir` command line: summaries, stats files and clear errors.
+
+use crate::reference_jobs::weir_run;
+use std::process::Command;
+
+fn weir(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .expect("weir starts");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn run_prints_a_summary_and_writes_stats_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.json");
+    let summary = weir_run(&[
+        "keyed-sum",
+        "--param",
+        "events=50000",
+        "--param",
+        "keys=10",
+        "-p",
+        "2",
+        "--output",
+        dir.path().join("out").to_str().unwrap(),
+        "--stats",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(
+        summary.contains("50000 events in, 10 records out"),
+        "{summary}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap();
+    assert_eq!(json["events_in"], 50_000);
+    assert_eq!(json["records_out"], 10);
+    assert!(json["elapsed_s"].as_f64().unwrap() > 0.0);
+    assert!(json["events_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn without_output_records_go_to_stdout() {
+    let (ok, stdout, _) = weir(&[
+        "run",
+        "keyed-sum",
+        "--param",
+        "events=100",
+        "--param",
+        "keys=3",
+    ]);
+    assert!(ok);
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].starts_with("0,"));
+}
+
+#[test]
+fn bad_job_names_and_parameters_are_one_line_errors() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["run", "no-such-job"], "error: unknown job 'no-such-job'"),
+        (
+            &["run", "keyed-sum", "--param", "events=lots"],
+            "must be a non-negative integer, got 'lots'",
+        ),
+        (
+            &["run", "keyed-sum", "--param", "colour=blue"],
+            "has no parameter 'colour'",
+        ),
+        (
+            &["run", "keyed-sum", "--param", "keys"],
+            "must have the form key=value",
+        ),
+        (&["run", "wordcount"], "needs parameter 'input'"),
+    ];
+    for (args, expected) in cases {
+        let (ok, _, stderr) = weir(args);
+        assert!(!ok, "{args:?} should fail");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn jobs_available_lists_jobs_with_parameters_and_defaults() {
+    let (ok, stdout, _) = weir(&["jobs", "available"]);
+    assert!(ok);
+    for needle in [
+        "keyed-sum",
+        "wordcount",
+        "nexmark-q5",
+        "nexmark-q7",
+        "events=",
+        "default 1000000",
+        "required",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle}: {stdout}");
+    }
+}

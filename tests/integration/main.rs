@@ -1,0 +1,22 @@
+//! End-to-end tests of the operator API on the local engine, and of the
+//! `weir` binary. One test binary (see `mod` list) keeps link time down.
+
+mod backpressure;
+mod cli;
+mod failures;
+mod reference_jobs;
+mod semantics;
+mod sources;
+
+use weir::operators::JobBuilder;
+use weir::runtime::{CancelToken, EngineConfig, JobReport, LocalEngine, RuntimeError};
+
+/// Runs a job on a fresh local engine with `batch_size` records per batch.
+pub fn run_job(job: JobBuilder, batch_size: usize) -> Result<JobReport, RuntimeError> {
+    let dataflow = job.build().expect("job builds");
+    let engine = LocalEngine::new(EngineConfig {
+        batch_size,
+        ..EngineConfig::default()
+    });
+    engine.run(&dataflow, &CancelToken::new())
+}
