@@ -261,7 +261,7 @@ fn invalid_graphs_are_build_errors_naming_the_operator() {
         .named("zero")
         .with_parallelism(0)
         .discard();
-    let err = job.build().err().expect("zero parallelism is rejected");
+    let err = job.build().expect_err("zero parallelism is rejected");
     let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
     assert!(
         chain.contains("operator 'zero' has parallelism 0"),

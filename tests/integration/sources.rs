@@ -41,7 +41,7 @@ fn a_missing_input_file_is_an_error_naming_it() {
     job.source(FileLines::new("/nonexistent/weir-input.txt"))
         .discard();
     let err = run_job(job, 32).unwrap_err();
-    let text = format!("{}", weir::cli::error_chain(&err));
+    let text = weir::cli::error_chain(&err);
     assert!(
         text.contains("opening /nonexistent/weir-input.txt"),
         "{text}"
