@@ -23,6 +23,8 @@
 //! - Re-exports: [`operators`] (and its [`prelude`]), [`jobs`], [`runtime`],
 //!   [`state`], [`protocol`].
 
+#![warn(missing_docs)]
+
 pub mod cli;
 
 pub use weir_jobs as jobs;

@@ -13,6 +13,8 @@
 //!
 //! Each job module exports a [`JobDefinition`]; `registry` collects them.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod keyed_sum;
 pub mod nexmark;
@@ -20,4 +22,6 @@ pub mod registry;
 pub mod wordcount;
 
 pub use error::JobError;
-pub use registry::{JobContext, JobDefinition, JobParams, JobRegistry, ParamKind, ParamSpec};
+pub use registry::{
+    JobContext, JobDefinition, JobOptions, JobParams, JobRegistry, ParamKind, ParamSpec,
+};

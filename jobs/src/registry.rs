@@ -1,9 +1,11 @@
 //! The job registry and job parameters.
 
 use crate::error::JobError;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::path::PathBuf;
+use weir_operators::DEFAULT_MAX_PARALLELISM;
 use weir_operators::{Data, Dataflow, JobBuilder, Stream};
 
 /// The type of a job parameter, checked before the job is built.
@@ -144,6 +146,29 @@ impl JobParams {
     }
 }
 
+/// How to run a job, whatever the job: the options `weir run` and
+/// `weir submit` share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOptions {
+    /// Parallelism of every operator.
+    pub parallelism: u32,
+    /// Number of key groups (the highest parallelism keyed state can be
+    /// rescaled to).
+    pub max_parallelism: u32,
+    /// Where file output goes; `None` prints to standard output.
+    pub output: Option<PathBuf>,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: 1,
+            max_parallelism: DEFAULT_MAX_PARALLELISM,
+            output: None,
+        }
+    }
+}
+
 /// What a job builder receives.
 #[derive(Debug, Clone)]
 pub struct JobContext {
@@ -151,6 +176,8 @@ pub struct JobContext {
     pub job: &'static str,
     /// Parallelism of every operator.
     pub parallelism: u32,
+    /// Number of key groups.
+    pub max_parallelism: u32,
     /// Where file output goes; `None` prints to standard output.
     pub output: Option<PathBuf>,
     /// Checked parameters.
@@ -158,9 +185,12 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    /// A [`JobBuilder`] named after the job, with the context's parallelism.
+    /// A [`JobBuilder`] named after the job, with the context's parallelism
+    /// and max parallelism.
     pub fn builder(&self) -> JobBuilder {
-        JobBuilder::new(self.job).with_parallelism(self.parallelism)
+        JobBuilder::new(self.job)
+            .with_parallelism(self.parallelism)
+            .with_max_parallelism(self.max_parallelism)
     }
 
     /// Ends `stream` in the job's output: files under `--output` if given,
@@ -256,11 +286,10 @@ impl JobRegistry {
         &self,
         name: &str,
         params: &[(String, String)],
-        parallelism: u32,
-        output: Option<PathBuf>,
+        options: &JobOptions,
     ) -> Result<Dataflow, JobError> {
         let job = self.get(name)?;
-        if parallelism == 0 {
+        if options.parallelism == 0 {
             return Err(JobError::Invalid {
                 job: job.name.into(),
                 problem: "parallelism must be at least 1".into(),
@@ -268,8 +297,9 @@ impl JobRegistry {
         }
         let context = JobContext {
             job: job.name,
-            parallelism,
-            output,
+            parallelism: options.parallelism,
+            max_parallelism: options.max_parallelism,
+            output: options.output.clone(),
             params: JobParams::parse(job.name, job.params, params)?,
         };
         (job.build)(&context)
@@ -287,12 +317,14 @@ mod tests {
     #[test]
     fn unknown_jobs_and_parameters_are_named() {
         let registry = JobRegistry::builtin();
-        let err = registry.build("nope", &[], 1, None).unwrap_err();
+        let err = registry
+            .build("nope", &[], &JobOptions::default())
+            .unwrap_err();
         assert!(err
             .to_string()
             .starts_with("unknown job 'nope' (available: keyed-sum"));
         let err = registry
-            .build("keyed-sum", &pairs(&["event=5"]), 1, None)
+            .build("keyed-sum", &pairs(&["event=5"]), &JobOptions::default())
             .unwrap_err();
         assert!(matches!(err, JobError::UnknownParam { .. }), "{err}");
     }
@@ -301,17 +333,23 @@ mod tests {
     fn malformed_and_missing_parameters_are_errors() {
         let registry = JobRegistry::builtin();
         let err = registry
-            .build("keyed-sum", &pairs(&["events=12x"]), 1, None)
+            .build("keyed-sum", &pairs(&["events=12x"]), &JobOptions::default())
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "parameter 'events' of job 'keyed-sum' must be a non-negative integer, got '12x'"
         );
         let err = registry
-            .build("keyed-sum", &pairs(&["emit=sometimes"]), 1, None)
+            .build(
+                "keyed-sum",
+                &pairs(&["emit=sometimes"]),
+                &JobOptions::default(),
+            )
             .unwrap_err();
         assert!(err.to_string().contains("one of final, updates"), "{err}");
-        let err = registry.build("wordcount", &[], 1, None).unwrap_err();
+        let err = registry
+            .build("wordcount", &[], &JobOptions::default())
+            .unwrap_err();
         assert!(matches!(err, JobError::MissingParam { .. }), "{err}");
         assert!(JobParams::split_pairs(&["novalue".into()]).is_err());
     }

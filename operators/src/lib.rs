@@ -67,6 +67,7 @@ pub use process::{
     KeyedContext, KeyedProcessFunction, ListState, MapState, StateRegistry, ValueState,
 };
 pub use task::{Dataflow, TaskInfo};
+pub use weir_protocol::key_group::DEFAULT_MAX_PARALLELISM;
 pub use weir_state::TimeDomain;
 pub use window::{
     AggregateFunction, Count, SlidingWindows, TumblingWindows, Window, WindowAssigner, Windowed,

@@ -15,6 +15,8 @@
 //! Everything here is plain data plus pure functions, so it can be shared by
 //! the coordinator and the workers without either importing the other.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod graph;
 pub mod ids;

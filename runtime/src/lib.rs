@@ -17,6 +17,8 @@
 //! `engine` builds `channels` and runs `task_loop` on each thread;
 //! `task_loop` uses `watermarks`.
 
+#![warn(missing_docs)]
+
 pub mod channels;
 pub mod engine;
 pub mod error;

@@ -3,7 +3,7 @@
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
-use weir_jobs::{JobParams, JobRegistry};
+use weir_jobs::{JobOptions, JobParams, JobRegistry};
 use weir_runtime::{CancelToken, EngineConfig, JobReport, LocalEngine};
 
 /// Arguments of `weir run`.
@@ -23,6 +23,10 @@ pub struct RunArgs {
     /// Also write the run summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
+    /// Number of key groups: the highest parallelism keyed state can later
+    /// be rescaled to.
+    #[arg(long, default_value_t = weir_protocol::key_group::DEFAULT_MAX_PARALLELISM)]
+    pub max_parallelism: u32,
     /// Records per batch between operators.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
@@ -62,7 +66,12 @@ impl RunStats {
 /// error (standard output may carry the job's records).
 pub fn run(args: RunArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
     let params = JobParams::split_pairs(&args.params)?;
-    let dataflow = registry.build(&args.job, &params, args.parallelism, args.output.clone())?;
+    let options = JobOptions {
+        parallelism: args.parallelism,
+        max_parallelism: args.max_parallelism,
+        output: args.output.clone(),
+    };
+    let dataflow = registry.build(&args.job, &params, &options)?;
     let engine = LocalEngine::new(EngineConfig {
         batch_size: args.batch_size.max(1),
         ..EngineConfig::default()

@@ -16,6 +16,8 @@
 //!
 //! `backend` creates `store`s; a `store` owns `tables` and `timers`.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod error;
 pub mod store;

@@ -63,7 +63,7 @@ fn without_output_records_go_to_stdout() {
 
 #[test]
 fn bad_job_names_and_parameters_are_one_line_errors() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["run", "no-such-job"], "error: unknown job 'no-such-job'"),
         (
             &["run", "keyed-sum", "--param", "events=lots"],
@@ -78,6 +78,14 @@ fn bad_job_names_and_parameters_are_one_line_errors() {
             "must have the form key=value",
         ),
         (&["run", "wordcount"], "needs parameter 'input'"),
+        (
+            &["run", "keyed-sum", "-p", "0"],
+            "parallelism must be at least 1",
+        ),
+        (
+            &["run", "keyed-sum", "-p", "4", "--max-parallelism", "2"],
+            "has parallelism 4, above the max parallelism 2",
+        ),
     ];
     for (args, expected) in cases {
         let (ok, _, stderr) = weir(args);
