@@ -8,7 +8,7 @@
 use crate::store::{ErasedTable, StateKey, StateKind};
 use rustc_hash::FxHashSet;
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// The clock a timer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +32,7 @@ pub struct Timer<K> {
 
 #[derive(Debug)]
 struct TimerQueue<K> {
-    by_time: BTreeMap<i64, Vec<K>>,
+    by_time: BTreeMap<i64, VecDeque<K>>,
     registered: FxHashSet<(i64, K)>,
 }
 
@@ -48,7 +48,7 @@ impl<K: StateKey> TimerQueue<K> {
         if !self.registered.insert((timestamp, key.clone())) {
             return false;
         }
-        self.by_time.entry(timestamp).or_default().push(key.clone());
+        self.by_time.entry(timestamp).or_default().push_back(key.clone());
         true
     }
 
@@ -73,7 +73,7 @@ impl<K: StateKey> TimerQueue<K> {
         }
         let keys = first.get_mut();
         // Fire keys in registration order.
-        let key = keys.remove(0);
+        let key = keys.pop_front()?;
         if keys.is_empty() {
             first.remove();
         }
