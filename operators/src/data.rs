@@ -17,8 +17,8 @@ pub const MAX_WATERMARK: Timestamp = Timestamp::MAX;
 ///
 /// Implemented for every type that is cloneable, sendable, printable for
 /// debugging and serializable (so it can cross process boundaries).
-pub trait Data: Clone + Send + Debug + Serialize + DeserializeOwned + 'static {}
-impl<T: Clone + Send + Debug + Serialize + DeserializeOwned + 'static> Data for T {}
+pub trait Data: Clone + Send + Sync + Debug + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Sync + Debug + Serialize + DeserializeOwned + 'static> Data for T {}
 
 /// A type that can key a stream: hashed into a key group and used to index
 /// keyed state.

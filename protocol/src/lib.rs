@@ -4,6 +4,9 @@
 //!
 //! - [`ids`]: identifiers for jobs, vertices and subtasks, and the checkpoint
 //!   [`Epoch`](ids::Epoch).
+//! - [`checkpoint`]: what a checkpoint is made of (state files with
+//!   checksums, per-subtask state, acks, the manifest) and the canonical
+//!   storage paths.
 //! - [`graph`]: the logical [`JobGraph`](graph::JobGraph) (operators with a
 //!   parallelism, and the edges between them) and its validation.
 //! - [`key_group`]: stable key hashing, key groups, and the assignment of
@@ -17,11 +20,13 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod error;
 pub mod graph;
 pub mod ids;
 pub mod key_group;
 
+pub use checkpoint::{CheckpointManifest, OperatorState, StateFile, SubtaskState, TaskAck};
 pub use error::ProtocolError;
 pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};
 pub use ids::{Epoch, SubtaskId, VertexId};

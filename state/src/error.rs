@@ -34,4 +34,40 @@ pub enum StateError {
         /// How many tables the store has.
         tables: usize,
     },
+    /// State could not be encoded for a snapshot.
+    #[error("encoding state '{table}'")]
+    Encode {
+        /// The table.
+        table: String,
+        /// The encoder's error.
+        #[source]
+        source: postcard::Error,
+    },
+    /// Snapshot bytes could not be decoded.
+    #[error("decoding state '{table}'")]
+    Decode {
+        /// The table.
+        table: String,
+        /// The decoder's error.
+        #[source]
+        source: postcard::Error,
+    },
+    /// A file's checksum does not match the manifest.
+    #[error("checksum mismatch in {path}: manifest says {expected:08x}, file has {actual:08x}")]
+    ChecksumMismatch {
+        /// The file.
+        path: String,
+        /// CRC-32C recorded in the manifest.
+        expected: u32,
+        /// CRC-32C of the bytes read.
+        actual: u32,
+    },
+    /// A file is malformed.
+    #[error("corrupt state file {path}: {problem}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
 }

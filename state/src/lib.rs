@@ -11,6 +11,8 @@
 //!   reach tables through typed [`TableId`]s.
 //! - [`tables`]: the typed tables, [`ValueTable`], [`MapTable`] and
 //!   [`ListTable`], each partitioned by key group.
+//! - [`snapshot`]: the snapshot file format: key-group sections with a
+//!   checksum, written from frozen (copy-on-write) tables.
 //! - [`timers`]: [`TimerTable`], event-time and processing-time timers per key.
 //! - [`error`]: [`StateError`], the one error type of this crate.
 //!
@@ -20,12 +22,14 @@
 
 pub mod backend;
 pub mod error;
+pub mod snapshot;
 pub mod store;
 pub mod tables;
 pub mod timers;
 
 pub use backend::{MemoryBackend, StateBackend, StateScope};
 pub use error::StateError;
+pub use snapshot::{EncodedSnapshot, StoreSnapshot};
 pub use store::{KeyedStateStore, StateKey, StateKind, StateValue, TableId};
 pub use tables::{ListTable, MapTable, ValueTable};
 pub use timers::{TimeDomain, Timer, TimerTable};

@@ -2,11 +2,13 @@
 
 use crate::backend::StateScope;
 use crate::error::StateError;
+use crate::snapshot::{StoreSnapshot, TableBlob};
 use crate::tables::{ListTable, MapTable, ValueTable};
 use crate::timers::TimerTable;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -17,17 +19,21 @@ use weir_protocol::{KeyGroup, KeyGroupRange};
 /// equality, and serializable so that snapshots and other backends can
 /// store it.
 pub trait StateKey:
-    Hash + Eq + Clone + Send + Debug + Serialize + DeserializeOwned + 'static
+    Hash + Eq + Clone + Send + Sync + Debug + Serialize + DeserializeOwned + 'static
 {
 }
-impl<T: Hash + Eq + Clone + Send + Debug + Serialize + DeserializeOwned + 'static> StateKey for T {}
+impl<T: Hash + Eq + Clone + Send + Sync + Debug + Serialize + DeserializeOwned + 'static> StateKey
+    for T
+{
+}
 
 /// A type that can be stored as a state value.
-pub trait StateValue: Clone + Send + Debug + Serialize + DeserializeOwned + 'static {}
-impl<T: Clone + Send + Debug + Serialize + DeserializeOwned + 'static> StateValue for T {}
+pub trait StateValue: Clone + Send + Sync + Debug + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Sync + Debug + Serialize + DeserializeOwned + 'static> StateValue for T {}
 
 /// The kinds of keyed state a store holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StateKind {
     /// One value per key.
     Value,
@@ -65,8 +71,20 @@ pub(crate) trait ErasedTable: Send {
     fn name(&self) -> &str;
     fn kind(&self) -> StateKind;
     fn entries(&self) -> usize;
+    /// The table's current contents, shared copy-on-write (cheap).
+    fn freeze(&self) -> Box<dyn FrozenTable>;
+    /// Adds the entries of one key group, as encoded by [`FrozenTable::encode_key_group`].
+    fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError>;
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// A table as it was when a snapshot was taken; encoded off the processing thread.
+pub(crate) trait FrozenTable: Send + Sync {
+    fn name(&self) -> &str;
+    fn kind(&self) -> StateKind;
+    /// The entries of one key group, or `None` if it has none.
+    fn encode_key_group(&self, key_group: KeyGroup) -> Result<Option<Vec<u8>>, StateError>;
 }
 
 /// The keyed state of one operator subtask: named tables over the key
@@ -77,6 +95,8 @@ pub(crate) trait ErasedTable: Send {
 pub struct KeyedStateStore {
     scope: StateScope,
     tables: Vec<Box<dyn ErasedTable>>,
+    /// Restored state of tables not registered yet, by table name.
+    pending: HashMap<String, Vec<(KeyGroup, TableBlob)>>,
 }
 
 impl Debug for KeyedStateStore {
@@ -97,6 +117,7 @@ impl KeyedStateStore {
         Self {
             scope,
             tables: Vec::new(),
+            pending: HashMap::new(),
         }
     }
 
@@ -159,7 +180,10 @@ impl KeyedStateStore {
         &mut self,
         name: &str,
     ) -> Result<TableId<TimerTable<K>>, StateError> {
-        self.register(name, StateKind::Timers, || TimerTable::new(name))
+        let max_parallelism = self.scope.max_parallelism;
+        self.register(name, StateKind::Timers, || {
+            TimerTable::new(name, max_parallelism)
+        })
     }
 
     fn register<T: ErasedTable + 'static>(
@@ -177,7 +201,14 @@ impl KeyedStateStore {
                 index
             }
             None => {
-                self.tables.push(Box::new(create()));
+                let mut table = create();
+                for (key_group, blob) in self.pending.remove(name).unwrap_or_default() {
+                    if blob.kind != kind {
+                        return Err(StateError::Conflict { name: name.into() });
+                    }
+                    table.restore_key_group(key_group, &blob.data)?;
+                }
+                self.tables.push(Box::new(table));
                 self.tables.len() - 1
             }
         };
@@ -209,6 +240,48 @@ impl KeyedStateStore {
                 id: id.index,
                 tables: self.tables.len(),
             })
+    }
+
+    /// Takes a snapshot: cheap here (copy-on-write); the returned
+    /// [`StoreSnapshot`] is encoded later, on any thread, while this store
+    /// keeps changing.
+    pub fn snapshot(&self) -> StoreSnapshot {
+        StoreSnapshot::new(
+            self.scope.key_groups,
+            self.tables.iter().map(|t| t.freeze()).collect(),
+        )
+    }
+
+    /// Adds the state of one key group, as encoded in a snapshot. Tables
+    /// not registered yet receive their part when they are registered.
+    pub fn restore_key_group(
+        &mut self,
+        key_group: KeyGroup,
+        bytes: &[u8],
+    ) -> Result<(), StateError> {
+        let range = self.scope.key_groups;
+        if !range.contains(key_group) {
+            return Err(StateError::KeyGroupNotOwned {
+                table: self.scope.operator.clone(),
+                key_group,
+                start: range.start,
+                end: range.end,
+            });
+        }
+        for blob in crate::snapshot::decode_key_group(bytes)? {
+            match self.tables.iter_mut().find(|t| t.name() == blob.name) {
+                Some(table) if table.kind() == blob.kind => {
+                    table.restore_key_group(key_group, &blob.data)?
+                }
+                Some(_) => return Err(StateError::Conflict { name: blob.name }),
+                None => self
+                    .pending
+                    .entry(blob.name.clone())
+                    .or_default()
+                    .push((key_group, blob)),
+            }
+        }
+        Ok(())
     }
 
     /// Name, kind and number of entries of every table, in registration order.

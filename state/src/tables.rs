@@ -1,50 +1,71 @@
 //! Typed keyed-state tables, each partitioned by key group.
 //!
-//! Every table keeps one map per owned key group. Access takes the key
-//! group computed once per record by the caller (see
-//! [`KeyedStateStore::key_group_of`](crate::KeyedStateStore::key_group_of)),
-//! so a record touching several states hashes its key for grouping once.
+//! Every table keeps one map per owned key group behind an `Arc`. Taking a
+//! snapshot ([`ErasedTable::freeze`]) clones those `Arc`s, which costs one
+//! pointer per key group; the first write to a key group afterwards copies
+//! that group's map (copy-on-write), so processing continues while the
+//! frozen version is serialized elsewhere.
+//!
+//! Access takes the key group computed once per record by the caller (see
+//! [`KeyedStateStore::key_group_of`](crate::KeyedStateStore::key_group_of)).
 
 use crate::error::StateError;
-use crate::store::{ErasedTable, StateKey, StateKind, StateValue};
+use crate::store::{ErasedTable, FrozenTable, StateKey, StateKind, StateValue};
 use rustc_hash::FxHashMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::any::Any;
+use std::sync::Arc;
 use weir_protocol::{KeyGroup, KeyGroupRange};
 
-/// One `M` per key group of a range.
+/// One `M` per key group of a range, copy-on-write.
 #[derive(Debug)]
-struct ByKeyGroup<M> {
-    name: String,
+pub(crate) struct ByKeyGroup<M> {
+    pub(crate) name: String,
     range: KeyGroupRange,
-    groups: Vec<M>,
+    groups: Vec<Arc<M>>,
 }
 
-impl<M: Default> ByKeyGroup<M> {
-    fn new(name: &str, range: KeyGroupRange) -> Self {
+impl<M: Default + Clone> ByKeyGroup<M> {
+    pub(crate) fn new(name: &str, range: KeyGroupRange) -> Self {
         Self {
             name: name.to_owned(),
             range,
-            groups: (0..range.len()).map(|_| M::default()).collect(),
+            groups: (0..range.len()).map(|_| Arc::new(M::default())).collect(),
         }
     }
 
     #[inline]
-    fn group(&self, key_group: KeyGroup) -> Result<&M, StateError> {
-        match self
-            .groups
-            .get(usize::from(key_group.wrapping_sub(self.range.start)))
-        {
-            Some(m) if self.range.contains(key_group) => Ok(m),
-            _ => Err(self.not_owned(key_group)),
-        }
-    }
-
-    #[inline]
-    fn group_mut(&mut self, key_group: KeyGroup) -> Result<&mut M, StateError> {
+    pub(crate) fn group(&self, key_group: KeyGroup) -> Result<&M, StateError> {
         if !self.range.contains(key_group) {
             return Err(self.not_owned(key_group));
         }
-        Ok(&mut self.groups[usize::from(key_group - self.range.start)])
+        Ok(&self.groups[usize::from(key_group - self.range.start)])
+    }
+
+    #[inline]
+    pub(crate) fn group_mut(&mut self, key_group: KeyGroup) -> Result<&mut M, StateError> {
+        if !self.range.contains(key_group) {
+            return Err(self.not_owned(key_group));
+        }
+        // Copies the group only if a snapshot still holds it.
+        Ok(Arc::make_mut(
+            &mut self.groups[usize::from(key_group - self.range.start)],
+        ))
+    }
+
+    pub(crate) fn groups(&self) -> impl Iterator<Item = &M> {
+        self.groups.iter().map(|g| g.as_ref())
+    }
+
+    /// The current version of every group, shared with the live table.
+    pub(crate) fn freeze(&self, kind: StateKind) -> Frozen<M> {
+        Frozen {
+            name: self.name.clone(),
+            kind,
+            range: self.range,
+            groups: self.groups.clone(),
+        }
     }
 
     fn not_owned(&self, key_group: KeyGroup) -> StateError {
@@ -53,6 +74,60 @@ impl<M: Default> ByKeyGroup<M> {
             key_group,
             start: self.range.start,
             end: self.range.end,
+        }
+    }
+}
+
+/// A table's key groups as they were at a snapshot.
+pub(crate) struct Frozen<M> {
+    name: String,
+    kind: StateKind,
+    range: KeyGroupRange,
+    groups: Vec<Arc<M>>,
+}
+
+impl<M> Frozen<M> {
+    fn group(&self, key_group: KeyGroup) -> Option<&M> {
+        if self.range.contains(key_group) {
+            Some(&self.groups[usize::from(key_group - self.range.start)])
+        } else {
+            None
+        }
+    }
+}
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, table: &str) -> Result<Vec<u8>, StateError> {
+    postcard::to_stdvec(value).map_err(|source| StateError::Encode {
+        table: table.to_owned(),
+        source,
+    })
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], table: &str) -> Result<T, StateError> {
+    postcard::from_bytes(bytes).map_err(|source| StateError::Decode {
+        table: table.to_owned(),
+        source,
+    })
+}
+
+impl<K, V> FrozenTable for Frozen<FxHashMap<K, V>>
+where
+    K: StateKey,
+    V: Serialize + Send + Sync + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> StateKind {
+        self.kind
+    }
+    fn encode_key_group(&self, key_group: KeyGroup) -> Result<Option<Vec<u8>>, StateError> {
+        match self.group(key_group) {
+            Some(map) if !map.is_empty() => {
+                let entries: Vec<_> = map.iter().collect();
+                encode(&entries, &self.name).map(Some)
+            }
+            _ => Ok(None),
         }
     }
 }
@@ -134,7 +209,15 @@ impl<K: StateKey, V: StateValue> ErasedTable for ValueTable<K, V> {
         StateKind::Value
     }
     fn entries(&self) -> usize {
-        self.inner.groups.iter().map(|g| g.len()).sum()
+        self.inner.groups().map(|g| g.len()).sum()
+    }
+    fn freeze(&self) -> Box<dyn FrozenTable> {
+        Box::new(self.inner.freeze(StateKind::Value))
+    }
+    fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
+        let entries: Vec<(K, V)> = decode(bytes, &self.inner.name)?;
+        self.inner.group_mut(key_group)?.extend(entries);
+        Ok(())
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -238,11 +321,18 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> ErasedTable for MapTable<K, MK, 
     }
     fn entries(&self) -> usize {
         self.inner
-            .groups
-            .iter()
+            .groups()
             .flat_map(|g| g.values())
             .map(|m| m.len())
             .sum()
+    }
+    fn freeze(&self) -> Box<dyn FrozenTable> {
+        Box::new(self.inner.freeze(StateKind::Map))
+    }
+    fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
+        let entries: Vec<(K, FxHashMap<MK, MV>)> = decode(bytes, &self.inner.name)?;
+        self.inner.group_mut(key_group)?.extend(entries);
+        Ok(())
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -322,11 +412,18 @@ impl<K: StateKey, V: StateValue> ErasedTable for ListTable<K, V> {
     }
     fn entries(&self) -> usize {
         self.inner
-            .groups
-            .iter()
+            .groups()
             .flat_map(|g| g.values())
             .map(|l| l.len())
             .sum()
+    }
+    fn freeze(&self) -> Box<dyn FrozenTable> {
+        Box::new(self.inner.freeze(StateKind::List))
+    }
+    fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
+        let entries: Vec<(K, Vec<V>)> = decode(bytes, &self.inner.name)?;
+        self.inner.group_mut(key_group)?.extend(entries);
+        Ok(())
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -5,10 +5,15 @@
 //! register on every record without growing the queue. Timers are state:
 //! they belong to the key group of their key and move with it.
 
-use crate::store::{ErasedTable, StateKey, StateKind};
-use rustc_hash::FxHashSet;
+use crate::error::StateError;
+use crate::store::{ErasedTable, FrozenTable, StateKey, StateKind};
+use crate::tables::{decode, encode};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+use weir_protocol::key_group::key_group_of;
+use weir_protocol::KeyGroup;
 
 /// The clock a timer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,7 +35,7 @@ pub struct Timer<K> {
     pub domain: TimeDomain,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct TimerQueue<K> {
     by_time: BTreeMap<i64, VecDeque<K>>,
     registered: FxHashSet<(i64, K)>,
@@ -48,7 +53,10 @@ impl<K: StateKey> TimerQueue<K> {
         if !self.registered.insert((timestamp, key.clone())) {
             return false;
         }
-        self.by_time.entry(timestamp).or_default().push_back(key.clone());
+        self.by_time
+            .entry(timestamp)
+            .or_default()
+            .push_back(key.clone());
         true
     }
 
@@ -86,27 +94,40 @@ impl<K: StateKey> TimerQueue<K> {
     }
 }
 
-/// Event-time and processing-time timers of one operator subtask.
-#[derive(Debug)]
-pub struct TimerTable<K> {
-    name: String,
+#[derive(Debug, Clone)]
+struct Queues<K> {
     event_time: TimerQueue<K>,
     processing_time: TimerQueue<K>,
 }
 
+/// Event-time and processing-time timers of one operator subtask.
+///
+/// Copy-on-write as a whole: a snapshot shares the queues, and the first
+/// change afterwards copies them.
+#[derive(Debug)]
+pub struct TimerTable<K> {
+    name: String,
+    max_parallelism: u32,
+    queues: Arc<Queues<K>>,
+}
+
 impl<K: StateKey> TimerTable<K> {
-    pub(crate) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str, max_parallelism: u32) -> Self {
         Self {
             name: name.to_owned(),
-            event_time: TimerQueue::new(),
-            processing_time: TimerQueue::new(),
+            max_parallelism,
+            queues: Arc::new(Queues {
+                event_time: TimerQueue::new(),
+                processing_time: TimerQueue::new(),
+            }),
         }
     }
 
     fn queue(&mut self, domain: TimeDomain) -> &mut TimerQueue<K> {
+        let queues = Arc::make_mut(&mut self.queues);
         match domain {
-            TimeDomain::EventTime => &mut self.event_time,
-            TimeDomain::ProcessingTime => &mut self.processing_time,
+            TimeDomain::EventTime => &mut queues.event_time,
+            TimeDomain::ProcessingTime => &mut queues.processing_time,
         }
     }
 
@@ -124,6 +145,10 @@ impl<K: StateKey> TimerTable<K> {
     /// (timestamp `<= up_to`). Call until `None`: timers registered while
     /// firing are returned too if they are due.
     pub fn pop_due(&mut self, domain: TimeDomain, up_to: i64) -> Option<Timer<K>> {
+        // Look before taking a mutable (possibly copying) borrow.
+        if self.next_timestamp(domain).is_none_or(|t| t > up_to) {
+            return None;
+        }
         self.queue(domain)
             .pop_due(up_to)
             .map(|(timestamp, key)| Timer {
@@ -136,16 +161,16 @@ impl<K: StateKey> TimerTable<K> {
     /// Timestamp of the earliest timer of `domain`.
     pub fn next_timestamp(&self, domain: TimeDomain) -> Option<i64> {
         match domain {
-            TimeDomain::EventTime => self.event_time.next(),
-            TimeDomain::ProcessingTime => self.processing_time.next(),
+            TimeDomain::EventTime => self.queues.event_time.next(),
+            TimeDomain::ProcessingTime => self.queues.processing_time.next(),
         }
     }
 
     /// Number of timers set in `domain`.
     pub fn len(&self, domain: TimeDomain) -> usize {
         match domain {
-            TimeDomain::EventTime => self.event_time.registered.len(),
-            TimeDomain::ProcessingTime => self.processing_time.registered.len(),
+            TimeDomain::EventTime => self.queues.event_time.registered.len(),
+            TimeDomain::ProcessingTime => self.queues.processing_time.registered.len(),
         }
     }
 }
@@ -158,12 +183,73 @@ impl<K: StateKey> ErasedTable for TimerTable<K> {
         StateKind::Timers
     }
     fn entries(&self) -> usize {
-        self.event_time.registered.len() + self.processing_time.registered.len()
+        self.queues.event_time.registered.len() + self.queues.processing_time.registered.len()
+    }
+    fn freeze(&self) -> Box<dyn FrozenTable> {
+        Box::new(FrozenTimers {
+            name: self.name.clone(),
+            max_parallelism: self.max_parallelism,
+            queues: self.queues.clone(),
+            by_key_group: OnceLock::new(),
+        })
+    }
+    fn restore_key_group(&mut self, _key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
+        let timers: Vec<(bool, i64, K)> = decode(bytes, &self.name)?;
+        for (event_time, timestamp, key) in timers {
+            let domain = if event_time {
+                TimeDomain::EventTime
+            } else {
+                TimeDomain::ProcessingTime
+            };
+            self.register(domain, &key, timestamp);
+        }
+        Ok(())
     }
     fn as_any(&self) -> &dyn Any {
         self
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+}
+
+/// Timers as they were at a snapshot; grouped by key group on first use.
+struct FrozenTimers<K> {
+    name: String,
+    max_parallelism: u32,
+    queues: Arc<Queues<K>>,
+    /// Per key group: (is event time, timestamp, key).
+    by_key_group: OnceLock<FxHashMap<KeyGroup, Vec<(bool, i64, K)>>>,
+}
+
+impl<K: StateKey> FrozenTable for FrozenTimers<K> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> StateKind {
+        StateKind::Timers
+    }
+    fn encode_key_group(&self, key_group: KeyGroup) -> Result<Option<Vec<u8>>, StateError> {
+        let grouped = self.by_key_group.get_or_init(|| {
+            let mut grouped: FxHashMap<KeyGroup, Vec<(bool, i64, K)>> = FxHashMap::default();
+            for (event_time, queue) in [
+                (true, &self.queues.event_time),
+                (false, &self.queues.processing_time),
+            ] {
+                for (timestamp, keys) in &queue.by_time {
+                    for key in keys {
+                        grouped
+                            .entry(key_group_of(key, self.max_parallelism))
+                            .or_default()
+                            .push((event_time, *timestamp, key.clone()));
+                    }
+                }
+            }
+            grouped
+        });
+        match grouped.get(&key_group) {
+            Some(timers) => encode(timers, &self.name).map(Some),
+            None => Ok(None),
+        }
     }
 }

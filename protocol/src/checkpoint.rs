@@ -1,0 +1,191 @@
+//! Checkpoint vocabulary: state handles, acks, manifests, and the storage
+//! layout of DESIGN.md §5.
+//!
+//! ```text
+//! {root}/{job}/chk-{epoch:010}/manifest.json    the CheckpointManifest
+//! {root}/{job}/chk-{epoch:010}/COMMITTED        create-only marker: complete
+//! {root}/{job}/chk-{epoch:010}/{vertex}-{subtask}/…  state files of that epoch
+//! {root}/{job}/shared/…                         files several checkpoints use
+//! ```
+
+use crate::ids::{Epoch, SubtaskId, VertexId};
+use crate::key_group::{KeyGroup, KeyGroupRange};
+use serde::{Deserialize, Serialize};
+
+/// Format version of manifests this build writes and reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Where one key group's bytes sit inside a state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroupSpan {
+    /// The key group.
+    pub key_group: KeyGroup,
+    /// Byte offset in the file.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// One file of a subtask's checkpointed state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Path relative to the job's checkpoint root (`{root}/{job}/`).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// CRC-32C of the whole file.
+    pub crc32c: u32,
+    /// Where each key group's state is inside the file, by key group.
+    pub key_groups: Vec<KeyGroupSpan>,
+}
+
+/// What one subtask contributed to a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskState {
+    /// The subtask.
+    pub subtask: u32,
+    /// Key groups it owned (empty range for non-keyed operators).
+    pub key_groups: KeyGroupRange,
+    /// Keyed state files.
+    pub files: Vec<StateFile>,
+    /// Operator state that is not keyed (a source's position, a sink's
+    /// pending transactions), as JSON text.
+    pub operator_state: Option<String>,
+}
+
+/// A subtask's acknowledgement that its part of a checkpoint is durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskAck {
+    /// The checkpoint.
+    pub epoch: Epoch,
+    /// Who acknowledges.
+    pub task: SubtaskId,
+    /// Its state.
+    pub state: SubtaskState,
+}
+
+/// All subtasks of one operator in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    /// The vertex.
+    pub vertex: VertexId,
+    /// Its name.
+    pub name: String,
+    /// Its parallelism when the checkpoint was taken.
+    pub parallelism: u32,
+    /// One entry per subtask, by subtask index.
+    pub subtasks: Vec<SubtaskState>,
+}
+
+/// The description of a checkpoint, written before its commit marker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointManifest {
+    /// Format version ([`MANIFEST_VERSION`]).
+    pub version: u32,
+    /// Job name.
+    pub job: String,
+    /// The checkpoint's epoch.
+    pub epoch: Epoch,
+    /// When it was triggered, ms since the Unix epoch.
+    pub triggered_at_ms: i64,
+    /// When its last ack arrived, ms since the Unix epoch.
+    pub completed_at_ms: i64,
+    /// The job's number of key groups.
+    pub max_parallelism: u32,
+    /// Whether this is the checkpoint taken after all input was processed.
+    pub is_final: bool,
+    /// Every operator's state.
+    pub operators: Vec<OperatorState>,
+}
+
+impl CheckpointManifest {
+    /// Every state file the manifest references.
+    pub fn files(&self) -> impl Iterator<Item = &StateFile> {
+        self.operators
+            .iter()
+            .flat_map(|o| o.subtasks.iter())
+            .flat_map(|s| s.files.iter())
+    }
+
+    /// The state of operator `name`, if it took part.
+    pub fn operator(&self, name: &str) -> Option<&OperatorState> {
+        self.operators.iter().find(|o| o.name == name)
+    }
+}
+
+/// The canonical object paths of checkpoints, relative to the checkpoint root.
+pub mod paths {
+    use crate::ids::{Epoch, SubtaskId};
+
+    /// The name of a checkpoint's manifest file.
+    pub const MANIFEST: &str = "manifest.json";
+    /// The name of a checkpoint's commit marker.
+    pub const COMMITTED: &str = "COMMITTED";
+
+    /// `{job}`: everything of one job.
+    pub fn job_dir(job: &str) -> String {
+        job.to_owned()
+    }
+
+    /// `chk-{epoch:010}`, the directory name of a checkpoint.
+    pub fn checkpoint_name(epoch: Epoch) -> String {
+        format!("chk-{:010}", epoch.0)
+    }
+
+    /// The epoch named by a checkpoint directory name, if it is one.
+    pub fn parse_checkpoint_name(name: &str) -> Option<Epoch> {
+        let digits = name.strip_prefix("chk-")?;
+        if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok().map(Epoch)
+    }
+
+    /// `{job}/chk-{epoch:010}`.
+    pub fn checkpoint_dir(job: &str, epoch: Epoch) -> String {
+        format!("{job}/{}", checkpoint_name(epoch))
+    }
+
+    /// `{job}/chk-{epoch:010}/manifest.json`.
+    pub fn manifest(job: &str, epoch: Epoch) -> String {
+        format!("{}/{MANIFEST}", checkpoint_dir(job, epoch))
+    }
+
+    /// `{job}/chk-{epoch:010}/COMMITTED`.
+    pub fn committed(job: &str, epoch: Epoch) -> String {
+        format!("{}/{COMMITTED}", checkpoint_dir(job, epoch))
+    }
+
+    /// `chk-{epoch:010}/{vertex}-{subtask}/{file}`, relative to the job directory.
+    pub fn subtask_file(epoch: Epoch, task: SubtaskId, file: &str) -> String {
+        format!(
+            "{}/{}-{}/{file}",
+            checkpoint_name(epoch),
+            task.vertex.0,
+            task.index
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paths::*;
+    use super::*;
+
+    #[test]
+    fn checkpoint_names_are_zero_padded_and_parse_back() {
+        assert_eq!(checkpoint_name(Epoch(42)), "chk-0000000042");
+        assert_eq!(parse_checkpoint_name("chk-0000000042"), Some(Epoch(42)));
+        assert_eq!(parse_checkpoint_name("chk-42"), None);
+        assert_eq!(parse_checkpoint_name("shared"), None);
+        assert_eq!(manifest("j", Epoch(1)), "j/chk-0000000001/manifest.json");
+        let task = SubtaskId {
+            vertex: VertexId(2),
+            index: 3,
+        };
+        assert_eq!(
+            subtask_file(Epoch(1), task, "state"),
+            "chk-0000000001/2-3/state"
+        );
+    }
+}
