@@ -70,4 +70,29 @@ pub enum StateError {
         /// What is wrong.
         problem: String,
     },
+    /// A checkpoint location cannot be used.
+    #[error("checkpoint location '{location}': {problem}")]
+    BadLocation {
+        /// The location given.
+        location: String,
+        /// Why it cannot be used.
+        problem: String,
+    },
+    /// An object does not exist.
+    #[error("{path} does not exist")]
+    NotFound {
+        /// Its path, relative to the storage root.
+        path: String,
+    },
+    /// Checkpoint storage failed.
+    #[error("{op} {path}")]
+    Storage {
+        /// What was being done.
+        op: &'static str,
+        /// The path, relative to the storage root.
+        path: String,
+        /// The storage's error.
+        #[source]
+        source: object_store::Error,
+    },
 }

@@ -13,6 +13,8 @@
 //!   [`ListTable`], each partitioned by key group.
 //! - [`snapshot`]: the snapshot file format: key-group sections with a
 //!   checksum, written from frozen (copy-on-write) tables.
+//! - [`storage`]: [`CheckpointStorage`], checkpoint files on `object_store`
+//!   (local disk; S3 by URL) behind a blocking API with a stated contract.
 //! - [`timers`]: [`TimerTable`], event-time and processing-time timers per key.
 //! - [`error`]: [`StateError`], the one error type of this crate.
 //!
@@ -23,6 +25,7 @@
 pub mod backend;
 pub mod error;
 pub mod snapshot;
+pub mod storage;
 pub mod store;
 pub mod tables;
 pub mod timers;
@@ -30,6 +33,7 @@ pub mod timers;
 pub use backend::{MemoryBackend, StateBackend, StateScope};
 pub use error::StateError;
 pub use snapshot::{EncodedSnapshot, StoreSnapshot};
+pub use storage::CheckpointStorage;
 pub use store::{KeyedStateStore, StateKey, StateKind, StateValue, TableId};
 pub use tables::{ListTable, MapTable, ValueTable};
 pub use timers::{TimeDomain, Timer, TimerTable};

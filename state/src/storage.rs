@@ -1,0 +1,254 @@
+//! [`CheckpointStorage`]: where checkpoints live, through `object_store`.
+//!
+//! # Contract
+//!
+//! Paths are `/`-separated and relative to the storage root (the URL given
+//! to [`CheckpointStorage::open`]).
+//!
+//! - [`put`](CheckpointStorage::put) is atomic: a reader sees the whole old
+//!   object or the whole new one, never a part.
+//! - [`put_if_absent`](CheckpointStorage::put_if_absent) creates an object
+//!   only if none exists, atomically: of two concurrent calls on one path,
+//!   exactly one returns `true`. Commit markers rely on it.
+//! - After a successful put, `get`, `exists` and `list_dir` see the object
+//!   (read-after-write).
+//! - [`get`](CheckpointStorage::get) of a missing object fails with
+//!   [`StateError::NotFound`].
+//!
+//! Every backend passes the suite in `state/tests/storage.rs`.
+
+use crate::error::StateError;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::sync::Arc;
+use tokio::runtime::Runtime;
+
+/// Where checkpoints are written by default, under the data directory.
+pub fn default_checkpoint_dir() -> std::path::PathBuf {
+    data_dir().join("checkpoints")
+}
+
+/// Weir's data directory: `$WEIR_DATA_DIR`, else `$XDG_DATA_HOME/weir`,
+/// else `$HOME/.local/share/weir`, else `./.weir`.
+pub fn data_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("WEIR_DATA_DIR") {
+        return dir.into();
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return std::path::PathBuf::from(dir).join("weir");
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        return std::path::PathBuf::from(home).join(".local/share/weir");
+    }
+    std::path::PathBuf::from(".weir")
+}
+
+/// A directory listing: immediate subdirectories and files with sizes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Names of subdirectories (common prefixes), sorted.
+    pub dirs: Vec<String>,
+    /// Names and sizes of files, sorted by name.
+    pub files: Vec<(String, u64)>,
+}
+
+/// Checkpoint storage at one root URL, with a blocking API for the
+/// runtime's threads (it drives `object_store` on its own small I/O runtime).
+#[derive(Clone)]
+pub struct CheckpointStorage {
+    url: String,
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    io: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for CheckpointStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointStorage")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl CheckpointStorage {
+    /// Opens the storage at `location`: a `file://` URL or a local path
+    /// (created if missing).
+    pub fn open(location: &str) -> Result<Self, StateError> {
+        let bad = |problem: String| StateError::BadLocation {
+            location: location.to_owned(),
+            problem,
+        };
+        let (scheme, rest) = match location.split_once("://") {
+            Some((scheme, rest)) => (scheme, rest),
+            None => ("file", location),
+        };
+        let io = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("weir-io")
+                .enable_all()
+                .build()
+                .map_err(|e| bad(format!("cannot start I/O threads: {e}")))?,
+        );
+        match scheme {
+            "file" => {
+                if rest.is_empty() {
+                    return Err(bad("the path is empty".into()));
+                }
+                let dir = std::path::PathBuf::from(rest);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| bad(format!("cannot create directory: {e}")))?;
+                let dir = dir
+                    .canonicalize()
+                    .map_err(|e| bad(format!("cannot resolve directory: {e}")))?;
+                // Cleanup removes directories left empty by deletes, so a
+                // deleted checkpoint leaves no trace in listings.
+                let store = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| bad(format!("cannot open directory: {e}")))?
+                    .with_automatic_cleanup(true);
+                Ok(Self {
+                    url: format!("file://{}", dir.display()),
+                    store: Arc::new(store),
+                    root: Path::default(),
+                    io,
+                })
+            }
+            other => Err(bad(format!(
+                "unsupported scheme '{other}' (supported: file://, or a plain path)"
+            ))),
+        }
+    }
+
+    /// The storage's root URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, relative: &str) -> Result<Path, StateError> {
+        let relative = Path::parse(relative).map_err(|e| StateError::BadLocation {
+            location: relative.to_owned(),
+            problem: e.to_string(),
+        })?;
+        Ok(self.root.parts().chain(relative.parts()).collect())
+    }
+
+    fn storage_error<'a>(
+        op: &'static str,
+        path: &'a str,
+    ) -> impl FnOnce(object_store::Error) -> StateError + 'a {
+        move |source| match source {
+            object_store::Error::NotFound { .. } => StateError::NotFound {
+                path: path.to_owned(),
+            },
+            source => StateError::Storage {
+                op,
+                path: path.to_owned(),
+                source,
+            },
+        }
+    }
+
+    /// Writes `bytes` at `path`, replacing any object there.
+    pub fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), StateError> {
+        let location = self.path(path)?;
+        self.io
+            .block_on(self.store.put(&location, PutPayload::from(bytes)))
+            .map(|_| ())
+            .map_err(Self::storage_error("writing", path))
+    }
+
+    /// Writes `bytes` at `path` only if nothing is there; `false` if
+    /// something was.
+    pub fn put_if_absent(&self, path: &str, bytes: Vec<u8>) -> Result<bool, StateError> {
+        let location = self.path(path)?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self.io.block_on(
+            self.store
+                .put_opts(&location, PutPayload::from(bytes), options),
+        ) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Self::storage_error("creating", path)(e)),
+        }
+    }
+
+    /// Reads the object at `path`.
+    pub fn get(&self, path: &str) -> Result<Vec<u8>, StateError> {
+        let location = self.path(path)?;
+        self.io
+            .block_on(async {
+                let result = self.store.get(&location).await?;
+                result.bytes().await
+            })
+            .map(|b| b.to_vec())
+            .map_err(Self::storage_error("reading", path))
+    }
+
+    /// Whether an object exists at `path`.
+    pub fn exists(&self, path: &str) -> Result<bool, StateError> {
+        let location = self.path(path)?;
+        match self.io.block_on(self.store.head(&location)) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Self::storage_error("checking", path)(e)),
+        }
+    }
+
+    /// The immediate contents of directory `path` ("" for the root).
+    pub fn list_dir(&self, path: &str) -> Result<Listing, StateError> {
+        let prefix = if path.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(path)?
+        };
+        let prefix_ref = (!prefix.as_ref().is_empty()).then_some(&prefix);
+        let listing = self
+            .io
+            .block_on(self.store.list_with_delimiter(prefix_ref))
+            .map_err(Self::storage_error("listing", path))?;
+        let mut dirs: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect();
+        let mut files: Vec<(String, u64)> = listing
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename().map(|n| (n.to_owned(), o.size)))
+            .collect();
+        dirs.sort();
+        files.sort();
+        Ok(Listing { dirs, files })
+    }
+
+    /// Deletes the object at `path`; deleting a missing object succeeds.
+    pub fn delete(&self, path: &str) -> Result<(), StateError> {
+        let location = self.path(path)?;
+        match self.io.block_on(self.store.delete(&location)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Self::storage_error("deleting", path)(e)),
+        }
+    }
+
+    /// Deletes every object under directory `path`.
+    pub fn delete_dir(&self, path: &str) -> Result<(), StateError> {
+        let prefix = self.path(path)?;
+        self.io
+            .block_on(async {
+                let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+                for object in objects {
+                    match self.store.delete(&object.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            })
+            .map_err(Self::storage_error("deleting", path))
+    }
+}
