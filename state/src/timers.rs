@@ -194,7 +194,7 @@ impl<K: StateKey> ErasedTable for TimerTable<K> {
         })
     }
     fn restore_key_group(&mut self, _key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
-        let timers: Vec<(bool, i64, K)> = decode(bytes, &self.name)?;
+        let timers: Vec<StoredTimer<K>> = decode(bytes, &self.name)?;
         for (event_time, timestamp, key) in timers {
             let domain = if event_time {
                 TimeDomain::EventTime
@@ -213,13 +213,15 @@ impl<K: StateKey> ErasedTable for TimerTable<K> {
     }
 }
 
+/// A timer as stored in a snapshot: (is event time, timestamp, key).
+type StoredTimer<K> = (bool, i64, K);
+
 /// Timers as they were at a snapshot; grouped by key group on first use.
 struct FrozenTimers<K> {
     name: String,
     max_parallelism: u32,
     queues: Arc<Queues<K>>,
-    /// Per key group: (is event time, timestamp, key).
-    by_key_group: OnceLock<FxHashMap<KeyGroup, Vec<(bool, i64, K)>>>,
+    by_key_group: OnceLock<FxHashMap<KeyGroup, Vec<StoredTimer<K>>>>,
 }
 
 impl<K: StateKey> FrozenTable for FrozenTimers<K> {
@@ -231,7 +233,7 @@ impl<K: StateKey> FrozenTable for FrozenTimers<K> {
     }
     fn encode_key_group(&self, key_group: KeyGroup) -> Result<Option<Vec<u8>>, StateError> {
         let grouped = self.by_key_group.get_or_init(|| {
-            let mut grouped: FxHashMap<KeyGroup, Vec<(bool, i64, K)>> = FxHashMap::default();
+            let mut grouped: FxHashMap<KeyGroup, Vec<StoredTimer<K>>> = FxHashMap::default();
             for (event_time, queue) in [
                 (true, &self.queues.event_time),
                 (false, &self.queues.processing_time),
