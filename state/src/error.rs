@@ -93,6 +93,6 @@ pub enum StateError {
         path: String,
         /// The storage's error.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 }

@@ -145,7 +145,7 @@ impl CheckpointStorage {
             source => StateError::Storage {
                 op,
                 path: path.to_owned(),
-                source,
+                source: Box::new(source),
             },
         }
     }

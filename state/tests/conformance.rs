@@ -182,11 +182,14 @@ fn restore_into(store: &mut weir_state::KeyedStateStore, encoded: &weir_state::E
     }
 }
 
+/// One key's value, map entry 2 and list, as `fill` wrote them.
+type KeyState = (u64, Option<String>, Option<u64>, Vec<i32>);
+
 /// Reads every kind of state of `keys` back as comparable tuples.
 fn read_back(
     store: &mut weir_state::KeyedStateStore,
     keys: impl Iterator<Item = u64>,
-) -> Vec<(u64, Option<String>, Option<u64>, Vec<i32>)> {
+) -> Vec<KeyState> {
     let v = store.value_table::<u64, String>("v").unwrap();
     let m = store.map_table::<u64, u32, u64>("m").unwrap();
     let l = store.list_table::<u64, i32>("l").unwrap();
