@@ -5,6 +5,7 @@ use serde::Serialize;
 use std::any::Any;
 use std::fmt::Debug;
 use std::hash::Hash;
+use weir_protocol::Epoch;
 
 /// Event time or processing time, in milliseconds since the Unix epoch (or
 /// any origin the job chooses, used consistently).
@@ -75,6 +76,11 @@ pub enum Message {
     Data(Batch),
     /// No record with a timestamp at or below this one will follow on this channel.
     Watermark(Timestamp),
+    /// Everything before this belongs to checkpoint `epoch`, nothing after.
+    Barrier(Epoch),
+    /// No more records follow on this channel; barriers still may (the
+    /// final checkpoint).
+    EndOfData,
     /// The channel is finished; nothing follows.
     EndOfStream,
 }

@@ -11,7 +11,7 @@ use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use weir_protocol::key_group::{key_group_of_hash, subtask_for_key_group};
-use weir_protocol::Partitioning;
+use weir_protocol::{Epoch, Partitioning};
 
 /// One channel into one downstream subtask, provided by the runtime.
 ///
@@ -239,6 +239,24 @@ impl<T: Data> Output<T> {
         self.flush()?;
         for edge in &mut self.edges {
             edge.send_control(|| Message::Watermark(watermark))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, then sends `Barrier(epoch)` on every channel.
+    pub fn emit_barrier(&mut self, epoch: Epoch) -> Result<(), OperatorError> {
+        self.flush()?;
+        for edge in &mut self.edges {
+            edge.send_control(|| Message::Barrier(epoch))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, then tells every channel that no more records follow.
+    pub fn end_of_data(&mut self) -> Result<(), OperatorError> {
+        self.flush()?;
+        for edge in &mut self.edges {
+            edge.send_control(|| Message::EndOfData)?;
         }
         Ok(())
     }

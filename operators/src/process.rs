@@ -11,11 +11,11 @@ use crate::data::{Batch, Data, Key, Timestamp, MAX_WATERMARK};
 use crate::error::OperatorError;
 use crate::output::Output;
 use crate::record_task::records_of;
-use crate::task::{OperatorTask, TaskInfo};
+use crate::task::{OperatorTask, TaskInfo, TaskSnapshot};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use weir_protocol::KeyGroup;
+use weir_protocol::{Epoch, KeyGroup};
 use weir_state::{
     KeyedStateStore, ListTable, MapTable, StateKey, StateValue, TableId, TimeDomain, TimerTable,
     ValueTable,
@@ -374,6 +374,11 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         out: Output<P::Out>,
     ) -> Result<Self, OperatorError> {
         let mut store = info.state_backend.open_keyed(info.state_scope())?;
+        if let Some(restored) = &info.restored {
+            for (key_group, section) in &restored.key_groups {
+                store.restore_key_group(*key_group, section)?;
+            }
+        }
         let timers = store.timer_table("_timers")?;
         function.open(&mut StateRegistry {
             store: &mut store,
@@ -456,7 +461,20 @@ impl<P: KeyedProcessFunction> OperatorTask for KeyedProcessOperator<P> {
         self.out.flush()
     }
 
+    fn checkpoint(&mut self, epoch: Epoch) -> Result<TaskSnapshot, OperatorError> {
+        let keyed = self.store.snapshot();
+        self.out.emit_barrier(epoch)?;
+        Ok(TaskSnapshot {
+            keyed: Some(keyed),
+            operator_state: None,
+        })
+    }
+
     fn finish(&mut self) -> Result<(), OperatorError> {
+        self.out.end_of_data()
+    }
+
+    fn close(&mut self) -> Result<(), OperatorError> {
         self.out.end_of_stream()
     }
 }

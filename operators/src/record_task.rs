@@ -4,7 +4,8 @@
 use crate::data::{Batch, Data, Timestamp};
 use crate::error::OperatorError;
 use crate::output::Output;
-use crate::task::OperatorTask;
+use crate::task::{OperatorTask, TaskSnapshot};
+use weir_protocol::Epoch;
 
 /// A typed operator with one (possibly merged) input and one output.
 pub(crate) trait RecordOperator: Send + 'static {
@@ -97,8 +98,17 @@ impl<O: RecordOperator> OperatorTask for RecordTask<O> {
         self.out.flush()
     }
 
+    fn checkpoint(&mut self, epoch: Epoch) -> Result<TaskSnapshot, OperatorError> {
+        self.out.emit_barrier(epoch)?;
+        Ok(TaskSnapshot::default())
+    }
+
     fn finish(&mut self) -> Result<(), OperatorError> {
         self.operator.finish(&mut self.out)?;
+        self.out.end_of_data()
+    }
+
+    fn close(&mut self) -> Result<(), OperatorError> {
         self.out.end_of_stream()
     }
 }

@@ -7,8 +7,33 @@ use crate::error::OperatorError;
 use crate::output::{ErasedKeyHasher, OutputWiring};
 use std::sync::Arc;
 use std::time::Duration;
-use weir_protocol::{JobGraph, KeyGroupRange, VertexId};
-use weir_state::{StateBackend, StateScope};
+use weir_protocol::{Epoch, JobGraph, KeyGroup, KeyGroupRange, SubtaskId, VertexId};
+use weir_state::{StateBackend, StateScope, StoreSnapshot};
+
+/// The state a subtask resumes from after a restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoredTask {
+    /// The checkpoint restored from.
+    pub epoch: Epoch,
+    /// Encoded keyed state of the key groups this subtask now owns (see
+    /// [`KeyedStateStore::restore_key_group`](weir_state::KeyedStateStore::restore_key_group)).
+    pub key_groups: Vec<(KeyGroup, Vec<u8>)>,
+    /// The operator state of every subtask of this operator when the
+    /// checkpoint was taken, by old subtask index (its length is the old
+    /// parallelism). A subtask at unchanged parallelism takes its own entry;
+    /// after a rescale, each decides from all of them.
+    pub operator_states: Vec<Option<String>>,
+}
+
+/// What a subtask captured at a barrier: taken synchronously, written out
+/// afterwards while processing continues.
+#[derive(Debug, Default)]
+pub struct TaskSnapshot {
+    /// Keyed state, frozen copy-on-write.
+    pub keyed: Option<StoreSnapshot>,
+    /// Operator state that is not keyed (positions, pending transactions), as JSON.
+    pub operator_state: Option<String>,
+}
 
 /// Who a subtask is, and what it may use.
 #[derive(Debug, Clone)]
@@ -27,9 +52,33 @@ pub struct TaskInfo {
     pub max_parallelism: u32,
     /// Where keyed state lives.
     pub state_backend: Arc<dyn StateBackend>,
+    /// Whether checkpoints are taken (transactional sinks commit on them).
+    pub checkpointing: bool,
+    /// Identifies this deployment of the job; unique across runs and restarts.
+    pub attempt: String,
+    /// The state to resume from, when the job was restored.
+    pub restored: Option<Arc<RestoredTask>>,
 }
 
 impl TaskInfo {
+    /// This subtask's id.
+    pub fn id(&self) -> SubtaskId {
+        SubtaskId {
+            vertex: self.vertex,
+            index: self.subtask,
+        }
+    }
+
+    /// This subtask's own operator state from the restored checkpoint, when
+    /// the parallelism is unchanged.
+    pub fn own_operator_state(&self) -> Option<&str> {
+        let restored = self.restored.as_ref()?;
+        if restored.operator_states.len() != self.parallelism as usize {
+            return None;
+        }
+        restored.operator_states[self.subtask as usize].as_deref()
+    }
+
     /// The key groups this subtask owns.
     pub fn key_groups(&self) -> KeyGroupRange {
         KeyGroupRange::for_subtask(self.subtask, self.parallelism, self.max_parallelism)
@@ -64,16 +113,23 @@ pub trait SourceTask: Send {
     fn poll(&mut self) -> Result<SourcePoll, OperatorError>;
     /// Sends buffered records downstream.
     fn flush(&mut self) -> Result<(), OperatorError>;
+    /// Records the position reached and emits `Barrier(epoch)` after the
+    /// records before it.
+    fn checkpoint(&mut self, epoch: Epoch) -> Result<TaskSnapshot, OperatorError>;
+    /// The input is exhausted: tells every output that no records follow.
+    fn end_of_data(&mut self) -> Result<(), OperatorError>;
     /// Ends the stream on every output.
-    fn finish(&mut self) -> Result<(), OperatorError>;
+    fn close(&mut self) -> Result<(), OperatorError>;
 }
 
 /// A subtask with inputs as the runtime drives it.
 ///
 /// The runtime merges the watermarks of all input channels (the minimum)
-/// and calls [`watermark`](Self::watermark) when it advances. When every
-/// input has ended it calls `watermark(MAX_WATERMARK)` and then
-/// [`finish`](Self::finish).
+/// and calls [`watermark`](Self::watermark) when it advances; it aligns
+/// barriers and calls [`checkpoint`](Self::checkpoint) once every input
+/// delivered one. When every input reached end of data it calls
+/// `watermark(MAX_WATERMARK)` and then [`finish`](Self::finish); when every
+/// input has closed, [`close`](Self::close).
 pub trait OperatorTask: Send {
     /// Processes a batch of input records.
     fn process(&mut self, batch: Batch) -> Result<(), OperatorError>;
@@ -85,8 +141,23 @@ pub trait OperatorTask: Send {
     fn next_processing_deadline(&self) -> Option<Timestamp>;
     /// Sends buffered records downstream.
     fn flush(&mut self) -> Result<(), OperatorError>;
-    /// All inputs ended: emit final results and end the outputs.
+    /// Every input delivered `Barrier(epoch)`: take the synchronous part of
+    /// the snapshot, then forward the barrier.
+    fn checkpoint(&mut self, epoch: Epoch) -> Result<TaskSnapshot, OperatorError>;
+    /// Checkpoint `epoch` is complete: commit what it covers.
+    fn checkpoint_complete(&mut self, _epoch: Epoch) -> Result<(), OperatorError> {
+        Ok(())
+    }
+    /// All inputs reached end of data: emit final results and tell the
+    /// outputs that no records follow.
     fn finish(&mut self) -> Result<(), OperatorError>;
+    /// All inputs closed: close the outputs.
+    fn close(&mut self) -> Result<(), OperatorError>;
+    /// Whether the task holds output that a checkpoint still has to commit;
+    /// the runtime keeps it alive until it does not.
+    fn has_pending_commits(&self) -> bool {
+        false
+    }
 }
 
 /// Creates one source subtask.

@@ -7,6 +7,8 @@
 //! - [`checkpoint`]: what a checkpoint is made of (state files with
 //!   checksums, per-subtask state, acks, the manifest) and the canonical
 //!   storage paths.
+//! - [`control`]: the messages between the checkpoint coordinator and the
+//!   workers (trigger, complete, abort; acks, declines, finished sources).
 //! - [`graph`]: the logical [`JobGraph`](graph::JobGraph) (operators with a
 //!   parallelism, and the edges between them) and its validation.
 //! - [`key_group`]: stable key hashing, key groups, and the assignment of
@@ -21,12 +23,14 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod control;
 pub mod error;
 pub mod graph;
 pub mod ids;
 pub mod key_group;
 
 pub use checkpoint::{CheckpointManifest, OperatorState, StateFile, SubtaskState, TaskAck};
+pub use control::{ControlCommand, WorkerEvent};
 pub use error::ProtocolError;
 pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};
 pub use ids::{Epoch, SubtaskId, VertexId};

@@ -2,17 +2,23 @@
 
 use crate::channels::local_channel;
 use crate::error::{RuntimeError, TaskFailure};
-use crate::task_loop::{run_operator, run_source, TaskExit};
-use crossbeam_channel::Receiver;
+use crate::restore::load_restored_tasks;
+use crate::snapshots::{SnapshotSubmitter, SnapshotWriter};
+use crate::task_loop::{run_operator, run_source, TaskCommand, TaskContext, TaskExit};
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_operators::output::{EdgeWiring, OutputChannel, OutputWiring, TaskCounters};
-use weir_operators::task::VertexFactory;
+use weir_operators::task::{RestoredTask, VertexFactory};
 use weir_operators::{Dataflow, Message, TaskInfo};
-use weir_protocol::{Partitioning, VertexKind};
-use weir_state::{MemoryBackend, StateBackend};
+use weir_protocol::{
+    CheckpointManifest, ControlCommand, KeyGroupRange, Partitioning, VertexId, VertexKind,
+    WorkerEvent,
+};
+use weir_state::{CheckpointStorage, MemoryBackend, StateBackend};
 
 /// Asks a running job to stop. Clones share the flag; a child token is
 /// cancelled when it or its parent is.
@@ -52,6 +58,21 @@ impl CancelToken {
     }
 }
 
+/// Checkpointing for one run of a job: where state goes, and the channels
+/// to and from the checkpoint coordinator.
+pub struct CheckpointRun {
+    /// The job's id: its checkpoints live under `{storage}/{job_id}/`.
+    pub job_id: String,
+    /// Checkpoint storage.
+    pub storage: CheckpointStorage,
+    /// Commands from the coordinator (trigger, complete).
+    pub commands: Receiver<ControlCommand>,
+    /// Events to the coordinator (acks, declines, finished sources).
+    pub events: Sender<WorkerEvent>,
+    /// The checkpoint to resume from, if any.
+    pub restore: Option<CheckpointManifest>,
+}
+
 /// How the engine runs jobs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -61,6 +82,8 @@ pub struct EngineConfig {
     pub channel_capacity: usize,
     /// Where keyed state lives.
     pub state_backend: Arc<dyn StateBackend>,
+    /// Threads writing snapshots to checkpoint storage.
+    pub snapshot_threads: usize,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +92,7 @@ impl Default for EngineConfig {
             batch_size: 1024,
             channel_capacity: 16,
             state_backend: Arc::new(MemoryBackend),
+            snapshot_threads: 2,
         }
     }
 }
@@ -108,13 +132,39 @@ pub struct LocalEngine {
 struct SubtaskPlan {
     info: TaskInfo,
     kind: VertexKind,
+    keyed: bool,
     outputs: Vec<EdgeWiring>,
     inputs: Vec<Receiver<Message>>,
     counters: Arc<TaskCounters>,
+    control: Receiver<TaskCommand>,
 }
 
 /// The first failure of a run, as it happened.
 type FirstFailure = Arc<Mutex<Option<(String, u32, TaskFailure)>>>;
+
+/// What every subtask thread shares.
+#[derive(Clone)]
+struct Shared {
+    cancel: CancelToken,
+    failure: FirstFailure,
+    batch_size: usize,
+    snapshots: Option<SnapshotSubmitter>,
+    events: Option<Sender<WorkerEvent>>,
+    done: Sender<()>,
+}
+
+/// A unique id for one deployment of a job.
+fn new_attempt_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}{:05x}",
+        nanos & 0xffff_ffff_ffff,
+        std::process::id() & 0xfffff
+    )
+}
 
 impl LocalEngine {
     /// An engine with `config`.
@@ -122,12 +172,26 @@ impl LocalEngine {
         Self { config }
     }
 
-    /// Runs `dataflow` to completion. Returns when every subtask has ended:
-    /// all inputs processed, a subtask failed (the rest are cancelled and
-    /// the failure is returned), or `cancel` was triggered.
+    /// Runs `dataflow` to completion without checkpoints. Returns when
+    /// every subtask has ended: all input processed, a subtask failed (the
+    /// rest are cancelled and the failure is returned), or `cancel` was
+    /// triggered.
     pub fn run(
         &self,
         dataflow: &Dataflow,
+        cancel: &CancelToken,
+    ) -> Result<JobReport, RuntimeError> {
+        self.run_with(dataflow, None, cancel)
+    }
+
+    /// Runs `dataflow`, checkpointing through `checkpoints` when given (and
+    /// resuming from its `restore` checkpoint). With checkpoints, sources
+    /// that run out of input wait for the final checkpoint, and the job
+    /// ends when it is complete and committed.
+    pub fn run_with(
+        &self,
+        dataflow: &Dataflow,
+        checkpoints: Option<CheckpointRun>,
         cancel: &CancelToken,
     ) -> Result<JobReport, RuntimeError> {
         let graph = dataflow.graph();
@@ -136,42 +200,95 @@ impl LocalEngine {
             source,
         })?;
         let started = Instant::now();
-        let plans = self.plan(dataflow);
+        let mut restored = match &checkpoints {
+            Some(CheckpointRun {
+                restore: Some(manifest),
+                storage,
+                job_id,
+                ..
+            }) => load_restored_tasks(graph, manifest, storage, job_id)?,
+            _ => HashMap::new(),
+        };
+        let attempt = new_attempt_id();
+        let (plans, mut controls) =
+            self.plan(dataflow, checkpoints.is_some(), &attempt, &mut restored);
         let job_cancel = cancel.child();
-        let failure: FirstFailure = Arc::new(Mutex::new(None));
+        let (done, finished) = crossbeam_channel::unbounded();
+        let (writer, commands, shared) = match checkpoints {
+            Some(run) => {
+                let (writer, submitter) = SnapshotWriter::start(
+                    &run.job_id,
+                    run.storage.clone(),
+                    run.events.clone(),
+                    self.config.snapshot_threads,
+                );
+                let shared = Shared {
+                    cancel: job_cancel.clone(),
+                    failure: Arc::new(Mutex::new(None)),
+                    batch_size: self.config.batch_size,
+                    snapshots: Some(submitter),
+                    events: Some(run.events),
+                    done,
+                };
+                (Some(writer), Some(run.commands), shared)
+            }
+            None => {
+                let shared = Shared {
+                    cancel: job_cancel.clone(),
+                    failure: Arc::new(Mutex::new(None)),
+                    batch_size: self.config.batch_size,
+                    snapshots: None,
+                    events: None,
+                    done,
+                };
+                (None, None, shared)
+            }
+        };
         let mut handles = Vec::with_capacity(plans.len());
         let mut counters = Vec::with_capacity(plans.len());
         for plan in plans {
             counters.push((plan.kind, plan.counters.clone()));
             let factory = dataflow.factory(plan.info.vertex).clone();
             let (operator, subtask) = (plan.info.operator.clone(), plan.info.subtask);
-            let (task_cancel, task_failure) = (job_cancel.clone(), failure.clone());
-            let batch_size = self.config.batch_size;
-            let handle = std::thread::Builder::new()
+            let task_shared = shared.clone();
+            let spawned = std::thread::Builder::new()
                 .name(format!("{operator}-{subtask}"))
-                .spawn(move || run_subtask(plan, factory, batch_size, &task_cancel, &task_failure))
-                .map_err(|source| {
-                    job_cancel.cancel();
-                    RuntimeError::Spawn {
-                        operator: operator.clone(),
-                        subtask,
-                        source,
-                    }
+                .spawn(move || {
+                    let exit = run_subtask(plan, factory, &task_shared);
+                    let _ = task_shared.done.send(());
+                    exit
                 });
-            match handle {
+            match spawned {
                 Ok(handle) => handles.push(handle),
-                Err(e) => {
+                Err(source) => {
+                    job_cancel.cancel();
                     for handle in handles {
                         let _ = handle.join();
                     }
-                    return Err(e);
+                    return Err(RuntimeError::Spawn {
+                        operator,
+                        subtask,
+                        source,
+                    });
                 }
             }
         }
+        let failure = shared.failure.clone();
+        drop(shared);
+        route_commands(
+            commands.as_ref(),
+            &mut controls,
+            &finished,
+            handles.len(),
+            &job_cancel,
+        );
         let mut all_finished = true;
         for handle in handles {
             // run_subtask catches panics, so join only fails if that failed.
             all_finished &= matches!(handle.join(), Ok(TaskExit::Finished));
+        }
+        if let Some(writer) = writer {
+            writer.shutdown();
         }
         let job = graph.name.clone();
         if let Some((operator, subtask, cause)) =
@@ -204,29 +321,46 @@ impl LocalEngine {
         })
     }
 
-    /// Creates the channels of every edge and the plan of every subtask.
-    fn plan(&self, dataflow: &Dataflow) -> Vec<SubtaskPlan> {
+    /// Creates the channels of every edge and the plan of every subtask,
+    /// and each task's control channel (with whether it is a source).
+    fn plan(
+        &self,
+        dataflow: &Dataflow,
+        checkpointing: bool,
+        attempt: &str,
+        restored: &mut HashMap<(VertexId, u32), Arc<RestoredTask>>,
+    ) -> (Vec<SubtaskPlan>, Vec<(bool, Sender<TaskCommand>)>) {
         let graph = dataflow.graph();
+        let mut controls = Vec::new();
         // plans[vertex][subtask]
         let mut plans: Vec<Vec<SubtaskPlan>> = graph
             .vertices
             .iter()
             .map(|v| {
                 (0..v.parallelism)
-                    .map(|subtask| SubtaskPlan {
-                        info: TaskInfo {
-                            job: graph.name.clone(),
-                            vertex: v.id,
-                            operator: v.name.clone(),
-                            subtask,
-                            parallelism: v.parallelism,
-                            max_parallelism: graph.max_parallelism,
-                            state_backend: self.config.state_backend.clone(),
-                        },
-                        kind: v.kind,
-                        outputs: Vec::new(),
-                        inputs: Vec::new(),
-                        counters: Arc::new(TaskCounters::default()),
+                    .map(|subtask| {
+                        let (control_sender, control) = crossbeam_channel::unbounded();
+                        controls.push((v.kind == VertexKind::Source, control_sender));
+                        SubtaskPlan {
+                            info: TaskInfo {
+                                job: graph.name.clone(),
+                                vertex: v.id,
+                                operator: v.name.clone(),
+                                subtask,
+                                parallelism: v.parallelism,
+                                max_parallelism: graph.max_parallelism,
+                                state_backend: self.config.state_backend.clone(),
+                                checkpointing,
+                                attempt: attempt.to_owned(),
+                                restored: restored.remove(&(v.id, subtask)),
+                            },
+                            kind: v.kind,
+                            keyed: v.keyed,
+                            outputs: Vec::new(),
+                            inputs: Vec::new(),
+                            counters: Arc::new(TaskCounters::default()),
+                            control,
+                        }
                     })
                     .collect()
             })
@@ -255,39 +389,94 @@ impl LocalEngine {
                     });
             }
         }
-        plans.into_iter().flatten().collect()
+        (plans.into_iter().flatten().collect(), controls)
+    }
+}
+
+/// Passes the coordinator's commands to the tasks until every task has ended.
+fn route_commands(
+    commands: Option<&Receiver<ControlCommand>>,
+    controls: &mut [(bool, Sender<TaskCommand>)],
+    finished: &Receiver<()>,
+    tasks: usize,
+    cancel: &CancelToken,
+) {
+    let mut ended = 0;
+    let mut commands = commands;
+    while ended < tasks {
+        let mut select = crossbeam_channel::Select::new();
+        select.recv(finished);
+        if let Some(commands) = commands {
+            select.recv(commands);
+        }
+        let op = select.select();
+        if op.index() == 0 {
+            if op.recv(finished).is_ok() {
+                ended += 1;
+            }
+            continue;
+        }
+        let Some(receiver) = commands else { continue };
+        match op.recv(receiver) {
+            Ok(ControlCommand::TriggerCheckpoint { epoch, is_final }) => {
+                for (_, control) in controls.iter().filter(|(source, _)| *source) {
+                    let _ = control.send(TaskCommand::Trigger { epoch, is_final });
+                }
+            }
+            Ok(ControlCommand::CheckpointCompleted { epoch }) => {
+                for (_, control) in controls.iter() {
+                    let _ = control.send(TaskCommand::Completed(epoch));
+                }
+            }
+            Ok(ControlCommand::CheckpointAborted { .. }) => {}
+            Ok(ControlCommand::FailJob { reason }) => {
+                tracing::error!(%reason, "the checkpoint coordinator failed the job");
+                cancel.cancel();
+            }
+            // The coordinator stopped; tasks still end on their own.
+            Err(_) => commands = None,
+        }
     }
 }
 
 /// The body of one subtask thread: create the task, run its loop, and
 /// record the first failure (cancelling the job).
-fn run_subtask(
-    plan: SubtaskPlan,
-    factory: VertexFactory,
-    batch_size: usize,
-    cancel: &CancelToken,
-    failure: &FirstFailure,
-) -> TaskExit {
+fn run_subtask(plan: SubtaskPlan, factory: VertexFactory, shared: &Shared) -> TaskExit {
     let SubtaskPlan {
         info,
+        keyed,
         outputs,
         inputs,
         counters,
+        control,
         ..
     } = plan;
     let wiring = OutputWiring {
         edges: outputs,
-        batch_size,
+        batch_size: shared.batch_size,
         counters: counters.clone(),
+    };
+    let ctx = TaskContext {
+        task: info.id(),
+        key_groups: if keyed {
+            info.key_groups()
+        } else {
+            KeyGroupRange::new(0, 0)
+        },
+        cancel: &shared.cancel,
+        control: &control,
+        snapshots: shared.snapshots.as_ref(),
+        events: shared.events.as_ref(),
+        counters: &counters,
     };
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &factory {
         VertexFactory::Source(make) => {
             let mut task = make(&info, wiring)?;
-            run_source(task.as_mut(), cancel)
+            run_source(task.as_mut(), &ctx)
         }
         VertexFactory::Operator(make) => {
             let mut task = make(&info, wiring)?;
-            run_operator(task.as_mut(), &inputs, &counters, cancel)
+            run_operator(task.as_mut(), &inputs, &ctx)
         }
     }));
     let cause = match outcome {
@@ -304,11 +493,11 @@ fn run_subtask(
         error = &cause as &dyn std::error::Error,
         "task failed; cancelling the job"
     );
-    let mut first = failure.lock().unwrap_or_else(|p| p.into_inner());
+    let mut first = shared.failure.lock().unwrap_or_else(|p| p.into_inner());
     if first.is_none() {
         *first = Some((info.operator.clone(), info.subtask, cause));
     }
-    cancel.cancel();
+    shared.cancel.cancel();
     TaskExit::Cancelled
 }
 

@@ -1,7 +1,8 @@
 //! The error type of the runtime crate.
 
 use weir_operators::OperatorError;
-use weir_protocol::ProtocolError;
+use weir_protocol::{Epoch, ProtocolError};
+use weir_state::StateError;
 
 /// Why a subtask stopped before finishing its input.
 #[derive(Debug, thiserror::Error)]
@@ -58,5 +59,22 @@ pub enum RuntimeError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// A checkpoint's state could not be read back.
+    #[error("cannot restore checkpoint {epoch}")]
+    Restore {
+        /// The checkpoint.
+        epoch: Epoch,
+        /// What failed.
+        #[source]
+        source: StateError,
+    },
+    /// A checkpoint does not fit the job.
+    #[error("checkpoint {epoch} does not fit the job: {problem}")]
+    IncompatibleCheckpoint {
+        /// The checkpoint.
+        epoch: Epoch,
+        /// Why not.
+        problem: String,
     },
 }

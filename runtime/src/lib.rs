@@ -10,21 +10,30 @@
 //! - [`channels`]: bounded crossbeam channels as the operator API's
 //!   [`OutputChannel`](weir_operators::output::OutputChannel); a full
 //!   channel blocks its producer (back-pressure).
+//! - [`aligner`]: [`BarrierAligner`](aligner::BarrierAligner), the pure
+//!   decision of when an operator has a checkpoint's barrier on every input.
+//! - [`snapshots`]: writes task snapshots to checkpoint storage off the task
+//!   threads and sends the acks.
+//! - [`restore`]: which state each subtask of a new deployment resumes from.
 //! - [`watermarks`]: [`InputWatermarks`], the pure merge of per-channel
 //!   watermarks into an operator's watermark.
 //! - [`error`]: [`RuntimeError`], the one error type of this crate.
 //!
-//! `engine` builds `channels` and runs `task_loop` on each thread;
-//! `task_loop` uses `watermarks`.
+//! `engine` builds `channels`, loads `restore`d state, starts `snapshots`
+//! and runs `task_loop` on each thread; `task_loop` uses `watermarks` and
+//! `aligner`.
 
 #![warn(missing_docs)]
 
+pub mod aligner;
 pub mod channels;
 pub mod engine;
 pub mod error;
+pub mod restore;
+pub mod snapshots;
 pub mod task_loop;
 pub mod watermarks;
 
-pub use engine::{CancelToken, EngineConfig, JobReport, LocalEngine};
+pub use engine::{CancelToken, CheckpointRun, EngineConfig, JobReport, LocalEngine};
 pub use error::{RuntimeError, TaskFailure};
 pub use watermarks::InputWatermarks;

@@ -1,19 +1,24 @@
 //! The loop each subtask thread runs.
 //!
-//! An operator subtask drains whichever input channel has a message,
-//! without blocking while any has one; when none has, it flushes its output
-//! (so records never linger while it waits) and blocks until a message
-//! arrives, its next processing-time timer is due, or the poll interval
-//! passes and it checks for cancellation.
+//! An operator subtask reads whichever input channel (or its control
+//! channel) has a message, without blocking while any has one; when none
+//! has, it flushes its output (so records never linger while it waits) and
+//! blocks until a message arrives, its next processing-time timer is due,
+//! or the poll interval passes and it checks for cancellation. Channels
+//! that delivered the barrier being aligned are not read until alignment
+//! completes.
 
+use crate::aligner::{Alignment, BarrierAligner};
 use crate::engine::CancelToken;
+use crate::snapshots::SnapshotSubmitter;
 use crate::watermarks::InputWatermarks;
-use crossbeam_channel::{Receiver, Select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use weir_operators::output::TaskCounters;
-use weir_operators::task::{OperatorTask, SourcePoll, SourceTask};
+use weir_operators::task::{OperatorTask, SourcePoll, SourceTask, TaskSnapshot};
 use weir_operators::{Message, OperatorError, Timestamp};
+use weir_protocol::{Epoch, KeyGroupRange, SubtaskId, WorkerEvent};
 
 /// How long a waiting task sleeps at most before it looks at the cancel flag.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -27,39 +32,54 @@ pub enum TaskExit {
     Cancelled,
 }
 
-/// Runs a source until it is exhausted or the job is cancelled.
-pub fn run_source(
-    task: &mut dyn SourceTask,
-    cancel: &CancelToken,
-) -> Result<TaskExit, OperatorError> {
-    loop {
-        if cancel.is_cancelled() {
-            return Ok(TaskExit::Cancelled);
+/// What the engine tells one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskCommand {
+    /// Sources: take checkpoint `epoch` (closing afterwards if final).
+    Trigger {
+        /// The checkpoint.
+        epoch: Epoch,
+        /// Whether it is the final one.
+        is_final: bool,
+    },
+    /// Checkpoint `epoch` is complete.
+    Completed(Epoch),
+}
+
+/// What a subtask's loop works with besides its task.
+pub struct TaskContext<'a> {
+    /// This subtask.
+    pub task: SubtaskId,
+    /// Its key groups (empty range for non-keyed operators).
+    pub key_groups: KeyGroupRange,
+    /// Set when the job is being cancelled.
+    pub cancel: &'a CancelToken,
+    /// Commands from the engine.
+    pub control: &'a Receiver<TaskCommand>,
+    /// Where snapshots go, when the job checkpoints.
+    pub snapshots: Option<&'a SnapshotSubmitter>,
+    /// Events to the coordinator, when the job checkpoints.
+    pub events: Option<&'a Sender<WorkerEvent>>,
+    /// Counters for the job summary.
+    pub counters: &'a TaskCounters,
+}
+
+impl TaskContext<'_> {
+    fn submit(&self, epoch: Epoch, snapshot: TaskSnapshot) {
+        if let Some(snapshots) = self.snapshots {
+            snapshots.submit(epoch, self.task, self.key_groups, snapshot);
         }
-        match task.poll() {
-            Ok(SourcePoll::Ready) => {}
-            Ok(SourcePoll::Idle(wait)) => {
-                if let Err(e) = task.flush() {
-                    return disconnected_is_cancel(e);
-                }
-                std::thread::sleep(wait.min(POLL_INTERVAL));
-            }
-            Ok(SourcePoll::Finished) => break,
-            Err(e) => return disconnected_is_cancel(e),
-        }
-    }
-    match task.finish() {
-        Ok(()) => Ok(TaskExit::Finished),
-        Err(e) => disconnected_is_cancel(e),
     }
 }
 
 /// A send to a vanished downstream task means the job is being torn down,
 /// not that this task failed.
-fn disconnected_is_cancel(error: OperatorError) -> Result<TaskExit, OperatorError> {
-    match error {
-        OperatorError::Disconnected => Ok(TaskExit::Cancelled),
-        other => Err(other),
+fn disconnected_is_cancel(
+    result: Result<TaskExit, OperatorError>,
+) -> Result<TaskExit, OperatorError> {
+    match result {
+        Err(OperatorError::Disconnected) => Ok(TaskExit::Cancelled),
+        other => other,
     }
 }
 
@@ -70,95 +90,238 @@ fn now_millis() -> Timestamp {
         .unwrap_or(0)
 }
 
-/// Runs an operator or sink until every input has ended, or the job is cancelled.
-pub fn run_operator(
-    task: &mut dyn OperatorTask,
-    inputs: &[Receiver<Message>],
-    counters: &TaskCounters,
-    cancel: &CancelToken,
+/// Runs a source until it is exhausted (and, when the job checkpoints,
+/// until the final checkpoint's barrier) or the job is cancelled.
+pub fn run_source(
+    task: &mut dyn SourceTask,
+    ctx: &TaskContext<'_>,
 ) -> Result<TaskExit, OperatorError> {
-    match operator_loop(task, inputs, counters, cancel) {
-        Ok(exit) => Ok(exit),
-        Err(e) => disconnected_is_cancel(e),
+    disconnected_is_cancel(source_loop(task, ctx))
+}
+
+fn source_loop(
+    task: &mut dyn SourceTask,
+    ctx: &TaskContext<'_>,
+) -> Result<TaskExit, OperatorError> {
+    let mut data_done = false;
+    // How long to wait for a command before polling the source again.
+    let mut wait = Duration::ZERO;
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Ok(TaskExit::Cancelled);
+        }
+        match ctx.control.recv_timeout(wait) {
+            Ok(TaskCommand::Trigger { epoch, is_final }) => {
+                let snapshot = task.checkpoint(epoch)?;
+                ctx.submit(epoch, snapshot);
+                if is_final {
+                    task.close()?;
+                    return Ok(TaskExit::Finished);
+                }
+            }
+            Ok(TaskCommand::Completed(_)) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(TaskExit::Cancelled),
+        }
+        if data_done {
+            wait = POLL_INTERVAL;
+            continue;
+        }
+        wait = Duration::ZERO;
+        match task.poll()? {
+            SourcePoll::Ready => {}
+            SourcePoll::Idle(idle) => {
+                task.flush()?;
+                wait = idle.min(POLL_INTERVAL);
+            }
+            SourcePoll::Finished => {
+                task.end_of_data()?;
+                data_done = true;
+                match ctx.events {
+                    Some(events) => {
+                        let _ = events.send(WorkerEvent::SourceFinished { task: ctx.task });
+                    }
+                    None => {
+                        task.close()?;
+                        return Ok(TaskExit::Finished);
+                    }
+                }
+            }
+        }
     }
 }
 
-fn operator_loop(
+/// Runs an operator or sink until every input has closed and nothing waits
+/// for a commit, or the job is cancelled.
+pub fn run_operator(
     task: &mut dyn OperatorTask,
     inputs: &[Receiver<Message>],
-    counters: &TaskCounters,
-    cancel: &CancelToken,
+    ctx: &TaskContext<'_>,
 ) -> Result<TaskExit, OperatorError> {
-    let mut watermarks = InputWatermarks::new(inputs.len());
-    // Indices (into `inputs`) of channels that have not ended.
-    let mut open: Vec<usize> = (0..inputs.len()).collect();
-    while !open.is_empty() {
-        if cancel.is_cancelled() {
-            return Ok(TaskExit::Cancelled);
+    disconnected_is_cancel(OperatorLoop::new(inputs.len()).run(task, inputs, ctx))
+}
+
+/// The per-channel bookkeeping of an operator subtask.
+struct OperatorLoop {
+    watermarks: InputWatermarks,
+    aligner: BarrierAligner,
+    data_ended: Vec<bool>,
+    closed: Vec<bool>,
+    finished: bool,
+    outputs_closed: bool,
+}
+
+impl OperatorLoop {
+    fn new(channels: usize) -> Self {
+        Self {
+            watermarks: InputWatermarks::new(channels),
+            aligner: BarrierAligner::new(channels),
+            data_ended: vec![false; channels],
+            closed: vec![false; channels],
+            finished: false,
+            outputs_closed: false,
         }
-        let deadline = task.next_processing_deadline();
-        if let Some(due) = deadline {
-            let now = now_millis();
-            if due <= now {
-                task.processing_time(now)?;
+    }
+
+    fn run(
+        &mut self,
+        task: &mut dyn OperatorTask,
+        inputs: &[Receiver<Message>],
+        ctx: &TaskContext<'_>,
+    ) -> Result<TaskExit, OperatorError> {
+        if inputs.is_empty() {
+            self.end_data(task)?;
+        }
+        loop {
+            if ctx.cancel.is_cancelled() {
+                return Ok(TaskExit::Cancelled);
+            }
+            if self.closed.iter().all(|c| *c) && !self.outputs_closed {
+                if !self.finished {
+                    self.end_data(task)?;
+                }
+                task.close()?;
+                self.outputs_closed = true;
+            }
+            if self.outputs_closed && !task.has_pending_commits() {
+                return Ok(TaskExit::Finished);
+            }
+            let deadline = if self.finished {
+                None
+            } else {
+                task.next_processing_deadline()
+            };
+            if let Some(due) = deadline {
+                let now = now_millis();
+                if due <= now {
+                    task.processing_time(now)?;
+                    continue;
+                }
+            }
+            // Index 0 is the control channel; then the readable inputs.
+            let readable: Vec<usize> = (0..inputs.len())
+                .filter(|&c| !self.closed[c] && !self.aligner.is_blocked(c))
+                .collect();
+            let mut select = Select::new();
+            select.recv(ctx.control);
+            for &c in &readable {
+                select.recv(&inputs[c]);
+            }
+            let ready = match select.try_select() {
+                Ok(op) => Some(op),
+                Err(_) => {
+                    task.flush()?;
+                    let wait = match deadline {
+                        Some(due) => Duration::from_millis(
+                            (due - now_millis()).clamp(0, POLL_INTERVAL.as_millis() as i64) as u64,
+                        ),
+                        None => POLL_INTERVAL,
+                    };
+                    select.select_timeout(wait).ok()
+                }
+            };
+            let Some(op) = ready else { continue };
+            if op.index() == 0 {
+                match op.recv(ctx.control) {
+                    Ok(TaskCommand::Completed(epoch)) => task.checkpoint_complete(epoch)?,
+                    Ok(TaskCommand::Trigger { .. }) => {}
+                    // The engine is gone: nothing will complete any more.
+                    Err(_) => return Ok(TaskExit::Cancelled),
+                }
                 continue;
             }
+            let channel = readable[op.index() - 1];
+            let Ok(message) = op.recv(&inputs[channel]) else {
+                // The upstream task vanished without closing its stream:
+                // the job is being torn down.
+                return Ok(TaskExit::Cancelled);
+            };
+            self.handle(task, channel, message, ctx)?;
         }
-        let mut select = Select::new();
-        for &i in &open {
-            select.recv(&inputs[i]);
-        }
-        let ready = match select.try_select() {
-            Ok(op) => Some(op),
-            Err(_) => {
-                task.flush()?;
-                let wait = match deadline {
-                    Some(due) => {
-                        let millis =
-                            (due - now_millis()).clamp(0, POLL_INTERVAL.as_millis() as i64);
-                        Duration::from_millis(millis as u64)
-                    }
-                    None => POLL_INTERVAL,
-                };
-                select.select_timeout(wait).ok()
-            }
-        };
-        let Some(op) = ready else {
-            continue;
-        };
-        let position = op.index();
-        let channel = open[position];
-        let message = match op.recv(&inputs[channel]) {
-            Ok(message) => message,
-            // The upstream task vanished without ending its stream: the job
-            // is being torn down.
-            Err(_) => return Ok(TaskExit::Cancelled),
-        };
+    }
+
+    fn handle(
+        &mut self,
+        task: &mut dyn OperatorTask,
+        channel: usize,
+        message: Message,
+        ctx: &TaskContext<'_>,
+    ) -> Result<(), OperatorError> {
         match message {
             Message::Data(batch) => {
-                counters
+                ctx.counters
                     .records_in
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 task.process(batch)?;
             }
             Message::Watermark(watermark) => {
-                if let Some(advanced) = watermarks.observe(channel, watermark) {
+                if let Some(advanced) = self.watermarks.observe(channel, watermark) {
                     task.watermark(advanced)?;
                 }
             }
+            Message::Barrier(epoch) => {
+                if let Alignment::Aligned(epoch) = self.aligner.on_barrier(channel, epoch) {
+                    let snapshot = task.checkpoint(epoch)?;
+                    ctx.submit(epoch, snapshot);
+                }
+            }
+            Message::EndOfData => self.channel_data_ended(task, channel)?,
             Message::EndOfStream => {
-                open.swap_remove(position);
-                if let Some(advanced) = watermarks.end(channel) {
-                    task.watermark(advanced)?;
+                self.channel_data_ended(task, channel)?;
+                self.closed[channel] = true;
+                if let Alignment::Aligned(epoch) = self.aligner.on_closed(channel) {
+                    let snapshot = task.checkpoint(epoch)?;
+                    ctx.submit(epoch, snapshot);
                 }
             }
         }
+        Ok(())
     }
-    if inputs.is_empty() {
-        // Unreachable for a validated graph, but an operator without inputs
-        // still ends cleanly.
-        task.watermark(weir_operators::MAX_WATERMARK)?;
+
+    fn channel_data_ended(
+        &mut self,
+        task: &mut dyn OperatorTask,
+        channel: usize,
+    ) -> Result<(), OperatorError> {
+        if self.data_ended[channel] {
+            return Ok(());
+        }
+        self.data_ended[channel] = true;
+        if let Some(advanced) = self.watermarks.end(channel) {
+            task.watermark(advanced)?;
+        }
+        if self.data_ended.iter().all(|d| *d) && !self.finished {
+            self.end_data(task)?;
+        }
+        Ok(())
     }
-    task.finish()?;
-    Ok(TaskExit::Finished)
+
+    /// Every input reached end of data: final watermark (if not yet), then finish.
+    fn end_data(&mut self, task: &mut dyn OperatorTask) -> Result<(), OperatorError> {
+        if self.watermarks.current() < weir_operators::MAX_WATERMARK {
+            task.watermark(weir_operators::MAX_WATERMARK)?;
+        }
+        task.finish()?;
+        self.finished = true;
+        Ok(())
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`StdoutSink`]: one line per record on standard output.
 //! - [`BlackholeSink`]: drops records (benchmarks).
-//! - [`FileSink`]: one line per record into a file per subtask in a directory.
+//! - [`FileSink`]: one line per record into files in a directory; exactly
+//!   once (two-phase commit on checkpoints) when the job checkpoints.
 //! - [`CollectSink`]: records into a shared vector (tests, examples).
 //!
 //! A user-defined sink implements [`Sink`].
@@ -20,8 +21,9 @@ pub use self::stdout::StdoutSink;
 use crate::data::{Batch, Data, Timestamp};
 use crate::error::OperatorError;
 use crate::record_task::records_of;
-use crate::task::{OperatorTask, TaskInfo};
+use crate::task::{OperatorTask, TaskInfo, TaskSnapshot};
 use std::marker::PhantomData;
+use weir_protocol::Epoch;
 
 /// A destination for records. It is cloned once per subtask; each clone is
 /// [`open`](Self::open)ed before it receives records.
@@ -37,9 +39,28 @@ pub trait Sink<T>: Clone + Send + Sync + 'static {
     /// Writes a batch of records.
     fn write(&mut self, records: Vec<T>) -> Result<(), OperatorError>;
 
-    /// The input ended: make everything written durable.
+    /// At checkpoint `epoch`'s barrier: make everything written so far
+    /// durable and ready to commit, and return the state to checkpoint
+    /// (pending transactions), as JSON.
+    fn pre_commit(&mut self, _epoch: Epoch) -> Result<Option<String>, OperatorError> {
+        Ok(None)
+    }
+
+    /// Checkpoint `epoch` is complete: make everything pre-committed up to
+    /// it visible. Must be idempotent.
+    fn commit(&mut self, _epoch: Epoch) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// The input ended: make everything written durable (a transactional
+    /// sink still waits for the final checkpoint to commit it).
     fn finish(&mut self) -> Result<(), OperatorError> {
         Ok(())
+    }
+
+    /// Whether output waits for a checkpoint to commit it.
+    fn has_pending_commits(&self) -> bool {
+        false
     }
 }
 
@@ -83,7 +104,26 @@ impl<T: Data, S: Sink<T>> OperatorTask for SinkTask<T, S> {
         Ok(())
     }
 
+    fn checkpoint(&mut self, epoch: Epoch) -> Result<TaskSnapshot, OperatorError> {
+        Ok(TaskSnapshot {
+            keyed: None,
+            operator_state: self.sink.pre_commit(epoch)?,
+        })
+    }
+
+    fn checkpoint_complete(&mut self, epoch: Epoch) -> Result<(), OperatorError> {
+        self.sink.commit(epoch)
+    }
+
     fn finish(&mut self) -> Result<(), OperatorError> {
         self.sink.finish()
+    }
+
+    fn close(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    fn has_pending_commits(&self) -> bool {
+        self.sink.has_pending_commits()
     }
 }

@@ -1,6 +1,6 @@
 //! A source of fixed records.
 
-use super::Source;
+use super::{cannot_rescale, decode_position, Source};
 use crate::data::Data;
 use crate::error::OperatorError;
 use crate::output::Output;
@@ -51,6 +51,18 @@ impl<T: Data + Sync> Source for FromElements<T> {
     fn open(&mut self, info: &TaskInfo) -> Result<(), OperatorError> {
         self.next = info.subtask as usize;
         self.step = info.parallelism.max(1) as usize;
+        if let Some(restored) = &info.restored {
+            if restored.operator_states.len() != info.parallelism as usize {
+                return Err(cannot_rescale(
+                    "elements",
+                    info,
+                    restored.operator_states.len(),
+                ));
+            }
+            if let Some(json) = info.own_operator_state() {
+                self.next = decode_position::<usize>("elements", json)?;
+            }
+        }
         Ok(())
     }
 
@@ -67,5 +79,9 @@ impl<T: Data + Sync> Source for FromElements<T> {
             self.next += self.step;
         }
         Ok(SourcePoll::Ready)
+    }
+
+    fn position(&self) -> Option<String> {
+        Some(self.next.to_string())
     }
 }

@@ -1,6 +1,6 @@
 //! Lines of a text file.
 
-use super::{split_range, Source};
+use super::{cannot_rescale, decode_position, split_range, Source};
 use crate::error::OperatorError;
 use crate::output::Output;
 use crate::task::{SourcePoll, TaskInfo};
@@ -61,6 +61,20 @@ impl Source for FileLines {
 
     fn open(&mut self, info: &TaskInfo) -> Result<(), OperatorError> {
         let mut file = File::open(&self.path).map_err(self.io("opening"))?;
+        if let Some(restored) = &info.restored {
+            if restored.operator_states.len() != info.parallelism as usize {
+                return Err(cannot_rescale("file", info, restored.operator_states.len()));
+            }
+            if let Some(json) = info.own_operator_state() {
+                let position: FilePosition = decode_position("file", json)?;
+                file.seek(SeekFrom::Start(position.offset))
+                    .map_err(self.io("seeking in"))?;
+                self.offset = position.offset;
+                self.end = position.end;
+                self.reader = Some(BufReader::new(file));
+                return Ok(());
+            }
+        }
         let len = file
             .metadata()
             .map_err(self.io("reading metadata of"))?
@@ -122,4 +136,19 @@ impl Source for FileLines {
         }
         Ok(SourcePoll::Ready)
     }
+
+    fn position(&self) -> Option<String> {
+        serde_json::to_string(&FilePosition {
+            offset: self.offset,
+            end: self.end,
+        })
+        .ok()
+    }
+}
+
+/// The checkpointed position: the next line's offset and the split's end.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FilePosition {
+    offset: u64,
+    end: u64,
 }

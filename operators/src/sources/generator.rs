@@ -1,11 +1,12 @@
 //! A deterministic generator of keyed events.
 
-use super::{split_range, Source};
+use super::{decode_position, split_range, Source};
 use crate::data::Timestamp;
 use crate::error::OperatorError;
 use crate::output::Output;
 use crate::task::{SourcePoll, TaskInfo};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// One generated event.
@@ -21,11 +22,19 @@ pub struct GeneratedEvent {
     pub timestamp: Timestamp,
 }
 
+/// The checkpointed position: the ranges of `seq` not generated yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Remaining {
+    remaining: Vec<(u64, u64)>,
+}
+
 /// Generates `events` events over `keys` keys from `seed`.
 ///
 /// Event `seq` is a pure function of `(seed, seq)`, so the input is the same
 /// at every parallelism: subtask `i` of `p` generates the `i`-th contiguous
-/// slice of `0..events`.
+/// slice of `0..events`. Its checkpointed position is the set of ranges it
+/// has not generated yet; after a restore at another parallelism, the
+/// remaining ranges of all old subtasks are split evenly among the new ones.
 ///
 /// ```
 /// use weir_operators::sources::Generator;
@@ -38,8 +47,8 @@ pub struct Generator {
     keys: u64,
     seed: u64,
     rate: u64,
-    next: u64,
-    end: u64,
+    /// Half-open ranges of `seq` still to generate, in order.
+    remaining: VecDeque<(u64, u64)>,
     subtask_rate: u64,
     started: Option<Instant>,
     emitted: u64,
@@ -53,8 +62,7 @@ impl Generator {
             keys: keys.max(1),
             seed,
             rate: 0,
-            next: 0,
-            end: 0,
+            remaining: VecDeque::new(),
             subtask_rate: 0,
             started: None,
             emitted: 0,
@@ -80,9 +88,9 @@ impl Generator {
         }
     }
 
-    /// Position of the next event this subtask will emit.
-    pub fn position(&self) -> u64 {
-        self.next
+    /// Number of events this subtask has still to generate.
+    pub fn remaining(&self) -> u64 {
+        self.remaining.iter().map(|(from, to)| to - from).sum()
     }
 }
 
@@ -95,14 +103,53 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Part `index` of `parallelism` of the concatenation of `ranges`: equal
+/// shares of the total count, in order.
+fn share_of(ranges: &[(u64, u64)], index: u32, parallelism: u32) -> VecDeque<(u64, u64)> {
+    let total: u64 = ranges.iter().map(|(from, to)| to - from).sum();
+    let (skip, take) = split_range(total, index, parallelism);
+    let (mut skip, mut take) = (skip, take - skip);
+    let mut share = VecDeque::new();
+    for &(from, to) in ranges {
+        let len = to - from;
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        let start = from + skip;
+        skip = 0;
+        let n = (to - start).min(take);
+        if n > 0 {
+            share.push_back((start, start + n));
+            take -= n;
+        }
+        if take == 0 {
+            break;
+        }
+    }
+    share
+}
+
 impl Source for Generator {
     type Out = GeneratedEvent;
     const NAME: &'static str = "generator";
 
     fn open(&mut self, info: &TaskInfo) -> Result<(), OperatorError> {
-        let (start, end) = split_range(self.events, info.subtask, info.parallelism);
-        self.next = start;
-        self.end = end;
+        self.remaining = match &info.restored {
+            Some(restored) if restored.operator_states.iter().any(Option::is_some) => {
+                let mut ranges = Vec::new();
+                for json in restored.operator_states.iter().flatten() {
+                    ranges.extend(decode_position::<Remaining>("generator", json)?.remaining);
+                }
+                ranges.sort_unstable();
+                share_of(&ranges, info.subtask, info.parallelism)
+            }
+            _ => {
+                let (start, end) = split_range(self.events, info.subtask, info.parallelism);
+                VecDeque::from([(start, end)])
+            }
+        };
+        self.remaining.retain(|(from, to)| from < to);
         self.subtask_rate = if self.rate == 0 {
             0
         } else {
@@ -116,14 +163,13 @@ impl Source for Generator {
         out: &mut Output<GeneratedEvent>,
         max_records: usize,
     ) -> Result<SourcePoll, OperatorError> {
-        if self.next >= self.end {
+        let Some(&(next, end)) = self.remaining.front() else {
             return Ok(SourcePoll::Finished);
-        }
-        let mut budget = (self.end - self.next).min(max_records as u64);
+        };
+        let mut budget = (end - next).min(max_records as u64);
         if self.subtask_rate > 0 {
             let started = *self.started.get_or_insert_with(Instant::now);
-            let elapsed = started.elapsed();
-            let allowed = (elapsed.as_secs_f64() * self.subtask_rate as f64) as u64 + 1;
+            let allowed = (started.elapsed().as_secs_f64() * self.subtask_rate as f64) as u64 + 1;
             let available = allowed.saturating_sub(self.emitted);
             if available == 0 {
                 let wait = Duration::from_secs_f64(1.0 / self.subtask_rate as f64);
@@ -131,11 +177,44 @@ impl Source for Generator {
             }
             budget = budget.min(available);
         }
-        for seq in self.next..self.next + budget {
+        for seq in next..next + budget {
             out.collect(self.event(seq))?;
         }
-        self.next += budget;
         self.emitted += budget;
+        if next + budget == end {
+            self.remaining.pop_front();
+        } else if let Some(front) = self.remaining.front_mut() {
+            front.0 = next + budget;
+        }
         Ok(SourcePoll::Ready)
+    }
+
+    fn position(&self) -> Option<String> {
+        let position = Remaining {
+            remaining: self.remaining.iter().copied().collect(),
+        };
+        serde_json::to_string(&position).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_split_the_remaining_ranges_evenly_and_exactly() {
+        let ranges = [(0, 10), (20, 25), (40, 41)];
+        let shares: Vec<_> = (0..3).map(|i| share_of(&ranges, i, 3)).collect();
+        let all: Vec<u64> = shares
+            .iter()
+            .flat_map(|s| s.iter().flat_map(|&(a, b)| a..b))
+            .collect();
+        let expected: Vec<u64> = ranges.iter().flat_map(|&(a, b)| a..b).collect();
+        assert_eq!(all, expected);
+        let sizes: Vec<u64> = shares
+            .iter()
+            .map(|s| s.iter().map(|(a, b)| b - a).sum())
+            .collect();
+        assert_eq!(sizes, vec![5, 5, 6]);
     }
 }

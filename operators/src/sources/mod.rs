@@ -20,7 +20,8 @@ pub use self::nexmark::{NexmarkEvent, NexmarkSource, NEXMARK_BASE_TIME};
 use crate::data::Data;
 use crate::error::OperatorError;
 use crate::output::Output;
-use crate::task::{SourcePoll, SourceTask, TaskInfo};
+use crate::task::{SourcePoll, SourceTask, TaskInfo, TaskSnapshot};
+use weir_protocol::Epoch;
 
 /// A source of records. It is cloned once per subtask; each clone is
 /// [`open`](Self::open)ed with its subtask's [`TaskInfo`] and produces its
@@ -40,6 +41,34 @@ pub trait Source: Clone + Send + Sync + 'static {
         out: &mut Output<Self::Out>,
         max_records: usize,
     ) -> Result<SourcePoll, OperatorError>;
+
+    /// The position reached, as JSON, to store in a checkpoint; `open`
+    /// finds it again in [`TaskInfo::restored`]. `None`: the source cannot
+    /// resume and starts over after a restore.
+    fn position(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Decodes a position that this source's [`Source::position`] encoded.
+pub(crate) fn decode_position<P: serde::de::DeserializeOwned>(
+    source: &str,
+    json: &str,
+) -> Result<P, OperatorError> {
+    serde_json::from_str(json).map_err(|e| {
+        OperatorError::user_caused_by(
+            format!("{source} source: unreadable checkpointed position"),
+            e,
+        )
+    })
+}
+
+/// The error for a source that cannot resume at another parallelism.
+pub(crate) fn cannot_rescale(source: &str, info: &TaskInfo, old: usize) -> OperatorError {
+    OperatorError::user(format!(
+        "{source} source cannot be restored at parallelism {} from a checkpoint taken at parallelism {old}",
+        info.parallelism
+    ))
 }
 
 /// Runs a [`Source`] as a task.
@@ -72,7 +101,20 @@ impl<S: Source> SourceTask for SourceRunner<S> {
         self.out.flush()
     }
 
-    fn finish(&mut self) -> Result<(), OperatorError> {
+    fn checkpoint(&mut self, epoch: Epoch) -> Result<TaskSnapshot, OperatorError> {
+        let position = self.source.position();
+        self.out.emit_barrier(epoch)?;
+        Ok(TaskSnapshot {
+            keyed: None,
+            operator_state: position,
+        })
+    }
+
+    fn end_of_data(&mut self) -> Result<(), OperatorError> {
+        self.out.end_of_data()
+    }
+
+    fn close(&mut self) -> Result<(), OperatorError> {
         self.out.end_of_stream()
     }
 }

@@ -1,6 +1,6 @@
 //! The Nexmark benchmark's auction events.
 
-use super::Source;
+use super::{cannot_rescale, decode_position, Source};
 use crate::error::OperatorError;
 use crate::output::Output;
 use crate::task::{SourcePoll, TaskInfo};
@@ -24,6 +24,13 @@ pub struct NexmarkSource {
     events: u64,
     generator: Option<EventGenerator>,
     remaining: u64,
+    emitted: u64,
+}
+
+/// The checkpointed position: events this subtask has emitted.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct NexmarkPosition {
+    emitted: u64,
 }
 
 impl NexmarkSource {
@@ -33,6 +40,7 @@ impl NexmarkSource {
             events,
             generator: None,
             remaining: 0,
+            emitted: 0,
         }
     }
 }
@@ -47,9 +55,27 @@ impl Source for NexmarkSource {
             ..NexmarkConfig::default()
         };
         let (p, i) = (u64::from(info.parallelism), u64::from(info.subtask));
-        // Events i, i+p, … below `events`.
-        self.remaining = self.events.saturating_sub(i).div_ceil(p);
-        self.generator = Some(EventGenerator::new(config).with_offset(i).with_step(p));
+        self.emitted = 0;
+        if let Some(restored) = &info.restored {
+            if restored.operator_states.len() != info.parallelism as usize {
+                return Err(cannot_rescale(
+                    "nexmark",
+                    info,
+                    restored.operator_states.len(),
+                ));
+            }
+            if let Some(json) = info.own_operator_state() {
+                self.emitted = decode_position::<NexmarkPosition>("nexmark", json)?.emitted;
+            }
+        }
+        // Events i, i+p, … below `events`, minus those already emitted.
+        self.remaining = self
+            .events
+            .saturating_sub(i)
+            .div_ceil(p)
+            .saturating_sub(self.emitted);
+        let offset = i + self.emitted * p;
+        self.generator = Some(EventGenerator::new(config).with_offset(offset).with_step(p));
         Ok(())
     }
 
@@ -66,10 +92,18 @@ impl Source for NexmarkSource {
             out.collect(event)?;
         }
         self.remaining -= n;
+        self.emitted += n;
         Ok(if self.remaining == 0 {
             SourcePoll::Finished
         } else {
             SourcePoll::Ready
         })
+    }
+
+    fn position(&self) -> Option<String> {
+        serde_json::to_string(&NexmarkPosition {
+            emitted: self.emitted,
+        })
+        .ok()
     }
 }

@@ -1,0 +1,59 @@
+//! Messages between the checkpoint coordinator and the workers running a
+//! job's tasks. In one process they travel over channels; between
+//! processes, over the control connection.
+
+use crate::checkpoint::TaskAck;
+use crate::ids::{Epoch, SubtaskId};
+use serde::{Deserialize, Serialize};
+
+/// From the coordinator to a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlCommand {
+    /// Sources: record your position and emit `Barrier(epoch)`.
+    TriggerCheckpoint {
+        /// The new checkpoint.
+        epoch: Epoch,
+        /// The final checkpoint, taken once every source has finished: sources
+        /// close their outputs after its barrier.
+        is_final: bool,
+    },
+    /// The checkpoint is complete (its commit marker is written): commit
+    /// what it covers (transactional sinks).
+    CheckpointCompleted {
+        /// The completed checkpoint.
+        epoch: Epoch,
+    },
+    /// The checkpoint will never complete; forget it.
+    CheckpointAborted {
+        /// The aborted checkpoint.
+        epoch: Epoch,
+    },
+    /// The job cannot go on (for example, its final checkpoint failed):
+    /// cancel it so that it restarts from its last complete checkpoint.
+    FailJob {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// From a worker to the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerEvent {
+    /// A subtask's part of a checkpoint is durable.
+    Ack(TaskAck),
+    /// A subtask could not take its part of a checkpoint; the checkpoint
+    /// cannot complete.
+    Declined {
+        /// The checkpoint.
+        epoch: Epoch,
+        /// The subtask.
+        task: SubtaskId,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// A source has emitted all of its input and waits for the final checkpoint.
+    SourceFinished {
+        /// The source subtask.
+        task: SubtaskId,
+    },
+}

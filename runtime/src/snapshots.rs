@@ -1,0 +1,190 @@
+//! Writing task snapshots to checkpoint storage, off the task threads.
+//!
+//! A task takes the synchronous part of its snapshot (a copy-on-write
+//! freeze), hands it to the [`SnapshotWriter`], and goes on processing. The
+//! writer's threads encode the keyed state, write it under the checkpoint's
+//! directory and report the task's ack (or its decline) to the coordinator.
+
+use crossbeam_channel::{Receiver, Sender};
+use std::thread::JoinHandle;
+use weir_operators::task::TaskSnapshot;
+use weir_protocol::checkpoint::paths;
+use weir_protocol::{
+    Epoch, KeyGroupRange, StateFile, SubtaskId, SubtaskState, TaskAck, WorkerEvent,
+};
+use weir_state::{CheckpointStorage, StateError};
+
+/// One task's snapshot to write and acknowledge.
+struct WriteJob {
+    job: String,
+    epoch: Epoch,
+    task: SubtaskId,
+    key_groups: KeyGroupRange,
+    snapshot: TaskSnapshot,
+}
+
+/// A pool of threads that write snapshots and send acks.
+pub struct SnapshotWriter {
+    jobs: Option<Sender<WriteJob>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// A task's handle for submitting snapshots.
+#[derive(Clone)]
+pub struct SnapshotSubmitter {
+    job: String,
+    jobs: Sender<WriteJob>,
+    events: Sender<WorkerEvent>,
+}
+
+impl SnapshotSubmitter {
+    /// Acknowledges checkpoint `epoch` for `task` once `snapshot` is durable.
+    /// Snapshots without keyed state are acknowledged at once.
+    pub fn submit(
+        &self,
+        epoch: Epoch,
+        task: SubtaskId,
+        key_groups: KeyGroupRange,
+        snapshot: TaskSnapshot,
+    ) {
+        let has_keyed_state = snapshot.keyed.as_ref().is_some_and(|k| !k.is_empty());
+        if !has_keyed_state {
+            let ack = TaskAck {
+                epoch,
+                task,
+                state: SubtaskState {
+                    subtask: task.index,
+                    key_groups,
+                    files: Vec::new(),
+                    operator_state: snapshot.operator_state,
+                },
+            };
+            let _ = self.events.send(WorkerEvent::Ack(ack));
+            return;
+        }
+        let job = WriteJob {
+            job: self.job.clone(),
+            epoch,
+            task,
+            key_groups,
+            snapshot,
+        };
+        if self.jobs.send(job).is_err() {
+            let _ = self.events.send(WorkerEvent::Declined {
+                epoch,
+                task,
+                reason: "snapshot writer stopped".into(),
+            });
+        }
+    }
+}
+
+impl SnapshotWriter {
+    /// Starts `threads` writer threads writing into `storage`.
+    pub fn start(
+        job: &str,
+        storage: CheckpointStorage,
+        events: Sender<WorkerEvent>,
+        threads: usize,
+    ) -> (Self, SnapshotSubmitter) {
+        let (jobs, queue) = crossbeam_channel::unbounded::<WriteJob>();
+        let handles = (0..threads.max(1))
+            .map(|i| {
+                let (queue, storage, events) = (queue.clone(), storage.clone(), events.clone());
+                std::thread::Builder::new()
+                    .name(format!("snapshot-writer-{i}"))
+                    .spawn(move || write_loop(&queue, &storage, &events))
+                    .expect("spawning a snapshot writer thread")
+            })
+            .collect();
+        let submitter = SnapshotSubmitter {
+            job: job.to_owned(),
+            jobs: jobs.clone(),
+            events,
+        };
+        (
+            Self {
+                jobs: Some(jobs),
+                threads: handles,
+            },
+            submitter,
+        )
+    }
+
+    /// Waits for queued snapshots to be written, then stops the threads.
+    pub fn shutdown(mut self) {
+        self.jobs.take();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn write_loop(
+    queue: &Receiver<WriteJob>,
+    storage: &CheckpointStorage,
+    events: &Sender<WorkerEvent>,
+) {
+    for job in queue {
+        let (epoch, task) = (job.epoch, job.task);
+        let event = match write(job, storage) {
+            Ok(ack) => WorkerEvent::Ack(ack),
+            Err(error) => {
+                tracing::warn!(
+                    epoch = epoch.0,
+                    task = %task,
+                    error = &error as &dyn std::error::Error,
+                    "writing a snapshot failed; declining the checkpoint"
+                );
+                WorkerEvent::Declined {
+                    epoch,
+                    task,
+                    reason: error_chain(&error),
+                }
+            }
+        };
+        let _ = events.send(event);
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn write(job: WriteJob, storage: &CheckpointStorage) -> Result<TaskAck, StateError> {
+    let mut files = Vec::new();
+    if let Some(keyed) = &job.snapshot.keyed {
+        let encoded = keyed.encode()?;
+        if !encoded.key_groups.is_empty() {
+            let relative = paths::subtask_file(job.epoch, job.task, "keyed.state");
+            let size = encoded.bytes.len() as u64;
+            storage.put(
+                &format!("{}/{relative}", paths::job_dir(&job.job)),
+                encoded.bytes,
+            )?;
+            files.push(StateFile {
+                path: relative,
+                size,
+                crc32c: encoded.crc32c,
+                key_groups: encoded.key_groups,
+            });
+        }
+    }
+    Ok(TaskAck {
+        epoch: job.epoch,
+        task: job.task,
+        state: SubtaskState {
+            subtask: job.task.index,
+            key_groups: job.key_groups,
+            files,
+            operator_state: job.snapshot.operator_state,
+        },
+    })
+}
