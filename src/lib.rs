@@ -20,13 +20,17 @@
 //!
 //! - [`cli`]: the `weir` command line: argument definitions and one module
 //!   per subcommand (`run`, `jobs`).
+//! - [`embedded`]: the embedded cluster of `weir run`: engine, checkpoint
+//!   driver and restart strategy in one process.
 //! - Re-exports: [`operators`] (and its [`prelude`]), [`jobs`], [`runtime`],
 //!   [`state`], [`protocol`].
 
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod embedded;
 
+pub use weir_coordinator as coordinator;
 pub use weir_jobs as jobs;
 pub use weir_operators as operators;
 pub use weir_operators::prelude;

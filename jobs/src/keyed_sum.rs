@@ -4,6 +4,7 @@ use crate::error::JobError;
 use crate::registry::{JobContext, JobDefinition, ParamKind, ParamSpec};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use weir_operators::prelude::*;
 use weir_operators::{Dataflow, MAX_WATERMARK};
 
@@ -35,6 +36,12 @@ pub const DEFINITION: JobDefinition = JobDefinition {
             kind: ParamKind::UInt,
             default: Some("0"),
             help: "at most this many events per second (0: unlimited)",
+        },
+        ParamSpec {
+            name: "fail_at",
+            kind: ParamKind::UInt,
+            default: Some("0"),
+            help: "panic once per process when event seq N-1 passes (0: never); exercises recovery",
         },
         ParamSpec {
             name: "emit",
@@ -135,18 +142,34 @@ impl KeyedProcessFunction for RunningSum {
     }
 }
 
+/// Set once a `fail_at` fault has fired in this process.
+static FAULT_FIRED: AtomicBool = AtomicBool::new(false);
+
+/// Panics the first time (per process) event `seq` passes; for recovery tests.
+fn inject_fault(event: GeneratedEvent, seq: u64) -> GeneratedEvent {
+    if event.seq == seq && !FAULT_FIRED.swap(true, Ordering::SeqCst) {
+        panic!("injected fault at event {seq}");
+    }
+    event
+}
+
 fn build(ctx: &JobContext) -> Result<Dataflow, JobError> {
     let p = &ctx.params;
     if p.uint("keys") == 0 {
         return Err(ctx.invalid("keys must be at least 1"));
     }
     let job = ctx.builder();
-    let sums = job
-        .source(
-            Generator::new(p.uint("events"), p.uint("keys"), p.uint("seed"))
-                .with_rate(p.uint("rate")),
-        )
-        .named("events")
+    let generator = Generator::new(p.uint("events"), p.uint("keys"), p.uint("seed"));
+    let mut events = job
+        .source(generator.with_rate(p.uint("rate")))
+        .named("events");
+    let fail_at = p.uint("fail_at");
+    if fail_at > 0 {
+        events = events
+            .map(move |event| inject_fault(event, fail_at - 1))
+            .named("fault");
+    }
+    let sums = events
         .key_by(|e| e.key)
         .process(RunningSum::new(p.text("emit") == "updates"))
         .named("running-sum");

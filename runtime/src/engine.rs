@@ -70,7 +70,18 @@ pub struct CheckpointRun {
     /// Events to the coordinator (acks, declines, finished sources).
     pub events: Sender<WorkerEvent>,
     /// The checkpoint to resume from, if any.
-    pub restore: Option<CheckpointManifest>,
+    pub restore: Option<RestoreSource>,
+}
+
+/// A complete checkpoint to resume from, and where its files are.
+#[derive(Debug, Clone)]
+pub struct RestoreSource {
+    /// The storage holding it.
+    pub storage: CheckpointStorage,
+    /// The job id it was written under.
+    pub job_id: String,
+    /// Its manifest.
+    pub manifest: CheckpointManifest,
 }
 
 /// How the engine runs jobs.
@@ -200,14 +211,11 @@ impl LocalEngine {
             source,
         })?;
         let started = Instant::now();
-        let mut restored = match &checkpoints {
-            Some(CheckpointRun {
-                restore: Some(manifest),
-                storage,
-                job_id,
-                ..
-            }) => load_restored_tasks(graph, manifest, storage, job_id)?,
-            _ => HashMap::new(),
+        let mut restored = match checkpoints.as_ref().and_then(|c| c.restore.as_ref()) {
+            Some(source) => {
+                load_restored_tasks(graph, &source.manifest, &source.storage, &source.job_id)?
+            }
+            None => HashMap::new(),
         };
         let attempt = new_attempt_id();
         let (plans, mut controls) =

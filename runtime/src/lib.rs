@@ -34,6 +34,6 @@ pub mod snapshots;
 pub mod task_loop;
 pub mod watermarks;
 
-pub use engine::{CancelToken, CheckpointRun, EngineConfig, JobReport, LocalEngine};
+pub use engine::{CancelToken, CheckpointRun, EngineConfig, JobReport, LocalEngine, RestoreSource};
 pub use error::{RuntimeError, TaskFailure};
 pub use watermarks::InputWatermarks;

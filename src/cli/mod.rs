@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a job on the embedded engine, in this process.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Inspect jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -46,7 +46,7 @@ pub fn install_tracing() {
 /// (with its causes) and returns a failure exit code.
 pub fn run(cli: Cli, registry: &JobRegistry) -> ExitCode {
     let result = match cli.command {
-        Command::Run(args) => run::run(args, registry),
+        Command::Run(args) => run::run(*args, registry),
         Command::Jobs(command) => jobs::run(command, registry),
     };
     match result {
@@ -56,6 +56,33 @@ pub fn run(cli: Cli, registry: &JobRegistry) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Parses a duration: `0`, `off`, `250ms`, `1s`, `1.5s`, `2m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if text == "0" || text == "off" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("'{text}' needs a unit: ms, s, m or h"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' does not start with a number"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}' (use ms, s, m or h)"
+            ))
+        }
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
 }
 
 /// An error and its sources, joined by ": ".
@@ -68,4 +95,20 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
+    }
 }

@@ -1,10 +1,26 @@
 //! `weir run JOB …`: run a job on the embedded engine and report on it.
 
-use clap::Args;
+use crate::cli::parse_duration;
+use crate::embedded::{
+    checkpoint_settings, run_embedded, EmbeddedConfig, EmbeddedReport, RestoreRequest,
+};
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_coordinator::{CheckpointConfig, DriverConfig, RestartStrategy};
 use weir_jobs::{JobOptions, JobParams, JobRegistry};
-use weir_runtime::{CancelToken, EngineConfig, JobReport, LocalEngine};
+use weir_runtime::{CancelToken, EngineConfig};
+use weir_state::storage::default_checkpoint_dir;
+use weir_state::MemoryBackend;
+
+/// The state backends `weir run` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// Keyed state on the heap.
+    Memory,
+}
 
 /// Arguments of `weir run`.
 #[derive(Debug, Args)]
@@ -17,7 +33,8 @@ pub struct RunArgs {
     /// A job parameter, `key=value`; repeat for several.
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
-    /// Write output files into this directory instead of printing records.
+    /// Write output files into this directory instead of printing records
+    /// (exactly once when checkpointing).
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Also write the run summary as JSON to this file.
@@ -30,6 +47,39 @@ pub struct RunArgs {
     /// Records per batch between operators.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
+    /// Where checkpoints go: a `file://` URL or a directory
+    /// [default: $WEIR_DATA_DIR/checkpoints, else ~/.local/share/weir/checkpoints].
+    #[arg(long, value_name = "URL")]
+    pub checkpoint_dir: Option<String>,
+    /// Time between checkpoints (`500ms`, `1s`, `2m`); `0` disables
+    /// checkpoints, restarts and exactly-once output.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
+    /// A checkpoint not complete after this long is aborted.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub checkpoint_timeout: Duration,
+    /// Least time between the end of a checkpoint and the next.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub min_pause: Duration,
+    /// Complete checkpoints to keep.
+    #[arg(long, default_value_t = 3)]
+    pub retain: usize,
+    /// Resume from `latest` (the newest complete checkpoint that verifies;
+    /// from the beginning if none) or from a checkpoint directory's URL.
+    #[arg(long, value_name = "latest|URL")]
+    pub restore: Option<String>,
+    /// Where keyed state lives.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Memory)]
+    pub state_backend: BackendChoice,
+    /// Checkpoints go under `{checkpoint-dir}/{job-id}/` [default: the job's name].
+    #[arg(long)]
+    pub job_id: Option<String>,
+    /// Consecutive failures after which the job gives up.
+    #[arg(long, default_value_t = 5)]
+    pub max_restarts: u32,
+    /// Wait before the first restart; doubles on each consecutive failure.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    pub restart_backoff: Duration,
 }
 
 /// The summary of a run, as written by `--stats`.
@@ -39,31 +89,65 @@ pub struct RunStats {
     pub job: String,
     /// Parallelism of every operator.
     pub parallelism: u32,
-    /// Records produced by the sources.
+    /// Records produced by the sources (in the last attempt).
     pub events_in: u64,
-    /// Records received by the sinks.
+    /// Records received by the sinks (in the last attempt).
     pub records_out: u64,
-    /// Wall-clock seconds.
+    /// Wall-clock seconds of the last attempt.
     pub elapsed_s: f64,
     /// `events_in / elapsed_s`.
     pub events_per_s: f64,
+    /// Attempts that failed and were restarted.
+    pub restarts: u32,
+    /// The checkpoint the run resumed from.
+    pub restored_from: Option<u64>,
+    /// Checkpoints completed.
+    pub checkpoints_completed: u32,
+    /// Checkpoints aborted.
+    pub checkpoints_aborted: u32,
+    /// Median checkpoint duration (trigger to commit), ms.
+    pub checkpoint_p50_ms: Option<f64>,
+    /// 99th-percentile checkpoint duration, ms.
+    pub checkpoint_p99_ms: Option<f64>,
+    /// State size of the last checkpoint, bytes.
+    pub checkpoint_last_bytes: Option<u64>,
+}
+
+fn percentile(durations: &[Duration], p: f64) -> Option<f64> {
+    if durations.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<f64> = durations.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    Some(sorted[rank.min(sorted.len() - 1)])
 }
 
 impl RunStats {
-    fn new(report: &JobReport, parallelism: u32) -> Self {
+    fn new(report: &EmbeddedReport, parallelism: u32) -> Self {
+        let job = &report.job;
+        let checkpoints = &report.checkpoints;
         Self {
-            job: report.job.clone(),
+            job: job.job.clone(),
             parallelism,
-            events_in: report.events_in,
-            records_out: report.records_out,
-            elapsed_s: report.elapsed.as_secs_f64(),
-            events_per_s: report.events_per_second(),
+            events_in: job.events_in,
+            records_out: job.records_out,
+            elapsed_s: job.elapsed.as_secs_f64(),
+            events_per_s: job.events_per_second(),
+            restarts: report.restarts,
+            restored_from: report.restored_from.map(|e| e.0),
+            checkpoints_completed: checkpoints.completed,
+            checkpoints_aborted: checkpoints.aborted,
+            checkpoint_p50_ms: percentile(&checkpoints.durations, 50.0),
+            checkpoint_p99_ms: percentile(&checkpoints.durations, 99.0),
+            checkpoint_last_bytes: checkpoints.sizes.last().copied(),
         }
     }
 }
 
-/// Builds the job, runs it to the end, prints the summary to standard
-/// error (standard output may carry the job's records).
+/// Builds the job, runs it to the end (restarting it from checkpoints on
+/// failure), prints the summary to standard error (standard output may
+/// carry the job's records).
 pub fn run(args: RunArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
     let params = JobParams::split_pairs(&args.params)?;
     let options = JobOptions {
@@ -71,18 +155,71 @@ pub fn run(args: RunArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::err
         max_parallelism: args.max_parallelism,
         output: args.output.clone(),
     };
-    let dataflow = registry.build(&args.job, &params, &options)?;
-    let engine = LocalEngine::new(EngineConfig {
-        batch_size: args.batch_size.max(1),
-        ..EngineConfig::default()
-    });
+    let build = || registry.build(&args.job, &params, &options);
+    // Bad parameters fail here, before any checkpoint storage is touched.
+    let job_name = build()?.graph().name.clone();
+    let checkpoints = if args.checkpoint_interval.is_zero() {
+        None
+    } else {
+        let url = match &args.checkpoint_dir {
+            Some(url) => url.clone(),
+            None => default_checkpoint_dir().display().to_string(),
+        };
+        let driver = DriverConfig {
+            checkpoint: CheckpointConfig {
+                interval: args.checkpoint_interval,
+                timeout: args.checkpoint_timeout,
+                min_pause: args.min_pause,
+            },
+            retained: args.retain,
+        };
+        Some(checkpoint_settings(
+            &url,
+            args.job_id.as_deref().unwrap_or(&job_name),
+            driver,
+        )?)
+    };
+    let restore = match args.restore.as_deref() {
+        None => RestoreRequest::Nothing,
+        Some("latest") => RestoreRequest::Latest,
+        Some(location) => RestoreRequest::Checkpoint(location.to_owned()),
+    };
+    if checkpoints.is_none() && restore != RestoreRequest::Nothing {
+        return Err("--restore needs checkpoints; --checkpoint-interval must not be 0".into());
+    }
+    let config = EmbeddedConfig {
+        engine: EngineConfig {
+            batch_size: args.batch_size.max(1),
+            state_backend: match args.state_backend {
+                BackendChoice::Memory => Arc::new(MemoryBackend),
+            },
+            ..EngineConfig::default()
+        },
+        checkpoints,
+        restore,
+        restart: RestartStrategy {
+            initial_backoff: args.restart_backoff,
+            max_attempts: args.max_restarts,
+            ..RestartStrategy::default()
+        },
+    };
     tracing::info!(job = %args.job, parallelism = args.parallelism, "starting");
-    let report = engine.run(&dataflow, &CancelToken::new())?;
+    let report = run_embedded(build, &config, &CancelToken::new())?;
     let stats = RunStats::new(&report, args.parallelism);
-    eprintln!(
+    let mut summary = format!(
         "{}: {} events in, {} records out, {:.3} s, {:.0} events/s",
         stats.job, stats.events_in, stats.records_out, stats.elapsed_s, stats.events_per_s
     );
+    if let Some(p50) = stats.checkpoint_p50_ms {
+        summary += &format!(
+            ", {} checkpoints (p50 {p50:.1} ms)",
+            stats.checkpoints_completed
+        );
+    }
+    if stats.restarts > 0 {
+        summary += &format!(", {} restarts", stats.restarts);
+    }
+    eprintln!("{summary}");
     if let Some(path) = &args.stats {
         let json = serde_json::to_string_pretty(&stats)?;
         std::fs::write(path, json + "\n").map_err(|e| {

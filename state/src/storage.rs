@@ -226,6 +226,31 @@ impl CheckpointStorage {
         Ok(Listing { dirs, files })
     }
 
+    /// Every object under directory `path`, recursively: paths relative to
+    /// `path`, with sizes, sorted.
+    pub fn list_files(&self, path: &str) -> Result<Vec<(String, u64)>, StateError> {
+        let prefix = self.path(path)?;
+        let objects: Vec<_> = self
+            .io
+            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
+            .map_err(Self::storage_error("listing", path))?;
+        let depth = prefix.parts().count();
+        let mut files: Vec<(String, u64)> = objects
+            .into_iter()
+            .map(|o| {
+                let relative: Vec<String> = o
+                    .location
+                    .parts()
+                    .skip(depth)
+                    .map(|p| p.as_ref().to_owned())
+                    .collect();
+                (relative.join("/"), o.size)
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
     /// Deletes the object at `path`; deleting a missing object succeeds.
     pub fn delete(&self, path: &str) -> Result<(), StateError> {
         let location = self.path(path)?;

@@ -99,6 +99,13 @@ fn list_dir_shows_subdirectories_and_files() {
         assert_eq!(inner.dirs, vec!["0-0"]);
         assert_eq!(inner.files, vec![("manifest.json".to_string(), 2)]);
         assert!(s.list_dir("nothing-here").unwrap().dirs.is_empty());
+        assert_eq!(
+            s.list_files("job/chk-0000000001").unwrap(),
+            vec![
+                ("0-0/state".to_string(), 5),
+                ("manifest.json".to_string(), 2)
+            ]
+        );
 
         s.delete_dir("job/chk-0000000001").unwrap();
         assert_eq!(s.list_dir("job").unwrap().dirs, vec!["chk-0000000002"]);

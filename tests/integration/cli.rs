@@ -1,10 +1,10 @@
 //! The `weir` command line: summaries, stats files and clear errors.
 
-use crate::reference_jobs::weir_run;
-use std::process::Command;
+use crate::reference_jobs::{weir_command, weir_run};
 
 fn weir(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = weir_command(data_dir.path())
         .args(args)
         .output()
         .expect("weir starts");

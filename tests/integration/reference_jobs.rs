@@ -5,9 +5,18 @@ use std::path::Path;
 use std::process::Command;
 use weir::operators::sources::Generator;
 
+/// A `weir` command whose default data directory (checkpoints) is a fresh
+/// temporary directory, so that tests running in parallel never share one.
+pub fn weir_command(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command.env("WEIR_DATA_DIR", data_dir);
+    command
+}
+
 /// Runs `weir run …`; panics with its stderr if it fails.
 pub fn weir_run(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = weir_command(data_dir.path())
         .arg("run")
         .args(args)
         .output()

@@ -1,0 +1,271 @@
+//! [`CheckpointDriver`]: runs the checkpoint tracker against a running job
+//! and checkpoint storage.
+//!
+//! It feeds the workers' events and the passing time to the pure
+//! [`CheckpointTracker`] and carries out its decisions: trigger, write the
+//! manifest and then the create-only commit marker, notify completion,
+//! apply retention, and clean up aborted checkpoints.
+
+use crate::catalog::{CheckpointCatalog, CheckpointStatus};
+use crate::error::CoordinatorError;
+use crate::tracker::{CheckpointConfig, CheckpointTracker, CompletedCheckpoint, Decision};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weir_protocol::checkpoint::{paths, MANIFEST_VERSION};
+use weir_protocol::{
+    CheckpointManifest, ControlCommand, Epoch, JobGraph, OperatorState, SubtaskId, VertexKind,
+    WorkerEvent,
+};
+
+/// How often the driver looks at the clock when no event arrives.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Checkpointing settings of one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// When checkpoints are taken.
+    pub checkpoint: CheckpointConfig,
+    /// Complete checkpoints to keep (at least 1).
+    pub retained: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint: CheckpointConfig::default(),
+            retained: 3,
+        }
+    }
+}
+
+/// What the checkpoints of one run amounted to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckpointStats {
+    /// Checkpoints completed.
+    pub completed: u32,
+    /// Checkpoints aborted.
+    pub aborted: u32,
+    /// Time from trigger to commit of each completed checkpoint.
+    pub durations: Vec<Duration>,
+    /// Total state size of each completed checkpoint, in bytes.
+    pub sizes: Vec<u64>,
+    /// The last completed checkpoint.
+    pub last_completed: Option<Epoch>,
+}
+
+/// Drives the checkpoints of one running job.
+pub struct CheckpointDriver {
+    catalog: CheckpointCatalog,
+    graph: JobGraph,
+    tracker: CheckpointTracker,
+    retained: usize,
+    stats: CheckpointStats,
+}
+
+fn wall_clock_ms(at: Instant) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ago = Instant::now().saturating_duration_since(at);
+    now.saturating_sub(ago).as_millis() as i64
+}
+
+impl CheckpointDriver {
+    /// A driver for `graph`, whose checkpoints go to `catalog`. Epochs
+    /// continue after the highest one in storage and after `restored_from`
+    /// (the checkpoint the job resumed from), so a run never reuses the
+    /// epoch of an earlier run's checkpoint or output.
+    pub fn new(
+        catalog: CheckpointCatalog,
+        graph: &JobGraph,
+        config: DriverConfig,
+        restored_from: Option<Epoch>,
+    ) -> Result<Self, CoordinatorError> {
+        let highest = catalog.highest_epoch()?.max(restored_from);
+        let first_epoch = Epoch(highest.map_or(1, |e| e.0 + 1));
+        let tasks = graph.vertices.iter().flat_map(|v| {
+            (0..v.parallelism).map(move |index| SubtaskId {
+                vertex: v.id,
+                index,
+            })
+        });
+        let sources = graph
+            .vertices
+            .iter()
+            .filter(|v| v.kind == VertexKind::Source)
+            .flat_map(|v| {
+                (0..v.parallelism).map(move |index| SubtaskId {
+                    vertex: v.id,
+                    index,
+                })
+            });
+        let tracker = CheckpointTracker::new(
+            config.checkpoint,
+            tasks,
+            sources,
+            first_epoch,
+            Instant::now(),
+        );
+        Ok(Self {
+            catalog,
+            graph: graph.clone(),
+            tracker,
+            retained: config.retained.max(1),
+            stats: CheckpointStats::default(),
+        })
+    }
+
+    /// Runs until the job's event channel closes (every task has ended).
+    pub fn run(
+        mut self,
+        events: &Receiver<WorkerEvent>,
+        commands: &Sender<ControlCommand>,
+    ) -> CheckpointStats {
+        loop {
+            let decision = match events.recv_timeout(TICK) {
+                Ok(event) => self.tracker.on_event(event, Instant::now()),
+                Err(RecvTimeoutError::Timeout) => self.tracker.tick(Instant::now()),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(decision) = decision {
+                self.execute(decision, commands);
+            }
+        }
+        self.stats
+    }
+
+    fn execute(&mut self, decision: Decision, commands: &Sender<ControlCommand>) {
+        let job = self.catalog.job().to_owned();
+        match decision {
+            Decision::Trigger {
+                epoch, is_final, ..
+            } => {
+                tracing::debug!(job = %job, epoch = epoch.0, is_final, "triggering checkpoint");
+                let _ = commands.send(ControlCommand::TriggerCheckpoint { epoch, is_final });
+            }
+            Decision::Complete(completed) => match self.commit(&completed) {
+                Ok(size) => {
+                    let duration = completed
+                        .completed_at
+                        .saturating_duration_since(completed.triggered_at);
+                    tracing::info!(job = %job, epoch = completed.epoch.0, ?duration, size, "checkpoint complete");
+                    self.stats.completed += 1;
+                    self.stats.durations.push(duration);
+                    self.stats.sizes.push(size);
+                    self.stats.last_completed = Some(completed.epoch);
+                    let _ = commands.send(ControlCommand::CheckpointCompleted {
+                        epoch: completed.epoch,
+                    });
+                    if let Err(error) = self.apply_retention() {
+                        tracing::warn!(job = %job, error = &error as &dyn std::error::Error, "retention cleanup failed");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "committing checkpoint failed");
+                    let next = self.tracker.on_commit_failed(&completed, error.to_string());
+                    self.execute(next, commands);
+                }
+            },
+            Decision::Abort { epoch, reason } => {
+                tracing::warn!(job = %job, epoch = epoch.0, %reason, "checkpoint aborted");
+                self.stats.aborted += 1;
+                let _ = commands.send(ControlCommand::CheckpointAborted { epoch });
+                if let Err(error) = self
+                    .catalog
+                    .storage()
+                    .delete_dir(&paths::checkpoint_dir(&job, epoch))
+                {
+                    tracing::warn!(job = %job, epoch = epoch.0, error = &error as &dyn std::error::Error, "cleaning up an aborted checkpoint failed");
+                }
+            }
+            Decision::FailJob { reason } => {
+                self.stats.aborted += 1;
+                let _ = commands.send(ControlCommand::FailJob { reason });
+            }
+        }
+    }
+
+    /// Writes the manifest, then the commit marker. Returns the state size.
+    fn commit(&self, completed: &CompletedCheckpoint) -> Result<u64, CoordinatorError> {
+        let job = self.catalog.job();
+        let mut operators: BTreeMap<u32, OperatorState> = BTreeMap::new();
+        for (task, state) in &completed.states {
+            let vertex = &self.graph.vertices[task.vertex.index()];
+            operators
+                .entry(task.vertex.0)
+                .or_insert_with(|| OperatorState {
+                    vertex: vertex.id,
+                    name: vertex.name.clone(),
+                    parallelism: vertex.parallelism,
+                    subtasks: Vec::new(),
+                })
+                .subtasks
+                .push(state.clone());
+        }
+        let manifest = CheckpointManifest {
+            version: MANIFEST_VERSION,
+            job: job.to_owned(),
+            epoch: completed.epoch,
+            triggered_at_ms: wall_clock_ms(completed.triggered_at),
+            completed_at_ms: wall_clock_ms(completed.completed_at),
+            max_parallelism: self.graph.max_parallelism,
+            is_final: completed.is_final,
+            operators: operators.into_values().collect(),
+        };
+        let size = manifest.files().map(|f| f.size).sum();
+        let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
+        let storage = self.catalog.storage();
+        storage.put(&paths::manifest(job, completed.epoch), json)?;
+        if !storage.put_if_absent(&paths::committed(job, completed.epoch), Vec::new())? {
+            return Err(CoordinatorError::NotRestorable {
+                location: paths::checkpoint_dir(job, completed.epoch),
+                problem: "its commit marker already exists".into(),
+            });
+        }
+        Ok(size)
+    }
+
+    /// Keeps the newest `retained` complete checkpoints; deletes older
+    /// checkpoint directories and any that never completed, except files a
+    /// retained manifest references.
+    fn apply_retention(&self) -> Result<(), CoordinatorError> {
+        let job = self.catalog.job();
+        let entries = self.catalog.list()?;
+        let complete: Vec<Epoch> = entries
+            .iter()
+            .filter(|e| e.status == CheckpointStatus::Complete)
+            .map(|e| e.epoch)
+            .collect();
+        let Some(&newest) = complete.last() else {
+            return Ok(());
+        };
+        let kept: Vec<Epoch> = complete.iter().rev().take(self.retained).copied().collect();
+        let mut referenced = HashSet::new();
+        for &epoch in &kept {
+            for file in self.catalog.manifest(epoch)?.files() {
+                referenced.insert(file.path.clone());
+            }
+        }
+        let pending = self.tracker.pending();
+        for entry in entries {
+            let stale = entry.epoch < newest && !kept.contains(&entry.epoch);
+            if !stale || Some(entry.epoch) == pending {
+                continue;
+            }
+            let dir = paths::checkpoint_dir(job, entry.epoch);
+            let name = paths::checkpoint_name(entry.epoch);
+            let files = self.catalog.storage().list_files(&dir)?;
+            // Delete the commit marker first: a half-deleted checkpoint
+            // must never look complete.
+            let mut ordered: Vec<_> = files.into_iter().map(|(f, _)| f).collect();
+            ordered.sort_by_key(|f| (f != paths::COMMITTED, f != paths::MANIFEST));
+            for file in ordered {
+                if !referenced.contains(&format!("{name}/{file}")) {
+                    self.catalog.storage().delete(&format!("{dir}/{file}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! The error type of the coordinator crate.
+
+use weir_protocol::Epoch;
+use weir_state::StateError;
+
+/// What went wrong in the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// Checkpoint storage failed.
+    #[error("checkpoint storage")]
+    Storage(#[from] StateError),
+    /// A manifest could not be parsed.
+    #[error("the manifest of checkpoint {epoch} of job '{job}' is corrupt")]
+    CorruptManifest {
+        /// The job.
+        job: String,
+        /// The checkpoint.
+        epoch: Epoch,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A manifest has a format version this build does not read.
+    #[error("the manifest of checkpoint {epoch} has version {version}; this build reads version {supported}")]
+    UnsupportedManifest {
+        /// The checkpoint.
+        epoch: Epoch,
+        /// Its version.
+        version: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// A checkpoint named by the user does not exist or is not complete.
+    #[error("checkpoint {location} is not a complete checkpoint: {problem}")]
+    NotRestorable {
+        /// What the user named.
+        location: String,
+        /// Why it cannot be used.
+        problem: String,
+    },
+}
