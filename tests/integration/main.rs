@@ -4,6 +4,7 @@
 mod backpressure;
 mod cli;
 mod failures;
+mod recovery;
 mod reference_jobs;
 mod semantics;
 mod sources;
