@@ -19,9 +19,11 @@
 
 use crate::error::StateError;
 use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::str::FromStr;
 use std::sync::Arc;
 use tokio::runtime::Runtime;
 
@@ -74,8 +76,19 @@ impl std::fmt::Debug for CheckpointStorage {
 
 impl CheckpointStorage {
     /// Opens the storage at `location`: a `file://` URL or a local path
-    /// (created if missing).
+    /// (created if missing), or `s3://bucket/prefix` configured from the
+    /// usual AWS environment variables (`AWS_ENDPOINT`, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP=true`
+    /// for a plain-HTTP endpoint).
     pub fn open(location: &str) -> Result<Self, StateError> {
+        Self::open_with_options(location, &[])
+    }
+
+    /// Like [`open`](Self::open), with settings that take precedence over
+    /// the environment: for `s3://`, `object_store`'s S3 keys such as
+    /// `aws_endpoint`, `aws_region`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `aws_allow_http`.
+    pub fn open_with_options(location: &str, options: &[(&str, &str)]) -> Result<Self, StateError> {
         let bad = |problem: String| StateError::BadLocation {
             location: location.to_owned(),
             problem,
@@ -115,8 +128,33 @@ impl CheckpointStorage {
                     io,
                 })
             }
+            "s3" => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(bad("the bucket name is empty".into()));
+                }
+                // Endpoint, region, credentials and AWS_ALLOW_HTTP come from
+                // the usual AWS environment variables.
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                for (key, value) in options {
+                    let key = AmazonS3ConfigKey::from_str(key)
+                        .map_err(|e| bad(format!("unknown S3 setting '{key}': {e}")))?;
+                    builder = builder.with_config(key, *value);
+                }
+                let store = builder
+                    .build()
+                    .map_err(|e| bad(format!("cannot configure S3: {e}")))?;
+                let root = Path::parse(prefix.trim_matches('/'))
+                    .map_err(|e| bad(format!("bad prefix: {e}")))?;
+                Ok(Self {
+                    url: format!("s3://{bucket}/{}", root.as_ref()),
+                    store: Arc::new(store),
+                    root,
+                    io,
+                })
+            }
             other => Err(bad(format!(
-                "unsupported scheme '{other}' (supported: file://, or a plain path)"
+                "unsupported scheme '{other}' (supported: file://, s3://, or a plain path)"
             ))),
         }
     }

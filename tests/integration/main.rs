@@ -6,6 +6,7 @@ mod cli;
 mod failures;
 mod recovery;
 mod reference_jobs;
+mod s3;
 mod semantics;
 mod sources;
 

@@ -40,11 +40,12 @@ impl Rng {
 }
 
 /// A `weir run` in the background, killed with SIGKILL when dropped.
-struct Running(Child);
+pub struct Running(Child);
 
 impl Running {
-    fn start(data_dir: &Path, args: &[String]) -> Self {
+    pub fn start(data_dir: &Path, args: &[String], env: &[(String, String)]) -> Self {
         let child = weir_command(data_dir)
+            .envs(env.iter().cloned())
             .arg("run")
             .args(args)
             .stdout(Stdio::null())
@@ -54,7 +55,7 @@ impl Running {
         Self(child)
     }
 
-    fn kill_9(mut self) {
+    pub fn kill_9(mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -67,11 +68,11 @@ impl Drop for Running {
     }
 }
 
-fn args(list: &[&str]) -> Vec<String> {
+pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn run_to_end(list: &[String]) -> String {
+pub fn run_to_end(list: &[String]) -> String {
     let refs: Vec<&str> = list.iter().map(String::as_str).collect();
     weir_run(&refs)
 }
@@ -100,7 +101,7 @@ fn exactly_once_view(dir: &Path) -> ExactlyOnceView {
     ExactlyOnceView { counts, totals }
 }
 
-fn assert_same(got: &Path, clean: &Path) {
+pub fn assert_same(got: &Path, clean: &Path) {
     let (got, clean) = (exactly_once_view(got), exactly_once_view(clean));
     assert_eq!(got.counts.len(), clean.counts.len(), "number of updates");
     assert!(
@@ -110,7 +111,7 @@ fn assert_same(got: &Path, clean: &Path) {
     assert_eq!(got.totals, clean.totals);
 }
 
-fn wait_for_a_checkpoint(root: &Path) {
+pub fn wait_for_a_checkpoint(root: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let found = walk(root).iter().any(|p| p.ends_with("COMMITTED"));
@@ -137,7 +138,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-const JOB: [&str; 9] = [
+pub const JOB: [&str; 9] = [
     "keyed-sum",
     "--param",
     "events=400000",
@@ -149,7 +150,7 @@ const JOB: [&str; 9] = [
     "rate=200000",
 ];
 
-fn clean_run(dir: &Path, parallelism: &str) -> PathBuf {
+pub fn clean_run(dir: &Path, parallelism: &str) -> PathBuf {
     let out = dir.join("clean");
     let mut list = args(&JOB);
     list.extend(args(&[
@@ -182,7 +183,7 @@ fn kill_9_at_random_moments_then_restore_latest_equals_a_clean_run() {
     list.extend(["--output".into(), out.display().to_string()]);
     list.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
     for round in 0..4 {
-        let running = Running::start(dir.path(), &list);
+        let running = Running::start(dir.path(), &list, &[]);
         let after = rng.between(200, 900);
         std::thread::sleep(Duration::from_millis(after));
         println!("round {round}: SIGKILL after {after} ms");
@@ -228,7 +229,7 @@ fn a_checkpoint_taken_at_parallelism_three_restores_at_two() {
     common.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
     let mut first = common.clone();
     first.extend(args(&["-p", "3"]));
-    let running = Running::start(dir.path(), &first);
+    let running = Running::start(dir.path(), &first, &[]);
     wait_for_a_checkpoint(&checkpoints);
     running.kill_9();
 
