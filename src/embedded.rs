@@ -257,6 +257,7 @@ fn merge(total: &mut CheckpointStats, attempt: CheckpointStats) {
     total.aborted += attempt.aborted;
     total.durations.extend(attempt.durations);
     total.sizes.extend(attempt.sizes);
+    total.incremental_sizes.extend(attempt.incremental_sizes);
     total.last_completed = attempt.last_completed.or(total.last_completed);
 }
 

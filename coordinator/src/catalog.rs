@@ -99,7 +99,11 @@ impl CheckpointCatalog {
                     problem: format!("size {} but the manifest says {}", bytes.len(), file.size),
                 });
             }
-            snapshot::verify(&bytes, file.crc32c, &path)?;
+            if file.rocksdb_name.is_some() {
+                snapshot::verify_checksum(&bytes, file.crc32c, &path)?;
+            } else {
+                snapshot::verify(&bytes, file.crc32c, &path)?;
+            }
         }
         Ok(())
     }

@@ -50,6 +50,9 @@ pub struct CheckpointStats {
     pub durations: Vec<Duration>,
     /// Total state size of each completed checkpoint, in bytes.
     pub sizes: Vec<u64>,
+    /// Bytes each completed checkpoint added: files the checkpoint before
+    /// it did not reference (all of them for full checkpoints).
+    pub incremental_sizes: Vec<u64>,
     /// The last completed checkpoint.
     pub last_completed: Option<Epoch>,
 }
@@ -61,6 +64,8 @@ pub struct CheckpointDriver {
     tracker: CheckpointTracker,
     retained: usize,
     stats: CheckpointStats,
+    /// Files referenced by the last completed checkpoint.
+    previous_files: HashSet<String>,
 }
 
 fn wall_clock_ms(at: Instant) -> i64 {
@@ -113,6 +118,7 @@ impl CheckpointDriver {
             tracker,
             retained: config.retained.max(1),
             stats: CheckpointStats::default(),
+            previous_files: HashSet::new(),
         })
     }
 
@@ -145,7 +151,7 @@ impl CheckpointDriver {
                 let _ = commands.send(ControlCommand::TriggerCheckpoint { epoch, is_final });
             }
             Decision::Complete(completed) => match self.commit(&completed) {
-                Ok(size) => {
+                Ok((size, added)) => {
                     let duration = completed
                         .completed_at
                         .saturating_duration_since(completed.triggered_at);
@@ -153,6 +159,7 @@ impl CheckpointDriver {
                     self.stats.completed += 1;
                     self.stats.durations.push(duration);
                     self.stats.sizes.push(size);
+                    self.stats.incremental_sizes.push(added);
                     self.stats.last_completed = Some(completed.epoch);
                     let _ = commands.send(ControlCommand::CheckpointCompleted {
                         epoch: completed.epoch,
@@ -186,8 +193,9 @@ impl CheckpointDriver {
         }
     }
 
-    /// Writes the manifest, then the commit marker. Returns the state size.
-    fn commit(&self, completed: &CompletedCheckpoint) -> Result<u64, CoordinatorError> {
+    /// Writes the manifest, then the commit marker. Returns the state size
+    /// and the bytes not referenced by the previous checkpoint.
+    fn commit(&mut self, completed: &CompletedCheckpoint) -> Result<(u64, u64), CoordinatorError> {
         let job = self.catalog.job();
         let mut operators: BTreeMap<u32, OperatorState> = BTreeMap::new();
         for (task, state) in &completed.states {
@@ -214,6 +222,11 @@ impl CheckpointDriver {
             operators: operators.into_values().collect(),
         };
         let size = manifest.files().map(|f| f.size).sum();
+        let added = manifest
+            .files()
+            .filter(|f| !self.previous_files.contains(&f.path))
+            .map(|f| f.size)
+            .sum();
         let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
         let storage = self.catalog.storage();
         storage.put(&paths::manifest(job, completed.epoch), json)?;
@@ -223,7 +236,8 @@ impl CheckpointDriver {
                 problem: "its commit marker already exists".into(),
             });
         }
-        Ok(size)
+        self.previous_files = manifest.files().map(|f| f.path.clone()).collect();
+        Ok((size, added))
     }
 
     /// Keeps the newest `retained` complete checkpoints; deletes older
@@ -264,6 +278,25 @@ impl CheckpointDriver {
                 if !referenced.contains(&format!("{name}/{file}")) {
                     self.catalog.storage().delete(&format!("{dir}/{file}"))?;
                 }
+            }
+        }
+        // Shared files (incremental RocksDB SSTs) are named
+        // `shared/{instance}/{epoch}-{name}` after the checkpoint that
+        // uploaded them. One uploaded by a checkpoint newer than the newest
+        // complete one may belong to the checkpoint in flight: keep it.
+        let shared_dir = format!("{}/shared", paths::job_dir(job));
+        for (file, _) in self.catalog.storage().list_files(&shared_dir)? {
+            let path = format!("shared/{file}");
+            let uploaded_by = file
+                .rsplit('/')
+                .next()
+                .and_then(|name| name.split('-').next())
+                .and_then(|epoch| epoch.parse::<u64>().ok());
+            let old = uploaded_by.is_some_and(|epoch| epoch < newest.0);
+            if old && !referenced.contains(&path) {
+                self.catalog
+                    .storage()
+                    .delete(&format!("{shared_dir}/{file}"))?;
             }
         }
         Ok(())

@@ -140,7 +140,7 @@ impl<K: Key, O: Data> KeyedContext<'_, K, O> {
     pub fn register_event_time_timer(&mut self, timestamp: Timestamp) -> Result<(), OperatorError> {
         let key = self.key;
         self.timer_table()?
-            .register(TimeDomain::EventTime, key, timestamp);
+            .register(TimeDomain::EventTime, key, timestamp)?;
         Ok(())
     }
 
@@ -152,7 +152,7 @@ impl<K: Key, O: Data> KeyedContext<'_, K, O> {
     ) -> Result<(), OperatorError> {
         let key = self.key;
         self.timer_table()?
-            .register(TimeDomain::ProcessingTime, key, timestamp);
+            .register(TimeDomain::ProcessingTime, key, timestamp)?;
         Ok(())
     }
 
@@ -163,7 +163,7 @@ impl<K: Key, O: Data> KeyedContext<'_, K, O> {
         timestamp: Timestamp,
     ) -> Result<(), OperatorError> {
         let key = self.key;
-        self.timer_table()?.delete(domain, key, timestamp);
+        self.timer_table()?.delete(domain, key, timestamp)?;
         Ok(())
     }
 
@@ -192,8 +192,11 @@ impl<K, V> std::fmt::Debug for ValueState<K, V> {
 impl<K: Key, V: StateValue> ValueState<K, V> {
     /// The current key's value.
     #[inline]
-    pub fn get<O: Data>(&self, ctx: &KeyedContext<'_, K, O>) -> Result<Option<V>, OperatorError> {
-        Ok(ctx.store.table(self.id)?.get(ctx.key_group, ctx.key)?)
+    pub fn get<O: Data>(
+        &self,
+        ctx: &mut KeyedContext<'_, K, O>,
+    ) -> Result<Option<V>, OperatorError> {
+        Ok(ctx.store.table_mut(self.id)?.get(ctx.key_group, ctx.key)?)
     }
 
     /// Sets the current key's value.
@@ -375,6 +378,9 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
     ) -> Result<Self, OperatorError> {
         let mut store = info.state_backend.open_keyed(info.state_scope())?;
         if let Some(restored) = &info.restored {
+            for database in &restored.databases {
+                store.restore_database(database)?;
+            }
             for (key_group, section) in &restored.key_groups {
                 store.restore_key_group(*key_group, section)?;
             }
@@ -397,7 +403,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
     }
 
     fn fire_timers(&mut self, domain: TimeDomain, up_to: Timestamp) -> Result<(), OperatorError> {
-        while let Some(timer) = self.store.table_mut(self.timers)?.pop_due(domain, up_to) {
+        while let Some(timer) = self.store.table_mut(self.timers)?.pop_due(domain, up_to)? {
             let key_group = self.store.key_group_of(&timer.key)?;
             let mut ctx = KeyedContext {
                 key: &timer.key,
@@ -462,12 +468,17 @@ impl<P: KeyedProcessFunction> OperatorTask for KeyedProcessOperator<P> {
     }
 
     fn checkpoint(&mut self, epoch: Epoch) -> Result<TaskSnapshot, OperatorError> {
-        let keyed = self.store.snapshot();
+        let keyed = self.store.snapshot(epoch)?;
         self.out.emit_barrier(epoch)?;
         Ok(TaskSnapshot {
             keyed: Some(keyed),
             operator_state: None,
         })
+    }
+
+    fn checkpoint_complete(&mut self, epoch: Epoch) -> Result<(), OperatorError> {
+        self.store.checkpoint_complete(epoch);
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), OperatorError> {

@@ -35,8 +35,13 @@ pub struct StateFile {
     pub size: u64,
     /// CRC-32C of the whole file.
     pub crc32c: u32,
-    /// Where each key group's state is inside the file, by key group.
+    /// Where each key group's state is inside the file, by key group
+    /// (key-group section files only).
     pub key_groups: Vec<KeyGroupSpan>,
+    /// For a file of a RocksDB instance: its name inside the instance's
+    /// directory. `None` for key-group section files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rocksdb_name: Option<String>,
 }
 
 /// What one subtask contributed to a checkpoint.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use weir_operators::task::RestoredTask;
 use weir_protocol::checkpoint::paths;
 use weir_protocol::{CheckpointManifest, JobGraph, KeyGroupRange, VertexId};
-use weir_state::{snapshot, CheckpointStorage};
+use weir_state::{snapshot, CheckpointStorage, RestoredDb};
 
 /// The state every subtask of `graph` resumes from, by (vertex, subtask).
 ///
@@ -54,7 +54,23 @@ pub fn load_restored_tasks(
             let range =
                 KeyGroupRange::for_subtask(subtask, vertex.parallelism, graph.max_parallelism);
             let mut key_groups = Vec::new();
+            let mut databases = Vec::new();
             for old in &operator.subtasks {
+                let overlaps =
+                    old.key_groups.start.max(range.start) < old.key_groups.end.min(range.end);
+                if overlaps && old.files.iter().any(|f| f.rocksdb_name.is_some()) {
+                    let mut db_files = Vec::new();
+                    for file in &old.files {
+                        let name = file.rocksdb_name.clone().unwrap_or_default();
+                        let bytes = read_verified(storage, job_id, manifest.epoch, file)?;
+                        db_files.push((name, bytes));
+                    }
+                    databases.push(RestoredDb {
+                        key_groups: old.key_groups,
+                        files: db_files,
+                    });
+                    continue;
+                }
                 for file in &old.files {
                     let wanted: Vec<_> = file
                         .key_groups
@@ -65,17 +81,7 @@ pub fn load_restored_tasks(
                         continue;
                     }
                     if !files.contains_key(&file.path) {
-                        let full = format!("{}/{}", paths::job_dir(job_id), file.path);
-                        let bytes = storage.get(&full).map_err(|source| RuntimeError::Restore {
-                            epoch: manifest.epoch,
-                            source,
-                        })?;
-                        snapshot::verify(&bytes, file.crc32c, &full).map_err(|source| {
-                            RuntimeError::Restore {
-                                epoch: manifest.epoch,
-                                source,
-                            }
-                        })?;
+                        let bytes = read_verified(storage, job_id, manifest.epoch, file)?;
                         files.insert(file.path.clone(), bytes);
                     }
                     let bytes = &files[&file.path];
@@ -96,10 +102,31 @@ pub fn load_restored_tasks(
                 Arc::new(RestoredTask {
                     epoch: manifest.epoch,
                     key_groups,
+                    databases,
                     operator_states: operator_states.clone(),
                 }),
             );
         }
     }
     Ok(restored)
+}
+
+/// Reads a checkpoint file and checks its size and checksum.
+fn read_verified(
+    storage: &CheckpointStorage,
+    job_id: &str,
+    epoch: weir_protocol::Epoch,
+    file: &weir_protocol::StateFile,
+) -> Result<Vec<u8>, RuntimeError> {
+    let full = format!("{}/{}", paths::job_dir(job_id), file.path);
+    let restore = |source| RuntimeError::Restore { epoch, source };
+    let bytes = storage.get(&full).map_err(restore)?;
+    if bytes.len() as u64 != file.size {
+        return Err(restore(weir_state::StateError::Corrupt {
+            path: full,
+            problem: format!("size {} but the manifest says {}", bytes.len(), file.size),
+        }));
+    }
+    snapshot::verify_checksum(&bytes, file.crc32c, &full).map_err(restore)?;
+    Ok(bytes)
 }

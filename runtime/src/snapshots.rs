@@ -9,9 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 use std::thread::JoinHandle;
 use weir_operators::task::TaskSnapshot;
 use weir_protocol::checkpoint::paths;
-use weir_protocol::{
-    Epoch, KeyGroupRange, StateFile, SubtaskId, SubtaskState, TaskAck, WorkerEvent,
-};
+use weir_protocol::{Epoch, KeyGroupRange, SubtaskId, SubtaskState, TaskAck, WorkerEvent};
 use weir_state::{CheckpointStorage, StateError};
 
 /// One task's snapshot to write and acknowledge.
@@ -159,24 +157,16 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn write(job: WriteJob, storage: &CheckpointStorage) -> Result<TaskAck, StateError> {
-    let mut files = Vec::new();
-    if let Some(keyed) = &job.snapshot.keyed {
-        let encoded = keyed.encode()?;
-        if !encoded.key_groups.is_empty() {
-            let relative = paths::subtask_file(job.epoch, job.task, "keyed.state");
-            let size = encoded.bytes.len() as u64;
-            storage.put(
-                &format!("{}/{relative}", paths::job_dir(&job.job)),
-                encoded.bytes,
-            )?;
-            files.push(StateFile {
-                path: relative,
-                size,
-                crc32c: encoded.crc32c,
-                key_groups: encoded.key_groups,
-            });
+    let files = match &job.snapshot.keyed {
+        Some(keyed) => {
+            let task_dir = paths::subtask_file(job.epoch, job.task, "");
+            let job_dir = paths::job_dir(&job.job);
+            keyed.write(task_dir.trim_end_matches('/'), &mut |relative, bytes| {
+                storage.put(&format!("{job_dir}/{relative}"), bytes)
+            })?
         }
-    }
+        None => Vec::new(),
+    };
     Ok(TaskAck {
         epoch: job.epoch,
         task: job.task,

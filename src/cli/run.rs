@@ -13,13 +13,15 @@ use weir_coordinator::{CheckpointConfig, DriverConfig, RestartStrategy};
 use weir_jobs::{JobOptions, JobParams, JobRegistry};
 use weir_runtime::{CancelToken, EngineConfig};
 use weir_state::storage::default_checkpoint_dir;
-use weir_state::MemoryBackend;
+use weir_state::{MemoryBackend, RocksDbBackend};
 
 /// The state backends `weir run` offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
     /// Keyed state on the heap.
     Memory,
+    /// Keyed state in RocksDB (larger than memory; incremental checkpoints).
+    Rocksdb,
 }
 
 /// Arguments of `weir run`.
@@ -192,6 +194,7 @@ pub fn run(args: RunArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::err
             batch_size: args.batch_size.max(1),
             state_backend: match args.state_backend {
                 BackendChoice::Memory => Arc::new(MemoryBackend),
+                BackendChoice::Rocksdb => Arc::new(RocksDbBackend::default_location()),
             },
             ..EngineConfig::default()
         },

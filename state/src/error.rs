@@ -95,4 +95,34 @@ pub enum StateError {
         #[source]
         source: Box<object_store::Error>,
     },
+    /// RocksDB failed.
+    #[error("RocksDB {action} {path}")]
+    RocksDb {
+        /// What was being done.
+        action: &'static str,
+        /// The instance's directory.
+        path: String,
+        /// RocksDB's error.
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// A local file could not be read or written.
+    #[error("{action} {path}")]
+    LocalIo {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// State taken with one backend cannot be used by another this way.
+    #[error("operator '{operator}': {problem}")]
+    BackendMismatch {
+        /// The operator.
+        operator: String,
+        /// What does not fit.
+        problem: String,
+    },
 }

@@ -6,6 +6,8 @@
 //!
 //! - [`backend`]: the [`StateBackend`] trait (the contract every backend
 //!   keeps) and [`MemoryBackend`], the in-memory implementation.
+//! - [`rocks`]: [`RocksDbBackend`], state in RocksDB keyed by key group,
+//!   with incremental checkpoints of its SST files.
 //! - [`store`]: [`KeyedStateStore`], the state of one operator subtask: a
 //!   registry of named tables over the subtask's key-group range. Operators
 //!   reach tables through typed [`TableId`]s.
@@ -24,6 +26,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod rocks;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
@@ -32,6 +35,7 @@ pub mod timers;
 
 pub use backend::{MemoryBackend, StateBackend, StateScope};
 pub use error::StateError;
+pub use rocks::{RestoredDb, RocksDbBackend};
 pub use snapshot::{EncodedSnapshot, StoreSnapshot};
 pub use storage::CheckpointStorage;
 pub use store::{KeyedStateStore, StateKey, StateKind, StateValue, TableId};

@@ -8,11 +8,16 @@
 //! groups and detect a corrupt file before using it.
 
 use crate::error::StateError;
+use crate::rocks::RocksSnapshot;
 use crate::store::{FrozenTable, StateKind};
 use crate::tables::{decode, encode};
 use serde::{Deserialize, Serialize};
 use weir_protocol::checkpoint::KeyGroupSpan;
-use weir_protocol::{KeyGroup, KeyGroupRange};
+use weir_protocol::{KeyGroupRange, StateFile};
+
+/// Writes one file of a snapshot to checkpoint storage: (path relative to
+/// the job's directory, contents).
+pub type PutFile<'a> = dyn FnMut(&str, Vec<u8>) -> Result<(), StateError> + 'a;
 
 /// First bytes of every keyed-state snapshot file.
 pub const MAGIC: &[u8; 8] = b"WEIRKG01";
@@ -28,18 +33,30 @@ pub struct TableBlob {
     pub data: Vec<u8>,
 }
 
-/// A store's tables frozen at a snapshot, ready to encode.
+/// A store's state at a snapshot, ready to write: frozen heap tables, or a
+/// local RocksDB checkpoint.
 pub struct StoreSnapshot {
-    key_groups: KeyGroupRange,
-    tables: Vec<Box<dyn FrozenTable>>,
+    data: SnapshotData,
+}
+
+enum SnapshotData {
+    Sections {
+        key_groups: KeyGroupRange,
+        tables: Vec<Box<dyn FrozenTable>>,
+    },
+    RocksDb(RocksSnapshot),
 }
 
 impl std::fmt::Debug for StoreSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreSnapshot")
-            .field("key_groups", &self.key_groups)
-            .field("tables", &self.tables.len())
-            .finish()
+        match &self.data {
+            SnapshotData::Sections { key_groups, tables } => f
+                .debug_struct("StoreSnapshot")
+                .field("key_groups", key_groups)
+                .field("tables", &tables.len())
+                .finish(),
+            SnapshotData::RocksDb(rocks) => rocks.fmt(f),
+        }
     }
 }
 
@@ -55,22 +72,65 @@ pub struct EncodedSnapshot {
 }
 
 impl StoreSnapshot {
-    pub(crate) fn new(key_groups: KeyGroupRange, tables: Vec<Box<dyn FrozenTable>>) -> Self {
-        Self { key_groups, tables }
+    pub(crate) fn sections(key_groups: KeyGroupRange, tables: Vec<Box<dyn FrozenTable>>) -> Self {
+        Self {
+            data: SnapshotData::Sections { key_groups, tables },
+        }
     }
 
-    /// Whether there is no table at all (stateless operators).
+    pub(crate) fn rocksdb(snapshot: RocksSnapshot) -> Self {
+        Self {
+            data: SnapshotData::RocksDb(snapshot),
+        }
+    }
+
+    /// Whether there is nothing to write (a heap store without tables).
     pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
+        matches!(&self.data, SnapshotData::Sections { tables, .. } if tables.is_empty())
     }
 
-    /// Encodes every key group into one file.
+    /// Writes the snapshot with `put(job-relative path, bytes)` and returns
+    /// the files for the manifest. `task_dir` is the subtask's directory of
+    /// this checkpoint (`chk-…/{vertex}-{subtask}`).
+    pub fn write(
+        &self,
+        task_dir: &str,
+        put: &mut PutFile<'_>,
+    ) -> Result<Vec<StateFile>, StateError> {
+        match &self.data {
+            SnapshotData::RocksDb(rocks) => rocks.upload(task_dir, put),
+            SnapshotData::Sections { .. } => {
+                let encoded = self.encode()?;
+                if encoded.key_groups.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let path = format!("{task_dir}/keyed.state");
+                let file = StateFile {
+                    path: path.clone(),
+                    size: encoded.bytes.len() as u64,
+                    crc32c: encoded.crc32c,
+                    key_groups: encoded.key_groups,
+                    rocksdb_name: None,
+                };
+                put(&path, encoded.bytes)?;
+                Ok(vec![file])
+            }
+        }
+    }
+
+    /// Encodes every key group of a heap snapshot into one file.
     pub fn encode(&self) -> Result<EncodedSnapshot, StateError> {
+        let SnapshotData::Sections { key_groups, tables } = &self.data else {
+            return Err(StateError::BackendMismatch {
+                operator: "snapshot".into(),
+                problem: "a RocksDB snapshot is a set of files; write it instead".into(),
+            });
+        };
         let mut bytes = MAGIC.to_vec();
         let mut spans = Vec::new();
-        for key_group in self.key_groups.iter() {
+        for key_group in key_groups.iter() {
             let mut blobs = Vec::new();
-            for table in &self.tables {
+            for table in tables {
                 if let Some(data) = table.encode_key_group(key_group)? {
                     blobs.push(TableBlob {
                         name: table.name().to_owned(),
@@ -99,8 +159,8 @@ impl StoreSnapshot {
     }
 }
 
-/// Checks a snapshot file's header and checksum.
-pub fn verify(bytes: &[u8], expected_crc32c: u32, path: &str) -> Result<(), StateError> {
+/// Checks any checkpoint file's checksum.
+pub fn verify_checksum(bytes: &[u8], expected_crc32c: u32, path: &str) -> Result<(), StateError> {
     let actual = crc32c::crc32c(bytes);
     if actual != expected_crc32c {
         return Err(StateError::ChecksumMismatch {
@@ -109,6 +169,12 @@ pub fn verify(bytes: &[u8], expected_crc32c: u32, path: &str) -> Result<(), Stat
             actual,
         });
     }
+    Ok(())
+}
+
+/// Checks a key-group section file's checksum and header.
+pub fn verify(bytes: &[u8], expected_crc32c: u32, path: &str) -> Result<(), StateError> {
+    verify_checksum(bytes, expected_crc32c, path)?;
     if !bytes.starts_with(MAGIC) {
         return Err(StateError::Corrupt {
             path: path.to_owned(),
@@ -141,9 +207,4 @@ pub fn section<'a>(
 /// The table blobs of one section.
 pub(crate) fn decode_key_group(section: &[u8]) -> Result<Vec<TableBlob>, StateError> {
     decode(section, "snapshot")
-}
-
-/// Key group of a span, for callers filtering by range.
-pub fn span_key_group(span: &KeyGroupSpan) -> KeyGroup {
-    span.key_group
 }

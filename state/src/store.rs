@@ -2,6 +2,9 @@
 
 use crate::backend::StateScope;
 use crate::error::StateError;
+use crate::rocks::checkpoint::{restore_range, RestoredDb, RocksSnapshot};
+use crate::rocks::tables::RocksTable;
+use crate::rocks::RocksDb;
 use crate::snapshot::{StoreSnapshot, TableBlob};
 use crate::tables::{ListTable, MapTable, ValueTable};
 use crate::timers::TimerTable;
@@ -12,7 +15,9 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use weir_protocol::key_group::key_group_of;
+use weir_protocol::Epoch;
 use weir_protocol::{KeyGroup, KeyGroupRange};
 
 /// A type that can key state: hashed stably into a key group, compared for
@@ -70,9 +75,12 @@ impl<T> Debug for TableId<T> {
 pub(crate) trait ErasedTable: Send {
     fn name(&self) -> &str;
     fn kind(&self) -> StateKind;
-    fn entries(&self) -> usize;
-    /// The table's current contents, shared copy-on-write (cheap).
-    fn freeze(&self) -> Box<dyn FrozenTable>;
+    fn entries(&mut self) -> usize;
+    /// The table's current contents, shared copy-on-write (cheap); `None`
+    /// when its data lives in RocksDB, which snapshots as a whole.
+    fn freeze(&self) -> Option<Box<dyn FrozenTable>>;
+    /// Writes cached changes to RocksDB (nothing on the heap).
+    fn flush(&mut self) -> Result<(), StateError>;
     /// Adds the entries of one key group, as encoded by [`FrozenTable::encode_key_group`].
     fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError>;
     fn as_any(&self) -> &dyn Any;
@@ -94,6 +102,8 @@ pub(crate) trait FrozenTable: Send + Sync {
 /// and a restore can take, any subset of key groups.
 pub struct KeyedStateStore {
     scope: StateScope,
+    /// The RocksDB instance holding the tables, or `None` for the heap.
+    rocksdb: Option<Arc<RocksDb>>,
     tables: Vec<Box<dyn ErasedTable>>,
     /// Restored state of tables not registered yet, by table name.
     pending: HashMap<String, Vec<(KeyGroup, TableBlob)>>,
@@ -116,9 +126,24 @@ impl KeyedStateStore {
     pub(crate) fn new(scope: StateScope) -> Self {
         Self {
             scope,
+            rocksdb: None,
             tables: Vec::new(),
             pending: HashMap::new(),
         }
+    }
+
+    /// An empty store whose tables live in `db`.
+    pub(crate) fn with_rocksdb(scope: StateScope, db: Arc<RocksDb>) -> Self {
+        Self {
+            rocksdb: Some(db),
+            ..Self::new(scope)
+        }
+    }
+
+    fn rocks_table(&self, name: &str) -> Option<RocksTable> {
+        self.rocksdb
+            .as_ref()
+            .map(|db| RocksTable::new(db.clone(), name, self.scope.key_groups))
     }
 
     /// Who owns this state and which key groups it covers.
@@ -154,7 +179,13 @@ impl KeyedStateStore {
         name: &str,
     ) -> Result<TableId<ValueTable<K, V>>, StateError> {
         let range = self.scope.key_groups;
-        self.register(name, StateKind::Value, || ValueTable::new(name, range))
+        let rocks = self.rocks_table(name);
+        self.register(name, StateKind::Value, || {
+            Ok(match rocks {
+                Some(table) => ValueTable::in_rocksdb(table),
+                None => ValueTable::new(name, range),
+            })
+        })
     }
 
     /// Registers (or finds) a map table.
@@ -163,7 +194,13 @@ impl KeyedStateStore {
         name: &str,
     ) -> Result<TableId<MapTable<K, MK, MV>>, StateError> {
         let range = self.scope.key_groups;
-        self.register(name, StateKind::Map, || MapTable::new(name, range))
+        let rocks = self.rocks_table(name);
+        self.register(name, StateKind::Map, || {
+            Ok(match rocks {
+                Some(table) => MapTable::in_rocksdb(table),
+                None => MapTable::new(name, range),
+            })
+        })
     }
 
     /// Registers (or finds) a list table.
@@ -172,7 +209,13 @@ impl KeyedStateStore {
         name: &str,
     ) -> Result<TableId<ListTable<K, V>>, StateError> {
         let range = self.scope.key_groups;
-        self.register(name, StateKind::List, || ListTable::new(name, range))
+        let rocks = self.rocks_table(name);
+        self.register(name, StateKind::List, || {
+            Ok(match rocks {
+                Some(table) => ListTable::in_rocksdb(table),
+                None => ListTable::new(name, range),
+            })
+        })
     }
 
     /// Registers (or finds) a timer table.
@@ -181,8 +224,10 @@ impl KeyedStateStore {
         name: &str,
     ) -> Result<TableId<TimerTable<K>>, StateError> {
         let max_parallelism = self.scope.max_parallelism;
-        self.register(name, StateKind::Timers, || {
-            TimerTable::new(name, max_parallelism)
+        let rocks = self.rocks_table(name);
+        self.register(name, StateKind::Timers, || match rocks {
+            Some(table) => TimerTable::in_rocksdb(table, max_parallelism),
+            None => Ok(TimerTable::new(name, max_parallelism)),
         })
     }
 
@@ -190,7 +235,7 @@ impl KeyedStateStore {
         &mut self,
         name: &str,
         kind: StateKind,
-        create: impl FnOnce() -> T,
+        create: impl FnOnce() -> Result<T, StateError>,
     ) -> Result<TableId<T>, StateError> {
         let index = match self.tables.iter().position(|t| t.name() == name) {
             Some(index) => {
@@ -201,7 +246,7 @@ impl KeyedStateStore {
                 index
             }
             None => {
-                let mut table = create();
+                let mut table = create()?;
                 for (key_group, blob) in self.pending.remove(name).unwrap_or_default() {
                     if blob.kind != kind {
                         return Err(StateError::Conflict { name: name.into() });
@@ -245,11 +290,39 @@ impl KeyedStateStore {
     /// Takes a snapshot: cheap here (copy-on-write); the returned
     /// [`StoreSnapshot`] is encoded later, on any thread, while this store
     /// keeps changing.
-    pub fn snapshot(&self) -> StoreSnapshot {
-        StoreSnapshot::new(
-            self.scope.key_groups,
-            self.tables.iter().map(|t| t.freeze()).collect(),
-        )
+    pub fn snapshot(&mut self, epoch: Epoch) -> Result<StoreSnapshot, StateError> {
+        match &self.rocksdb {
+            None => Ok(StoreSnapshot::sections(
+                self.scope.key_groups,
+                self.tables.iter().filter_map(|t| t.freeze()).collect(),
+            )),
+            Some(db) => {
+                for table in &mut self.tables {
+                    table.flush()?;
+                }
+                Ok(StoreSnapshot::rocksdb(RocksSnapshot::take(db, epoch)?))
+            }
+        }
+    }
+
+    /// Checkpoint `epoch` is complete: RocksDB files it uploaded may be
+    /// referenced by later checkpoints instead of uploaded again.
+    pub fn checkpoint_complete(&self, epoch: Epoch) {
+        if let Some(db) = &self.rocksdb {
+            db.incremental.confirm(epoch);
+        }
+    }
+
+    /// Adds the state of the key groups this store owns from a
+    /// checkpointed RocksDB instance. Only a RocksDB store can.
+    pub fn restore_database(&mut self, restored: &RestoredDb) -> Result<(), StateError> {
+        match &self.rocksdb {
+            Some(db) => restore_range(db, restored, self.scope.key_groups),
+            None => Err(StateError::BackendMismatch {
+                operator: self.scope.operator.clone(),
+                problem: "the checkpoint was taken with the rocksdb backend; restore it with --state-backend rocksdb".into(),
+            }),
+        }
     }
 
     /// Adds the state of one key group, as encoded in a snapshot. Tables
@@ -285,9 +358,9 @@ impl KeyedStateStore {
     }
 
     /// Name, kind and number of entries of every table, in registration order.
-    pub fn describe(&self) -> Vec<(String, StateKind, usize)> {
+    pub fn describe(&mut self) -> Vec<(String, StateKind, usize)> {
         self.tables
-            .iter()
+            .iter_mut()
             .map(|t| (t.name().to_owned(), t.kind(), t.entries()))
             .collect()
     }

@@ -1,15 +1,18 @@
-//! Typed keyed-state tables, each partitioned by key group.
+//! Typed keyed-state tables, each partitioned by key group, stored on the
+//! heap or in RocksDB.
 //!
-//! Every table keeps one map per owned key group behind an `Arc`. Taking a
-//! snapshot ([`ErasedTable::freeze`]) clones those `Arc`s, which costs one
-//! pointer per key group; the first write to a key group afterwards copies
-//! that group's map (copy-on-write), so processing continues while the
-//! frozen version is serialized elsewhere.
+//! On the heap, every table keeps one map per owned key group behind an
+//! `Arc`. Taking a snapshot ([`ErasedTable::freeze`]) clones those `Arc`s,
+//! which costs one pointer per key group; the first write to a key group
+//! afterwards copies that group's map (copy-on-write), so processing
+//! continues while the frozen version is serialized elsewhere. In RocksDB
+//! (see [`crate::rocks`]) the instance snapshots as a whole.
 //!
 //! Access takes the key group computed once per record by the caller (see
 //! [`KeyedStateStore::key_group_of`](crate::KeyedStateStore::key_group_of)).
 
 use crate::error::StateError;
+use crate::rocks::tables::{RocksList, RocksMap, RocksTable, RocksValue};
 use crate::store::{ErasedTable, FrozenTable, StateKey, StateKind, StateValue};
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
@@ -133,34 +136,55 @@ where
 }
 
 /// One value per key.
-#[derive(Debug)]
 pub struct ValueTable<K, V> {
-    inner: ByKeyGroup<FxHashMap<K, V>>,
+    storage: ValueStorage<K, V>,
+}
+
+enum ValueStorage<K, V> {
+    Heap(ByKeyGroup<FxHashMap<K, V>>),
+    Rocks(RocksValue<K, V>),
 }
 
 impl<K: StateKey, V: StateValue> ValueTable<K, V> {
     pub(crate) fn new(name: &str, range: KeyGroupRange) -> Self {
         Self {
-            inner: ByKeyGroup::new(name, range),
+            storage: ValueStorage::Heap(ByKeyGroup::new(name, range)),
+        }
+    }
+
+    pub(crate) fn in_rocksdb(table: RocksTable) -> Self {
+        Self {
+            storage: ValueStorage::Rocks(RocksValue::new(table)),
         }
     }
 
     /// The value of `key`, if set.
     #[inline]
-    pub fn get(&self, key_group: KeyGroup, key: &K) -> Result<Option<V>, StateError> {
-        Ok(self.inner.group(key_group)?.get(key).cloned())
+    pub fn get(&mut self, key_group: KeyGroup, key: &K) -> Result<Option<V>, StateError> {
+        match &mut self.storage {
+            ValueStorage::Heap(heap) => Ok(heap.group(key_group)?.get(key).cloned()),
+            ValueStorage::Rocks(rocks) => rocks.get(key_group, key),
+        }
     }
 
     /// Sets the value of `key`.
     #[inline]
     pub fn put(&mut self, key_group: KeyGroup, key: &K, value: V) -> Result<(), StateError> {
-        self.inner.group_mut(key_group)?.insert(key.clone(), value);
-        Ok(())
+        match &mut self.storage {
+            ValueStorage::Heap(heap) => {
+                heap.group_mut(key_group)?.insert(key.clone(), value);
+                Ok(())
+            }
+            ValueStorage::Rocks(rocks) => rocks.put(key_group, key, value),
+        }
     }
 
     /// Removes the value of `key`, returning it.
     pub fn remove(&mut self, key_group: KeyGroup, key: &K) -> Result<Option<V>, StateError> {
-        Ok(self.inner.group_mut(key_group)?.remove(key))
+        match &mut self.storage {
+            ValueStorage::Heap(heap) => Ok(heap.group_mut(key_group)?.remove(key)),
+            ValueStorage::Rocks(rocks) => rocks.remove(key_group, key),
+        }
     }
 
     /// Replaces the value of `key` by `f(old)` in one lookup; `None` from
@@ -170,7 +194,11 @@ impl<K: StateKey, V: StateValue> ValueTable<K, V> {
     where
         F: FnOnce(Option<V>) -> Option<V>,
     {
-        let group = self.inner.group_mut(key_group)?;
+        let heap = match &mut self.storage {
+            ValueStorage::Heap(heap) => heap,
+            ValueStorage::Rocks(rocks) => return rocks.update(key_group, key, f),
+        };
+        let group = heap.group_mut(key_group)?;
         match group.get_mut(key) {
             Some(slot) => match f(Some(slot.clone())) {
                 Some(new) => {
@@ -191,33 +219,45 @@ impl<K: StateKey, V: StateValue> ValueTable<K, V> {
             }
         }
     }
-
-    /// Every key and value in one key group.
-    pub fn iter_group(
-        &self,
-        key_group: KeyGroup,
-    ) -> Result<impl Iterator<Item = (&K, &V)>, StateError> {
-        Ok(self.inner.group(key_group)?.iter())
-    }
 }
 
 impl<K: StateKey, V: StateValue> ErasedTable for ValueTable<K, V> {
     fn name(&self) -> &str {
-        &self.inner.name
+        match &self.storage {
+            ValueStorage::Heap(heap) => &heap.name,
+            ValueStorage::Rocks(rocks) => rocks.name(),
+        }
     }
     fn kind(&self) -> StateKind {
         StateKind::Value
     }
-    fn entries(&self) -> usize {
-        self.inner.groups().map(|g| g.len()).sum()
+    fn entries(&mut self) -> usize {
+        match &mut self.storage {
+            ValueStorage::Heap(heap) => heap.groups().map(|g| g.len()).sum(),
+            ValueStorage::Rocks(rocks) => rocks.count(),
+        }
     }
-    fn freeze(&self) -> Box<dyn FrozenTable> {
-        Box::new(self.inner.freeze(StateKind::Value))
+    fn freeze(&self) -> Option<Box<dyn FrozenTable>> {
+        match &self.storage {
+            ValueStorage::Heap(heap) => Some(Box::new(heap.freeze(StateKind::Value))),
+            ValueStorage::Rocks(_) => None,
+        }
+    }
+    fn flush(&mut self) -> Result<(), StateError> {
+        match &mut self.storage {
+            ValueStorage::Heap(_) => Ok(()),
+            ValueStorage::Rocks(rocks) => rocks.flush(),
+        }
     }
     fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
-        let entries: Vec<(K, V)> = decode(bytes, &self.inner.name)?;
-        self.inner.group_mut(key_group)?.extend(entries);
-        Ok(())
+        let entries: Vec<(K, V)> = decode(bytes, self.name())?;
+        match &mut self.storage {
+            ValueStorage::Heap(heap) => {
+                heap.group_mut(key_group)?.extend(entries);
+                Ok(())
+            }
+            ValueStorage::Rocks(rocks) => rocks.restore_key_group(key_group, entries),
+        }
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -228,15 +268,25 @@ impl<K: StateKey, V: StateValue> ErasedTable for ValueTable<K, V> {
 }
 
 /// A map from user keys to values, per key.
-#[derive(Debug)]
 pub struct MapTable<K, MK, MV> {
-    inner: ByKeyGroup<FxHashMap<K, FxHashMap<MK, MV>>>,
+    storage: MapStorage<K, MK, MV>,
+}
+
+enum MapStorage<K, MK, MV> {
+    Heap(ByKeyGroup<FxHashMap<K, FxHashMap<MK, MV>>>),
+    Rocks(RocksMap),
 }
 
 impl<K: StateKey, MK: StateKey, MV: StateValue> MapTable<K, MK, MV> {
     pub(crate) fn new(name: &str, range: KeyGroupRange) -> Self {
         Self {
-            inner: ByKeyGroup::new(name, range),
+            storage: MapStorage::Heap(ByKeyGroup::new(name, range)),
+        }
+    }
+
+    pub(crate) fn in_rocksdb(table: RocksTable) -> Self {
+        Self {
+            storage: MapStorage::Rocks(RocksMap { table }),
         }
     }
 
@@ -247,12 +297,14 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> MapTable<K, MK, MV> {
         key: &K,
         user_key: &MK,
     ) -> Result<Option<MV>, StateError> {
-        Ok(self
-            .inner
-            .group(key_group)?
-            .get(key)
-            .and_then(|m| m.get(user_key))
-            .cloned())
+        match &self.storage {
+            MapStorage::Heap(heap) => Ok(heap
+                .group(key_group)?
+                .get(key)
+                .and_then(|m| m.get(user_key))
+                .cloned()),
+            MapStorage::Rocks(rocks) => rocks.get(key_group, key, user_key),
+        }
     }
 
     /// Sets `user_key` to `value` in `key`'s map.
@@ -263,7 +315,11 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> MapTable<K, MK, MV> {
         user_key: MK,
         value: MV,
     ) -> Result<(), StateError> {
-        let group = self.inner.group_mut(key_group)?;
+        let heap = match &mut self.storage {
+            MapStorage::Heap(heap) => heap,
+            MapStorage::Rocks(rocks) => return rocks.put(key_group, key, &user_key, &value),
+        };
+        let group = heap.group_mut(key_group)?;
         match group.get_mut(key) {
             Some(map) => {
                 map.insert(user_key, value);
@@ -284,7 +340,11 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> MapTable<K, MK, MV> {
         key: &K,
         user_key: &MK,
     ) -> Result<Option<MV>, StateError> {
-        let group = self.inner.group_mut(key_group)?;
+        let heap = match &mut self.storage {
+            MapStorage::Heap(heap) => heap,
+            MapStorage::Rocks(rocks) => return rocks.remove(key_group, key, user_key),
+        };
+        let group = heap.group_mut(key_group)?;
         let Some(map) = group.get_mut(key) else {
             return Ok(None);
         };
@@ -297,41 +357,69 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> MapTable<K, MK, MV> {
 
     /// The entries of `key`'s map, in no particular order.
     pub fn entries(&self, key_group: KeyGroup, key: &K) -> Result<Vec<(MK, MV)>, StateError> {
-        Ok(self
-            .inner
-            .group(key_group)?
-            .get(key)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default())
+        match &self.storage {
+            MapStorage::Heap(heap) => Ok(heap
+                .group(key_group)?
+                .get(key)
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default()),
+            MapStorage::Rocks(rocks) => rocks.entries(key_group, key),
+        }
     }
 
     /// Removes `key`'s whole map.
     pub fn clear(&mut self, key_group: KeyGroup, key: &K) -> Result<(), StateError> {
-        self.inner.group_mut(key_group)?.remove(key);
-        Ok(())
+        match &mut self.storage {
+            MapStorage::Heap(heap) => {
+                heap.group_mut(key_group)?.remove(key);
+                Ok(())
+            }
+            MapStorage::Rocks(rocks) => rocks.clear(key_group, key),
+        }
     }
 }
 
 impl<K: StateKey, MK: StateKey, MV: StateValue> ErasedTable for MapTable<K, MK, MV> {
     fn name(&self) -> &str {
-        &self.inner.name
+        match &self.storage {
+            MapStorage::Heap(heap) => &heap.name,
+            MapStorage::Rocks(rocks) => &rocks.table.name,
+        }
     }
     fn kind(&self) -> StateKind {
         StateKind::Map
     }
-    fn entries(&self) -> usize {
-        self.inner
-            .groups()
-            .flat_map(|g| g.values())
-            .map(|m| m.len())
-            .sum()
+    fn entries(&mut self) -> usize {
+        match &self.storage {
+            MapStorage::Heap(heap) => heap
+                .groups()
+                .flat_map(|g| g.values())
+                .map(|m| m.len())
+                .sum(),
+            MapStorage::Rocks(rocks) => rocks.table.count(),
+        }
     }
-    fn freeze(&self) -> Box<dyn FrozenTable> {
-        Box::new(self.inner.freeze(StateKind::Map))
+    fn freeze(&self) -> Option<Box<dyn FrozenTable>> {
+        match &self.storage {
+            MapStorage::Heap(heap) => Some(Box::new(heap.freeze(StateKind::Map))),
+            MapStorage::Rocks(_) => None,
+        }
+    }
+    fn flush(&mut self) -> Result<(), StateError> {
+        Ok(())
     }
     fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
-        let entries: Vec<(K, FxHashMap<MK, MV>)> = decode(bytes, &self.inner.name)?;
-        self.inner.group_mut(key_group)?.extend(entries);
+        let entries: Vec<(K, FxHashMap<MK, MV>)> = decode(bytes, self.name())?;
+        match &mut self.storage {
+            MapStorage::Heap(heap) => heap.group_mut(key_group)?.extend(entries),
+            MapStorage::Rocks(rocks) => {
+                for (key, map) in entries {
+                    for (user_key, value) in map {
+                        rocks.put(key_group, &key, &user_key, &value)?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
     fn as_any(&self) -> &dyn Any {
@@ -343,38 +431,57 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> ErasedTable for MapTable<K, MK, 
 }
 
 /// A list of values per key, in insertion order.
-#[derive(Debug)]
 pub struct ListTable<K, V> {
-    inner: ByKeyGroup<FxHashMap<K, Vec<V>>>,
+    storage: ListStorage<K, V>,
+}
+
+enum ListStorage<K, V> {
+    Heap(ByKeyGroup<FxHashMap<K, Vec<V>>>),
+    Rocks(RocksList),
 }
 
 impl<K: StateKey, V: StateValue> ListTable<K, V> {
     pub(crate) fn new(name: &str, range: KeyGroupRange) -> Self {
         Self {
-            inner: ByKeyGroup::new(name, range),
+            storage: ListStorage::Heap(ByKeyGroup::new(name, range)),
+        }
+    }
+
+    pub(crate) fn in_rocksdb(table: RocksTable) -> Self {
+        Self {
+            storage: ListStorage::Rocks(RocksList { table }),
         }
     }
 
     /// Appends `value` to `key`'s list.
     pub fn push(&mut self, key_group: KeyGroup, key: &K, value: V) -> Result<(), StateError> {
-        let group = self.inner.group_mut(key_group)?;
-        match group.get_mut(key) {
-            Some(list) => list.push(value),
-            None => {
-                group.insert(key.clone(), vec![value]);
+        match &mut self.storage {
+            ListStorage::Heap(heap) => {
+                let group = heap.group_mut(key_group)?;
+                match group.get_mut(key) {
+                    Some(list) => list.push(value),
+                    None => {
+                        group.insert(key.clone(), vec![value]);
+                    }
+                }
+                Ok(())
+            }
+            ListStorage::Rocks(rocks) => {
+                let mut list: Vec<V> = rocks.get(key_group, key)?;
+                list.push(value);
+                rocks.replace(key_group, key, &list)
             }
         }
-        Ok(())
     }
 
     /// `key`'s list (empty if none).
     pub fn get(&self, key_group: KeyGroup, key: &K) -> Result<Vec<V>, StateError> {
-        Ok(self
-            .inner
-            .group(key_group)?
-            .get(key)
-            .cloned()
-            .unwrap_or_default())
+        match &self.storage {
+            ListStorage::Heap(heap) => {
+                Ok(heap.group(key_group)?.get(key).cloned().unwrap_or_default())
+            }
+            ListStorage::Rocks(rocks) => rocks.get(key_group, key),
+        }
     }
 
     /// Replaces `key`'s list; an empty list removes it.
@@ -384,45 +491,74 @@ impl<K: StateKey, V: StateValue> ListTable<K, V> {
         key: &K,
         values: Vec<V>,
     ) -> Result<(), StateError> {
-        let group = self.inner.group_mut(key_group)?;
-        if values.is_empty() {
-            group.remove(key);
-        } else {
-            group.insert(key.clone(), values);
+        match &mut self.storage {
+            ListStorage::Heap(heap) => {
+                let group = heap.group_mut(key_group)?;
+                if values.is_empty() {
+                    group.remove(key);
+                } else {
+                    group.insert(key.clone(), values);
+                }
+                Ok(())
+            }
+            ListStorage::Rocks(rocks) => rocks.replace(key_group, key, &values),
         }
-        Ok(())
     }
 
     /// Removes and returns `key`'s list.
     pub fn take(&mut self, key_group: KeyGroup, key: &K) -> Result<Vec<V>, StateError> {
-        Ok(self
-            .inner
-            .group_mut(key_group)?
-            .remove(key)
-            .unwrap_or_default())
+        match &mut self.storage {
+            ListStorage::Heap(heap) => {
+                Ok(heap.group_mut(key_group)?.remove(key).unwrap_or_default())
+            }
+            ListStorage::Rocks(rocks) => {
+                let list = rocks.get(key_group, key)?;
+                rocks.replace::<K, V>(key_group, key, &[])?;
+                Ok(list)
+            }
+        }
     }
 }
 
 impl<K: StateKey, V: StateValue> ErasedTable for ListTable<K, V> {
     fn name(&self) -> &str {
-        &self.inner.name
+        match &self.storage {
+            ListStorage::Heap(heap) => &heap.name,
+            ListStorage::Rocks(rocks) => &rocks.table.name,
+        }
     }
     fn kind(&self) -> StateKind {
         StateKind::List
     }
-    fn entries(&self) -> usize {
-        self.inner
-            .groups()
-            .flat_map(|g| g.values())
-            .map(|l| l.len())
-            .sum()
+    fn entries(&mut self) -> usize {
+        match &self.storage {
+            ListStorage::Heap(heap) => heap
+                .groups()
+                .flat_map(|g| g.values())
+                .map(|l| l.len())
+                .sum(),
+            ListStorage::Rocks(rocks) => rocks.table.count(),
+        }
     }
-    fn freeze(&self) -> Box<dyn FrozenTable> {
-        Box::new(self.inner.freeze(StateKind::List))
+    fn freeze(&self) -> Option<Box<dyn FrozenTable>> {
+        match &self.storage {
+            ListStorage::Heap(heap) => Some(Box::new(heap.freeze(StateKind::List))),
+            ListStorage::Rocks(_) => None,
+        }
+    }
+    fn flush(&mut self) -> Result<(), StateError> {
+        Ok(())
     }
     fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
-        let entries: Vec<(K, Vec<V>)> = decode(bytes, &self.inner.name)?;
-        self.inner.group_mut(key_group)?.extend(entries);
+        let entries: Vec<(K, Vec<V>)> = decode(bytes, self.name())?;
+        match &mut self.storage {
+            ListStorage::Heap(heap) => heap.group_mut(key_group)?.extend(entries),
+            ListStorage::Rocks(rocks) => {
+                for (key, values) in entries {
+                    rocks.replace(key_group, &key, &values)?;
+                }
+            }
+        }
         Ok(())
     }
     fn as_any(&self) -> &dyn Any {

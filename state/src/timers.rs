@@ -6,6 +6,8 @@
 //! they belong to the key group of their key and move with it.
 
 use crate::error::StateError;
+use crate::rocks::key_prefix;
+use crate::rocks::tables::RocksTable;
 use crate::store::{ErasedTable, FrozenTable, StateKey, StateKind};
 use crate::tables::{decode, encode};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -109,6 +111,8 @@ pub struct TimerTable<K> {
     name: String,
     max_parallelism: u32,
     queues: Arc<Queues<K>>,
+    /// With RocksDB: every timer is also written there (write-through).
+    persisted: Option<RocksTable>,
 }
 
 impl<K: StateKey> TimerTable<K> {
@@ -120,6 +124,61 @@ impl<K: StateKey> TimerTable<K> {
                 event_time: TimerQueue::new(),
                 processing_time: TimerQueue::new(),
             }),
+            persisted: None,
+        }
+    }
+
+    /// A timer table kept in RocksDB, loaded with the timers already there.
+    pub(crate) fn in_rocksdb(table: RocksTable, max_parallelism: u32) -> Result<Self, StateError> {
+        let mut timers = Self::new(&table.name, max_parallelism);
+        for key_group in table.range.iter() {
+            let prefix = key_prefix(key_group, table.id);
+            for (key, _) in table.scan(&prefix)? {
+                let (event_time, timestamp, user_key) =
+                    decode_timer_key::<K>(&key[prefix.len()..], &table.name)?;
+                let domain = if event_time {
+                    TimeDomain::EventTime
+                } else {
+                    TimeDomain::ProcessingTime
+                };
+                timers.queue(domain).register(&user_key, timestamp);
+            }
+        }
+        timers.persisted = Some(table);
+        Ok(timers)
+    }
+
+    /// The RocksDB key of a timer.
+    fn persisted_key(
+        &self,
+        table: &RocksTable,
+        domain: TimeDomain,
+        key: &K,
+        timestamp: i64,
+    ) -> Result<Vec<u8>, StateError> {
+        let mut bytes = key_prefix(key_group_of(key, self.max_parallelism), table.id).to_vec();
+        bytes.push(u8::from(domain == TimeDomain::EventTime));
+        // Sign bit flipped: big-endian bytes then sort like the numbers.
+        bytes.extend(((timestamp as u64) ^ (1 << 63)).to_be_bytes());
+        bytes.extend(encode(key, &self.name)?);
+        Ok(bytes)
+    }
+
+    fn persist(
+        &self,
+        domain: TimeDomain,
+        key: &K,
+        timestamp: i64,
+        present: bool,
+    ) -> Result<(), StateError> {
+        let Some(table) = &self.persisted else {
+            return Ok(());
+        };
+        let bytes = self.persisted_key(table, domain, key, timestamp)?;
+        if present {
+            table.put_raw(&bytes, &[])
+        } else {
+            table.delete_raw(&bytes)
         }
     }
 
@@ -132,30 +191,54 @@ impl<K: StateKey> TimerTable<K> {
     }
 
     /// Registers a timer; returns false if the same one was already set.
-    pub fn register(&mut self, domain: TimeDomain, key: &K, timestamp: i64) -> bool {
-        self.queue(domain).register(key, timestamp)
+    pub fn register(
+        &mut self,
+        domain: TimeDomain,
+        key: &K,
+        timestamp: i64,
+    ) -> Result<bool, StateError> {
+        let added = self.queue(domain).register(key, timestamp);
+        if added {
+            self.persist(domain, key, timestamp, true)?;
+        }
+        Ok(added)
     }
 
     /// Deletes a timer; returns false if it was not set.
-    pub fn delete(&mut self, domain: TimeDomain, key: &K, timestamp: i64) -> bool {
-        self.queue(domain).delete(key, timestamp)
+    pub fn delete(
+        &mut self,
+        domain: TimeDomain,
+        key: &K,
+        timestamp: i64,
+    ) -> Result<bool, StateError> {
+        let removed = self.queue(domain).delete(key, timestamp);
+        if removed {
+            self.persist(domain, key, timestamp, false)?;
+        }
+        Ok(removed)
     }
 
     /// Removes and returns the earliest timer of `domain` due at `up_to`
     /// (timestamp `<= up_to`). Call until `None`: timers registered while
     /// firing are returned too if they are due.
-    pub fn pop_due(&mut self, domain: TimeDomain, up_to: i64) -> Option<Timer<K>> {
+    pub fn pop_due(
+        &mut self,
+        domain: TimeDomain,
+        up_to: i64,
+    ) -> Result<Option<Timer<K>>, StateError> {
         // Look before taking a mutable (possibly copying) borrow.
         if self.next_timestamp(domain).is_none_or(|t| t > up_to) {
-            return None;
+            return Ok(None);
         }
-        self.queue(domain)
-            .pop_due(up_to)
-            .map(|(timestamp, key)| Timer {
-                key,
-                timestamp,
-                domain,
-            })
+        let Some((timestamp, key)) = self.queue(domain).pop_due(up_to) else {
+            return Ok(None);
+        };
+        self.persist(domain, &key, timestamp, false)?;
+        Ok(Some(Timer {
+            key,
+            timestamp,
+            domain,
+        }))
     }
 
     /// Timestamp of the earliest timer of `domain`.
@@ -182,16 +265,22 @@ impl<K: StateKey> ErasedTable for TimerTable<K> {
     fn kind(&self) -> StateKind {
         StateKind::Timers
     }
-    fn entries(&self) -> usize {
+    fn entries(&mut self) -> usize {
         self.queues.event_time.registered.len() + self.queues.processing_time.registered.len()
     }
-    fn freeze(&self) -> Box<dyn FrozenTable> {
-        Box::new(FrozenTimers {
+    fn flush(&mut self) -> Result<(), StateError> {
+        Ok(())
+    }
+    fn freeze(&self) -> Option<Box<dyn FrozenTable>> {
+        if self.persisted.is_some() {
+            return None;
+        }
+        Some(Box::new(FrozenTimers {
             name: self.name.clone(),
             max_parallelism: self.max_parallelism,
             queues: self.queues.clone(),
             by_key_group: OnceLock::new(),
-        })
+        }))
     }
     fn restore_key_group(&mut self, _key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
         let timers: Vec<StoredTimer<K>> = decode(bytes, &self.name)?;
@@ -201,7 +290,7 @@ impl<K: StateKey> ErasedTable for TimerTable<K> {
             } else {
                 TimeDomain::ProcessingTime
             };
-            self.register(domain, &key, timestamp);
+            self.register(domain, &key, timestamp)?;
         }
         Ok(())
     }
@@ -254,4 +343,19 @@ impl<K: StateKey> FrozenTable for FrozenTimers<K> {
             None => Ok(None),
         }
     }
+}
+
+/// Splits a persisted timer key (after its prefix) into its parts.
+fn decode_timer_key<K: StateKey>(bytes: &[u8], table: &str) -> Result<StoredTimer<K>, StateError> {
+    if bytes.len() < 9 {
+        return Err(StateError::Corrupt {
+            path: table.to_owned(),
+            problem: "a persisted timer key is too short".into(),
+        });
+    }
+    let event_time = bytes[0] == 1;
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&bytes[1..9]);
+    let timestamp = (u64::from_be_bytes(ts) ^ (1 << 63)) as i64;
+    Ok((event_time, timestamp, decode(&bytes[9..], table)?))
 }

@@ -1,8 +1,11 @@
 //! The conformance suite every [`StateBackend`] passes.
 
 use weir_protocol::key_group::key_group_of;
-use weir_protocol::KeyGroupRange;
-use weir_state::{MemoryBackend, StateBackend, StateError, StateScope, TimeDomain};
+use weir_protocol::{Epoch, KeyGroupRange, StateFile};
+use weir_state::{
+    KeyedStateStore, MemoryBackend, RestoredDb, RocksDbBackend, StateBackend, StateError,
+    StateScope, TimeDomain,
+};
 
 const MAX: u32 = 16;
 
@@ -16,8 +19,76 @@ fn scope(subtask: u32, parallelism: u32) -> StateScope {
     }
 }
 
-fn backends() -> Vec<Box<dyn StateBackend>> {
-    vec![Box::new(MemoryBackend)]
+/// Every backend, with the directory its local files live in.
+fn backends() -> Vec<(Box<dyn StateBackend>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = RocksDbBackend::new(dir.path(), 1000);
+    vec![
+        (Box::new(MemoryBackend), tempfile::tempdir().unwrap()),
+        (Box::new(rocks), dir),
+    ]
+}
+
+/// A snapshot as written to checkpoint storage: its files and contents.
+struct Written {
+    key_groups: KeyGroupRange,
+    files: Vec<(StateFile, Vec<u8>)>,
+}
+
+/// Checkpoint storage for these tests: path to contents.
+type Storage = std::collections::HashMap<String, Vec<u8>>;
+
+fn write_snapshot(store: &mut KeyedStateStore, epoch: u64) -> Written {
+    let snapshot = store.snapshot(Epoch(epoch)).unwrap();
+    write(&snapshot, store.key_groups(), &mut Storage::new())
+}
+
+fn write(
+    snapshot: &weir_state::StoreSnapshot,
+    key_groups: KeyGroupRange,
+    contents: &mut Storage,
+) -> Written {
+    let files = snapshot
+        .write("chk/0-0", &mut |path, bytes| {
+            contents.insert(path.to_owned(), bytes);
+            Ok(())
+        })
+        .unwrap();
+    let files = files
+        .into_iter()
+        .map(|f| {
+            let bytes = contents[&f.path].clone();
+            (f, bytes)
+        })
+        .collect();
+    Written { key_groups, files }
+}
+
+/// Restores what `store` owns from written snapshots, as the runtime does.
+fn restore_into(store: &mut KeyedStateStore, written: &Written) {
+    if written.files.iter().any(|(f, _)| f.rocksdb_name.is_some()) {
+        let files = written
+            .files
+            .iter()
+            .map(|(f, bytes)| (f.rocksdb_name.clone().unwrap(), bytes.clone()))
+            .collect();
+        store
+            .restore_database(&RestoredDb {
+                key_groups: written.key_groups,
+                files,
+            })
+            .unwrap();
+        return;
+    }
+    for (file, bytes) in &written.files {
+        weir_state::snapshot::verify(bytes, file.crc32c, &file.path).unwrap();
+        for span in &file.key_groups {
+            if store.key_groups().contains(span.key_group) {
+                let section = weir_state::snapshot::section(bytes, span, &file.path).unwrap();
+                store.restore_key_group(span.key_group, section).unwrap();
+            }
+        }
+    }
 }
 
 /// A key owned by `scope`.
@@ -29,7 +100,7 @@ fn owned_key(scope: &StateScope, from: u64) -> u64 {
 
 #[test]
 fn value_state_put_get_update_remove() {
-    for backend in backends() {
+    for (backend, _dir) in backends() {
         let mut store = backend.open_keyed(scope(0, 1)).unwrap();
         let id = store.value_table::<String, i64>("v").unwrap();
         let key = "a".to_string();
@@ -49,7 +120,7 @@ fn value_state_put_get_update_remove() {
 
 #[test]
 fn map_and_list_state() {
-    for backend in backends() {
+    for (backend, _dir) in backends() {
         let mut store = backend.open_keyed(scope(0, 1)).unwrap();
         let map = store.map_table::<u64, String, u32>("m").unwrap();
         let list = store.list_table::<u64, u32>("l").unwrap();
@@ -77,21 +148,21 @@ fn map_and_list_state() {
 
 #[test]
 fn timers_fire_in_order_once_and_can_be_deleted() {
-    for backend in backends() {
+    for (backend, _dir) in backends() {
         let mut store = backend.open_keyed(scope(0, 1)).unwrap();
         let id = store.timer_table::<u64>("timers").unwrap();
         let t = store.table_mut(id).unwrap();
-        assert!(t.register(TimeDomain::EventTime, &1, 20));
+        assert!(t.register(TimeDomain::EventTime, &1, 20).unwrap());
         assert!(
-            !t.register(TimeDomain::EventTime, &1, 20),
+            !t.register(TimeDomain::EventTime, &1, 20).unwrap(),
             "duplicates collapse"
         );
-        assert!(t.register(TimeDomain::EventTime, &2, 10));
-        assert!(t.register(TimeDomain::EventTime, &3, 30));
-        assert!(t.register(TimeDomain::ProcessingTime, &3, 5));
-        assert!(t.delete(TimeDomain::EventTime, &3, 30));
+        assert!(t.register(TimeDomain::EventTime, &2, 10).unwrap());
+        assert!(t.register(TimeDomain::EventTime, &3, 30).unwrap());
+        assert!(t.register(TimeDomain::ProcessingTime, &3, 5).unwrap());
+        assert!(t.delete(TimeDomain::EventTime, &3, 30).unwrap());
         assert_eq!(t.next_timestamp(TimeDomain::EventTime), Some(10));
-        let fired: Vec<_> = std::iter::from_fn(|| t.pop_due(TimeDomain::EventTime, 25))
+        let fired: Vec<_> = std::iter::from_fn(|| t.pop_due(TimeDomain::EventTime, 25).unwrap())
             .map(|timer| (timer.timestamp, timer.key))
             .collect();
         assert_eq!(fired, vec![(10, 2), (20, 1)]);
@@ -102,7 +173,7 @@ fn timers_fire_in_order_once_and_can_be_deleted() {
 
 #[test]
 fn stores_hold_only_their_key_groups_and_are_independent() {
-    for backend in backends() {
+    for (backend, _dir) in backends() {
         let s0 = scope(0, 2);
         let s1 = scope(1, 2);
         let mut a = backend.open_keyed(s0.clone()).unwrap();
@@ -130,7 +201,7 @@ fn stores_hold_only_their_key_groups_and_are_independent() {
 
 #[test]
 fn registering_a_name_twice_returns_the_same_table_or_a_conflict() {
-    for backend in backends() {
+    for (backend, _dir) in backends() {
         let mut store = backend.open_keyed(scope(0, 1)).unwrap();
         let a = store.value_table::<u64, u64>("v").unwrap();
         let b = store.value_table::<u64, u64>("v").unwrap();
@@ -167,18 +238,8 @@ fn fill(store: &mut weir_state::KeyedStateStore, keys: std::ops::Range<u64>) {
         store
             .table_mut(t)
             .unwrap()
-            .register(TimeDomain::EventTime, &k, k as i64 + 100);
-    }
-}
-
-/// Restores the key groups of `scope` from an encoded snapshot.
-fn restore_into(store: &mut weir_state::KeyedStateStore, encoded: &weir_state::EncodedSnapshot) {
-    weir_state::snapshot::verify(&encoded.bytes, encoded.crc32c, "test").unwrap();
-    for span in &encoded.key_groups {
-        if store.key_groups().contains(span.key_group) {
-            let section = weir_state::snapshot::section(&encoded.bytes, span, "test").unwrap();
-            store.restore_key_group(span.key_group, section).unwrap();
-        }
+            .register(TimeDomain::EventTime, &k, k as i64 + 100)
+            .unwrap();
     }
 }
 
@@ -207,33 +268,34 @@ fn read_back(
 
 #[test]
 fn snapshot_then_restore_gives_back_every_kind_of_state() {
-    for backend in backends() {
+    for (backend, _dir) in backends() {
         let mut store = backend.open_keyed(scope(0, 1)).unwrap();
         fill(&mut store, 0..200);
-        let snapshot = store.snapshot();
-        let encoded = snapshot.encode().unwrap();
+        let written = write_snapshot(&mut store, 1);
 
         let mut restored = backend.open_keyed(scope(0, 1)).unwrap();
-        restore_into(&mut restored, &encoded);
+        restore_into(&mut restored, &written);
         assert_eq!(
             read_back(&mut restored, 0..200),
-            read_back(&mut store, 0..200)
+            read_back(&mut store, 0..200),
+            "{}",
+            backend.name()
         );
         let t = restored.timer_table::<u64>("t").unwrap();
         let timers = restored.table_mut(t).unwrap();
-        assert_eq!(timers.len(TimeDomain::EventTime), 200);
+        assert_eq!(timers.len(TimeDomain::EventTime), 200, "{}", backend.name());
         assert_eq!(timers.next_timestamp(TimeDomain::EventTime), Some(100));
     }
 }
 
 #[test]
 fn a_snapshot_is_unaffected_by_later_writes() {
-    for backend in backends() {
+    for (backend, _dir) in backends() {
         let mut store = backend.open_keyed(scope(0, 1)).unwrap();
         fill(&mut store, 0..50);
-        let snapshot = store.snapshot();
+        let snapshot = store.snapshot(Epoch(1)).unwrap();
         let before = read_back(&mut store, 0..50);
-        // Change every kind of state after the snapshot, before encoding it.
+        // Change every kind of state after the snapshot, before writing it.
         fill(&mut store, 50..60);
         let v = store.value_table::<u64, String>("v").unwrap();
         for k in 0..50u64 {
@@ -244,25 +306,26 @@ fn a_snapshot_is_unaffected_by_later_writes() {
                 .put(g, &k, "changed".into())
                 .unwrap();
         }
-        let encoded = snapshot.encode().unwrap();
+        store.snapshot(Epoch(2)).unwrap();
+        let written = write(&snapshot, store.key_groups(), &mut Storage::new());
         let mut restored = backend.open_keyed(scope(0, 1)).unwrap();
-        restore_into(&mut restored, &encoded);
-        assert_eq!(read_back(&mut restored, 0..50), before);
+        restore_into(&mut restored, &written);
         assert_eq!(
-            read_back(&mut restored, 50..60)
-                .iter()
-                .filter(|r| r.1.is_some())
-                .count(),
-            0
+            read_back(&mut restored, 0..50),
+            before,
+            "{}",
+            backend.name()
         );
+        let later = read_back(&mut restored, 50..60);
+        assert_eq!(later.iter().filter(|r| r.1.is_some()).count(), 0);
     }
 }
 
 #[test]
 fn restoring_a_subset_of_key_groups_rescales_state() {
-    for backend in backends() {
+    for (backend, _dir) in backends() {
         // Taken at parallelism 3, restored at parallelism 2.
-        let mut encoded = Vec::new();
+        let mut written = Vec::new();
         for subtask in 0..3 {
             let s = scope(subtask, 3);
             let mut store = backend.open_keyed(s.clone()).unwrap();
@@ -272,16 +335,14 @@ fn restoring_a_subset_of_key_groups_rescales_state() {
             for &k in &keys {
                 fill(&mut store, k..k + 1);
             }
-            encoded.push(store.snapshot().encode().unwrap());
+            written.push(write_snapshot(&mut store, 1));
         }
         let mut all = Vec::new();
         for subtask in 0..2 {
             let s = scope(subtask, 2);
             let mut store = backend.open_keyed(s.clone()).unwrap();
-            // Registered before restore: the other order is covered above.
-            store.value_table::<u64, String>("v").unwrap();
-            for file in &encoded {
-                restore_into(&mut store, file);
+            for snapshot in &written {
+                restore_into(&mut store, snapshot);
             }
             let keys: Vec<u64> = (0..300)
                 .filter(|k| s.key_groups.contains(key_group_of(k, MAX)))
@@ -292,19 +353,80 @@ fn restoring_a_subset_of_key_groups_rescales_state() {
         let expected: Vec<_> = (0..300u64)
             .map(|k| (k, Some(format!("value-{k}")), Some(k * 20), vec![k as i32]))
             .collect();
-        assert_eq!(all, expected);
+        assert_eq!(all, expected, "{}", backend.name());
     }
 }
 
 #[test]
+fn heap_snapshots_restore_into_rocksdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = RocksDbBackend::new(dir.path(), 10);
+    let mut heap = MemoryBackend.open_keyed(scope(0, 1)).unwrap();
+    fill(&mut heap, 0..100);
+    let written = write_snapshot(&mut heap, 1);
+    let mut store = rocks.open_keyed(scope(0, 1)).unwrap();
+    restore_into(&mut store, &written);
+    // A cache of 10 keys: most reads and writes go to RocksDB itself.
+    assert_eq!(read_back(&mut store, 0..100), read_back(&mut heap, 0..100));
+}
+
+#[test]
+fn rocksdb_snapshots_reuse_files_of_complete_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = RocksDbBackend::new(dir.path(), 1000);
+    let mut store = backend.open_keyed(scope(0, 1)).unwrap();
+    let mut storage = Storage::new();
+    let mut write_snapshot = |store: &mut KeyedStateStore, epoch| {
+        let snapshot = store.snapshot(Epoch(epoch)).unwrap();
+        write(&snapshot, store.key_groups(), &mut storage)
+    };
+    fill(&mut store, 0..500);
+    let first = write_snapshot(&mut store, 1);
+    let shared = |w: &Written| -> Vec<String> {
+        w.files
+            .iter()
+            .filter(|(f, _)| f.path.starts_with("shared/"))
+            .map(|(f, _)| f.path.clone())
+            .collect()
+    };
+    assert!(!shared(&first).is_empty());
+    // Until checkpoint 1 is complete, its files are uploaded again.
+    let second = write_snapshot(&mut store, 2);
+    assert!(shared(&second).iter().all(|p| !shared(&first).contains(p)));
+    store.checkpoint_complete(Epoch(2));
+    fill(&mut store, 500..510);
+    let third = write_snapshot(&mut store, 3);
+    let reused: Vec<_> = shared(&third)
+        .into_iter()
+        .filter(|p| shared(&second).contains(p))
+        .collect();
+    assert!(
+        !reused.is_empty(),
+        "checkpoint 3 references checkpoint 2's SSTs"
+    );
+    let mut restored = backend.open_keyed(scope(0, 1)).unwrap();
+    restore_into(&mut restored, &third);
+    assert_eq!(
+        read_back(&mut restored, 0..510),
+        read_back(&mut store, 0..510)
+    );
+}
+
+#[test]
 fn corrupt_snapshots_are_detected() {
-    for backend in backends() {
+    for (backend, _dir) in backends() {
         let mut store = backend.open_keyed(scope(0, 1)).unwrap();
         fill(&mut store, 0..10);
-        let mut encoded = store.snapshot().encode().unwrap();
-        let last = encoded.bytes.len() - 1;
-        encoded.bytes[last] ^= 0x40;
-        let err = weir_state::snapshot::verify(&encoded.bytes, encoded.crc32c, "f").unwrap_err();
+        let mut written = write_snapshot(&mut store, 1);
+        let (file, bytes) = written
+            .files
+            .iter_mut()
+            .max_by_key(|(_, b)| b.len())
+            .unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        let err =
+            weir_state::snapshot::verify_checksum(bytes, file.crc32c, &file.path).unwrap_err();
         assert!(matches!(err, StateError::ChecksumMismatch { .. }), "{err}");
     }
 }

@@ -1,0 +1,196 @@
+//! The RocksDB state backend: keyed state larger than memory.
+//!
+//! One RocksDB instance per operator subtask, in a local working directory.
+//! Every key starts with its key group (big-endian `u16`) and its table's
+//! id (a stable 64-bit hash of the table name), so the state of a range of
+//! key groups is one contiguous key range: it can be copied into another
+//! instance when a job is restored at another parallelism.
+//!
+//! Value tables keep a write-back cache in front of the database; a
+//! snapshot first writes the cache's changes, then takes a RocksDB
+//! checkpoint (hard links to the immutable SST files). The files are
+//! uploaded off the task thread; an SST already uploaded by a complete
+//! checkpoint is referenced from `shared/` instead of being uploaded again,
+//! which makes checkpoints incremental.
+//!
+//! # Layout
+//!
+//! - this module: [`RocksDbBackend`] and [`RocksDb`], the per-subtask
+//!   handle, with the key encoding.
+//! - `tables`: the RocksDB storage of value, map, list and timer tables.
+//! - `checkpoint`: local checkpoints, incremental upload bookkeeping, and
+//!   restoring key-group ranges from checkpointed instances.
+
+pub(crate) mod checkpoint;
+pub(crate) mod tables;
+
+pub use checkpoint::{RestoredDb, RocksSnapshot};
+
+use crate::backend::{StateBackend, StateScope};
+use crate::error::StateError;
+use crate::store::KeyedStateStore;
+use rocksdb::{Options, DB};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use weir_protocol::key_group::stable_hash;
+use weir_protocol::KeyGroup;
+
+/// Keeps keyed state in RocksDB instances under a local directory.
+#[derive(Debug, Clone)]
+pub struct RocksDbBackend {
+    local_dir: PathBuf,
+    cache_entries: usize,
+}
+
+impl RocksDbBackend {
+    /// A backend whose instances live under `local_dir`, each value table
+    /// caching up to `cache_entries` keys.
+    pub fn new(local_dir: impl Into<PathBuf>, cache_entries: usize) -> Self {
+        Self {
+            local_dir: local_dir.into(),
+            cache_entries,
+        }
+    }
+
+    /// The default: under the data directory, 500,000 cached keys per table.
+    pub fn default_location() -> Self {
+        Self::new(crate::storage::data_dir().join("rocksdb"), 500_000)
+    }
+}
+
+/// Distinguishes instances opened by one process.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
+
+impl StateBackend for RocksDbBackend {
+    fn name(&self) -> &'static str {
+        "rocksdb"
+    }
+
+    fn open_keyed(&self, scope: StateScope) -> Result<KeyedStateStore, StateError> {
+        let uid = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        );
+        let dir = self.local_dir.join(format!(
+            "{}-{}-{}",
+            sanitize(&scope.operator),
+            scope.subtask,
+            uid
+        ));
+        let db = RocksDb::open(dir, uid, self.cache_entries)?;
+        Ok(KeyedStateStore::with_rocksdb(scope, Arc::new(db)))
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// One subtask's RocksDB instance; deleted from disk when dropped.
+pub struct RocksDb {
+    db: Option<DB>,
+    dir: PathBuf,
+    uid: String,
+    cache_entries: usize,
+    pub(crate) incremental: checkpoint::Incremental,
+}
+
+impl std::fmt::Debug for RocksDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDb").field("dir", &self.dir).finish()
+    }
+}
+
+pub(crate) fn options() -> Options {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
+    options
+}
+
+pub(crate) fn rocks_error<'a>(
+    dir: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(rocksdb::Error) -> StateError + 'a {
+    move |source| StateError::RocksDb {
+        action,
+        path: dir.display().to_string(),
+        source,
+    }
+}
+
+impl RocksDb {
+    fn open(dir: PathBuf, uid: String, cache_entries: usize) -> Result<Self, StateError> {
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::LocalIo {
+            action: "creating",
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let db = DB::open(&options(), &dir).map_err(rocks_error(&dir, "opening"))?;
+        Ok(Self {
+            db: Some(db),
+            dir,
+            uid,
+            cache_entries,
+            incremental: checkpoint::Incremental::default(),
+        })
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        self.db.as_ref().expect("open until dropped")
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Identifies this instance in shared file names.
+    pub(crate) fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    pub(crate) fn cache_entries(&self) -> usize {
+        self.cache_entries
+    }
+}
+
+impl Drop for RocksDb {
+    fn drop(&mut self) {
+        self.db.take();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The id of a table in keys: a stable hash of its name.
+pub(crate) fn table_id(name: &str) -> u64 {
+    stable_hash(name)
+}
+
+/// `[key group][table id]`: the first ten bytes of every key of a table in
+/// a key group.
+pub(crate) fn key_prefix(key_group: KeyGroup, table: u64) -> [u8; 10] {
+    let mut prefix = [0u8; 10];
+    prefix[..2].copy_from_slice(&key_group.to_be_bytes());
+    prefix[2..].copy_from_slice(&table.to_be_bytes());
+    prefix
+}
+
+/// The key group a database key belongs to.
+pub(crate) fn key_group_of_key(key: &[u8]) -> Option<KeyGroup> {
+    key.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+}
