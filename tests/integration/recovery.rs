@@ -307,3 +307,100 @@ fn a_corrupt_checkpoint_file_falls_back_to_the_checkpoint_before() {
     assert_eq!(stats["restored_from"], previous);
     assert_eq!(sorted_lines(&second_out), sorted_lines(&first_out));
 }
+
+#[test]
+fn rocksdb_state_survives_kill_9_exactly_once() {
+    let mut rng = Rng::from_env("rocksdb_kill_9");
+    let dir = tempfile::tempdir().unwrap();
+    let clean = clean_run(dir.path(), "2");
+    let (out, checkpoints) = (dir.path().join("out"), dir.path().join("checkpoints"));
+    let mut list = args(&JOB);
+    list.extend(args(&[
+        "-p",
+        "2",
+        "--checkpoint-interval",
+        "100ms",
+        "--restore",
+        "latest",
+    ]));
+    list.extend(args(&["--state-backend", "rocksdb"]));
+    list.extend(["--output".into(), out.display().to_string()]);
+    list.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
+    for round in 0..2 {
+        let running = Running::start(dir.path(), &list, &[]);
+        wait_for_a_checkpoint(&checkpoints);
+        let after = rng.between(100, 600);
+        std::thread::sleep(Duration::from_millis(after));
+        println!("round {round}: SIGKILL {after} ms after a checkpoint exists");
+        running.kill_9();
+    }
+    run_to_end(&list);
+    assert_same(&out, &clean);
+    let shared = walk(&checkpoints.join("keyed-sum/shared"));
+    assert!(
+        !shared.is_empty(),
+        "RocksDB SSTs are shared between checkpoints"
+    );
+}
+
+#[test]
+fn retention_keeps_k_checkpoints_and_every_file_they_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let mut list = args(&JOB);
+    list.extend(args(&[
+        "-p",
+        "2",
+        "--checkpoint-interval",
+        "100ms",
+        "--retain",
+        "2",
+    ]));
+    list.extend(args(&["--state-backend", "rocksdb"]));
+    list.extend([
+        "--output".into(),
+        dir.path().join("out").display().to_string(),
+    ]);
+    list.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
+    run_to_end(&list);
+
+    let job_dir = checkpoints.join("keyed-sum");
+    let mut complete = Vec::new();
+    for entry in std::fs::read_dir(&job_dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("chk-") {
+            assert!(
+                entry.path().join("COMMITTED").exists(),
+                "{name} is left incomplete"
+            );
+            complete.push(entry.path());
+        }
+    }
+    assert_eq!(complete.len(), 2, "two checkpoints retained: {complete:?}");
+    let mut referenced = std::collections::BTreeSet::new();
+    for checkpoint in &complete {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(checkpoint.join("manifest.json")).unwrap())
+                .unwrap();
+        for operator in manifest["operators"].as_array().unwrap() {
+            for subtask in operator["subtasks"].as_array().unwrap() {
+                for file in subtask["files"].as_array().unwrap() {
+                    let path = job_dir.join(file["path"].as_str().unwrap());
+                    assert!(
+                        path.exists(),
+                        "a retained checkpoint lost {}",
+                        path.display()
+                    );
+                    referenced.insert(path);
+                }
+            }
+        }
+    }
+    let shared: std::collections::BTreeSet<_> = walk(&job_dir.join("shared")).into_iter().collect();
+    assert!(!shared.is_empty());
+    let garbage: Vec<_> = shared.difference(&referenced).collect();
+    assert!(
+        garbage.is_empty(),
+        "unreferenced shared files remain: {garbage:?}"
+    );
+}

@@ -62,12 +62,38 @@ impl RocksDbBackend {
 /// Distinguishes instances opened by one process.
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
 
+/// Instance directories are named `{operator}-{subtask}-{pid}-…`. A process
+/// killed with SIGKILL cannot delete its own; the next process to open an
+/// instance under the same directory deletes those of processes that are
+/// gone.
+fn remove_abandoned_instances(local_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(local_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Checkpoint and restore scratch directories add `.…` to the name.
+        let instance = name.split('.').next().unwrap_or_default();
+        let pid = instance
+            .rsplitn(4, '-')
+            .nth(2)
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive && pid != std::process::id() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl StateBackend for RocksDbBackend {
     fn name(&self) -> &'static str {
         "rocksdb"
     }
 
     fn open_keyed(&self, scope: StateScope) -> Result<KeyedStateStore, StateError> {
+        static CLEANED: std::sync::Once = std::sync::Once::new();
+        CLEANED.call_once(|| remove_abandoned_instances(&self.local_dir));
         let uid = format!(
             "{}-{}-{}",
             std::process::id(),
