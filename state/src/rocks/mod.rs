@@ -74,8 +74,9 @@ fn remove_abandoned_instances(local_dir: &Path) {
         let name = entry.file_name().to_string_lossy().into_owned();
         // Checkpoint and restore scratch directories add `.…` to the name.
         let instance = name.split('.').next().unwrap_or_default();
+        // `{operator}-{subtask}-{pid}-{n}-{millis}`; the operator may hold '-'.
         let pid = instance
-            .rsplitn(4, '-')
+            .rsplit('-')
             .nth(2)
             .and_then(|pid| pid.parse::<u32>().ok());
         let Some(pid) = pid else { continue };
