@@ -191,12 +191,12 @@ pub(crate) fn restore_range(
         let path = scratch.join(name);
         std::fs::write(&path, bytes).map_err(local_io(&path, "writing"))?;
     }
-    let result = copy_range(&scratch, target.db(), start, end);
+    let result = copy_range(&scratch, target, start, end);
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
 
-fn copy_range(scratch: &Path, target: &DB, start: u16, end: u16) -> Result<(), StateError> {
+fn copy_range(scratch: &Path, target: &RocksDb, start: u16, end: u16) -> Result<(), StateError> {
     let source = DB::open_for_read_only(&options(), scratch, false)
         .map_err(rocks_error(scratch, "opening"))?;
     let from = start.to_be_bytes();
@@ -209,11 +209,13 @@ fn copy_range(scratch: &Path, target: &DB, start: u16, end: u16) -> Result<(), S
         }
         if batch.len() >= 10_000 {
             target
-                .write(std::mem::take(&mut batch))
+                .db()
+                .write_opt(std::mem::take(&mut batch), target.write_options())
                 .map_err(rocks_error(scratch, "restoring into"))?;
         }
     }
     target
-        .write(batch)
+        .db()
+        .write_opt(batch, target.write_options())
         .map_err(rocks_error(scratch, "restoring into"))
 }

@@ -29,7 +29,7 @@ pub use checkpoint::{RestoredDb, RocksSnapshot};
 use crate::backend::{StateBackend, StateScope};
 use crate::error::StateError;
 use crate::store::KeyedStateStore;
-use rocksdb::{Options, DB};
+use rocksdb::{Options, WriteOptions, DB};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -133,6 +133,7 @@ pub struct RocksDb {
     dir: PathBuf,
     uid: String,
     cache_entries: usize,
+    write_options: WriteOptions,
     pub(crate) incremental: checkpoint::Incremental,
 }
 
@@ -145,8 +146,10 @@ impl std::fmt::Debug for RocksDb {
 pub(crate) fn options() -> Options {
     let mut options = Options::default();
     options.create_if_missing(true);
-    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    options.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
+    // Memtable flushes happen at every checkpoint, on the task's clock:
+    // keep them cheap (no compression in L0 and L1), compress below.
+    use rocksdb::DBCompressionType::{Lz4, None as Uncompressed, Zstd};
+    options.set_compression_per_level(&[Uncompressed, Uncompressed, Lz4, Lz4, Lz4, Lz4, Zstd]);
     options
 }
 
@@ -169,11 +172,14 @@ impl RocksDb {
             source,
         })?;
         let db = DB::open(&options(), &dir).map_err(rocks_error(&dir, "opening"))?;
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(true);
         Ok(Self {
             db: Some(db),
             dir,
             uid,
             cache_entries,
+            write_options,
             incremental: checkpoint::Incremental::default(),
         })
     }
@@ -193,6 +199,13 @@ impl RocksDb {
 
     pub(crate) fn cache_entries(&self) -> usize {
         self.cache_entries
+    }
+
+    /// How every write goes in: without the write-ahead log, because state
+    /// is made durable by checkpoints (which flush the memtable), not by
+    /// the log; a crash restores from the last checkpoint anyway.
+    pub(crate) fn write_options(&self) -> &WriteOptions {
+        &self.write_options
     }
 }
 

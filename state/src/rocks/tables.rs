@@ -70,14 +70,14 @@ impl RocksTable {
     pub(crate) fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
         self.db
             .db()
-            .put(key, value)
+            .put_opt(key, value, self.db.write_options())
             .map_err(rocks_error(self.db.dir(), "writing"))
     }
 
     pub(crate) fn delete_raw(&self, key: &[u8]) -> Result<(), StateError> {
         self.db
             .db()
-            .delete(key)
+            .delete_opt(key, self.db.write_options())
             .map_err(rocks_error(self.db.dir(), "deleting"))
     }
 
@@ -203,7 +203,7 @@ impl<K: StateKey, V: StateValue> RocksValue<K, V> {
         self.table
             .db
             .db()
-            .write(batch)
+            .write_opt(batch, self.table.db.write_options())
             .map_err(rocks_error(self.table.db.dir(), "writing"))
     }
 
