@@ -12,7 +12,6 @@ use weir_coordinator::{
     RestartDecision, RestartStrategy, RestartTracker,
 };
 use weir_operators::Dataflow;
-use weir_protocol::checkpoint::paths;
 use weir_protocol::{CheckpointManifest, Epoch};
 use weir_runtime::{
     CancelToken, CheckpointRun, EngineConfig, JobReport, LocalEngine, RestoreSource, RuntimeError,
@@ -93,39 +92,21 @@ pub enum EmbeddedError {
     Build(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Opens the checkpoint named by a checkpoint directory URL or path.
+/// Opens the checkpoint named by a checkpoint directory URL or path; it
+/// must be complete and verify.
 pub fn open_checkpoint(location: &str) -> Result<RestoreSource, CoordinatorError> {
-    let not_restorable = |problem: &str| CoordinatorError::NotRestorable {
-        location: location.to_owned(),
-        problem: problem.to_owned(),
-    };
-    let trimmed = location.trim_end_matches('/');
-    let (rest, name) = trimmed
-        .rsplit_once('/')
-        .ok_or_else(|| not_restorable("expected …/{job}/chk-NNNNNNNNNN"))?;
-    let epoch = paths::parse_checkpoint_name(name).ok_or_else(|| {
-        not_restorable("its last part is not a checkpoint directory name (chk-NNNNNNNNNN)")
-    })?;
-    let (root, job) = rest
-        .rsplit_once('/')
-        .ok_or_else(|| not_restorable("expected …/{job}/chk-NNNNNNNNNN"))?;
-    let root = if root.is_empty() || root.ends_with(':') {
-        format!("{root}/")
-    } else {
-        root.to_owned()
-    };
-    let storage = CheckpointStorage::open(&root)?;
-    let catalog = CheckpointCatalog::new(storage.clone(), job);
-    if !storage.exists(&paths::committed(job, epoch))? {
-        return Err(not_restorable(
-            "it has no commit marker (it never completed)",
-        ));
+    let (catalog, epoch) = CheckpointCatalog::open_checkpoint(location)?;
+    if !catalog.is_complete(epoch)? {
+        return Err(CoordinatorError::NotRestorable {
+            location: location.to_owned(),
+            problem: "it has no commit marker (it never completed)".into(),
+        });
     }
     let manifest = catalog.manifest(epoch)?;
     catalog.verify(&manifest)?;
     Ok(RestoreSource {
-        storage,
-        job_id: job.to_owned(),
+        storage: catalog.storage().clone(),
+        job_id: catalog.job().to_owned(),
         manifest,
     })
 }

@@ -34,7 +34,52 @@ pub struct CheckpointCatalog {
     job: String,
 }
 
+/// Splits `…/{job}` into the storage root and the job id.
+fn split_last(location: &str) -> Option<(String, String)> {
+    let (root, last) = location.trim_end_matches('/').rsplit_once('/')?;
+    if last.is_empty() {
+        return None;
+    }
+    // `file:///x` keeps its slashes: `file://` + `/x`.
+    let root = if root.is_empty() || root.ends_with(':') {
+        format!("{root}/")
+    } else {
+        root.to_owned()
+    };
+    Some((root, last.to_owned()))
+}
+
 impl CheckpointCatalog {
+    /// Opens the catalog of a job from its directory's URL or path
+    /// (`{checkpoint-dir}/{job}`).
+    pub fn open_job(location: &str) -> Result<Self, CoordinatorError> {
+        let (root, job) = split_last(location).ok_or_else(|| CoordinatorError::NotRestorable {
+            location: location.to_owned(),
+            problem: "expected a job directory: {checkpoint-dir}/{job}".into(),
+        })?;
+        Ok(Self::new(CheckpointStorage::open(&root)?, &job))
+    }
+
+    /// Opens the catalog holding a checkpoint from the checkpoint
+    /// directory's URL or path (`{checkpoint-dir}/{job}/chk-NNNNNNNNNN`).
+    pub fn open_checkpoint(location: &str) -> Result<(Self, Epoch), CoordinatorError> {
+        let bad = |problem: &str| CoordinatorError::NotRestorable {
+            location: location.to_owned(),
+            problem: problem.to_owned(),
+        };
+        let (job_dir, name) =
+            split_last(location).ok_or_else(|| bad("expected …/{job}/chk-NNNNNNNNNN"))?;
+        let epoch = paths::parse_checkpoint_name(&name).ok_or_else(|| {
+            bad("its last part is not a checkpoint directory name (chk-NNNNNNNNNN)")
+        })?;
+        Ok((Self::open_job(job_dir.trim_end_matches('/'))?, epoch))
+    }
+
+    /// Whether checkpoint `epoch` has its commit marker.
+    pub fn is_complete(&self, epoch: Epoch) -> Result<bool, CoordinatorError> {
+        Ok(self.storage.exists(&paths::committed(&self.job, epoch))?)
+    }
+
     /// The catalog of `job` in `storage`.
     pub fn new(storage: CheckpointStorage, job: &str) -> Self {
         Self {
@@ -134,6 +179,86 @@ impl CheckpointCatalog {
             }
         }
         Ok(None)
+    }
+}
+
+/// What a retention pass deleted, or would delete in a dry run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionReport {
+    /// The complete checkpoints kept.
+    pub kept: Vec<Epoch>,
+    /// Deleted files: path relative to the job directory, and size.
+    pub deleted: Vec<(String, u64)>,
+}
+
+impl CheckpointCatalog {
+    /// Keeps the newest `keep` complete checkpoints (at least 1) and
+    /// deletes the directories of older ones and of any older checkpoint
+    /// that never completed, plus shared files, except every file a kept
+    /// manifest references.
+    ///
+    /// Nothing newer than the newest complete checkpoint is touched: it may
+    /// be the checkpoint a running job has in flight. A checkpoint's commit
+    /// marker goes first, so a half-deleted checkpoint never looks complete.
+    pub fn retain(&self, keep: usize, dry_run: bool) -> Result<RetentionReport, CoordinatorError> {
+        let entries = self.list()?;
+        let complete: Vec<Epoch> = entries
+            .iter()
+            .filter(|e| e.status == CheckpointStatus::Complete)
+            .map(|e| e.epoch)
+            .collect();
+        let Some(&newest) = complete.last() else {
+            return Ok(RetentionReport::default());
+        };
+        let kept: Vec<Epoch> = complete.iter().rev().take(keep.max(1)).copied().collect();
+        let mut referenced = std::collections::HashSet::new();
+        for &epoch in &kept {
+            for file in self.manifest(epoch)?.files() {
+                referenced.insert(file.path.clone());
+            }
+        }
+        let mut doomed = Vec::new();
+        for entry in entries
+            .iter()
+            .filter(|e| e.epoch < newest && !kept.contains(&e.epoch))
+        {
+            let name = paths::checkpoint_name(entry.epoch);
+            let mut files = self
+                .storage
+                .list_files(&paths::checkpoint_dir(&self.job, entry.epoch))?;
+            files.sort_by_key(|(f, _)| (f != paths::COMMITTED, f != paths::MANIFEST));
+            doomed.extend(
+                files
+                    .into_iter()
+                    .map(|(f, size)| (format!("{name}/{f}"), size)),
+            );
+        }
+        // Shared files (incremental RocksDB SSTs) are named
+        // `shared/{instance}/{epoch}-{name}` after the checkpoint that
+        // uploaded them; one newer than the newest complete checkpoint may
+        // belong to the checkpoint in flight.
+        let shared_dir = format!("{}/shared", paths::job_dir(&self.job));
+        for (file, size) in self.storage.list_files(&shared_dir)? {
+            let uploaded_by = file
+                .rsplit('/')
+                .next()
+                .and_then(|name| name.split('-').next())
+                .and_then(|epoch| epoch.parse::<u64>().ok());
+            if uploaded_by.is_some_and(|epoch| epoch < newest.0) {
+                doomed.push((format!("shared/{file}"), size));
+            }
+        }
+        doomed.retain(|(path, _)| !referenced.contains(path));
+        if !dry_run {
+            for (path, _) in &doomed {
+                self.storage
+                    .delete(&format!("{}/{path}", paths::job_dir(&self.job)))?;
+            }
+        }
+        Ok(RetentionReport {
+            kept,
+            deleted: doomed,
+        })
     }
 }
 

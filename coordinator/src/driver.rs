@@ -6,7 +6,7 @@
 //! manifest and then the create-only commit marker, notify completion,
 //! apply retention, and clean up aborted checkpoints.
 
-use crate::catalog::{CheckpointCatalog, CheckpointStatus};
+use crate::catalog::CheckpointCatalog;
 use crate::error::CoordinatorError;
 use crate::tracker::{CheckpointConfig, CheckpointTracker, CompletedCheckpoint, Decision};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -164,7 +164,7 @@ impl CheckpointDriver {
                     let _ = commands.send(ControlCommand::CheckpointCompleted {
                         epoch: completed.epoch,
                     });
-                    if let Err(error) = self.apply_retention() {
+                    if let Err(error) = self.catalog.retain(self.retained, false) {
                         tracing::warn!(job = %job, error = &error as &dyn std::error::Error, "retention cleanup failed");
                     }
                 }
@@ -238,67 +238,5 @@ impl CheckpointDriver {
         }
         self.previous_files = manifest.files().map(|f| f.path.clone()).collect();
         Ok((size, added))
-    }
-
-    /// Keeps the newest `retained` complete checkpoints; deletes older
-    /// checkpoint directories and any that never completed, except files a
-    /// retained manifest references.
-    fn apply_retention(&self) -> Result<(), CoordinatorError> {
-        let job = self.catalog.job();
-        let entries = self.catalog.list()?;
-        let complete: Vec<Epoch> = entries
-            .iter()
-            .filter(|e| e.status == CheckpointStatus::Complete)
-            .map(|e| e.epoch)
-            .collect();
-        let Some(&newest) = complete.last() else {
-            return Ok(());
-        };
-        let kept: Vec<Epoch> = complete.iter().rev().take(self.retained).copied().collect();
-        let mut referenced = HashSet::new();
-        for &epoch in &kept {
-            for file in self.catalog.manifest(epoch)?.files() {
-                referenced.insert(file.path.clone());
-            }
-        }
-        let pending = self.tracker.pending();
-        for entry in entries {
-            let stale = entry.epoch < newest && !kept.contains(&entry.epoch);
-            if !stale || Some(entry.epoch) == pending {
-                continue;
-            }
-            let dir = paths::checkpoint_dir(job, entry.epoch);
-            let name = paths::checkpoint_name(entry.epoch);
-            let files = self.catalog.storage().list_files(&dir)?;
-            // Delete the commit marker first: a half-deleted checkpoint
-            // must never look complete.
-            let mut ordered: Vec<_> = files.into_iter().map(|(f, _)| f).collect();
-            ordered.sort_by_key(|f| (f != paths::COMMITTED, f != paths::MANIFEST));
-            for file in ordered {
-                if !referenced.contains(&format!("{name}/{file}")) {
-                    self.catalog.storage().delete(&format!("{dir}/{file}"))?;
-                }
-            }
-        }
-        // Shared files (incremental RocksDB SSTs) are named
-        // `shared/{instance}/{epoch}-{name}` after the checkpoint that
-        // uploaded them. One uploaded by a checkpoint newer than the newest
-        // complete one may belong to the checkpoint in flight: keep it.
-        let shared_dir = format!("{}/shared", paths::job_dir(job));
-        for (file, _) in self.catalog.storage().list_files(&shared_dir)? {
-            let path = format!("shared/{file}");
-            let uploaded_by = file
-                .rsplit('/')
-                .next()
-                .and_then(|name| name.split('-').next())
-                .and_then(|epoch| epoch.parse::<u64>().ok());
-            let old = uploaded_by.is_some_and(|epoch| epoch < newest.0);
-            if old && !referenced.contains(&path) {
-                self.catalog
-                    .storage()
-                    .delete(&format!("{shared_dir}/{file}"))?;
-            }
-        }
-        Ok(())
     }
 }

@@ -26,7 +26,7 @@ pub mod error;
 pub mod restart;
 pub mod tracker;
 
-pub use catalog::{CheckpointCatalog, CheckpointEntry, CheckpointStatus};
+pub use catalog::{CheckpointCatalog, CheckpointEntry, CheckpointStatus, RetentionReport};
 pub use driver::{CheckpointDriver, CheckpointStats, DriverConfig};
 pub use error::CoordinatorError;
 pub use restart::{RestartDecision, RestartStrategy, RestartTracker};

@@ -2,7 +2,9 @@
 //!
 //! - [`run`]: `weir run JOB …`, a job on the embedded engine.
 //! - [`jobs`]: `weir jobs available`, the registered jobs and their parameters.
+//! - [`checkpoints`]: `weir checkpoints list|show|verify|gc`, straight from storage.
 
+pub mod checkpoints;
 pub mod jobs;
 pub mod run;
 
@@ -27,6 +29,9 @@ pub enum Command {
     /// Inspect jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Inspect checkpoints straight from checkpoint storage.
+    #[command(subcommand)]
+    Checkpoints(checkpoints::CheckpointsCommand),
 }
 
 /// Logs go to standard error; `WEIR_LOG` (or `RUST_LOG`) sets the filter,
@@ -48,6 +53,7 @@ pub fn run(cli: Cli, registry: &JobRegistry) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(*args, registry),
         Command::Jobs(command) => jobs::run(command, registry),
+        Command::Checkpoints(command) => checkpoints::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -208,3 +208,9 @@ pub fn section<'a>(
 pub(crate) fn decode_key_group(section: &[u8]) -> Result<Vec<TableBlob>, StateError> {
     decode(section, "snapshot")
 }
+
+/// The tables of one key group's section, with their encoded entries (for
+/// inspection tools).
+pub fn table_blobs(section: &[u8]) -> Result<Vec<TableBlob>, StateError> {
+    decode_key_group(section)
+}

@@ -1,0 +1,116 @@
+//! `weir checkpoints list JOB_ROOT`.
+
+use super::{bytes, table, utc};
+use clap::Args;
+use serde::Serialize;
+use std::collections::HashSet;
+use weir_coordinator::{CheckpointCatalog, CheckpointStatus};
+
+/// Arguments of `weir checkpoints list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The job's checkpoint directory: `{checkpoint-dir}/{job}` (URL or path).
+    pub job_root: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One row of the listing.
+#[derive(Debug, Serialize)]
+pub struct CheckpointRow {
+    /// The checkpoint's epoch.
+    pub epoch: u64,
+    /// How far it got.
+    pub status: CheckpointStatus,
+    /// Whether it is the final checkpoint of a finished run.
+    pub is_final: Option<bool>,
+    /// When it was triggered, ms since the Unix epoch.
+    pub triggered_at_ms: Option<i64>,
+    /// From trigger to last ack, ms.
+    pub duration_ms: Option<i64>,
+    /// Bytes of state it references.
+    pub size_bytes: Option<u64>,
+    /// Bytes the checkpoint before it (in the listing) did not reference.
+    pub incremental_bytes: Option<u64>,
+    /// Number of subtasks that took part.
+    pub subtasks: Option<usize>,
+}
+
+/// Lists the job's checkpoints, newest first.
+pub fn run(args: ListArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let catalog = CheckpointCatalog::open_job(&args.job_root)?;
+    let mut rows = Vec::new();
+    let mut previous: HashSet<String> = HashSet::new();
+    for entry in catalog.list()? {
+        let manifest = match entry.status {
+            CheckpointStatus::Incomplete => None,
+            _ => catalog.manifest(entry.epoch).ok(),
+        };
+        let row = match &manifest {
+            None => CheckpointRow {
+                epoch: entry.epoch.0,
+                status: entry.status,
+                is_final: None,
+                triggered_at_ms: None,
+                duration_ms: None,
+                size_bytes: None,
+                incremental_bytes: None,
+                subtasks: None,
+            },
+            Some(m) => {
+                let incremental = m
+                    .files()
+                    .filter(|f| !previous.contains(&f.path))
+                    .map(|f| f.size)
+                    .sum();
+                previous = m.files().map(|f| f.path.clone()).collect();
+                CheckpointRow {
+                    epoch: entry.epoch.0,
+                    status: entry.status,
+                    is_final: Some(m.is_final),
+                    triggered_at_ms: Some(m.triggered_at_ms),
+                    duration_ms: Some(m.completed_at_ms - m.triggered_at_ms),
+                    size_bytes: Some(m.files().map(|f| f.size).sum()),
+                    incremental_bytes: Some(incremental),
+                    subtasks: Some(m.operators.iter().map(|o| o.subtasks.len()).sum()),
+                }
+            }
+        };
+        rows.push(row);
+    }
+    rows.reverse();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let mut out = table(&[
+        "EPOCH",
+        "TRIGGERED (UTC)",
+        "STATUS",
+        "DURATION",
+        "SIZE",
+        "INCREMENTAL",
+        "SUBTASKS",
+    ]);
+    let dash = || "-".to_string();
+    for row in &rows {
+        let status = match (row.status, row.is_final) {
+            (CheckpointStatus::Complete, Some(true)) => "complete (final)".to_string(),
+            (status, _) => format!("{status:?}").to_lowercase(),
+        };
+        out.add_row(vec![
+            row.epoch.to_string(),
+            row.triggered_at_ms.map(utc).unwrap_or_else(dash),
+            status,
+            row.duration_ms
+                .map(|d| format!("{d} ms"))
+                .unwrap_or_else(dash),
+            row.size_bytes.map(bytes).unwrap_or_else(dash),
+            row.incremental_bytes.map(bytes).unwrap_or_else(dash),
+            row.subtasks.map(|s| s.to_string()).unwrap_or_else(dash),
+        ]);
+    }
+    println!("{out}");
+    Ok(())
+}
