@@ -172,22 +172,29 @@ impl<K: Key, O: Data> KeyedContext<'_, K, O> {
     }
 }
 
+/// Handles are plain table ids: copyable whatever their type parameters.
+macro_rules! handle_impls {
+    ($name:ident<$($param:ident),+>) => {
+        impl<$($param),+> Clone for $name<$($param),+> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+        impl<$($param),+> Copy for $name<$($param),+> {}
+        impl<$($param),+> std::fmt::Debug for $name<$($param),+> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.id)
+            }
+        }
+    };
+}
+
 /// A handle to one value per key.
 pub struct ValueState<K, V> {
     id: TableId<ValueTable<K, V>>,
 }
 
-impl<K, V> Clone for ValueState<K, V> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<K, V> Copy for ValueState<K, V> {}
-impl<K, V> std::fmt::Debug for ValueState<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ValueState({:?})", self.id)
-    }
-}
+handle_impls!(ValueState<K, V>);
 
 impl<K: Key, V: StateValue> ValueState<K, V> {
     /// The current key's value.
@@ -240,17 +247,7 @@ pub struct MapState<K, MK, MV> {
     id: TableId<MapTable<K, MK, MV>>,
 }
 
-impl<K, MK, MV> Clone for MapState<K, MK, MV> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<K, MK, MV> Copy for MapState<K, MK, MV> {}
-impl<K, MK, MV> std::fmt::Debug for MapState<K, MK, MV> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MapState({:?})", self.id)
-    }
-}
+handle_impls!(MapState<K, MK, MV>);
 
 impl<K: Key, MK: StateKey, MV: StateValue> MapState<K, MK, MV> {
     /// The value under `user_key` in the current key's map.
@@ -312,17 +309,7 @@ pub struct ListState<K, V> {
     id: TableId<ListTable<K, V>>,
 }
 
-impl<K, V> Clone for ListState<K, V> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<K, V> Copy for ListState<K, V> {}
-impl<K, V> std::fmt::Debug for ListState<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ListState({:?})", self.id)
-    }
-}
+handle_impls!(ListState<K, V>);
 
 impl<K: Key, V: StateValue> ListState<K, V> {
     /// Appends to the current key's list.

@@ -150,6 +150,22 @@ pub const JOB: [&str; 9] = [
     "rate=200000",
 ];
 
+/// W1 at p=2 with checkpoints every 100 ms, resuming from the latest.
+pub fn restartable_run(out: &Path, checkpoints: &str) -> Vec<String> {
+    let mut list = args(&JOB);
+    list.extend(args(&[
+        "-p",
+        "2",
+        "--checkpoint-interval",
+        "100ms",
+        "--restore",
+        "latest",
+    ]));
+    list.extend(["--output".into(), out.display().to_string()]);
+    list.extend(["--checkpoint-dir".into(), checkpoints.to_owned()]);
+    list
+}
+
 pub fn clean_run(dir: &Path, parallelism: &str) -> PathBuf {
     let out = dir.join("clean");
     let mut list = args(&JOB);
@@ -171,17 +187,7 @@ fn kill_9_at_random_moments_then_restore_latest_equals_a_clean_run() {
     let dir = tempfile::tempdir().unwrap();
     let clean = clean_run(dir.path(), "2");
     let (out, checkpoints) = (dir.path().join("out"), dir.path().join("checkpoints"));
-    let mut list = args(&JOB);
-    list.extend(args(&[
-        "-p",
-        "2",
-        "--checkpoint-interval",
-        "100ms",
-        "--restore",
-        "latest",
-    ]));
-    list.extend(["--output".into(), out.display().to_string()]);
-    list.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
+    let list = restartable_run(&out, checkpoints.to_str().unwrap());
     for round in 0..4 {
         let running = Running::start(dir.path(), &list, &[]);
         let after = rng.between(200, 900);
@@ -314,18 +320,8 @@ fn rocksdb_state_survives_kill_9_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let clean = clean_run(dir.path(), "2");
     let (out, checkpoints) = (dir.path().join("out"), dir.path().join("checkpoints"));
-    let mut list = args(&JOB);
-    list.extend(args(&[
-        "-p",
-        "2",
-        "--checkpoint-interval",
-        "100ms",
-        "--restore",
-        "latest",
-    ]));
+    let mut list = restartable_run(&out, checkpoints.to_str().unwrap());
     list.extend(args(&["--state-backend", "rocksdb"]));
-    list.extend(["--output".into(), out.display().to_string()]);
-    list.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
     for round in 0..2 {
         let running = Running::start(dir.path(), &list, &[]);
         wait_for_a_checkpoint(&checkpoints);

@@ -1,6 +1,6 @@
 //! Checkpoints on a real S3-compatible server (s3s-fs on 127.0.0.1).
 
-use crate::recovery::{args, assert_same, clean_run, wait_for_a_checkpoint, Running, JOB};
+use crate::recovery::{assert_same, clean_run, restartable_run, wait_for_a_checkpoint, Running};
 use crate::reference_jobs::weir_command;
 
 #[path = "../support/s3.rs"]
@@ -14,20 +14,7 @@ fn checkpoints_on_s3_survive_kill_9_and_restore_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let clean = clean_run(dir.path(), "2");
     let out = dir.path().join("out");
-    let mut list = args(&JOB);
-    list.extend(args(&[
-        "-p",
-        "2",
-        "--checkpoint-interval",
-        "100ms",
-        "--restore",
-        "latest",
-    ]));
-    list.extend(["--output".into(), out.display().to_string()]);
-    list.extend([
-        "--checkpoint-dir".into(),
-        format!("s3://{}/checkpoints", s3_server::BUCKET),
-    ]);
+    let list = restartable_run(&out, &format!("s3://{}/checkpoints", s3_server::BUCKET));
     let env = server.env();
 
     let running = Running::start(dir.path(), &list, &env);
