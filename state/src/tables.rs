@@ -106,6 +106,20 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, table: &str) -> Result<Ve
     })
 }
 
+/// Appends the encoding of `value` to `out`.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    table: &str,
+) -> Result<(), StateError> {
+    let taken = std::mem::take(out);
+    *out = postcard::to_extend(value, taken).map_err(|source| StateError::Encode {
+        table: table.to_owned(),
+        source,
+    })?;
+    Ok(())
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], table: &str) -> Result<T, StateError> {
     postcard::from_bytes(bytes).map_err(|source| StateError::Decode {
         table: table.to_owned(),

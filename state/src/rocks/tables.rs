@@ -8,7 +8,7 @@
 use super::{key_prefix, rocks_error, table_id, RocksDb};
 use crate::error::StateError;
 use crate::store::{StateKey, StateValue};
-use crate::tables::{decode, encode};
+use crate::tables::{decode, encode, encode_into};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -189,11 +189,20 @@ impl<K: StateKey, V: StateValue> RocksValue<K, V> {
     /// Writes every changed key to the database.
     pub(crate) fn flush(&mut self) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
+        // Runs on the task thread at every checkpoint: encode into two
+        // reused buffers rather than allocating per entry.
+        let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
         for (key, slot) in self.cache.iter_mut().filter(|(_, s)| s.dirty) {
-            let encoded = self.table.key(slot.key_group, key)?;
+            key_bytes.clear();
+            key_bytes.extend_from_slice(&key_prefix(slot.key_group, self.table.id));
+            encode_into(key, &mut key_bytes, &self.table.name)?;
             match &slot.value {
-                Some(value) => batch.put(&encoded, encode(value, &self.table.name)?),
-                None => batch.delete(&encoded),
+                Some(value) => {
+                    value_bytes.clear();
+                    encode_into(value, &mut value_bytes, &self.table.name)?;
+                    batch.put(&key_bytes, &value_bytes);
+                }
+                None => batch.delete(&key_bytes),
             }
             slot.dirty = false;
         }
