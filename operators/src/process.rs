@@ -468,6 +468,10 @@ impl<P: KeyedProcessFunction> OperatorTask for KeyedProcessOperator<P> {
         Ok(())
     }
 
+    fn keyed_state(&mut self) -> Option<&mut KeyedStateStore> {
+        Some(&mut self.store)
+    }
+
     fn finish(&mut self) -> Result<(), OperatorError> {
         self.out.end_of_data()
     }

@@ -161,6 +161,11 @@ pub trait OperatorTask: Send {
     fn has_pending_commits(&self) -> bool {
         false
     }
+    /// The task's keyed state, for tools that decode checkpoints with the
+    /// operator's own (typed) state declarations.
+    fn keyed_state(&mut self) -> Option<&mut weir_state::KeyedStateStore> {
+        None
+    }
 }
 
 /// Creates one source subtask.

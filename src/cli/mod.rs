@@ -2,7 +2,7 @@
 //!
 //! - [`run`]: `weir run JOB …`, a job on the embedded engine.
 //! - [`jobs`]: `weir jobs available`, the registered jobs and their parameters.
-//! - [`checkpoints`]: `weir checkpoints list|show|verify|gc`, straight from storage.
+//! - [`checkpoints`]: `weir checkpoints list|show|verify|dump|gc`, straight from storage.
 
 pub mod checkpoints;
 pub mod jobs;
@@ -53,7 +53,7 @@ pub fn run(cli: Cli, registry: &JobRegistry) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(*args, registry),
         Command::Jobs(command) => jobs::run(command, registry),
-        Command::Checkpoints(command) => checkpoints::run(command),
+        Command::Checkpoints(command) => checkpoints::run(command, registry),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,6 +38,7 @@ pub use error::StateError;
 pub use rocks::{RestoredDb, RocksDbBackend};
 pub use snapshot::{EncodedSnapshot, StoreSnapshot};
 pub use storage::CheckpointStorage;
+pub use store::{JsonEntry, StateRow};
 pub use store::{KeyedStateStore, StateKey, StateKind, StateValue, TableId};
 pub use tables::{ListTable, MapTable, ValueTable};
 pub use timers::{TimeDomain, Timer, TimerTable};

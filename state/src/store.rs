@@ -83,8 +83,38 @@ pub(crate) trait ErasedTable: Send {
     fn flush(&mut self) -> Result<(), StateError>;
     /// Adds the entries of one key group, as encoded by [`FrozenTable::encode_key_group`].
     fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError>;
+    /// The entries of one key group's section, as JSON (key, value).
+    fn decode_section(&self, bytes: &[u8]) -> Result<Vec<JsonEntry>, StateError>;
+    /// One RocksDB entry of this table (key after its 10-byte prefix), as JSON.
+    fn decode_raw(&self, key: &[u8], value: &[u8]) -> Result<JsonEntry, StateError>;
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// A state entry decoded for people: (key, value).
+pub type JsonEntry = (serde_json::Value, serde_json::Value);
+
+/// One entry of a checkpoint's keyed state, decoded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StateRow {
+    /// The state's name.
+    pub state: String,
+    /// The key group it belongs to.
+    pub key_group: KeyGroup,
+    /// The key (for map state, `[key, user key]`).
+    pub key: serde_json::Value,
+    /// The value.
+    pub value: serde_json::Value,
+}
+
+pub(crate) fn to_json<T: Serialize>(
+    value: &T,
+    table: &str,
+) -> Result<serde_json::Value, StateError> {
+    serde_json::to_value(value).map_err(|e| StateError::Corrupt {
+        path: table.to_owned(),
+        problem: format!("cannot show a value as JSON: {e}"),
+    })
 }
 
 /// A table as it was when a snapshot was taken; encoded off the processing thread.
@@ -355,6 +385,71 @@ impl KeyedStateStore {
             }
         }
         Ok(())
+    }
+
+    /// Decodes one key group's section of a snapshot file with this store's
+    /// (typed) tables; tables this store does not register are an error.
+    pub fn dump_section(
+        &self,
+        key_group: KeyGroup,
+        section: &[u8],
+    ) -> Result<Vec<StateRow>, StateError> {
+        let mut rows = Vec::new();
+        for blob in crate::snapshot::decode_key_group(section)? {
+            let table = self.table_named(&blob.name)?;
+            for (key, value) in table.decode_section(&blob.data)? {
+                rows.push(StateRow {
+                    state: blob.name.clone(),
+                    key_group,
+                    key,
+                    value,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Decodes every entry of a checkpointed RocksDB instance with this
+    /// store's (typed) tables.
+    pub fn dump_database(&self, restored: &RestoredDb) -> Result<Vec<StateRow>, StateError> {
+        let tables: Vec<(u64, &dyn ErasedTable)> = self
+            .tables
+            .iter()
+            .map(|t| (crate::rocks::table_id(t.name()), t.as_ref()))
+            .collect();
+        let mut rows = Vec::new();
+        crate::rocks::checkpoint::scan_checkpointed(restored, &mut |key, value| {
+            let key_group = u16::from_be_bytes([key[0], key[1]]);
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&key[2..10]);
+            let id = u64::from_be_bytes(id);
+            let Some((_, table)) = tables.iter().find(|(t, _)| *t == id) else {
+                return Err(StateError::Corrupt {
+                    path: "rocksdb".into(),
+                    problem: format!("an entry of key group {key_group} belongs to no state this operator declares"),
+                });
+            };
+            let (key, value) = table.decode_raw(&key[10..], value)?;
+            rows.push(StateRow {
+                state: table.name().to_owned(),
+                key_group,
+                key,
+                value,
+            });
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    fn table_named(&self, name: &str) -> Result<&dyn ErasedTable, StateError> {
+        self.tables
+            .iter()
+            .find(|t| t.name() == name)
+            .map(|t| t.as_ref())
+            .ok_or_else(|| StateError::Corrupt {
+                path: name.to_owned(),
+                problem: "the checkpoint holds a state this operator does not declare".into(),
+            })
     }
 
     /// Name, kind and number of entries of every table, in registration order.

@@ -13,7 +13,7 @@
 
 use crate::error::StateError;
 use crate::rocks::tables::{RocksList, RocksMap, RocksTable, RocksValue};
-use crate::store::{ErasedTable, FrozenTable, StateKey, StateKind, StateValue};
+use crate::store::{to_json, ErasedTable, FrozenTable, JsonEntry, StateKey, StateKind, StateValue};
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -273,6 +273,17 @@ impl<K: StateKey, V: StateValue> ErasedTable for ValueTable<K, V> {
             ValueStorage::Rocks(rocks) => rocks.restore_key_group(key_group, entries),
         }
     }
+    fn decode_section(&self, bytes: &[u8]) -> Result<Vec<JsonEntry>, StateError> {
+        let entries: Vec<(K, V)> = decode(bytes, self.name())?;
+        entries
+            .iter()
+            .map(|(k, v)| Ok((to_json(k, self.name())?, to_json(v, self.name())?)))
+            .collect()
+    }
+    fn decode_raw(&self, key: &[u8], value: &[u8]) -> Result<JsonEntry, StateError> {
+        let (k, v): (K, V) = (decode(key, self.name())?, decode(value, self.name())?);
+        Ok((to_json(&k, self.name())?, to_json(&v, self.name())?))
+    }
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -436,6 +447,28 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> ErasedTable for MapTable<K, MK, 
         }
         Ok(())
     }
+    fn decode_section(&self, bytes: &[u8]) -> Result<Vec<JsonEntry>, StateError> {
+        let entries: Vec<(K, FxHashMap<MK, MV>)> = decode(bytes, self.name())?;
+        let mut rows = Vec::new();
+        for (k, map) in &entries {
+            for (mk, mv) in map {
+                rows.push((to_json(&(k, mk), self.name())?, to_json(mv, self.name())?));
+            }
+        }
+        Ok(rows)
+    }
+    fn decode_raw(&self, key: &[u8], value: &[u8]) -> Result<JsonEntry, StateError> {
+        let corrupt = || StateError::Corrupt {
+            path: self.name().to_owned(),
+            problem: "a map entry's key is too short".into(),
+        };
+        let len = key.get(..4).ok_or_else(corrupt)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let k: K = decode(key.get(4..4 + len).ok_or_else(corrupt)?, self.name())?;
+        let mk: MK = decode(&key[4 + len..], self.name())?;
+        let mv: MV = decode(value, self.name())?;
+        Ok((to_json(&(k, mk), self.name())?, to_json(&mv, self.name())?))
+    }
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -574,6 +607,17 @@ impl<K: StateKey, V: StateValue> ErasedTable for ListTable<K, V> {
             }
         }
         Ok(())
+    }
+    fn decode_section(&self, bytes: &[u8]) -> Result<Vec<JsonEntry>, StateError> {
+        let entries: Vec<(K, Vec<V>)> = decode(bytes, self.name())?;
+        entries
+            .iter()
+            .map(|(k, v)| Ok((to_json(k, self.name())?, to_json(v, self.name())?)))
+            .collect()
+    }
+    fn decode_raw(&self, key: &[u8], value: &[u8]) -> Result<JsonEntry, StateError> {
+        let (k, v): (K, Vec<V>) = (decode(key, self.name())?, decode(value, self.name())?);
+        Ok((to_json(&k, self.name())?, to_json(&v, self.name())?))
     }
     fn as_any(&self) -> &dyn Any {
         self

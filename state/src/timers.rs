@@ -8,7 +8,7 @@
 use crate::error::StateError;
 use crate::rocks::key_prefix;
 use crate::rocks::tables::RocksTable;
-use crate::store::{ErasedTable, FrozenTable, StateKey, StateKind};
+use crate::store::{to_json, ErasedTable, FrozenTable, JsonEntry, StateKey, StateKind};
 use crate::tables::{decode, encode};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::any::Any;
@@ -282,6 +282,13 @@ impl<K: StateKey> ErasedTable for TimerTable<K> {
             by_key_group: OnceLock::new(),
         }))
     }
+    fn decode_section(&self, bytes: &[u8]) -> Result<Vec<JsonEntry>, StateError> {
+        let timers: Vec<StoredTimer<K>> = decode(bytes, &self.name)?;
+        timers.iter().map(|t| timer_json(t, &self.name)).collect()
+    }
+    fn decode_raw(&self, key: &[u8], _value: &[u8]) -> Result<JsonEntry, StateError> {
+        timer_json(&decode_timer_key::<K>(key, &self.name)?, &self.name)
+    }
     fn restore_key_group(&mut self, _key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
         let timers: Vec<StoredTimer<K>> = decode(bytes, &self.name)?;
         for (event_time, timestamp, key) in timers {
@@ -358,4 +365,18 @@ fn decode_timer_key<K: StateKey>(bytes: &[u8], table: &str) -> Result<StoredTime
     ts.copy_from_slice(&bytes[1..9]);
     let timestamp = (u64::from_be_bytes(ts) ^ (1 << 63)) as i64;
     Ok((event_time, timestamp, decode(&bytes[9..], table)?))
+}
+
+/// A timer for people: key, and `{"domain", "timestamp"}` as the value.
+fn timer_json<K: StateKey>(timer: &StoredTimer<K>, table: &str) -> Result<JsonEntry, StateError> {
+    let (event_time, timestamp, key) = timer;
+    let domain = if *event_time {
+        "event_time"
+    } else {
+        "processing_time"
+    };
+    Ok((
+        to_json(key, table)?,
+        serde_json::json!({ "domain": domain, "timestamp": timestamp }),
+    ))
 }

@@ -144,3 +144,61 @@ fn bad_locations_and_corrupt_manifests_are_one_line_errors() {
         "{err}"
     );
 }
+
+/// The final checkpoint's `running-sum` state holds exactly the totals the
+/// job wrote, for both backends.
+#[test]
+fn dump_decodes_keyed_state_into_the_totals_the_job_wrote() {
+    for backend in ["memory", "rocksdb"] {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = dir.path().join("checkpoints");
+        let out = dir.path().join("out");
+        let mut run = args(&[
+            "keyed-sum",
+            "--param",
+            "events=50000",
+            "--param",
+            "keys=40",
+            "-p",
+            "2",
+            "--state-backend",
+        ]);
+        run.push(backend.into());
+        run.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
+        run.extend(["--output".into(), out.display().to_string()]);
+        run_to_end(&run);
+        let job_root = checkpoints.join("keyed-sum");
+        let newest = std::fs::read_dir(&job_root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("chk-"))
+            .max()
+            .unwrap();
+        let (ok, text, err) = weir(
+            dir.path(),
+            &[
+                "checkpoints",
+                "dump",
+                newest.to_str().unwrap(),
+                "--operator",
+                "running-sum",
+                "--format",
+                "json",
+            ],
+        );
+        assert!(ok, "{err}");
+        let mut dumped: Vec<String> = json(&text)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|row| row["state"] == "totals")
+            .map(|row| format!("{},{},{}", row["key"], row["value"][0], row["value"][1]))
+            .collect();
+        dumped.sort();
+        assert_eq!(
+            dumped,
+            crate::reference_jobs::sorted_lines(&out),
+            "{backend}"
+        );
+    }
+}

@@ -4,8 +4,10 @@
 //! - [`list`]: the checkpoints of a job, newest first.
 //! - [`show`]: one checkpoint's operators, subtasks, state and files.
 //! - [`verify`]: every referenced file exists and matches its checksum.
+//! - [`dump`]: one operator's keyed state as rows of key and value.
 //! - [`gc`]: delete checkpoints beyond retention and unreferenced files.
 
+pub mod dump;
 pub mod gc;
 pub mod list;
 pub mod show;
@@ -14,6 +16,7 @@ pub mod verify;
 use clap::Subcommand;
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
+use weir_jobs::JobRegistry;
 
 /// Subcommands of `weir checkpoints`.
 #[derive(Debug, Subcommand)]
@@ -24,16 +27,22 @@ pub enum CheckpointsCommand {
     Show(show::ShowArgs),
     /// Check that every file a checkpoint references exists and matches its checksum.
     Verify(verify::VerifyArgs),
+    /// Decode one operator's keyed state into rows of key and value.
+    Dump(dump::DumpArgs),
     /// Delete checkpoints beyond retention and files no retained checkpoint references.
     Gc(gc::GcArgs),
 }
 
 /// Runs a `weir checkpoints` subcommand.
-pub fn run(command: CheckpointsCommand) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(
+    command: CheckpointsCommand,
+    registry: &JobRegistry,
+) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         CheckpointsCommand::List(args) => list::run(args),
         CheckpointsCommand::Show(args) => show::run(args),
         CheckpointsCommand::Verify(args) => verify::run(args),
+        CheckpointsCommand::Dump(args) => dump::run(args, registry),
         CheckpointsCommand::Gc(args) => gc::run(args),
     }
 }

@@ -219,3 +219,49 @@ fn copy_range(scratch: &Path, target: &RocksDb, start: u16, end: u16) -> Result<
         .write_opt(batch, target.write_options())
         .map_err(rocks_error(scratch, "restoring into"))
 }
+
+/// Visits one raw database entry: (key, value).
+pub(crate) type VisitEntry<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StateError> + 'a;
+
+/// Calls `visit(key, value)` for every entry of a checkpointed instance.
+pub(crate) fn scan_checkpointed(
+    restored: &RestoredDb,
+    visit: &mut VisitEntry<'_>,
+) -> Result<(), StateError> {
+    let scratch = std::env::temp_dir().join(format!(
+        "weir-dump-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&scratch).map_err(local_io(&scratch, "creating"))?;
+    let result = (|| {
+        for (name, bytes) in &restored.files {
+            if name.contains('/') || name.contains("..") {
+                return Err(StateError::Corrupt {
+                    path: name.clone(),
+                    problem: "a RocksDB file name must not contain a path".into(),
+                });
+            }
+            let path = scratch.join(name);
+            std::fs::write(&path, bytes).map_err(local_io(&path, "writing"))?;
+        }
+        let db = DB::open_for_read_only(&options(), &scratch, false)
+            .map_err(rocks_error(&scratch, "opening"))?;
+        for entry in db.iterator(IteratorMode::Start) {
+            let (key, value) = entry.map_err(rocks_error(&scratch, "reading"))?;
+            if key.len() < 10 {
+                return Err(StateError::Corrupt {
+                    path: scratch.display().to_string(),
+                    problem: "a key shorter than its key-group and table prefix".into(),
+                });
+            }
+            visit(&key, &value)?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
