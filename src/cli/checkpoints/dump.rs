@@ -156,12 +156,14 @@ pub fn run(args: DumpArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::er
         &paths::job_dir(catalog.job()),
         state,
     )?;
+    // A key matches as shown (`42`, `"word"`) or, for strings, bare (`word`).
+    let wanted_key = args.key.as_ref().map(|k| {
+        serde_json::from_str::<serde_json::Value>(k)
+            .unwrap_or_else(|_| serde_json::Value::String(k.clone()))
+    });
     rows.retain(|row| {
         args.state.as_ref().is_none_or(|s| &row.state == s)
-            && args
-                .key
-                .as_ref()
-                .is_none_or(|k| row.key.to_string() == *k || row.key.as_str() == Some(k.as_str()))
+            && wanted_key.as_ref().is_none_or(|k| &row.key == k)
     });
     rows.sort_by(|a, b| (&a.state, a.key.to_string()).cmp(&(&b.state, b.key.to_string())));
     let text = match args.format {
