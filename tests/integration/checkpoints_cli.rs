@@ -202,3 +202,87 @@ fn dump_decodes_keyed_state_into_the_totals_the_job_wrote() {
         );
     }
 }
+
+/// Arrow IPC and Parquet dumps read back with the arrow and parquet crates.
+#[test]
+fn dumps_in_arrow_and_parquet_read_back() {
+    use arrow_array::{Array, StringArray, UInt16Array};
+
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let mut run = args(&[
+        "keyed-sum",
+        "--param",
+        "events=20000",
+        "--param",
+        "keys=30",
+        "-p",
+        "2",
+    ]);
+    run.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
+    run.extend([
+        "--output".into(),
+        dir.path().join("out").display().to_string(),
+    ]);
+    run_to_end(&run);
+    let newest = std::fs::read_dir(checkpoints.join("keyed-sum"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("chk-"))
+        .max()
+        .unwrap();
+    let mut batches = Vec::new();
+    for format in ["arrow", "parquet"] {
+        let file = dir.path().join(format!("state.{format}"));
+        let (ok, _, err) = weir(
+            dir.path(),
+            &[
+                "checkpoints",
+                "dump",
+                newest.to_str().unwrap(),
+                "--operator",
+                "running-sum",
+                "--format",
+                format,
+                "--out",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert!(ok, "{err}");
+        let reader = std::fs::File::open(&file).unwrap();
+        let batch = if format == "arrow" {
+            let mut reader = arrow_ipc::reader::FileReader::try_new(reader, None).unwrap();
+            reader.next().unwrap().unwrap()
+        } else {
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(reader)
+                    .unwrap();
+            builder.build().unwrap().next().unwrap().unwrap()
+        };
+        batches.push(batch);
+    }
+    assert_eq!(batches[0], batches[1]);
+    let batch = &batches[0];
+    assert_eq!(batch.num_rows(), 30);
+    let states = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert!((0..states.len()).all(|i| states.value(i) == "totals"));
+    let key_groups = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<UInt16Array>()
+        .unwrap();
+    assert!(key_groups.values().iter().all(|g| *g < 128));
+    let values = batch
+        .column(3)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let counts: u64 = (0..values.len())
+        .map(|i| json(values.value(i))[0].as_u64().unwrap())
+        .sum();
+    assert_eq!(counts, 20_000);
+}

@@ -8,6 +8,8 @@
 
 use super::table;
 use crate::cli::error_chain;
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt16Array};
+use arrow_schema::{DataType, Field, Schema};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,6 +32,11 @@ pub enum DumpFormat {
     Table,
     /// One JSON array of rows.
     Json,
+    /// An Arrow IPC file (columns state, key_group, key, value; keys and
+    /// values as JSON text).
+    Arrow,
+    /// A Parquet file with the same columns.
+    Parquet,
 }
 
 /// Arguments of `weir checkpoints dump`.
@@ -166,7 +173,27 @@ pub fn run(args: DumpArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::er
             && wanted_key.as_ref().is_none_or(|k| &row.key == k)
     });
     rows.sort_by(|a, b| (&a.state, a.key.to_string()).cmp(&(&b.state, b.key.to_string())));
+    if matches!(args.format, DumpFormat::Arrow | DumpFormat::Parquet) {
+        let Some(path) = &args.out else {
+            return Err("--format arrow and parquet write a file: give --out FILE".into());
+        };
+        let file =
+            std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+        let batch = record_batch(&rows)?;
+        if args.format == DumpFormat::Arrow {
+            let mut writer = arrow_ipc::writer::FileWriter::try_new(file, &batch.schema())?;
+            writer.write(&batch)?;
+            writer.finish()?;
+        } else {
+            let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
+            writer.write(&batch)?;
+            writer.close()?;
+        }
+        eprintln!("{} entries written to {}", rows.len(), path.display());
+        return Ok(());
+    }
     let text = match args.format {
+        DumpFormat::Arrow | DumpFormat::Parquet => unreachable!("written above"),
         DumpFormat::Json => serde_json::to_string_pretty(&rows)? + "\n",
         DumpFormat::Table => {
             let mut out = table(&["STATE", "KEY GROUP", "KEY", "VALUE"]);
@@ -188,4 +215,29 @@ pub fn run(args: DumpArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::er
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
     }
     Ok(())
+}
+
+/// The rows as one Arrow record batch.
+fn record_batch(rows: &[StateRow]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let schema = Schema::new(vec![
+        Field::new("state", DataType::Utf8, false),
+        Field::new("key_group", DataType::UInt16, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.state.as_str()),
+        )),
+        Arc::new(UInt16Array::from_iter_values(
+            rows.iter().map(|r| r.key_group),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.key.to_string()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.value.to_string()),
+        )),
+    ];
+    RecordBatch::try_new(Arc::new(schema), columns)
 }
