@@ -286,3 +286,71 @@ fn dumps_in_arrow_and_parquet_read_back() {
         .sum();
     assert_eq!(counts, 20_000);
 }
+
+#[test]
+fn diff_reports_keys_added_removed_and_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let mut run = args(&[
+        "keyed-sum",
+        "--param",
+        "events=200000",
+        "--param",
+        "keys=50",
+        "--param",
+        "rate=400000",
+        "-p",
+        "2",
+        "--checkpoint-interval",
+        "50ms",
+        "--retain",
+        "10",
+    ]);
+    run.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
+    run.extend([
+        "--output".into(),
+        dir.path().join("out").display().to_string(),
+    ]);
+    run_to_end(&run);
+    let mut all: Vec<_> = std::fs::read_dir(checkpoints.join("keyed-sum"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("chk-"))
+        .collect();
+    all.sort();
+    let (first, last) = (all.first().unwrap(), all.last().unwrap());
+    let (ok, out, err) = weir(
+        dir.path(),
+        &[
+            "checkpoints",
+            "diff",
+            first.to_str().unwrap(),
+            last.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let diff = json(&out);
+    let state = |name: &str| {
+        diff["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["state"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {diff}"))
+    };
+    let totals = state("totals");
+    assert_eq!(totals["entries_b"], 50);
+    assert_eq!(totals["removed"], 0);
+    assert!(totals["changed"].as_u64().unwrap() > 0, "{totals}");
+    assert_eq!(
+        totals["added"].as_u64().unwrap() + totals["entries_a"].as_u64().unwrap(),
+        50
+    );
+    // The final checkpoint is taken after every timer fired.
+    let timers = state("_timers");
+    assert_eq!(timers["entries_b"], 0);
+    assert_eq!(timers["removed"], timers["entries_a"]);
+    assert_eq!(diff["sizes"][0]["operator"], "running-sum");
+}

@@ -145,23 +145,43 @@ fn decode_rows(
     Ok(rows)
 }
 
-/// Dumps one operator's keyed state.
-pub fn run(args: DumpArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
-    let (catalog, epoch) = CheckpointCatalog::open_checkpoint(&args.checkpoint)?;
-    let manifest = catalog.manifest(epoch)?;
+/// Every keyed-state entry of `operator` in checkpoint `manifest`,
+/// decoded with the code of registered job `job`.
+pub(crate) fn keyed_rows(
+    registry: &JobRegistry,
+    catalog: &CheckpointCatalog,
+    manifest: &CheckpointManifest,
+    operator: &str,
+    job: &str,
+    params: &[String],
+) -> Result<Vec<StateRow>, Box<dyn std::error::Error>> {
     let state = manifest
-        .operator(&args.operator)
-        .ok_or_else(|| format!("checkpoint {epoch} has no operator '{}'", args.operator))?;
-    let job = args.job.clone().unwrap_or_else(|| manifest.job.clone());
-    let mut operator = open_operator(registry, &job, &args.params, &manifest, &args.operator)?;
-    let store = operator
+        .operator(operator)
+        .ok_or_else(|| format!("checkpoint {} has no operator '{operator}'", manifest.epoch))?;
+    let mut task = open_operator(registry, job, params, manifest, operator)?;
+    let store = task
         .keyed_state()
-        .ok_or_else(|| format!("operator '{}' keeps no keyed state", args.operator))?;
-    let mut rows = decode_rows(
+        .ok_or_else(|| format!("operator '{operator}' keeps no keyed state"))?;
+    decode_rows(
         store,
         catalog.storage(),
         &paths::job_dir(catalog.job()),
         state,
+    )
+}
+
+/// Dumps one operator's keyed state.
+pub fn run(args: DumpArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
+    let (catalog, epoch) = CheckpointCatalog::open_checkpoint(&args.checkpoint)?;
+    let manifest = catalog.manifest(epoch)?;
+    let job = args.job.clone().unwrap_or_else(|| manifest.job.clone());
+    let mut rows = keyed_rows(
+        registry,
+        &catalog,
+        &manifest,
+        &args.operator,
+        &job,
+        &args.params,
     )?;
     // A key matches as shown (`42`, `"word"`) or, for strings, bare (`word`).
     let wanted_key = args.key.as_ref().map(|k| {

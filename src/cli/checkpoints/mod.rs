@@ -4,9 +4,12 @@
 //! - [`list`]: the checkpoints of a job, newest first.
 //! - [`show`]: one checkpoint's operators, subtasks, state and files.
 //! - [`verify`]: every referenced file exists and matches its checksum.
+//! - [`diff`]: per operator and state, the size change and the keys
+//!   added, removed and changed between two checkpoints.
 //! - [`dump`]: one operator's keyed state as rows of key and value.
 //! - [`gc`]: delete checkpoints beyond retention and unreferenced files.
 
+pub mod diff;
 pub mod dump;
 pub mod gc;
 pub mod list;
@@ -29,6 +32,8 @@ pub enum CheckpointsCommand {
     Verify(verify::VerifyArgs),
     /// Decode one operator's keyed state into rows of key and value.
     Dump(dump::DumpArgs),
+    /// Per operator and state: the size change and the keys added, removed and changed.
+    Diff(diff::DiffArgs),
     /// Delete checkpoints beyond retention and files no retained checkpoint references.
     Gc(gc::GcArgs),
 }
@@ -43,6 +48,7 @@ pub fn run(
         CheckpointsCommand::Show(args) => show::run(args),
         CheckpointsCommand::Verify(args) => verify::run(args),
         CheckpointsCommand::Dump(args) => dump::run(args, registry),
+        CheckpointsCommand::Diff(args) => diff::run(args, registry),
         CheckpointsCommand::Gc(args) => gc::run(args),
     }
 }
