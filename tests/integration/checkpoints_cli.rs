@@ -85,6 +85,27 @@ fn list_show_verify_and_gc_real_checkpoints() {
     let (ok, _, _) = weir(dir.path(), &["checkpoints", "verify", root]);
     assert!(ok);
 
+    // gc keeps the two newest; each of them still verifies and restores.
+    let (ok, out, _) = weir(dir.path(), &["checkpoints", "gc", root, "--keep", "2"]);
+    assert!(ok, "{out}");
+    let (_, out, _) = weir(dir.path(), &["checkpoints", "list", root, "--json"]);
+    let left: Vec<u64> = json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(left, epochs[..2]);
+    for epoch in &left {
+        let checkpoint = format!("{root}/chk-{epoch:010}");
+        let (ok, _, _) = weir(dir.path(), &["checkpoints", "verify", &checkpoint]);
+        assert!(ok, "gc kept every file checkpoint {epoch} needs");
+        // Into the output directory the checkpoint's commits belong to.
+        let mut restore = run.clone();
+        restore.extend(["--restore".into(), checkpoint]);
+        run_to_end(&restore);
+    }
+
     // Corrupt one file of the newest checkpoint: verify names it and fails.
     let victim = job_root.join(format!("chk-{:010}/1-1/keyed.state", epochs[0]));
     let mut bytes = std::fs::read(&victim).unwrap();
@@ -98,28 +119,6 @@ fn list_show_verify_and_gc_real_checkpoints() {
         "{out}"
     );
     assert!(err.starts_with("error: 1 of"), "{err}");
-
-    // gc down to one checkpoint: the one before the corrupt newest survives
-    // only if kept; keep 2 and restore from the older one.
-    let (ok, out, _) = weir(dir.path(), &["checkpoints", "gc", root, "--keep", "2"]);
-    assert!(ok, "{out}");
-    let (_, out, _) = weir(dir.path(), &["checkpoints", "list", root, "--json"]);
-    let left: Vec<u64> = json(&out)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["epoch"].as_u64().unwrap())
-        .collect();
-    assert_eq!(left, epochs[..2]);
-    let older = format!("{root}/chk-{:010}", epochs[1]);
-    let (ok, _, _) = weir(dir.path(), &["checkpoints", "verify", &older]);
-    assert!(ok, "gc kept every file the retained checkpoint needs");
-    let mut restore = run.clone();
-    restore.extend(["--restore".into(), older]);
-    let out = dir.path().join("restored");
-    let position = restore.iter().position(|a| a == "--output").unwrap();
-    restore[position + 1] = out.display().to_string();
-    run_to_end(&restore);
 }
 
 #[test]

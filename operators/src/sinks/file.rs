@@ -102,6 +102,11 @@ impl FileSink {
         match std::fs::rename(&from, &to) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.exists() => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(OperatorError::user(format!(
+                "file sink: {} holds neither the pending file {name} of checkpoint {epoch} nor its committed form; \
+                 restore into the output directory the checkpoint was taken with",
+                self.dir.display()
+            ))),
             Err(source) => Err(OperatorError::Io {
                 action: "committing",
                 path: from,
