@@ -2,6 +2,7 @@
 
 use super::{bytes, table};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use weir_coordinator::{CheckpointCatalog, CheckpointStatus};
 use weir_protocol::checkpoint::paths;
@@ -76,13 +77,30 @@ pub fn run(args: VerifyArgs) -> Result<(), Box<dyn std::error::Error>> {
     if epochs.is_empty() {
         return Err(format!("no complete checkpoint under {}", args.location).into());
     }
-    let mut checks = Vec::new();
+    let mut work = Vec::new();
     for &epoch in &epochs {
         let manifest = catalog.manifest(epoch)?;
-        for file in manifest.files() {
-            checks.push(check(&catalog, epoch, file));
-        }
+        work.extend(manifest.files().map(|f| (epoch, f.clone())));
     }
+    // A progress bar by bytes, on standard error when it is a terminal and
+    // there is enough to read for one to be worth showing.
+    let total: u64 = work.iter().map(|(_, f)| f.size).sum();
+    let progress = if total >= 64 << 20 {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut checks = Vec::with_capacity(work.len());
+    for (epoch, file) in &work {
+        progress.set_message(file.path.clone());
+        checks.push(check(&catalog, *epoch, file));
+        progress.inc(file.size);
+    }
+    progress.finish_and_clear();
     let bad = checks.iter().filter(|c| c.problem.is_some()).count();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
