@@ -21,8 +21,9 @@ pub struct ListArgs {
 pub struct CheckpointRow {
     /// The checkpoint's epoch.
     pub epoch: u64,
-    /// How far it got.
-    pub status: CheckpointStatus,
+    /// `complete`, `orphaned` (manifest without commit marker), `aborted`
+    /// (never completed, older than a complete one) or `in_progress`.
+    pub status: &'static str,
     /// Whether it is the final checkpoint of a finished run.
     pub is_final: Option<bool>,
     /// When it was triggered, ms since the Unix epoch.
@@ -42,7 +43,22 @@ pub fn run(args: ListArgs) -> Result<(), Box<dyn std::error::Error>> {
     let catalog = CheckpointCatalog::open_job(&args.job_root)?;
     let mut rows = Vec::new();
     let mut previous: HashSet<String> = HashSet::new();
-    for entry in catalog.list()? {
+    let entries = catalog.list()?;
+    let newest_complete = entries
+        .iter()
+        .filter(|e| e.status == CheckpointStatus::Complete)
+        .map(|e| e.epoch)
+        .max();
+    for entry in entries {
+        let status = match entry.status {
+            CheckpointStatus::Complete => "complete",
+            CheckpointStatus::Orphaned => "orphaned",
+            // At most one checkpoint is in flight, and it is the newest.
+            CheckpointStatus::Incomplete if newest_complete.is_some_and(|c| entry.epoch < c) => {
+                "aborted"
+            }
+            CheckpointStatus::Incomplete => "in_progress",
+        };
         let manifest = match entry.status {
             CheckpointStatus::Incomplete => None,
             _ => catalog.manifest(entry.epoch).ok(),
@@ -50,7 +66,7 @@ pub fn run(args: ListArgs) -> Result<(), Box<dyn std::error::Error>> {
         let row = match &manifest {
             None => CheckpointRow {
                 epoch: entry.epoch.0,
-                status: entry.status,
+                status,
                 is_final: None,
                 triggered_at_ms: None,
                 duration_ms: None,
@@ -67,7 +83,7 @@ pub fn run(args: ListArgs) -> Result<(), Box<dyn std::error::Error>> {
                 previous = m.files().map(|f| f.path.clone()).collect();
                 CheckpointRow {
                     epoch: entry.epoch.0,
-                    status: entry.status,
+                    status,
                     is_final: Some(m.is_final),
                     triggered_at_ms: Some(m.triggered_at_ms),
                     duration_ms: Some(m.completed_at_ms - m.triggered_at_ms),
@@ -96,8 +112,8 @@ pub fn run(args: ListArgs) -> Result<(), Box<dyn std::error::Error>> {
     let dash = || "-".to_string();
     for row in &rows {
         let status = match (row.status, row.is_final) {
-            (CheckpointStatus::Complete, Some(true)) => "complete (final)".to_string(),
-            (status, _) => format!("{status:?}").to_lowercase(),
+            ("complete", Some(true)) => "complete (final)".to_string(),
+            (status, _) => status.replace('_', " "),
         };
         out.add_row(vec![
             row.epoch.to_string(),
