@@ -11,6 +11,8 @@
 //! - [`store`]: [`KeyedStateStore`], the state of one operator subtask: a
 //!   registry of named tables over the subtask's key-group range. Operators
 //!   reach tables through typed [`TableId`]s.
+//! - `by_key_group`: heap storage, one copy-on-write map per key group,
+//!   and the key/value encoding.
 //! - [`tables`]: the typed tables, [`ValueTable`], [`MapTable`] and
 //!   [`ListTable`], each partitioned by key group.
 //! - [`snapshot`]: the snapshot file format: key-group sections with a
@@ -25,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod by_key_group;
 pub mod error;
 pub mod rocks;
 pub mod snapshot;

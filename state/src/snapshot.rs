@@ -7,10 +7,10 @@
 //! CRC-32C of the whole file, so a restore can take any subset of key
 //! groups and detect a corrupt file before using it.
 
+use crate::by_key_group::{decode, encode};
 use crate::error::StateError;
 use crate::rocks::RocksSnapshot;
 use crate::store::{FrozenTable, StateKind};
-use crate::tables::{decode, encode};
 use serde::{Deserialize, Serialize};
 use weir_protocol::checkpoint::KeyGroupSpan;
 use weir_protocol::{KeyGroupRange, StateFile};

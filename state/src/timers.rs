@@ -5,11 +5,11 @@
 //! register on every record without growing the queue. Timers are state:
 //! they belong to the key group of their key and move with it.
 
+use crate::by_key_group::{decode, encode};
 use crate::error::StateError;
 use crate::rocks::key_prefix;
 use crate::rocks::tables::RocksTable;
 use crate::store::{to_json, ErasedTable, FrozenTable, JsonEntry, StateKey, StateKind};
-use crate::tables::{decode, encode};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};

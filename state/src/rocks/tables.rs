@@ -6,9 +6,9 @@
 //! is full; map and list tables read and write the database directly.
 
 use super::{key_prefix, rocks_error, table_id, RocksDb};
+use crate::by_key_group::{decode, encode, encode_into};
 use crate::error::StateError;
 use crate::store::{StateKey, StateValue};
-use crate::tables::{decode, encode, encode_into};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
