@@ -13,6 +13,17 @@ fn weir(data_dir: &Path, list: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The checkpoint directories of a job, oldest first.
+fn checkpoint_dirs(job_root: &Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(job_root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("chk-"))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -167,12 +178,7 @@ fn dump_decodes_keyed_state_into_the_totals_the_job_wrote() {
         run.extend(["--output".into(), out.display().to_string()]);
         run_to_end(&run);
         let job_root = checkpoints.join("keyed-sum");
-        let newest = std::fs::read_dir(&job_root)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("chk-"))
-            .max()
-            .unwrap();
+        let newest = checkpoint_dirs(&job_root).pop().unwrap();
         let (ok, text, err) = weir(
             dir.path(),
             &[
@@ -224,11 +230,8 @@ fn dumps_in_arrow_and_parquet_read_back() {
         dir.path().join("out").display().to_string(),
     ]);
     run_to_end(&run);
-    let newest = std::fs::read_dir(checkpoints.join("keyed-sum"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("chk-"))
-        .max()
+    let newest = checkpoint_dirs(&checkpoints.join("keyed-sum"))
+        .pop()
         .unwrap();
     let mut batches = Vec::new();
     for format in ["arrow", "parquet"] {
@@ -311,12 +314,7 @@ fn diff_reports_keys_added_removed_and_changed() {
         dir.path().join("out").display().to_string(),
     ]);
     run_to_end(&run);
-    let mut all: Vec<_> = std::fs::read_dir(checkpoints.join("keyed-sum"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("chk-"))
-        .collect();
-    all.sort();
+    let all = checkpoint_dirs(&checkpoints.join("keyed-sum"));
     let (first, last) = (all.first().unwrap(), all.last().unwrap());
     let (ok, out, err) = weir(
         dir.path(),

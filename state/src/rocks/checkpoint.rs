@@ -179,8 +179,16 @@ pub(crate) fn restore_range(
     let scratch = target
         .dir()
         .with_extension(format!("restore-{start}-{end}"));
+    let result =
+        materialize(restored, &scratch).and_then(|()| copy_range(&scratch, target, start, end));
     let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).map_err(local_io(&scratch, "creating"))?;
+    result
+}
+
+/// Writes a checkpointed instance's files into a fresh directory `scratch`.
+fn materialize(restored: &RestoredDb, scratch: &Path) -> Result<(), StateError> {
+    let _ = std::fs::remove_dir_all(scratch);
+    std::fs::create_dir_all(scratch).map_err(local_io(scratch, "creating"))?;
     for (name, bytes) in &restored.files {
         if name.contains('/') || name.contains("..") {
             return Err(StateError::Corrupt {
@@ -191,9 +199,7 @@ pub(crate) fn restore_range(
         let path = scratch.join(name);
         std::fs::write(&path, bytes).map_err(local_io(&path, "writing"))?;
     }
-    let result = copy_range(&scratch, target, start, end);
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    Ok(())
 }
 
 fn copy_range(scratch: &Path, target: &RocksDb, start: u16, end: u16) -> Result<(), StateError> {
@@ -236,18 +242,8 @@ pub(crate) fn scan_checkpointed(
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     ));
-    std::fs::create_dir_all(&scratch).map_err(local_io(&scratch, "creating"))?;
     let result = (|| {
-        for (name, bytes) in &restored.files {
-            if name.contains('/') || name.contains("..") {
-                return Err(StateError::Corrupt {
-                    path: name.clone(),
-                    problem: "a RocksDB file name must not contain a path".into(),
-                });
-            }
-            let path = scratch.join(name);
-            std::fs::write(&path, bytes).map_err(local_io(&path, "writing"))?;
-        }
+        materialize(restored, &scratch)?;
         let db = DB::open_for_read_only(&options(), &scratch, false)
             .map_err(rocks_error(&scratch, "opening"))?;
         for entry in db.iterator(IteratorMode::Start) {
