@@ -13,7 +13,8 @@
 //!    to the visible `part-<j>-<e>` (commit; a rename that already happened
 //!    is skipped, so commits can be replayed).
 //!
-//! On restore from checkpoint `c`, the pending files recorded in `c` are
+//! A run that is not restored replaces the committed files of earlier runs
+//! in the directory. On restore from checkpoint `c`, the pending files recorded in `c` are
 //! committed (they may not have been before the crash) and every other
 //! hidden file of earlier attempts is deleted: its records come again from
 //! the restored sources. The directory therefore never shows a record
@@ -30,6 +31,17 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use weir_protocol::Epoch;
+
+/// Whether `name` is a committed file of this sink: `part-NNNNN-EEEEEEEEEE`.
+fn is_committed_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("part-") else {
+        return false;
+    };
+    let bytes = rest.as_bytes();
+    bytes.len() == 16
+        && bytes[5] == b'-'
+        && bytes[..5].iter().chain(&bytes[6..]).all(u8::is_ascii_digit)
+}
 
 /// The checkpointed state: pre-committed files not known to be committed.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -148,11 +160,14 @@ impl FileSink {
                 let entry = entry.map_err(Self::io(&self.dir, "listing"))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let ours = name.ends_with(".inprogress") || name.ends_with(".pending");
-                if name.starts_with(".part-")
+                let stale_hidden = name.starts_with(".part-")
                     && ours
                     && !keep.contains(&name)
-                    && !name.contains(&self.attempt)
-                {
+                    && !name.contains(&self.attempt);
+                // A fresh (not restored) run replaces the output of earlier
+                // runs; nothing is committed before every sink has opened.
+                let earlier_output = info.restored.is_none() && is_committed_name(&name);
+                if stale_hidden || earlier_output {
                     std::fs::remove_file(entry.path())
                         .map_err(Self::io(&entry.path(), "removing"))?;
                 }
@@ -280,5 +295,19 @@ impl<T: Data + Display> Sink<T> for FileSink {
 
     fn has_pending_commits(&self) -> bool {
         self.transactional && (self.writer.is_some() || !self.pending.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_committed_name;
+
+    #[test]
+    fn only_committed_file_names_match() {
+        assert!(is_committed_name("part-00001-0000000042"));
+        assert!(!is_committed_name("part-00001"));
+        assert!(!is_committed_name("part-0001-0000000042"));
+        assert!(!is_committed_name(".part-00001-0000000042-x.pending"));
+        assert!(!is_committed_name("notes.txt"));
     }
 }
