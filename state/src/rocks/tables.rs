@@ -9,7 +9,7 @@ use super::{key_prefix, rocks_error, table_id, RocksDb};
 use crate::by_key_group::{decode, encode, encode_into};
 use crate::error::StateError;
 use crate::store::{StateKey, StateValue};
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use rocksdb::{Direction, IngestExternalFileOptions, IteratorMode, SstFileWriter, WriteBatch};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use weir_protocol::{KeyGroup, KeyGroupRange};
@@ -114,6 +114,9 @@ struct Cached<V> {
     key_group: KeyGroup,
 }
 
+/// Changed keys from which a flush writes an SST file instead of a batch.
+const INGEST_AT: usize = 4096;
+
 /// A value table in RocksDB with a write-back cache.
 pub(crate) struct RocksValue<K, V> {
     table: RocksTable,
@@ -188,23 +191,28 @@ impl<K: StateKey, V: StateValue> RocksValue<K, V> {
 
     /// Writes every changed key to the database.
     pub(crate) fn flush(&mut self) -> Result<(), StateError> {
-        let mut batch = WriteBatch::default();
-        // Runs on the task thread at every checkpoint: encode into two
-        // reused buffers rather than allocating per entry.
-        let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
+        // Runs on the task thread at every checkpoint.
+        let mut changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         for (key, slot) in self.cache.iter_mut().filter(|(_, s)| s.dirty) {
-            key_bytes.clear();
+            let mut key_bytes = Vec::with_capacity(32);
             key_bytes.extend_from_slice(&key_prefix(slot.key_group, self.table.id));
             encode_into(key, &mut key_bytes, &self.table.name)?;
-            match &slot.value {
-                Some(value) => {
-                    value_bytes.clear();
-                    encode_into(value, &mut value_bytes, &self.table.name)?;
-                    batch.put(&key_bytes, &value_bytes);
-                }
-                None => batch.delete(&key_bytes),
-            }
+            let value = match &slot.value {
+                Some(value) => Some(encode(value, &self.table.name)?),
+                None => None,
+            };
+            changes.push((key_bytes, value));
             slot.dirty = false;
+        }
+        if changes.len() >= INGEST_AT {
+            return self.ingest(changes);
+        }
+        let mut batch = WriteBatch::default();
+        for (key, value) in &changes {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
         }
         if batch.is_empty() {
             return Ok(());
@@ -214,6 +222,36 @@ impl<K: StateKey, V: StateValue> RocksValue<K, V> {
             .db()
             .write_opt(batch, self.table.db.write_options())
             .map_err(rocks_error(self.table.db.dir(), "writing"))
+    }
+
+    /// Writes many changes as one sorted SST file ingested into the
+    /// database: no memtable insertion now, and no memtable to flush at the
+    /// checkpoint that follows.
+    fn ingest(&self, mut changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StateError> {
+        changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let db = &self.table.db;
+        let path = db
+            .dir()
+            .with_extension(format!("ingest-{}.sst", self.table.id));
+        let options = super::options();
+        let mut writer = SstFileWriter::create(&options);
+        writer.open(&path).map_err(rocks_error(&path, "creating"))?;
+        for (key, value) in &changes {
+            match value {
+                Some(value) => writer.put(key, value),
+                None => writer.delete(key),
+            }
+            .map_err(rocks_error(&path, "writing"))?;
+        }
+        writer.finish().map_err(rocks_error(&path, "finishing"))?;
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        let result = db
+            .db()
+            .ingest_external_file_opts(&ingest, vec![&path])
+            .map_err(rocks_error(&path, "ingesting"));
+        let _ = std::fs::remove_file(&path);
+        result
     }
 
     pub(crate) fn restore_key_group(
