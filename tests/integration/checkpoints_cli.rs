@@ -13,6 +13,32 @@ fn weir(data_dir: &Path, list: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs W1 (200,000 events at 400,000/s, p=2) with a checkpoint every
+/// 50 ms, retaining `retain`; returns the checkpoint directory and the
+/// arguments of the run.
+fn checkpointed_run(dir: &Path, retain: &str) -> (std::path::PathBuf, Vec<String>) {
+    let checkpoints = dir.join("checkpoints");
+    let mut run = args(&[
+        "keyed-sum",
+        "--param",
+        "events=200000",
+        "--param",
+        "keys=50",
+        "--param",
+        "rate=400000",
+        "-p",
+        "2",
+        "--checkpoint-interval",
+        "50ms",
+        "--retain",
+    ]);
+    run.push(retain.into());
+    run.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
+    run.extend(["--output".into(), dir.join("out").display().to_string()]);
+    run_to_end(&run);
+    (checkpoints, run)
+}
+
 /// The checkpoint directories of a job, oldest first.
 fn checkpoint_dirs(job_root: &Path) -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(job_root)
@@ -31,28 +57,7 @@ fn json(text: &str) -> serde_json::Value {
 #[test]
 fn list_show_verify_and_gc_real_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let checkpoints = dir.path().join("checkpoints");
-    let mut run = args(&[
-        "keyed-sum",
-        "--param",
-        "events=200000",
-        "--param",
-        "keys=50",
-        "--param",
-        "rate=400000",
-        "-p",
-        "2",
-        "--checkpoint-interval",
-        "50ms",
-        "--retain",
-        "5",
-    ]);
-    run.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
-    run.extend([
-        "--output".into(),
-        dir.path().join("out").display().to_string(),
-    ]);
-    run_to_end(&run);
+    let (checkpoints, run) = checkpointed_run(dir.path(), "5");
     let job_root = checkpoints.join("keyed-sum");
     let root = job_root.to_str().unwrap();
 
@@ -292,28 +297,7 @@ fn dumps_in_arrow_and_parquet_read_back() {
 #[test]
 fn diff_reports_keys_added_removed_and_changed() {
     let dir = tempfile::tempdir().unwrap();
-    let checkpoints = dir.path().join("checkpoints");
-    let mut run = args(&[
-        "keyed-sum",
-        "--param",
-        "events=200000",
-        "--param",
-        "keys=50",
-        "--param",
-        "rate=400000",
-        "-p",
-        "2",
-        "--checkpoint-interval",
-        "50ms",
-        "--retain",
-        "10",
-    ]);
-    run.extend(["--checkpoint-dir".into(), checkpoints.display().to_string()]);
-    run.extend([
-        "--output".into(),
-        dir.path().join("out").display().to_string(),
-    ]);
-    run_to_end(&run);
+    let (checkpoints, _) = checkpointed_run(dir.path(), "10");
     let all = checkpoint_dirs(&checkpoints.join("keyed-sum"));
     let (first, last) = (all.first().unwrap(), all.last().unwrap());
     let (ok, out, err) = weir(
