@@ -239,7 +239,6 @@ fn merge(total: &mut CheckpointStats, attempt: CheckpointStats) {
     total.durations.extend(attempt.durations);
     total.sizes.extend(attempt.sizes);
     total.incremental_sizes.extend(attempt.incremental_sizes);
-    total.last_completed = attempt.last_completed.or(total.last_completed);
 }
 
 /// Shared so tests and benchmarks can build the same settings as the CLI.

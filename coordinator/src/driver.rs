@@ -53,8 +53,6 @@ pub struct CheckpointStats {
     /// Bytes each completed checkpoint added: files the checkpoint before
     /// it did not reference (all of them for full checkpoints).
     pub incremental_sizes: Vec<u64>,
-    /// The last completed checkpoint.
-    pub last_completed: Option<Epoch>,
 }
 
 /// Drives the checkpoints of one running job.
@@ -160,7 +158,6 @@ impl CheckpointDriver {
                     self.stats.durations.push(duration);
                     self.stats.sizes.push(size);
                     self.stats.incremental_sizes.push(added);
-                    self.stats.last_completed = Some(completed.epoch);
                     let _ = commands.send(ControlCommand::CheckpointCompleted {
                         epoch: completed.epoch,
                     });

@@ -150,6 +150,25 @@ pub const JOB: [&str; 9] = [
     "rate=200000",
 ];
 
+/// Starts `list` `rounds` times and SIGKILLs it at a random moment once a
+/// checkpoint exists, so every round after the first restores from one.
+fn crash_repeatedly(
+    rng: &mut Rng,
+    data_dir: &Path,
+    list: &[String],
+    checkpoints: &Path,
+    rounds: u32,
+) {
+    for round in 0..rounds {
+        let running = Running::start(data_dir, list, &[]);
+        wait_for_a_checkpoint(checkpoints);
+        let after = rng.between(100, 800);
+        std::thread::sleep(Duration::from_millis(after));
+        println!("round {round}: SIGKILL {after} ms after a checkpoint exists");
+        running.kill_9();
+    }
+}
+
 /// W1 at p=2 with checkpoints every 100 ms, resuming from the latest.
 pub fn restartable_run(out: &Path, checkpoints: &str) -> Vec<String> {
     let mut list = args(&JOB);
@@ -188,13 +207,7 @@ fn kill_9_at_random_moments_then_restore_latest_equals_a_clean_run() {
     let clean = clean_run(dir.path(), "2");
     let (out, checkpoints) = (dir.path().join("out"), dir.path().join("checkpoints"));
     let list = restartable_run(&out, checkpoints.to_str().unwrap());
-    for round in 0..4 {
-        let running = Running::start(dir.path(), &list, &[]);
-        let after = rng.between(200, 900);
-        std::thread::sleep(Duration::from_millis(after));
-        println!("round {round}: SIGKILL after {after} ms");
-        running.kill_9();
-    }
+    crash_repeatedly(&mut rng, dir.path(), &list, &checkpoints, 4);
     run_to_end(&list);
     assert_same(&out, &clean);
     let hidden: Vec<_> = walk(&out)
@@ -322,14 +335,7 @@ fn rocksdb_state_survives_kill_9_exactly_once() {
     let (out, checkpoints) = (dir.path().join("out"), dir.path().join("checkpoints"));
     let mut list = restartable_run(&out, checkpoints.to_str().unwrap());
     list.extend(args(&["--state-backend", "rocksdb"]));
-    for round in 0..2 {
-        let running = Running::start(dir.path(), &list, &[]);
-        wait_for_a_checkpoint(&checkpoints);
-        let after = rng.between(100, 600);
-        std::thread::sleep(Duration::from_millis(after));
-        println!("round {round}: SIGKILL {after} ms after a checkpoint exists");
-        running.kill_9();
-    }
+    crash_repeatedly(&mut rng, dir.path(), &list, &checkpoints, 2);
     run_to_end(&list);
     assert_same(&out, &clean);
     let shared = walk(&checkpoints.join("keyed-sum/shared"));

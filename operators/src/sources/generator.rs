@@ -87,11 +87,6 @@ impl Generator {
             timestamp: seq as Timestamp,
         }
     }
-
-    /// Number of events this subtask has still to generate.
-    pub fn remaining(&self) -> u64 {
-        self.remaining.iter().map(|(from, to)| to - from).sum()
-    }
 }
 
 /// SplitMix64's finalizer: a bijective, well-mixed hash of a `u64`.
