@@ -20,6 +20,8 @@
 //!
 //! - [`cli`]: the `weir` command line: argument definitions and one module
 //!   per subcommand (`run`, `jobs`).
+//! - [`client`]: the coordinator's REST API from the command line.
+//! - [`cluster`]: the job registry as the coordinator and workers use it.
 //! - [`embedded`]: the embedded cluster of `weir run`: engine, checkpoint
 //!   driver and restart strategy in one process.
 //! - Re-exports: [`operators`] (and its [`prelude`]), [`jobs`], [`runtime`],
@@ -28,6 +30,8 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod client;
+pub mod cluster;
 pub mod embedded;
 
 pub use weir_coordinator as coordinator;

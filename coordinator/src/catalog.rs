@@ -75,6 +75,21 @@ impl CheckpointCatalog {
         Ok((Self::open_job(job_dir.trim_end_matches('/'))?, epoch))
     }
 
+    /// Opens a checkpoint named by its directory's URL or path, which must
+    /// be complete and verify; returns its catalog and manifest.
+    pub fn open_restorable(location: &str) -> Result<(Self, CheckpointManifest), CoordinatorError> {
+        let (catalog, epoch) = Self::open_checkpoint(location)?;
+        if !catalog.is_complete(epoch)? {
+            return Err(CoordinatorError::NotRestorable {
+                location: location.to_owned(),
+                problem: "it has no commit marker (it never completed)".into(),
+            });
+        }
+        let manifest = catalog.manifest(epoch)?;
+        catalog.verify(&manifest)?;
+        Ok((catalog, manifest))
+    }
+
     /// Whether checkpoint `epoch` has its commit marker.
     pub fn is_complete(&self, epoch: Epoch) -> Result<bool, CoordinatorError> {
         Ok(self.storage.exists(&paths::committed(&self.job, epoch))?)

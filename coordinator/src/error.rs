@@ -30,6 +30,21 @@ pub enum CoordinatorError {
         /// The version this build reads.
         supported: u32,
     },
+    /// An endpoint could not be bound.
+    #[error("cannot listen on {address}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The coordinator would be reachable beyond this machine without a token.
+    #[error("listening on {address} (beyond loopback) requires a shared token: pass --token or set WEIR_TOKEN")]
+    TokenRequired {
+        /// The address.
+        address: String,
+    },
     /// A checkpoint named by the user does not exist or is not complete.
     #[error("checkpoint {location} is not a complete checkpoint: {problem}")]
     NotRestorable {
@@ -38,4 +53,19 @@ pub enum CoordinatorError {
         /// Why it cannot be used.
         problem: String,
     },
+}
+
+/// An error and its causes on one line, for API responses and job status.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -14,20 +14,43 @@
 //!   listing, manifests, verification, and the latest restorable one.
 //! - [`restart`]: [`RestartStrategy`], exponential backoff with reset and a
 //!   maximum number of attempts (pure).
+//! - [`lifecycle`]: the job lifecycle state machine, every allowed
+//!   transition declared in one place (pure).
+//! - [`scheduler`]: placement of subtasks in worker slots (pure).
+//! - [`cluster`]: the shared state: workers and their slots, jobs and
+//!   their running attempt, and the [`JobCatalog`] trait through which the
+//!   binary's job registry validates submissions.
+//! - [`supervisor`]: one thread per job: deploy an attempt, drive its
+//!   checkpoints, collect the workers' ends, restart from the latest
+//!   checkpoint under the restart strategy.
+//! - [`rpc`]: the worker endpoint (framed JSON over TCP).
+//! - [`api`]: the REST/JSON API for clients (axum).
+//! - [`server`]: [`Coordinator`], both endpoints on one runtime.
 //! - [`error`]: [`CoordinatorError`], the one error type of this crate.
 //!
-//! `driver` uses `tracker` and `catalog`; `restart` stands alone.
+//! `driver` uses `tracker` and `catalog`; `supervisor` uses `driver`,
+//! `restart`, `lifecycle` and `scheduler` (through `cluster`); `rpc` and
+//! `api` feed `cluster`.
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod catalog;
+pub mod cluster;
 pub mod driver;
 pub mod error;
+pub mod lifecycle;
 pub mod restart;
+pub mod rpc;
+pub mod scheduler;
+pub mod server;
+pub mod supervisor;
 pub mod tracker;
 
 pub use catalog::{CheckpointCatalog, CheckpointEntry, CheckpointStatus, RetentionReport};
+pub use cluster::{Cluster, JobCatalog, JobStatus};
 pub use driver::{CheckpointDriver, CheckpointStats, DriverConfig};
 pub use error::CoordinatorError;
 pub use restart::{RestartDecision, RestartStrategy, RestartTracker};
+pub use server::{Coordinator, CoordinatorConfig};
 pub use tracker::{CheckpointConfig, CheckpointTracker, Decision};

@@ -5,7 +5,7 @@
 //! [`JobBuilder::build`] checks the graph and returns a [`Dataflow`].
 
 use crate::basic::{Filter, FlatMap, Map, TimestampFn, WatermarkAssigner};
-use crate::data::{Data, Key, Timestamp};
+use crate::data::{BatchCodec, Data, Key, Timestamp};
 use crate::error::BuildError;
 use crate::keyed::KeyedStream;
 use crate::output::{ErasedKeyHasher, Output};
@@ -38,6 +38,7 @@ struct PendingEdge {
     /// `None`: forward when parallelism matches, rebalance otherwise.
     partitioning: Option<Partitioning>,
     key_hasher: Option<ErasedKeyHasher>,
+    codec: Option<BatchCodec>,
 }
 
 pub(crate) struct GraphState {
@@ -52,6 +53,8 @@ pub(crate) struct GraphState {
 pub(crate) struct Connection {
     pub(crate) partitioning: Option<Partitioning>,
     pub(crate) key_hasher: Option<ErasedKeyHasher>,
+    /// The codec of the records crossing the connection.
+    pub(crate) codec: Option<BatchCodec>,
 }
 
 /// Describes a job: add sources, transform their streams, end them in sinks.
@@ -131,6 +134,7 @@ impl JobBuilder {
             });
         }
         let mut key_hashers = Vec::with_capacity(state.edges.len());
+        let mut codecs = Vec::with_capacity(state.edges.len());
         for e in &state.edges {
             let partitioning = e.partitioning.unwrap_or_else(|| {
                 let (from, to) = (
@@ -149,10 +153,11 @@ impl JobBuilder {
                 partitioning,
             });
             key_hashers.push(e.key_hasher.clone());
+            codecs.push(e.codec);
         }
         graph.validate()?;
         let factories = state.vertices.iter().map(|v| v.factory.clone()).collect();
-        Ok(Dataflow::new(graph, factories, key_hashers))
+        Ok(Dataflow::new(graph, factories, key_hashers, codecs))
     }
 }
 
@@ -188,6 +193,7 @@ pub(crate) fn add_vertex(
     let connection = connection.unwrap_or(Connection {
         partitioning: None,
         key_hasher: None,
+        codec: None,
     });
     for &from in inputs {
         state.edges.push(PendingEdge {
@@ -195,6 +201,7 @@ pub(crate) fn add_vertex(
             to: id,
             partitioning: connection.partitioning,
             key_hasher: connection.key_hasher.clone(),
+            codec: connection.codec,
         });
     }
     id
@@ -264,6 +271,7 @@ impl<T: Data> Stream<T> {
         let connection = Connection {
             partitioning: self.partitioning,
             key_hasher: None,
+            codec: Some(BatchCodec::of::<T>()),
         };
         let id = add_vertex(
             &self.graph,
@@ -407,6 +415,7 @@ impl<T: Data> Stream<T> {
         let connection = Connection {
             partitioning: self.partitioning,
             key_hasher: None,
+            codec: Some(BatchCodec::of::<T>()),
         };
         add_vertex(
             &self.graph,

@@ -1,5 +1,6 @@
 //! Records, batches and the messages that flow between tasks.
 
+use crate::error::OperatorError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
@@ -66,6 +67,71 @@ impl Batch {
             .downcast::<Vec<T>>()
             .map(|b| *b)
             .map_err(|records| Batch { records, len })
+    }
+}
+
+/// Encodes and decodes the batches of one edge for the network: made where
+/// the edge's record type is known, used by a runtime that sees only
+/// type-erased batches.
+#[derive(Clone, Copy)]
+pub struct BatchCodec {
+    record_type: &'static str,
+    encode: fn(&Batch, &'static str) -> Result<Vec<u8>, OperatorError>,
+    decode: fn(&[u8], &'static str) -> Result<Batch, OperatorError>,
+}
+
+impl Debug for BatchCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BatchCodec({})", self.record_type)
+    }
+}
+
+impl BatchCodec {
+    /// The codec of batches of `T` (postcard, through `T`'s serde impls).
+    pub fn of<T: Data>() -> Self {
+        fn encode<T: Data>(
+            batch: &Batch,
+            record_type: &'static str,
+        ) -> Result<Vec<u8>, OperatorError> {
+            let records =
+                batch
+                    .records
+                    .downcast_ref::<Vec<T>>()
+                    .ok_or_else(|| OperatorError::Codec {
+                        record_type,
+                        problem: "the batch holds records of another type".into(),
+                    })?;
+            postcard::to_stdvec(records).map_err(|e| OperatorError::Codec {
+                record_type,
+                problem: e.to_string(),
+            })
+        }
+        fn decode<T: Data>(
+            bytes: &[u8],
+            record_type: &'static str,
+        ) -> Result<Batch, OperatorError> {
+            let records: Vec<T> =
+                postcard::from_bytes(bytes).map_err(|e| OperatorError::Codec {
+                    record_type,
+                    problem: e.to_string(),
+                })?;
+            Ok(Batch::new(records))
+        }
+        Self {
+            record_type: std::any::type_name::<T>(),
+            encode: encode::<T>,
+            decode: decode::<T>,
+        }
+    }
+
+    /// The batch's records as bytes.
+    pub fn encode(&self, batch: &Batch) -> Result<Vec<u8>, OperatorError> {
+        (self.encode)(batch, self.record_type)
+    }
+
+    /// A batch from bytes made by [`encode`](Self::encode).
+    pub fn decode(&self, bytes: &[u8]) -> Result<Batch, OperatorError> {
+        (self.decode)(bytes, self.record_type)
     }
 }
 

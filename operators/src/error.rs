@@ -34,6 +34,14 @@ pub enum OperatorError {
     /// being cancelled or has failed elsewhere.
     #[error("downstream task is gone (job cancelled or failed elsewhere)")]
     Disconnected,
+    /// A batch could not be encoded for, or decoded from, the network.
+    #[error("record batch codec ({record_type}): {problem}")]
+    Codec {
+        /// The record type of the edge.
+        record_type: &'static str,
+        /// What went wrong.
+        problem: String,
+    },
     /// A batch of the wrong record type arrived: the job graph is wired wrong.
     #[error("operator '{operator}' received records of an unexpected type (expected {expected})")]
     WrongRecordType {

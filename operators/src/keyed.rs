@@ -108,6 +108,7 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         let connection = Connection {
             partitioning: Some(Partitioning::Hash),
             key_hasher: Some(erased),
+            codec: Some(crate::data::BatchCodec::of::<T>()),
         };
         let graph = self.stream.graph().clone();
         let id = add_vertex(

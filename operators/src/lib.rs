@@ -59,7 +59,7 @@ pub mod window;
 
 pub use basic::TimestampFn;
 pub use builder::{JobBuilder, Stream};
-pub use data::{Batch, Data, Key, Message, Timestamp, MAX_WATERMARK};
+pub use data::{Batch, BatchCodec, Data, Key, Message, Timestamp, MAX_WATERMARK};
 pub use error::{BuildError, OperatorError};
 pub use keyed::{KeyedStream, WindowedStream};
 pub use output::Output;

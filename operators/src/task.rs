@@ -2,6 +2,7 @@
 //! runtime drives, the factories that create them, and [`Dataflow`], the
 //! runnable form of a job.
 
+use crate::data::BatchCodec;
 use crate::data::{Batch, Timestamp};
 use crate::error::OperatorError;
 use crate::output::{ErasedKeyHasher, OutputWiring};
@@ -197,6 +198,7 @@ pub struct Dataflow {
     graph: JobGraph,
     factories: Vec<VertexFactory>,
     key_hashers: Vec<Option<ErasedKeyHasher>>,
+    codecs: Vec<Option<BatchCodec>>,
 }
 
 impl std::fmt::Debug for Dataflow {
@@ -212,11 +214,13 @@ impl Dataflow {
         graph: JobGraph,
         factories: Vec<VertexFactory>,
         key_hashers: Vec<Option<ErasedKeyHasher>>,
+        codecs: Vec<Option<BatchCodec>>,
     ) -> Self {
         Self {
             graph,
             factories,
             key_hashers,
+            codecs,
         }
     }
 
@@ -233,5 +237,11 @@ impl Dataflow {
     /// The key hasher of edge `index` (in [`JobGraph::edges`] order), for hash edges.
     pub fn key_hasher(&self, edge_index: usize) -> Option<ErasedKeyHasher> {
         self.key_hashers.get(edge_index).cloned().flatten()
+    }
+
+    /// The codec of the records on edge `index`, for edges that cross
+    /// processes.
+    pub fn codec(&self, edge_index: usize) -> Option<BatchCodec> {
+        self.codecs.get(edge_index).copied().flatten()
     }
 }

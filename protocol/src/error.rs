@@ -84,3 +84,32 @@ pub enum ProtocolError {
         problem: &'static str,
     },
 }
+
+/// Why a frame received from another process was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The length prefix announces more than any valid frame holds.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes (garbage length prefix?)")]
+    TooLong {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The connection ended inside a frame.
+    #[error("truncated frame: expected {expected} bytes, got {got}")]
+    Truncated {
+        /// Bytes the frame should have.
+        expected: usize,
+        /// Bytes that arrived.
+        got: usize,
+    },
+    /// The bytes do not decode as the expected message.
+    #[error("malformed {what}: {problem}")]
+    Malformed {
+        /// Which kind of frame.
+        what: &'static str,
+        /// The decoder's complaint.
+        problem: String,
+    },
+}

@@ -7,6 +7,8 @@
 //! - [`checkpoint`]: what a checkpoint is made of (state files with
 //!   checksums, per-subtask state, acks, the manifest) and the canonical
 //!   storage paths.
+//! - [`cluster`]: workers, job submissions, deployments (which worker runs
+//!   which subtask, attempt numbers) and the job lifecycle states.
 //! - [`control`]: the messages between the checkpoint coordinator and the
 //!   workers (trigger, complete, abort; acks, declines, finished sources).
 //! - [`graph`]: the logical [`JobGraph`](graph::JobGraph) (operators with a
@@ -15,6 +17,9 @@
 //!   key-group ranges to subtasks; used by the graph (max parallelism), by
 //!   the state crate (state is stored per key group) and by the runtime
 //!   (hash partitioning).
+//! - [`wire`]: the frames between processes: JSON control frames between
+//!   workers and the coordinator, rkyv exchange frames between workers,
+//!   with length limits and decode errors.
 //! - [`error`]: [`ProtocolError`], the one error type of this crate.
 //!
 //! Everything here is plain data plus pure functions, so it can be shared by
@@ -23,15 +28,18 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod cluster;
 pub mod control;
 pub mod error;
 pub mod graph;
 pub mod ids;
 pub mod key_group;
+pub mod wire;
 
 pub use checkpoint::{CheckpointManifest, OperatorState, StateFile, SubtaskState, TaskAck};
+pub use cluster::{JobSpec, JobState, RunSettings, SubmitRequest, WorkerId};
 pub use control::{ControlCommand, WorkerEvent};
-pub use error::ProtocolError;
+pub use error::{ProtocolError, WireError};
 pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};
 pub use ids::{Epoch, SubtaskId, VertexId};
 pub use key_group::{KeyGroup, KeyGroupRange, StableHasher};

@@ -2,9 +2,10 @@
 
 use crate::channels::local_channel;
 use crate::error::{RuntimeError, TaskFailure};
+use crate::exchange::Exchange;
 use crate::restore::load_restored_tasks;
 use crate::snapshots::{SnapshotSubmitter, SnapshotWriter};
-use crate::task_loop::{run_operator, run_source, TaskCommand, TaskContext, TaskExit};
+use crate::task_loop::{run_operator, run_source, TaskCommand, TaskContext, TaskExit, TaskInput};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -13,10 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_operators::output::{EdgeWiring, OutputChannel, OutputWiring, TaskCounters};
 use weir_operators::task::{RestoredTask, VertexFactory};
-use weir_operators::{Dataflow, Message, TaskInfo};
+use weir_operators::{Dataflow, TaskInfo};
+use weir_protocol::cluster::Deployment;
+use weir_protocol::wire::ChannelKey;
 use weir_protocol::{
     CheckpointManifest, ControlCommand, KeyGroupRange, Partitioning, VertexId, VertexKind,
-    WorkerEvent,
+    WorkerEvent, WorkerId,
 };
 use weir_state::{CheckpointStorage, MemoryBackend, StateBackend};
 
@@ -84,6 +87,37 @@ pub struct RestoreSource {
     pub manifest: CheckpointManifest,
 }
 
+/// The part of a deployment one worker runs: its subtasks are those placed
+/// on `me`; edges to and from other workers go through `exchange`.
+pub struct WorkerPart<'a> {
+    /// The deployment.
+    pub deployment: &'a Deployment,
+    /// This worker.
+    pub me: WorkerId,
+    /// Its data exchange, already connected to every peer of the deployment.
+    pub exchange: &'a Exchange,
+}
+
+impl WorkerPart<'_> {
+    fn worker_of(&self, vertex: VertexId, subtask: u32) -> Option<WorkerId> {
+        self.deployment.worker_of(vertex.0, subtask)
+    }
+
+    fn is_local(&self, vertex: VertexId, subtask: u32) -> bool {
+        self.worker_of(vertex, subtask) == Some(self.me)
+    }
+
+    fn key(&self, edge: usize, from: u32, to: u32) -> ChannelKey {
+        ChannelKey {
+            job: self.deployment.job_number,
+            attempt: self.deployment.attempt,
+            edge: edge as u32,
+            from,
+            to,
+        }
+    }
+}
+
 /// How the engine runs jobs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -145,7 +179,7 @@ struct SubtaskPlan {
     kind: VertexKind,
     keyed: bool,
     outputs: Vec<EdgeWiring>,
-    inputs: Vec<Receiver<Message>>,
+    inputs: Vec<TaskInput>,
     counters: Arc<TaskCounters>,
     control: Receiver<TaskCommand>,
 }
@@ -205,6 +239,19 @@ impl LocalEngine {
         checkpoints: Option<CheckpointRun>,
         cancel: &CancelToken,
     ) -> Result<JobReport, RuntimeError> {
+        self.run_part(dataflow, None, checkpoints, cancel)
+    }
+
+    /// Runs the subtasks of `dataflow` that `part` places on this worker
+    /// (all of them when `part` is `None`), like [`run_with`](Self::run_with).
+    /// The report counts the local subtasks only.
+    pub fn run_part(
+        &self,
+        dataflow: &Dataflow,
+        part: Option<&WorkerPart<'_>>,
+        checkpoints: Option<CheckpointRun>,
+        cancel: &CancelToken,
+    ) -> Result<JobReport, RuntimeError> {
         let graph = dataflow.graph();
         graph.validate().map_err(|source| RuntimeError::Graph {
             job: graph.name.clone(),
@@ -217,10 +264,19 @@ impl LocalEngine {
             }
             None => HashMap::new(),
         };
-        let attempt = new_attempt_id();
-        let (plans, mut controls) =
-            self.plan(dataflow, checkpoints.is_some(), &attempt, &mut restored);
+        let attempt = match part {
+            Some(part) => format!("{}-{}", part.deployment.attempt, new_attempt_id()),
+            None => new_attempt_id(),
+        };
         let job_cancel = cancel.child();
+        let (plans, mut controls) = self.plan(
+            dataflow,
+            part,
+            checkpoints.is_some(),
+            &attempt,
+            &mut restored,
+            &job_cancel,
+        )?;
         let (done, finished) = crossbeam_channel::unbounded();
         let (writer, commands, shared) = match checkpoints {
             Some(run) => {
@@ -331,25 +387,33 @@ impl LocalEngine {
 
     /// Creates the channels of every edge and the plan of every subtask,
     /// and each task's control channel (with whether it is a source).
+    #[allow(clippy::type_complexity)]
     fn plan(
         &self,
         dataflow: &Dataflow,
+        part: Option<&WorkerPart<'_>>,
         checkpointing: bool,
         attempt: &str,
         restored: &mut HashMap<(VertexId, u32), Arc<RestoredTask>>,
-    ) -> (Vec<SubtaskPlan>, Vec<(bool, Sender<TaskCommand>)>) {
+        cancel: &CancelToken,
+    ) -> Result<(Vec<SubtaskPlan>, Vec<(bool, Sender<TaskCommand>)>), RuntimeError> {
         let graph = dataflow.graph();
+        let is_local =
+            |vertex: VertexId, subtask: u32| part.is_none_or(|p| p.is_local(vertex, subtask));
         let mut controls = Vec::new();
-        // plans[vertex][subtask]
-        let mut plans: Vec<Vec<SubtaskPlan>> = graph
+        // plans[vertex][subtask], `None` for subtasks on other workers.
+        let mut plans: Vec<Vec<Option<SubtaskPlan>>> = graph
             .vertices
             .iter()
             .map(|v| {
                 (0..v.parallelism)
                     .map(|subtask| {
+                        if !is_local(v.id, subtask) {
+                            return None;
+                        }
                         let (control_sender, control) = crossbeam_channel::unbounded();
                         controls.push((v.kind == VertexKind::Source, control_sender));
-                        SubtaskPlan {
+                        Some(SubtaskPlan {
                             info: TaskInfo {
                                 job: graph.name.clone(),
                                 vertex: v.id,
@@ -368,7 +432,7 @@ impl LocalEngine {
                             inputs: Vec::new(),
                             counters: Arc::new(TaskCounters::default()),
                             control,
-                        }
+                        })
                     })
                     .collect()
             })
@@ -381,24 +445,70 @@ impl LocalEngine {
                     Partitioning::Forward => vec![i],
                     _ => (0..downstream).collect(),
                 };
+                let from_local = is_local(edge.from, i);
                 let mut channels: Vec<Box<dyn OutputChannel>> = Vec::with_capacity(targets.len());
                 for j in targets {
-                    let (sender, receiver) = local_channel(self.config.channel_capacity);
-                    channels.push(Box::new(sender));
-                    plans[edge.to.index()][j as usize].inputs.push(receiver);
+                    let to_local = is_local(edge.to, j);
+                    let input = match (from_local, to_local, part) {
+                        (true, true, _) | (_, _, None) => {
+                            let (sender, receiver) = local_channel(self.config.channel_capacity);
+                            channels.push(Box::new(sender));
+                            Some(TaskInput::local(receiver))
+                        }
+                        (false, false, _) => None,
+                        (true, false, Some(part)) => {
+                            let peer = part.worker_of(edge.to, j).map_or(u32::MAX, |w| w.0);
+                            let codec = edge_codec(dataflow, edge_index)?;
+                            let key = part.key(edge_index, i, j);
+                            channels.push(Box::new(part.exchange.sender(
+                                key,
+                                peer,
+                                codec,
+                                cancel.clone(),
+                            )?));
+                            None
+                        }
+                        (false, true, Some(part)) => {
+                            let peer = part.worker_of(edge.from, i).map_or(u32::MAX, |w| w.0);
+                            let codec = edge_codec(dataflow, edge_index)?;
+                            let key = part.key(edge_index, i, j);
+                            let (receiver, credits) = part.exchange.receiver(key, peer, codec)?;
+                            Some(TaskInput {
+                                receiver,
+                                credits: Some(credits),
+                            })
+                        }
+                    };
+                    if let (Some(input), Some(plan)) =
+                        (input, plans[edge.to.index()][j as usize].as_mut())
+                    {
+                        plan.inputs.push(input);
+                    }
                 }
-                plans[edge.from.index()][i as usize]
-                    .outputs
-                    .push(EdgeWiring {
+                if let Some(plan) = plans[edge.from.index()][i as usize].as_mut() {
+                    plan.outputs.push(EdgeWiring {
                         partitioning: edge.partitioning,
                         channels,
                         key_hasher: dataflow.key_hasher(edge_index),
                         max_parallelism: graph.max_parallelism,
                     });
+                }
             }
         }
-        (plans.into_iter().flatten().collect(), controls)
+        Ok((plans.into_iter().flatten().flatten().collect(), controls))
     }
+}
+
+fn edge_codec(
+    dataflow: &Dataflow,
+    edge: usize,
+) -> Result<weir_operators::BatchCodec, RuntimeError> {
+    dataflow
+        .codec(edge)
+        .ok_or_else(|| RuntimeError::IncompatibleGraph {
+            job: dataflow.graph().name.clone(),
+            problem: format!("edge {edge} has no record codec, so it cannot cross workers"),
+        })
 }
 
 /// Passes the coordinator's commands to the tasks until every task has ended.

@@ -69,6 +69,54 @@ pub enum RuntimeError {
         #[source]
         source: StateError,
     },
+    /// A socket could not be set up.
+    #[error("{action} {address}")]
+    Network {
+        /// What was being done.
+        action: &'static str,
+        /// The address involved.
+        address: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A peer worker of a deployment could not be reached.
+    #[error("cannot reach the data exchange of worker w{peer} at {address}")]
+    PeerUnreachable {
+        /// The peer's id.
+        peer: u32,
+        /// Its address.
+        address: String,
+    },
+    /// The coordinator refused this worker or a request of it.
+    #[error("the coordinator refused: {reason}")]
+    Rejected {
+        /// The coordinator's reason.
+        reason: String,
+    },
+    /// The control connection to the coordinator failed.
+    #[error("lost the coordinator: {problem}")]
+    CoordinatorLost {
+        /// What happened.
+        problem: String,
+    },
+    /// The job's dataflow could not be built from its spec.
+    #[error("building job '{job}'")]
+    Build {
+        /// The job's name.
+        job: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The job cannot be deployed as asked.
+    #[error("job '{job}' cannot be deployed: {problem}")]
+    IncompatibleGraph {
+        /// Name of the job.
+        job: String,
+        /// Why not.
+        problem: String,
+    },
     /// A checkpoint does not fit the job.
     #[error("checkpoint {epoch} does not fit the job: {problem}")]
     IncompatibleCheckpoint {

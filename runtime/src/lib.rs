@@ -10,6 +10,8 @@
 //! - [`channels`]: bounded crossbeam channels as the operator API's
 //!   [`OutputChannel`](weir_operators::output::OutputChannel); a full
 //!   channel blocks its producer (back-pressure).
+//! - [`exchange`]: data exchange between workers: one TCP connection per
+//!   worker pair, rkyv frames, credit-based flow control, attempt fencing.
 //! - [`aligner`]: [`BarrierAligner`](aligner::BarrierAligner), the pure
 //!   decision of when an operator has a checkpoint's barrier on every input.
 //! - [`snapshots`]: writes task snapshots to checkpoint storage off the task
@@ -17,6 +19,9 @@
 //! - [`restore`]: which state each subtask of a new deployment resumes from.
 //! - [`watermarks`]: [`InputWatermarks`], the pure merge of per-channel
 //!   watermarks into an operator's watermark.
+//! - [`worker`]: [`run_worker`](worker::run_worker), a worker process:
+//!   registers with the coordinator, heartbeats, and runs each deployment
+//!   it is given with the engine, wired to its peers through `exchange`.
 //! - [`error`]: [`RuntimeError`], the one error type of this crate.
 //!
 //! `engine` builds `channels`, loads `restore`d state, starts `snapshots`
@@ -29,11 +34,15 @@ pub mod aligner;
 pub mod channels;
 pub mod engine;
 pub mod error;
+pub mod exchange;
 pub mod restore;
 pub mod snapshots;
 pub mod task_loop;
 pub mod watermarks;
+pub mod worker;
 
-pub use engine::{CancelToken, CheckpointRun, EngineConfig, JobReport, LocalEngine, RestoreSource};
+pub use engine::{
+    CancelToken, CheckpointRun, EngineConfig, JobReport, LocalEngine, RestoreSource, WorkerPart,
+};
 pub use error::{RuntimeError, TaskFailure};
 pub use watermarks::InputWatermarks;

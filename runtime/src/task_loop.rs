@@ -46,6 +46,25 @@ pub enum TaskCommand {
     Completed(Epoch),
 }
 
+/// One input channel of an operator subtask.
+pub struct TaskInput {
+    /// Where its messages arrive.
+    pub receiver: Receiver<Message>,
+    /// For a channel from another worker: hands credit back to the sender
+    /// as messages are consumed.
+    pub credits: Option<std::sync::Arc<crate::exchange::credits::CreditReturn>>,
+}
+
+impl TaskInput {
+    /// An input fed by a channel within this process.
+    pub fn local(receiver: Receiver<Message>) -> Self {
+        Self {
+            receiver,
+            credits: None,
+        }
+    }
+}
+
 /// What a subtask's loop works with besides its task.
 pub struct TaskContext<'a> {
     /// This subtask.
@@ -154,7 +173,7 @@ fn source_loop(
 /// for a commit, or the job is cancelled.
 pub fn run_operator(
     task: &mut dyn OperatorTask,
-    inputs: &[Receiver<Message>],
+    inputs: &[TaskInput],
     ctx: &TaskContext<'_>,
 ) -> Result<TaskExit, OperatorError> {
     disconnected_is_cancel(OperatorLoop::new(inputs.len()).run(task, inputs, ctx))
@@ -185,7 +204,7 @@ impl OperatorLoop {
     fn run(
         &mut self,
         task: &mut dyn OperatorTask,
-        inputs: &[Receiver<Message>],
+        inputs: &[TaskInput],
         ctx: &TaskContext<'_>,
     ) -> Result<TaskExit, OperatorError> {
         if inputs.is_empty() {
@@ -224,7 +243,7 @@ impl OperatorLoop {
             let mut select = Select::new();
             select.recv(ctx.control);
             for &c in &readable {
-                select.recv(&inputs[c]);
+                select.recv(&inputs[c].receiver);
             }
             let ready = match select.try_select() {
                 Ok(op) => Some(op),
@@ -250,11 +269,14 @@ impl OperatorLoop {
                 continue;
             }
             let channel = readable[op.index() - 1];
-            let Ok(message) = op.recv(&inputs[channel]) else {
+            let Ok(message) = op.recv(&inputs[channel].receiver) else {
                 // The upstream task vanished without closing its stream:
                 // the job is being torn down.
                 return Ok(TaskExit::Cancelled);
             };
+            if let Some(credits) = &inputs[channel].credits {
+                credits.consumed();
+            }
             self.handle(task, channel, message, ctx)?;
         }
     }

@@ -1,36 +1,224 @@
-//! `weir jobs …`: what jobs this binary can run.
+//! `weir jobs …`: the jobs this binary can run, and the jobs a coordinator runs.
 
-use clap::Subcommand;
+use crate::cli::checkpoints::table;
+use crate::client::Client;
+use clap::{Args, Subcommand};
 use std::io::Write;
+use std::time::{Duration, Instant};
+use weir_coordinator::JobStatus;
 use weir_jobs::JobRegistry;
+use weir_protocol::JobState;
+
+/// How to reach the coordinator.
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// The coordinator's API address (`host:port`).
+    #[arg(long, env = "WEIR_COORDINATOR")]
+    pub coordinator: String,
+    /// The cluster's shared token.
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// JSON for scripts instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Subcommands of `weir jobs`.
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// List the registered jobs with their parameters and defaults.
+    /// The jobs compiled into this binary and their parameters.
     Available,
+    /// The coordinator's jobs.
+    List(Remote),
+    /// One job's state, attempts, checkpoints and placement.
+    Status {
+        /// The job's id or number.
+        job: String,
+        /// The coordinator.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Ask a job to stop.
+    Cancel {
+        /// The job's id or number.
+        job: String,
+        /// The coordinator.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Wait until a job ends; exits non-zero unless it Finished.
+    Wait {
+        /// The job's id or number.
+        job: String,
+        /// The coordinator.
+        #[command(flatten)]
+        remote: Remote,
+        /// Give up after this long (`0`: never).
+        #[arg(long, value_name = "DURATION", default_value = "0", value_parser = crate::cli::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 /// Runs a `weir jobs` subcommand.
 pub fn run(command: JobsCommand, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        JobsCommand::Available => {
-            let mut out = std::io::stdout().lock();
-            for job in registry.jobs() {
-                writeln!(out, "{}\n    {}", job.name, job.description)?;
-                for param in job.params {
-                    let default = match param.default {
-                        Some(value) => format!("default {value}"),
-                        None => "required".into(),
-                    };
-                    writeln!(
-                        out,
-                        "    --param {}=…  {} ({default})",
-                        param.name, param.help
-                    )?;
-                }
+        JobsCommand::Available => available(registry),
+        JobsCommand::List(remote) => {
+            let jobs = client(&remote)?.jobs()?;
+            if remote.json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+                return Ok(());
+            }
+            let mut rows = table(&[
+                "#",
+                "JOB ID",
+                "JOB",
+                "STATE",
+                "ATTEMPT",
+                "P",
+                "RESTARTS",
+                "CHECKPOINTS",
+                "ELAPSED",
+            ]);
+            for job in &jobs {
+                rows.add_row(vec![
+                    job.number.to_string(),
+                    job.job_id.clone(),
+                    job.job.clone(),
+                    job.state.to_string(),
+                    job.attempt.to_string(),
+                    job.parallelism.to_string(),
+                    job.restarts.to_string(),
+                    job.checkpoints_completed.to_string(),
+                    format!("{:.1} s", job.elapsed_s),
+                ]);
+            }
+            println!("{rows}");
+            Ok(())
+        }
+        JobsCommand::Status { job, remote } => {
+            let status = client(&remote)?.job(&job)?;
+            print_status(&status, remote.json)
+        }
+        JobsCommand::Cancel { job, remote } => {
+            let status = client(&remote)?.cancel(&job)?;
+            if remote.json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("cancelling {}", status.job_id);
             }
             Ok(())
         }
+        JobsCommand::Wait {
+            job,
+            remote,
+            timeout,
+        } => {
+            let client = client(&remote)?;
+            let started = Instant::now();
+            let status = loop {
+                let status = client.job(&job)?;
+                if status.state.is_terminal() {
+                    break status;
+                }
+                if !timeout.is_zero() && started.elapsed() > timeout {
+                    return Err(format!(
+                        "job '{}' is still {} after {timeout:?}",
+                        status.job_id, status.state
+                    )
+                    .into());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            print_status(&status, remote.json)?;
+            match status.state {
+                JobState::Finished => Ok(()),
+                state => Err(format!(
+                    "job '{}' ended {state}{}",
+                    status.job_id,
+                    status
+                        .failure
+                        .as_deref()
+                        .map(|f| format!(": {f}"))
+                        .unwrap_or_default()
+                )
+                .into()),
+            }
+        }
     }
+}
+
+fn client(remote: &Remote) -> Result<Client, std::io::Error> {
+    Client::new(&remote.coordinator, remote.token.clone())
+}
+
+fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(status)?);
+        return Ok(());
+    }
+    let mut rows = table(&["", ""]);
+    let durations = &status.checkpoint_durations_ms;
+    let checkpoints = match durations.last() {
+        Some(last) => format!(
+            "{} completed, {} aborted (last {last:.1} ms, {} bytes)",
+            status.checkpoints_completed,
+            status.checkpoints_aborted,
+            status.checkpoint_sizes.last().copied().unwrap_or(0)
+        ),
+        None => format!(
+            "{} completed, {} aborted",
+            status.checkpoints_completed, status.checkpoints_aborted
+        ),
+    };
+    let mut placement: Vec<String> = Vec::new();
+    for p in &status.placement {
+        placement.push(format!("v{}/{}@{}", p.vertex, p.subtask, p.worker));
+    }
+    for (key, value) in [
+        ("job id", status.job_id.clone()),
+        ("job", format!("{} (#{})", status.job, status.number)),
+        ("state", status.state.to_string()),
+        ("attempt", status.attempt.to_string()),
+        ("parallelism", status.parallelism.to_string()),
+        ("restarts", status.restarts.to_string()),
+        (
+            "last failure",
+            status.failure.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "restored from",
+            status
+                .restored_from
+                .map_or("-".into(), |e| format!("checkpoint {e}")),
+        ),
+        ("checkpoints", checkpoints),
+        ("events in", status.events_in.to_string()),
+        ("records out", status.records_out.to_string()),
+        ("elapsed", format!("{:.3} s", status.elapsed_s)),
+        ("placement", placement.join(" ")),
+    ] {
+        rows.add_row(vec![key.to_owned(), value]);
+    }
+    println!("{rows}");
+    Ok(())
+}
+
+fn available(registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
+    let mut out = std::io::stdout().lock();
+    for job in registry.jobs() {
+        writeln!(out, "{}\n    {}", job.name, job.description)?;
+        for param in job.params {
+            let default = match param.default {
+                Some(value) => format!("default {value}"),
+                None => "required".into(),
+            };
+            writeln!(
+                out,
+                "    --param {}=…  {} ({default})",
+                param.name, param.help
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -5,8 +5,12 @@
 //! - [`checkpoints`]: `weir checkpoints list|show|verify|dump|gc`, straight from storage.
 
 pub mod checkpoints;
+pub mod coordinator;
+pub mod job_args;
 pub mod jobs;
 pub mod run;
+pub mod submit;
+pub mod worker;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,6 +30,12 @@ pub struct Cli {
 pub enum Command {
     /// Run a job on the embedded engine, in this process.
     Run(Box<run::RunArgs>),
+    /// Start a coordinator: the REST API for clients and the endpoint for workers.
+    Coordinator(coordinator::CoordinatorArgs),
+    /// Start a worker that runs the subtasks a coordinator assigns.
+    Worker(worker::WorkerArgs),
+    /// Submit a job to a coordinator and print its id.
+    Submit(Box<submit::SubmitArgs>),
     /// Inspect jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -52,6 +62,9 @@ pub fn install_tracing() {
 pub fn run(cli: Cli, registry: &JobRegistry) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(*args, registry),
+        Command::Coordinator(args) => coordinator::run(args, registry),
+        Command::Worker(args) => worker::run(args, registry),
+        Command::Submit(args) => submit::run(*args),
         Command::Jobs(command) => jobs::run(command, registry),
         Command::Checkpoints(command) => checkpoints::run(command, registry),
     };

@@ -1,10 +1,10 @@
 //! `weir run JOB …`: run a job on the embedded engine and report on it.
 
-use crate::cli::parse_duration;
+use crate::cli::job_args::{BackendChoice, JobArgs};
 use crate::embedded::{
     checkpoint_settings, run_embedded, EmbeddedConfig, EmbeddedReport, RestoreRequest,
 };
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,73 +15,19 @@ use weir_runtime::{CancelToken, EngineConfig};
 use weir_state::storage::default_checkpoint_dir;
 use weir_state::{MemoryBackend, RocksDbBackend};
 
-/// The state backends `weir run` offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// Keyed state on the heap.
-    Memory,
-    /// Keyed state in RocksDB (larger than memory; incremental checkpoints).
-    Rocksdb,
-}
-
 /// Arguments of `weir run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The job to run (see `weir jobs available`).
-    pub job: String,
-    /// Parallelism of every operator.
-    #[arg(short = 'p', long, default_value_t = 1)]
-    pub parallelism: u32,
-    /// A job parameter, `key=value`; repeat for several.
-    #[arg(long = "param", value_name = "KEY=VALUE")]
-    pub params: Vec<String>,
-    /// Write output files into this directory instead of printing records
-    /// (exactly once when checkpointing).
-    #[arg(long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
+    /// What to run and how.
+    #[command(flatten)]
+    pub job: JobArgs,
     /// Also write the run summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
-    /// Number of key groups: the highest parallelism keyed state can later
-    /// be rescaled to.
-    #[arg(long, default_value_t = weir_protocol::key_group::DEFAULT_MAX_PARALLELISM)]
-    pub max_parallelism: u32,
-    /// Records per batch between operators.
-    #[arg(long, default_value_t = 1024)]
-    pub batch_size: usize,
     /// Where checkpoints go: a `file://` URL or a directory
     /// [default: $WEIR_DATA_DIR/checkpoints, else ~/.local/share/weir/checkpoints].
     #[arg(long, value_name = "URL")]
     pub checkpoint_dir: Option<String>,
-    /// Time between checkpoints (`500ms`, `1s`, `2m`); `0` disables
-    /// checkpoints, restarts and exactly-once output.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub checkpoint_interval: Duration,
-    /// A checkpoint not complete after this long is aborted.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub checkpoint_timeout: Duration,
-    /// Least time between the end of a checkpoint and the next.
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
-    pub min_pause: Duration,
-    /// Complete checkpoints to keep.
-    #[arg(long, default_value_t = 3)]
-    pub retain: usize,
-    /// Resume from `latest` (the newest complete checkpoint that verifies;
-    /// from the beginning if none) or from a checkpoint directory's URL.
-    #[arg(long, value_name = "latest|URL")]
-    pub restore: Option<String>,
-    /// Where keyed state lives.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Memory)]
-    pub state_backend: BackendChoice,
-    /// Checkpoints go under `{checkpoint-dir}/{job-id}/` [default: the job's name].
-    #[arg(long)]
-    pub job_id: Option<String>,
-    /// Consecutive failures after which the job gives up.
-    #[arg(long, default_value_t = 5)]
-    pub max_restarts: u32,
-    /// Wait before the first restart; doubles on each consecutive failure.
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
-    pub restart_backoff: Duration,
 }
 
 /// The summary of a run, as written by `--stats`.
@@ -151,16 +97,16 @@ impl RunStats {
 /// failure), prints the summary to standard error (standard output may
 /// carry the job's records).
 pub fn run(args: RunArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
-    let params = JobParams::split_pairs(&args.params)?;
+    let params = JobParams::split_pairs(&args.job.params)?;
     let options = JobOptions {
-        parallelism: args.parallelism,
-        max_parallelism: args.max_parallelism,
-        output: args.output.clone(),
+        parallelism: args.job.parallelism,
+        max_parallelism: args.job.max_parallelism,
+        output: args.job.output.clone(),
     };
-    let build = || registry.build(&args.job, &params, &options);
+    let build = || registry.build(&args.job.job, &params, &options);
     // Bad parameters fail here, before any checkpoint storage is touched.
     let job_name = build()?.graph().name.clone();
-    let checkpoints = if args.checkpoint_interval.is_zero() {
+    let checkpoints = if args.job.checkpoint_interval.is_zero() {
         None
     } else {
         let url = match &args.checkpoint_dir {
@@ -169,19 +115,19 @@ pub fn run(args: RunArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::err
         };
         let driver = DriverConfig {
             checkpoint: CheckpointConfig {
-                interval: args.checkpoint_interval,
-                timeout: args.checkpoint_timeout,
-                min_pause: args.min_pause,
+                interval: args.job.checkpoint_interval,
+                timeout: args.job.checkpoint_timeout,
+                min_pause: args.job.min_pause,
             },
-            retained: args.retain,
+            retained: args.job.retain,
         };
         Some(checkpoint_settings(
             &url,
-            args.job_id.as_deref().unwrap_or(&job_name),
+            args.job.job_id.as_deref().unwrap_or(&job_name),
             driver,
         )?)
     };
-    let restore = match args.restore.as_deref() {
+    let restore = match args.job.restore.as_deref() {
         None => RestoreRequest::Nothing,
         Some("latest") => RestoreRequest::Latest,
         Some(location) => RestoreRequest::Checkpoint(location.to_owned()),
@@ -191,8 +137,8 @@ pub fn run(args: RunArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::err
     }
     let config = EmbeddedConfig {
         engine: EngineConfig {
-            batch_size: args.batch_size.max(1),
-            state_backend: match args.state_backend {
+            batch_size: args.job.batch_size.max(1),
+            state_backend: match args.job.state_backend {
                 BackendChoice::Memory => Arc::new(MemoryBackend),
                 BackendChoice::Rocksdb => Arc::new(RocksDbBackend::default_location()),
             },
@@ -201,14 +147,14 @@ pub fn run(args: RunArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::err
         checkpoints,
         restore,
         restart: RestartStrategy {
-            initial_backoff: args.restart_backoff,
-            max_attempts: args.max_restarts,
+            initial_backoff: args.job.restart_backoff,
+            max_attempts: args.job.max_restarts,
             ..RestartStrategy::default()
         },
     };
-    tracing::info!(job = %args.job, parallelism = args.parallelism, "starting");
+    tracing::info!(job = %args.job.job, parallelism = args.job.parallelism, "starting");
     let report = run_embedded(build, &config, &CancelToken::new())?;
-    let stats = RunStats::new(&report, args.parallelism);
+    let stats = RunStats::new(&report, args.job.parallelism);
     let mut summary = format!(
         "{}: {} events in, {} records out, {:.3} s, {:.0} events/s",
         stats.job, stats.events_in, stats.records_out, stats.elapsed_s, stats.events_per_s

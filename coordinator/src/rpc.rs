@@ -1,0 +1,228 @@
+//! The worker endpoint: one TCP connection per worker carrying JSON
+//! control frames ([`weir_protocol::wire`]).
+//!
+//! The first frame must be a valid `Register` (right protocol version and
+//! token). A bad frame at any point (garbage, truncated, oversized, not
+//! JSON of the protocol) is answered with `Rejected` naming the problem,
+//! and that connection is closed; the endpoint keeps serving the others.
+//! A closed connection is a lost worker.
+
+use crate::cluster::Cluster;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use weir_protocol::wire::{
+    decode_control, encode_control, frame_len, ToCoordinator, ToWorker, PROTOCOL_VERSION,
+};
+use weir_protocol::{WireError, WorkerId};
+
+/// Accepts worker connections until the listener fails.
+pub async fn serve_workers(listener: TcpListener, cluster: Arc<Cluster>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "accepting a worker connection failed"
+                );
+                continue;
+            }
+        };
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            if let Err(reason) = serve_worker(stream, &cluster).await {
+                tracing::warn!(%peer, %reason, "worker connection closed");
+            }
+        });
+    }
+}
+
+/// Reads one frame's body; `Ok(None)` at a clean end of stream.
+async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> Result<Option<Vec<u8>>, WireError> {
+    let mut header = [0u8; 4];
+    let got = read_full(stream, &mut header).await;
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < 4 {
+        return Err(WireError::Truncated { expected: 4, got });
+    }
+    let len = frame_len(header)?;
+    let mut body = vec![0u8; len];
+    let got = read_full(stream, &mut body).await;
+    if got < len {
+        return Err(WireError::Truncated { expected: len, got });
+    }
+    Ok(Some(body))
+}
+
+async fn read_full(stream: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> usize {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    filled
+}
+
+async fn reject(stream: &mut TcpStream, reason: String) -> String {
+    let frame = encode_control(&ToWorker::Rejected {
+        reason: reason.clone(),
+    });
+    let _ = stream.write_all(&frame).await;
+    let _ = stream.shutdown().await;
+    reason
+}
+
+async fn next_message(stream: &mut TcpStream) -> Result<Option<ToCoordinator>, String> {
+    match read_frame(stream).await {
+        Ok(None) => Ok(None),
+        Ok(Some(body)) => match decode_control::<ToCoordinator>(&body) {
+            Ok(message) => Ok(Some(message)),
+            Err(error) => Err(reject(stream, error.to_string()).await),
+        },
+        Err(error) => Err(reject(stream, error.to_string()).await),
+    }
+}
+
+async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(), String> {
+    let Some(first) = next_message(&mut stream).await? else {
+        return Ok(());
+    };
+    let ToCoordinator::Register {
+        protocol,
+        token,
+        name,
+        slots,
+        data_addr,
+    } = first
+    else {
+        return Err(reject(&mut stream, "the first frame must be a registration".into()).await);
+    };
+    if protocol != PROTOCOL_VERSION {
+        return Err(reject(
+            &mut stream,
+            format!(
+                "worker speaks protocol version {protocol}, this coordinator {PROTOCOL_VERSION}"
+            ),
+        )
+        .await);
+    }
+    if let Some(expected) = &cluster.token {
+        match token {
+            Some(given) if crate::api::tokens_match(&given, expected) => {}
+            Some(_) => return Err(reject(&mut stream, "wrong token".into()).await),
+            None => {
+                return Err(reject(&mut stream, "this coordinator requires a token".into()).await)
+            }
+        }
+    }
+    if slots == 0 {
+        return Err(reject(&mut stream, "a worker must offer at least one slot".into()).await);
+    }
+    let (outbox, mut outgoing) = mpsc::unbounded_channel();
+    let worker = match cluster.register_worker(name.clone(), slots, data_addr, outbox.clone()) {
+        Ok(worker) => worker,
+        Err(reason) => return Err(reject(&mut stream, reason).await),
+    };
+    tracing::info!(%worker, %name, slots, "worker registered");
+    let _ = outbox.send(ToWorker::Registered { worker });
+    let (mut reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            let rejected = matches!(message, ToWorker::Rejected { .. });
+            if writer.write_all(&encode_control(&message)).await.is_err() || rejected {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let cause = loop {
+        let body = match read_frame(&mut reader).await {
+            Ok(Some(body)) => body,
+            Ok(None) => break "connection closed".to_owned(),
+            Err(error) => {
+                let reason = error.to_string();
+                let _ = outbox.send(ToWorker::Rejected {
+                    reason: reason.clone(),
+                });
+                break reason;
+            }
+        };
+        cluster.seen(worker);
+        let message = match decode_control::<ToCoordinator>(&body) {
+            Ok(message) => message,
+            Err(error) => {
+                let reason = error.to_string();
+                let _ = outbox.send(ToWorker::Rejected {
+                    reason: reason.clone(),
+                });
+                break reason;
+            }
+        };
+        if let Err(reason) = handle(cluster, worker, message) {
+            let _ = outbox.send(ToWorker::Rejected {
+                reason: reason.clone(),
+            });
+            break reason;
+        }
+    };
+    drop(outbox);
+    cluster.remove_worker(worker, &cause);
+    let _ = writing.await;
+    Err(cause)
+}
+
+/// Acts on one message of a registered worker; an error closes its connection.
+fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result<(), String> {
+    match message {
+        ToCoordinator::Register { .. } => Err(format!("worker {worker} is already registered")),
+        ToCoordinator::Heartbeat => Ok(()),
+        ToCoordinator::Event {
+            job_number,
+            attempt,
+            event,
+        } => {
+            let Some(job) = cluster.job_by_number(job_number) else {
+                tracing::warn!(%worker, job = job_number, "event for an unknown job dropped");
+                return Ok(());
+            };
+            let inbox = job.inbox();
+            match inbox.as_ref() {
+                Some(inbox) if inbox.attempt == attempt => {
+                    if let Some(events) = &inbox.events {
+                        let _ = events.send(event);
+                    }
+                }
+                _ => {
+                    tracing::warn!(%worker, job = %job.job_id, attempt, ?event, "dropping an event of an attempt that is not running")
+                }
+            }
+            Ok(())
+        }
+        ToCoordinator::Ended {
+            job_number,
+            attempt,
+            outcome,
+        } => {
+            let Some(job) = cluster.job_by_number(job_number) else {
+                return Ok(());
+            };
+            let inbox = job.inbox();
+            match inbox.as_ref() {
+                Some(inbox) if inbox.attempt == attempt => {
+                    let _ = inbox.ends.send((worker, outcome));
+                }
+                _ => {
+                    tracing::info!(%worker, job = %job.job_id, attempt, ?outcome, "end of an attempt that is no longer running")
+                }
+            }
+            Ok(())
+        }
+    }
+}

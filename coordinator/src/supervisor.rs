@@ -1,0 +1,380 @@
+//! The supervisor of one job: a thread that deploys attempts, runs their
+//! checkpoint driver, collects the workers' ends, and restarts failed
+//! attempts from the latest complete checkpoint under the restart strategy.
+//! Every state change goes through the job's lifecycle state machine.
+
+use crate::catalog::CheckpointCatalog;
+use crate::cluster::{AttemptInbox, Cluster, JobHandle, Reservation};
+use crate::driver::{CheckpointDriver, CheckpointStats, DriverConfig};
+use crate::error::CoordinatorError;
+use crate::restart::{RestartDecision, RestartStrategy, RestartTracker};
+use crate::tracker::CheckpointConfig;
+use crossbeam_channel::RecvTimeoutError;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_protocol::cluster::{
+    Deployment, DeploymentCheckpoints, DeploymentOutcome, Peer, RestoreFrom, RestorePoint,
+    TaskPlacement,
+};
+use weir_protocol::wire::ToWorker;
+use weir_protocol::{JobState, WorkerId};
+use weir_state::CheckpointStorage;
+
+/// How long an ending attempt waits for its workers to confirm.
+const END_GRACE: Duration = Duration::from_secs(10);
+
+/// How an attempt ended.
+enum AttemptEnd {
+    Finished { events_in: u64, records_out: u64 },
+    Failed(String),
+    Cancelled,
+}
+
+/// Resolves where the first attempt restores from; `storage` is the
+/// checkpoint root, `job_id` the job's directory in it.
+pub fn resolve_restore(
+    request: &RestoreFrom,
+    storage: &CheckpointStorage,
+    job_id: &str,
+) -> Result<Option<RestorePoint>, CoordinatorError> {
+    match request {
+        RestoreFrom::Nothing => Ok(None),
+        RestoreFrom::Latest => {
+            let found = latest(storage, job_id)?;
+            if found.is_none() {
+                tracing::warn!(job = %job_id, "no complete checkpoint to restore; starting from the beginning");
+            }
+            Ok(found)
+        }
+        RestoreFrom::Checkpoint(location) => {
+            let (catalog, manifest) = CheckpointCatalog::open_restorable(location)?;
+            Ok(Some(RestorePoint {
+                storage_url: catalog.storage().url().to_owned(),
+                job_id: catalog.job().to_owned(),
+                manifest,
+            }))
+        }
+    }
+}
+
+fn latest(
+    storage: &CheckpointStorage,
+    job_id: &str,
+) -> Result<Option<RestorePoint>, CoordinatorError> {
+    let catalog = CheckpointCatalog::new(storage.clone(), job_id);
+    Ok(catalog.latest_restorable()?.map(|manifest| RestorePoint {
+        storage_url: storage.url().to_owned(),
+        job_id: job_id.to_owned(),
+        manifest,
+    }))
+}
+
+/// Starts the supervisor of `job`, first restoring `restore`.
+pub fn spawn_supervisor(
+    cluster: Arc<Cluster>,
+    job: Arc<JobHandle>,
+    storage: Option<CheckpointStorage>,
+    restore: Option<RestorePoint>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("job-{}", job.number))
+        .spawn(move || supervise(&cluster, &job, storage, restore))
+        .map(|_| ())
+}
+
+fn advance(job: &JobHandle, to: JobState) {
+    let mut record = job.record();
+    if record.lifecycle.advance(to) {
+        tracing::info!(job = %job.job_id, state = %to, "job state");
+        if to.is_terminal() {
+            record.ended = Some(Instant::now());
+        }
+    }
+}
+
+fn supervise(
+    cluster: &Cluster,
+    job: &JobHandle,
+    storage: Option<CheckpointStorage>,
+    mut restore: Option<RestorePoint>,
+) {
+    let settings = &job.settings;
+    job.record().restored_from = restore.as_ref().map(|r| r.manifest.epoch.0);
+    let mut restarts = RestartTracker::new(RestartStrategy {
+        initial_backoff: Duration::from_millis(settings.restart_backoff_ms),
+        max_attempts: settings.max_restarts,
+        ..RestartStrategy::default()
+    });
+    loop {
+        if job.is_cancel_requested() {
+            advance(job, JobState::Cancelling);
+            advance(job, JobState::Cancelled);
+            return;
+        }
+        advance(job, JobState::Scheduling);
+        let started = Instant::now();
+        let end = match cluster.reserve(&job.graph) {
+            Ok(Reservation { placement, peers }) => {
+                let end = run_attempt(
+                    cluster,
+                    job,
+                    &placement,
+                    &peers,
+                    storage.as_ref(),
+                    restore.take(),
+                );
+                cluster.release(&job.graph, &placement);
+                end
+            }
+            Err(error) => AttemptEnd::Failed(error.to_string()),
+        };
+        let cause = match end {
+            AttemptEnd::Finished {
+                events_in,
+                records_out,
+            } => {
+                let mut record = job.record();
+                record.events_in = events_in;
+                record.records_out = records_out;
+                drop(record);
+                advance(job, JobState::Finished);
+                return;
+            }
+            AttemptEnd::Cancelled => {
+                advance(job, JobState::Cancelling);
+                advance(job, JobState::Cancelled);
+                return;
+            }
+            AttemptEnd::Failed(cause) => cause,
+        };
+        tracing::warn!(job = %job.job_id, %cause, "attempt failed");
+        job.record().failure = Some(cause);
+        let Some(storage) = &storage else {
+            // Without checkpoints there is nothing consistent to restart from.
+            advance(job, JobState::Failed);
+            return;
+        };
+        match restarts.on_failure(started.elapsed()) {
+            RestartDecision::GiveUp { .. } => {
+                advance(job, JobState::Failed);
+                return;
+            }
+            RestartDecision::RestartAfter(wait) => {
+                advance(job, JobState::Recovering);
+                job.record().restarts += 1;
+                let until = Instant::now() + wait;
+                while Instant::now() < until && !job.is_cancel_requested() {
+                    std::thread::sleep(Duration::from_millis(10).min(wait));
+                }
+                match latest(storage, &job.job_id) {
+                    Ok(point) => restore = point,
+                    Err(error) => {
+                        job.record().failure =
+                            Some(format!("choosing a checkpoint to restore: {error}"));
+                        advance(job, JobState::Failed);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Deploys one attempt and waits for it to end.
+fn run_attempt(
+    cluster: &Cluster,
+    job: &JobHandle,
+    placement: &[TaskPlacement],
+    peers: &[(WorkerId, String)],
+    storage: Option<&CheckpointStorage>,
+    restore: Option<RestorePoint>,
+) -> AttemptEnd {
+    let settings = &job.settings;
+    let attempt = {
+        let mut record = job.record();
+        record.attempt += 1;
+        record.placement = placement.to_vec();
+        record.started.get_or_insert_with(Instant::now);
+        record.attempt
+    };
+    let workers: Vec<WorkerId> = peers.iter().map(|(w, _)| *w).collect();
+    let (ends, ends_rx) = crossbeam_channel::unbounded();
+    let mut driver_thread = None;
+    let mut events = None;
+    let mut checkpoints = None;
+    if let Some(storage) = storage {
+        let catalog = CheckpointCatalog::new(storage.clone(), &job.job_id);
+        let config = DriverConfig {
+            checkpoint: CheckpointConfig {
+                interval: Duration::from_millis(settings.checkpoint_interval_ms),
+                timeout: Duration::from_millis(settings.checkpoint_timeout_ms),
+                min_pause: Duration::from_millis(settings.min_pause_ms),
+            },
+            retained: settings.retain,
+        };
+        let restored_from = restore.as_ref().map(|r| r.manifest.epoch);
+        let driver = match CheckpointDriver::new(catalog, &job.graph, config, restored_from) {
+            Ok(driver) => driver,
+            Err(error) => return AttemptEnd::Failed(format!("checkpoint storage: {error}")),
+        };
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
+        driver_thread = std::thread::Builder::new()
+            .name(format!("checkpoints-{}", job.number))
+            .spawn(move || driver.run(&events_rx, &commands_tx))
+            .ok();
+        let number = job.number;
+        // Commands end with the driver (its sender drops).
+        let senders: Vec<_> = workers.iter().filter_map(|w| cluster.outbox(*w)).collect();
+        let _ = std::thread::Builder::new()
+            .name(format!("commands-{number}"))
+            .spawn(move || {
+                for command in commands_rx {
+                    for outbox in &senders {
+                        let _ = outbox.send(ToWorker::Command {
+                            job_number: number,
+                            attempt,
+                            command: command.clone(),
+                        });
+                    }
+                }
+            });
+        events = Some(events_tx);
+        checkpoints = Some(DeploymentCheckpoints {
+            storage_url: storage.url().to_owned(),
+            job_id: job.job_id.clone(),
+            restore,
+        });
+    }
+    *job.inbox() = Some(AttemptInbox {
+        attempt,
+        workers: workers.clone(),
+        events,
+        ends: ends.clone(),
+    });
+    let deployment = Deployment {
+        job_number: job.number,
+        job_id: job.job_id.clone(),
+        attempt,
+        spec: job.spec.clone(),
+        graph: job.graph.clone(),
+        placement: placement.to_vec(),
+        peers: peers
+            .iter()
+            .map(|(worker, data_addr)| Peer {
+                worker: *worker,
+                data_addr: data_addr.clone(),
+            })
+            .collect(),
+        checkpoints,
+        state_backend: settings.state_backend,
+        batch_size: settings.batch_size,
+    };
+    for worker in &workers {
+        if !cluster.send(*worker, ToWorker::Deploy(Box::new(deployment.clone()))) {
+            let _ = ends.send((
+                *worker,
+                DeploymentOutcome::Failed {
+                    error: format!("worker {worker} is gone"),
+                },
+            ));
+        }
+    }
+    drop(ends);
+    advance(job, JobState::Running);
+    tracing::info!(job = %job.job_id, attempt, workers = ?workers, "attempt deployed");
+    let end = collect_ends(cluster, job, attempt, &workers, &ends_rx);
+    // Dropping the inbox closes the driver's event channel: it stops.
+    *job.inbox() = None;
+    if let Some(driver) = driver_thread {
+        let stats = driver.join().unwrap_or_default();
+        merge(&mut job.record().checkpoints, stats);
+    }
+    end
+}
+
+/// Waits for every worker's end of the attempt; on the first failure (or a
+/// cancel request) tells the others to stop.
+fn collect_ends(
+    cluster: &Cluster,
+    job: &JobHandle,
+    attempt: u32,
+    workers: &[WorkerId],
+    ends: &crossbeam_channel::Receiver<(WorkerId, DeploymentOutcome)>,
+) -> AttemptEnd {
+    let mut pending: BTreeSet<WorkerId> = workers.iter().copied().collect();
+    let mut failure: Option<String> = None;
+    let mut stopping_since: Option<Instant> = None;
+    let (mut events_in, mut records_out) = (0, 0);
+    let stop_all = |pending: &BTreeSet<WorkerId>| {
+        for worker in pending {
+            cluster.send(
+                *worker,
+                ToWorker::Cancel {
+                    job_number: job.number,
+                    attempt,
+                },
+            );
+        }
+    };
+    while !pending.is_empty() {
+        match ends.recv_timeout(Duration::from_millis(20)) {
+            Ok((worker, outcome)) => {
+                if !pending.remove(&worker) {
+                    continue;
+                }
+                match outcome {
+                    DeploymentOutcome::Finished {
+                        events_in: e,
+                        records_out: r,
+                    } => {
+                        events_in += e;
+                        records_out += r;
+                    }
+                    DeploymentOutcome::Failed { error } => {
+                        let error = format!("{worker}: {error}");
+                        // Keep the root cause, not the cancellations it caused.
+                        if failure.as_ref().is_none_or(|f| f.contains("was cancelled")) {
+                            failure = Some(error);
+                        }
+                    }
+                    DeploymentOutcome::Cancelled => {
+                        if stopping_since.is_none() && failure.is_none() {
+                            failure = Some(format!("{worker} cancelled its part"));
+                        }
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if stopping_since.is_none() && (failure.is_some() || job.is_cancel_requested()) {
+            if job.is_cancel_requested() {
+                advance(job, JobState::Cancelling);
+            }
+            stop_all(&pending);
+            stopping_since = Some(Instant::now());
+        }
+        if stopping_since.is_some_and(|since| since.elapsed() > END_GRACE) {
+            tracing::warn!(job = %job.job_id, attempt, ?pending, "workers did not confirm the end of the attempt");
+            break;
+        }
+    }
+    match failure {
+        Some(cause) if !job.is_cancel_requested() => AttemptEnd::Failed(cause),
+        _ if job.is_cancel_requested() => AttemptEnd::Cancelled,
+        _ => AttemptEnd::Finished {
+            events_in,
+            records_out,
+        },
+    }
+}
+
+fn merge(total: &mut CheckpointStats, attempt: CheckpointStats) {
+    total.completed += attempt.completed;
+    total.aborted += attempt.aborted;
+    total.durations.extend(attempt.durations);
+    total.sizes.extend(attempt.sizes);
+    total.incremental_sizes.extend(attempt.incremental_sizes);
+}

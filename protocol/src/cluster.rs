@@ -1,0 +1,249 @@
+//! The vocabulary of a cluster: workers, job submissions, deployments and
+//! the job lifecycle. Shared by the coordinator (which decides) and the
+//! workers (which run what they are given).
+
+use crate::checkpoint::CheckpointManifest;
+use crate::graph::JobGraph;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A worker as numbered by the coordinator when it registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerId(pub u32);
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "w{}", self.0)
+    }
+}
+
+/// Which job to build and with which options: every process builds the
+/// same dataflow from it with its compiled-in job registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The registered job's name (`keyed-sum`, `nexmark-q5`, …).
+    pub job: String,
+    /// `--param` values, as given.
+    #[serde(default)]
+    pub params: Vec<(String, String)>,
+    /// Parallelism of every operator.
+    pub parallelism: u32,
+    /// Key groups of keyed state.
+    pub max_parallelism: u32,
+    /// Directory of the file sink (absolute); stdout when absent.
+    #[serde(default)]
+    pub output: Option<String>,
+}
+
+/// Which keyed-state backend the tasks use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Heap state, snapshotted copy-on-write.
+    #[default]
+    Memory,
+    /// RocksDB on local disk, incremental checkpoints.
+    Rocksdb,
+}
+
+/// Where the first attempt of a job resumes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreFrom {
+    /// The beginning.
+    #[default]
+    Nothing,
+    /// The latest complete checkpoint that verifies (the beginning if none).
+    Latest,
+    /// A checkpoint directory's URL or path.
+    Checkpoint(String),
+}
+
+/// How the coordinator runs a submitted job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunSettings {
+    /// Checkpoints go under `{checkpoint root}/{job_id}/`; the job name when absent.
+    pub job_id: Option<String>,
+    /// Time between checkpoints in milliseconds; 0 turns checkpoints off.
+    pub checkpoint_interval_ms: u64,
+    /// A checkpoint not complete after this long is aborted.
+    pub checkpoint_timeout_ms: u64,
+    /// Pause between the end of one checkpoint and the next trigger.
+    pub min_pause_ms: u64,
+    /// Complete checkpoints kept.
+    pub retain: usize,
+    /// Keyed-state backend.
+    pub state_backend: BackendKind,
+    /// Where the first attempt resumes from.
+    pub restore: RestoreFrom,
+    /// Consecutive failed attempts before the job is Failed.
+    pub max_restarts: u32,
+    /// Wait before the first restart, doubled per consecutive failure.
+    pub restart_backoff_ms: u64,
+    /// Records per batch between tasks.
+    pub batch_size: usize,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            job_id: None,
+            checkpoint_interval_ms: 1000,
+            checkpoint_timeout_ms: 60_000,
+            min_pause_ms: 0,
+            retain: 3,
+            state_backend: BackendKind::Memory,
+            restore: RestoreFrom::Nothing,
+            max_restarts: 5,
+            restart_backoff_ms: 100,
+            batch_size: 1024,
+        }
+    }
+}
+
+/// A client's request to run a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    /// What to run.
+    pub spec: JobSpec,
+    /// How to run it.
+    #[serde(default)]
+    pub settings: RunSettings,
+}
+
+/// Where one subtask runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskPlacement {
+    /// The vertex.
+    pub vertex: u32,
+    /// The subtask index.
+    pub subtask: u32,
+    /// The worker running it.
+    pub worker: WorkerId,
+}
+
+/// A worker taking part in a deployment, and where it serves data exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// The worker.
+    pub worker: WorkerId,
+    /// Its data-exchange address (`host:port`).
+    pub data_addr: String,
+}
+
+/// Checkpointing of a deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentCheckpoints {
+    /// Checkpoint storage root URL.
+    pub storage_url: String,
+    /// Checkpoints go under `{storage_url}/{job_id}/`.
+    pub job_id: String,
+    /// The checkpoint to restore, already verified by the coordinator.
+    pub restore: Option<RestorePoint>,
+}
+
+/// A complete checkpoint a deployment resumes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestorePoint {
+    /// Storage root URL holding it.
+    pub storage_url: String,
+    /// The job id it was written under.
+    pub job_id: String,
+    /// Its manifest.
+    pub manifest: CheckpointManifest,
+}
+
+/// One attempt of a job on a set of workers: what each worker must run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The coordinator's number for the job (in every data frame).
+    pub job_number: u32,
+    /// The job's id (checkpoint directory name).
+    pub job_id: String,
+    /// The attempt: increases with every (re)deployment of the job.
+    pub attempt: u32,
+    /// What to build.
+    pub spec: JobSpec,
+    /// The graph the coordinator validated; a worker checks that it built the same.
+    pub graph: JobGraph,
+    /// Every subtask's worker.
+    pub placement: Vec<TaskPlacement>,
+    /// Every worker of the deployment.
+    pub peers: Vec<Peer>,
+    /// Checkpointing, when on.
+    pub checkpoints: Option<DeploymentCheckpoints>,
+    /// Keyed-state backend.
+    pub state_backend: BackendKind,
+    /// Records per batch.
+    pub batch_size: usize,
+}
+
+impl Deployment {
+    /// The worker running `subtask` of `vertex`, if placed.
+    pub fn worker_of(&self, vertex: u32, subtask: u32) -> Option<WorkerId> {
+        self.placement
+            .iter()
+            .find(|p| p.vertex == vertex && p.subtask == subtask)
+            .map(|p| p.worker)
+    }
+}
+
+/// How a worker's part of a deployment ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentOutcome {
+    /// Every local subtask finished.
+    Finished {
+        /// Records the local sources produced.
+        events_in: u64,
+        /// Records the local sinks received.
+        records_out: u64,
+    },
+    /// A local subtask failed, or the deployment could not start.
+    Failed {
+        /// The error and its causes, for status and logs.
+        error: String,
+    },
+    /// The deployment was cancelled.
+    Cancelled,
+}
+
+/// The lifecycle of a job on the coordinator. Which transitions are
+/// allowed is declared by the coordinator's job state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobState {
+    /// Accepted, not yet placed.
+    Created,
+    /// Subtasks being placed and deployed.
+    Scheduling,
+    /// Every worker runs its subtasks.
+    Running,
+    /// An attempt failed; the next one is being prepared.
+    Recovering,
+    /// A cancel was requested; workers are stopping.
+    Cancelling,
+    /// Done: all input processed and committed.
+    Finished,
+    /// Given up (restart strategy exhausted, or the job cannot run).
+    Failed,
+    /// Cancelled by a client.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job will never change state again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Finished | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}

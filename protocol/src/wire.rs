@@ -1,0 +1,286 @@
+//! The wire formats between processes, as pure encode/decode functions
+//! (the sockets live in the runtime and the coordinator).
+//!
+//! Every frame is a 4-byte big-endian length followed by that many bytes.
+//! - Control frames (worker ↔ coordinator) carry JSON: they are rare, and
+//!   readable in a packet capture.
+//! - Exchange frames (worker ↔ worker) carry [`ExchangeFrame`]s encoded
+//!   with rkyv and validated (bytecheck) on receipt. A record batch
+//!   travels as the bytes of its records, encoded by the edge's record
+//!   codec (records are user types with serde impls, not rkyv ones).
+
+use crate::cluster::{Deployment, DeploymentOutcome, WorkerId};
+use crate::control::{ControlCommand, WorkerEvent};
+use crate::error::WireError;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Version of both wire protocols; peers with another version are refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame accepted, in bytes (a bigger length prefix is garbage).
+pub const MAX_FRAME_LEN: usize = 64 << 20;
+
+/// From a worker to the coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToCoordinator {
+    /// The first frame of a worker's connection.
+    Register {
+        /// Must equal [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The cluster's shared token, when the coordinator requires one.
+        token: Option<String>,
+        /// A name for logs (host and pid by default).
+        name: String,
+        /// Slots offered: each runs one subtask of every operator of a job.
+        slots: u32,
+        /// Where the worker serves data exchange to its peers.
+        data_addr: String,
+    },
+    /// The worker is alive.
+    Heartbeat,
+    /// A checkpoint event of a deployment's subtask.
+    Event {
+        /// The job's number.
+        job_number: u32,
+        /// The attempt it belongs to.
+        attempt: u32,
+        /// The event.
+        event: WorkerEvent,
+    },
+    /// The worker's part of a deployment ended.
+    Ended {
+        /// The job's number.
+        job_number: u32,
+        /// The attempt.
+        attempt: u32,
+        /// How.
+        outcome: DeploymentOutcome,
+    },
+}
+
+/// From the coordinator to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToWorker {
+    /// Registration accepted.
+    Registered {
+        /// The worker's id from now on.
+        worker: WorkerId,
+    },
+    /// The connection is refused (bad frame, bad token, registered twice…);
+    /// the coordinator closes it after this frame.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+    /// Run your subtasks of this deployment.
+    Deploy(Box<Deployment>),
+    /// A checkpoint command for a deployment.
+    Command {
+        /// The job's number.
+        job_number: u32,
+        /// The attempt it is for; other attempts ignore it.
+        attempt: u32,
+        /// The command.
+        command: ControlCommand,
+    },
+    /// Stop your subtasks of this deployment.
+    Cancel {
+        /// The job's number.
+        job_number: u32,
+        /// The attempt to stop.
+        attempt: u32,
+    },
+}
+
+pub use exchange_frames::{ChannelKey, ExchangeFrame, FrameBody};
+
+// rkyv derives archived and resolver types without docs; the lint is
+// silenced for this module only (the types themselves are documented).
+#[allow(missing_docs)]
+mod exchange_frames {
+    /// Identifies one channel of an edge between two subtasks, within one
+    /// attempt of one job.
+    #[derive(
+        Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    )]
+    pub struct ChannelKey {
+        /// The coordinator's job number.
+        pub job: u32,
+        /// The attempt: frames of an older attempt are dropped.
+        pub attempt: u32,
+        /// Index of the edge in the job graph.
+        pub edge: u32,
+        /// Upstream subtask.
+        pub from: u32,
+        /// Downstream subtask.
+        pub to: u32,
+    }
+
+    /// What one channel message carries.
+    #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub enum FrameBody {
+        /// A batch of records, encoded by the edge's codec.
+        Records(Vec<u8>),
+        /// A watermark.
+        Watermark(i64),
+        /// A checkpoint barrier.
+        Barrier(u64),
+        /// No more records; barriers may follow.
+        EndOfData,
+        /// The channel is finished.
+        EndOfStream,
+    }
+
+    /// A frame on a data-exchange connection between two workers.
+    #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub enum ExchangeFrame {
+        /// The first frame from the worker that dialled.
+        Hello {
+            /// Must equal [`PROTOCOL_VERSION`].
+            protocol: u32,
+            /// The dialling worker.
+            from: u32,
+            /// The worker it meant to reach.
+            to: u32,
+        },
+        /// One message of one channel; it uses one credit.
+        Message {
+            /// The channel.
+            key: ChannelKey,
+            /// The message.
+            body: FrameBody,
+        },
+        /// The receiver of a channel can take `credits` more messages.
+        Credit {
+            /// The channel.
+            key: ChannelKey,
+            /// Messages granted.
+            credits: u32,
+        },
+    }
+}
+
+/// The length a frame header announces, checked against [`MAX_FRAME_LEN`].
+pub fn frame_len(header: [u8; 4]) -> Result<usize, WireError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(WireError::TooLong {
+            len,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    Ok(len)
+}
+
+fn with_header(body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// A control message as a whole frame (header included).
+pub fn encode_control<T: Serialize>(message: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(message).expect("control messages serialize");
+    with_header(&body)
+}
+
+/// A control message from a frame's body.
+pub fn decode_control<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    serde_json::from_slice(body).map_err(|e| WireError::Malformed {
+        what: "control frame",
+        problem: e.to_string(),
+    })
+}
+
+/// An exchange frame as a whole frame (header included).
+pub fn encode_exchange(frame: &ExchangeFrame) -> Vec<u8> {
+    let body = rkyv::to_bytes::<rkyv::rancor::Error>(frame).expect("exchange frames serialize");
+    with_header(&body)
+}
+
+/// An exchange frame from a frame's body, validated.
+pub fn decode_exchange(body: &[u8]) -> Result<ExchangeFrame, WireError> {
+    // rkyv reads archived data in place and needs it aligned.
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
+    aligned.extend_from_slice(body);
+    rkyv::from_bytes::<ExchangeFrame, rkyv::rancor::Error>(&aligned).map_err(|e| {
+        WireError::Malformed {
+            what: "exchange frame",
+            problem: e.to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(frame: &[u8]) -> &[u8] {
+        let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(len, frame.len() - 4);
+        &frame[4..]
+    }
+
+    #[test]
+    fn exchange_frames_round_trip() {
+        let key = ChannelKey {
+            job: 3,
+            attempt: 2,
+            edge: 1,
+            from: 0,
+            to: 4,
+        };
+        for frame in [
+            ExchangeFrame::Hello {
+                protocol: PROTOCOL_VERSION,
+                from: 1,
+                to: 2,
+            },
+            ExchangeFrame::Message {
+                key,
+                body: FrameBody::Records(vec![1, 2, 3]),
+            },
+            ExchangeFrame::Message {
+                key,
+                body: FrameBody::Barrier(7),
+            },
+            ExchangeFrame::Credit { key, credits: 8 },
+        ] {
+            let encoded = encode_exchange(&frame);
+            assert_eq!(decode_exchange(body(&encoded)).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn garbage_and_oversized_frames_are_errors() {
+        let err = decode_exchange(b"this is not an rkyv frame at all").unwrap_err();
+        assert!(
+            err.to_string().contains("malformed exchange frame"),
+            "{err}"
+        );
+        let err = frame_len([0xff, 0xff, 0xff, 0xff]).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        let err = decode_control::<ToCoordinator>(b"{\"register\":").unwrap_err();
+        assert!(err.to_string().contains("malformed control frame"), "{err}");
+    }
+
+    #[test]
+    fn control_frames_round_trip() {
+        let message = ToCoordinator::Register {
+            protocol: PROTOCOL_VERSION,
+            token: None,
+            name: "w".into(),
+            slots: 2,
+            data_addr: "127.0.0.1:1".into(),
+        };
+        let encoded = encode_control(&message);
+        assert_eq!(
+            decode_control::<ToCoordinator>(body(&encoded)).unwrap(),
+            message
+        );
+    }
+}

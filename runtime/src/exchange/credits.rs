@@ -1,0 +1,180 @@
+//! Credit-based flow control of one remote channel.
+//!
+//! The receiver grants as many credits as its input queue holds; each
+//! message the sender puts on the wire spends one, and the receiver hands
+//! credits back as its task consumes messages. A slow consumer therefore
+//! stops its producer after `capacity` messages instead of making the
+//! connection (shared by every channel between two workers) buffer without
+//! bound, or blocking the other channels on it.
+
+use crate::engine::CancelToken;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use weir_protocol::wire::{encode_exchange, ChannelKey, ExchangeFrame};
+
+/// How long a sender waits for credit before it looks at the cancel flag.
+const CREDIT_POLL: Duration = Duration::from_millis(20);
+
+/// The sending side's credits on one channel.
+#[derive(Debug, Default)]
+pub struct CreditGate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    credits: u64,
+    closed: bool,
+}
+
+/// Why a sender got no credit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCredit {
+    /// The connection to the receiver is gone.
+    Closed,
+    /// The job is being cancelled.
+    Cancelled,
+}
+
+impl CreditGate {
+    /// Adds credits granted by the receiver.
+    pub fn grant(&self, credits: u32) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.credits += u64::from(credits);
+        self.changed.notify_all();
+    }
+
+    /// Wakes every waiting sender with an error: the receiver is gone.
+    pub fn close(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.closed = true;
+        self.changed.notify_all();
+    }
+
+    /// Takes one credit, waiting while there is none.
+    pub fn acquire(&self, cancel: &CancelToken) -> Result<(), NoCredit> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if state.closed {
+                return Err(NoCredit::Closed);
+            }
+            if state.credits > 0 {
+                state.credits -= 1;
+                return Ok(());
+            }
+            if cancel.is_cancelled() {
+                return Err(NoCredit::Cancelled);
+            }
+            state = self
+                .changed
+                .wait_timeout(state, CREDIT_POLL)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Credits currently held (for tests).
+    pub fn available(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).credits
+    }
+}
+
+/// Where a credit frame goes: the connection to the sending worker.
+pub trait CreditSink: Send + Sync {
+    /// Queues an encoded frame; false when the connection is gone.
+    fn send_frame(&self, frame: Vec<u8>) -> bool;
+}
+
+/// The receiving side: returns credits as the task consumes messages,
+/// in batches of `threshold` so that credit frames stay rare.
+pub struct CreditReturn {
+    key: ChannelKey,
+    link: Arc<dyn CreditSink>,
+    consumed: AtomicU32,
+    threshold: u32,
+}
+
+impl CreditReturn {
+    /// Returns credits of `key` over `link` once `threshold` are due.
+    pub fn new(key: ChannelKey, link: Arc<dyn CreditSink>, threshold: u32) -> Self {
+        Self {
+            key,
+            link,
+            consumed: AtomicU32::new(0),
+            threshold: threshold.max(1),
+        }
+    }
+
+    /// Grants `credits` to the sender now.
+    pub fn grant(&self, credits: u32) {
+        let frame = encode_exchange(&ExchangeFrame::Credit {
+            key: self.key,
+            credits,
+        });
+        // A closed link means the sender is gone: nobody to grant to.
+        let _ = self.link.send_frame(frame);
+    }
+
+    /// The task took one message off the channel.
+    pub fn consumed(&self) {
+        let consumed = self.consumed.fetch_add(1, Ordering::Relaxed) + 1;
+        if consumed >= self.threshold {
+            self.consumed.store(0, Ordering::Relaxed);
+            self.grant(consumed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credits_are_spent_granted_and_closed() {
+        let gate = CreditGate::default();
+        let cancel = CancelToken::new();
+        gate.grant(2);
+        assert_eq!(gate.acquire(&cancel), Ok(()));
+        assert_eq!(gate.acquire(&cancel), Ok(()));
+        assert_eq!(gate.available(), 0);
+        cancel.cancel();
+        assert_eq!(gate.acquire(&cancel), Err(NoCredit::Cancelled));
+        gate.close();
+        assert_eq!(gate.acquire(&CancelToken::new()), Err(NoCredit::Closed));
+    }
+
+    struct Recorded(Mutex<Vec<ExchangeFrame>>);
+    impl CreditSink for Recorded {
+        fn send_frame(&self, frame: Vec<u8>) -> bool {
+            let frame = weir_protocol::wire::decode_exchange(&frame[4..]).unwrap();
+            self.0.lock().unwrap().push(frame);
+            true
+        }
+    }
+
+    #[test]
+    fn consumed_messages_return_credit_in_batches() {
+        let key = ChannelKey {
+            job: 1,
+            attempt: 1,
+            edge: 0,
+            from: 0,
+            to: 0,
+        };
+        let sink = Arc::new(Recorded(Mutex::new(Vec::new())));
+        let credits = CreditReturn::new(key, sink.clone(), 4);
+        for _ in 0..9 {
+            credits.consumed();
+        }
+        let frames = sink.0.lock().unwrap().clone();
+        assert_eq!(
+            frames,
+            vec![
+                ExchangeFrame::Credit { key, credits: 4 },
+                ExchangeFrame::Credit { key, credits: 4 }
+            ]
+        );
+    }
+}

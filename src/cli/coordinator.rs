@@ -1,0 +1,54 @@
+//! `weir coordinator`: the control plane, serving the REST API and workers.
+
+use clap::Args;
+use std::sync::Arc;
+use weir_coordinator::{Coordinator, CoordinatorConfig};
+use weir_jobs::JobRegistry;
+use weir_state::storage::default_checkpoint_dir;
+
+/// Arguments of `weir coordinator`.
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// Address of the REST API; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:8040")]
+    pub listen: String,
+    /// Address of the worker endpoint [default: the API's host, any port].
+    #[arg(long)]
+    pub worker_listen: Option<String>,
+    /// Where checkpoints go: a `file://` URL, a directory or `s3://…`
+    /// [default: $WEIR_DATA_DIR/checkpoints, else ~/.local/share/weir/checkpoints].
+    #[arg(long, value_name = "URL")]
+    pub checkpoint_dir: Option<String>,
+    /// Shared token clients and workers must present; required beyond loopback.
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Starts the coordinator, prints where it listens (first line of
+/// stdout), and serves until the process is stopped.
+pub fn run(
+    args: CoordinatorArgs,
+    registry: &JobRegistry,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let config = CoordinatorConfig {
+        listen: args.listen,
+        worker_listen: args.worker_listen,
+        checkpoint_dir: args
+            .checkpoint_dir
+            .unwrap_or_else(|| default_checkpoint_dir().display().to_string()),
+        token: args.token,
+    };
+    let catalog = Arc::new(crate::cluster::RegistryCatalog(registry.clone()));
+    let coordinator = Coordinator::start(&config, catalog)?;
+    println!(
+        "weir coordinator listening on {} (workers: {}, checkpoints: {})",
+        coordinator.api_addr(),
+        coordinator.worker_addr(),
+        config.checkpoint_dir
+    );
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::park();
+    }
+}

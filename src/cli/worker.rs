@@ -1,0 +1,49 @@
+//! `weir worker`: runs the subtasks a coordinator assigns.
+
+use clap::Args;
+use std::time::Duration;
+use weir_jobs::JobRegistry;
+use weir_runtime::worker::{run_worker, WorkerConfig};
+use weir_runtime::CancelToken;
+
+/// Arguments of `weir worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The coordinator's API address (`host:port`).
+    #[arg(long, env = "WEIR_COORDINATOR")]
+    pub coordinator: String,
+    /// Slots offered: each runs one subtask of every operator of a job.
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+    /// Where to serve data exchange to peer workers; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub data_listen: String,
+    /// The cluster's shared token.
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A name for the coordinator's logs [default: worker-PID].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Interval between heartbeats.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = crate::cli::parse_duration)]
+    pub heartbeat: Duration,
+}
+
+/// Registers with the coordinator and serves until it goes away.
+pub fn run(args: WorkerArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
+    let client = crate::client::Client::new(&args.coordinator, args.token.clone())?;
+    let endpoint = client.cluster()?.worker_endpoint;
+    let defaults = WorkerConfig::default();
+    let config = WorkerConfig {
+        coordinator: endpoint,
+        slots: args.slots,
+        data_listen: args.data_listen,
+        token: args.token,
+        name: args.name.unwrap_or(defaults.name),
+        heartbeat: args.heartbeat,
+        ..defaults
+    };
+    let build = crate::cluster::registry_builder(registry.clone());
+    run_worker(&config, build, &CancelToken::new())?;
+    Ok(())
+}
