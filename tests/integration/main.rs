@@ -4,6 +4,7 @@
 mod backpressure;
 mod checkpoints_cli;
 mod cli;
+mod cluster;
 mod failures;
 mod recovery;
 mod reference_jobs;
