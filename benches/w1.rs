@@ -1,25 +1,31 @@
-//! W1 benchmark: `keyed-sum` (10,000,000 events, 100,000 keys, p=2) on
-//! the embedded engine, printing one JSON object per configuration.
+//! W1 benchmark: `keyed-sum` (10,000,000 events, 100,000 keys, p=2, records
+//! dropped at the sink), printing one JSON object per configuration.
 //!
-//! `cargo bench --bench w1` runs, for `emit=final` and `emit=updates` into
-//! a blackhole: the in-memory backend without checkpoints, then both
-//! backends with 1 s checkpoints and RocksDB without. Each JSON line has
-//! events/s and, with checkpoints, their count, p50/p99 duration and full
-//! and incremental sizes.
+//! `cargo bench --bench w1` runs, for `emit=final` and `emit=updates`:
+//! - `embedded-…`: `weir run`'s embedded cluster (coordinator and one
+//!   worker in this process), in-memory and RocksDB state, without and with
+//!   1 s checkpoints;
+//! - `cluster-rocksdb-checkpoints-…`: a `weir coordinator` and two
+//!   `weir worker` processes (one slot each, so every keyed record crosses
+//!   processes half the time), RocksDB state, 1 s checkpoints.
+//!
+//! Each JSON line has events/s (best of N) and, with checkpoints, their
+//! count, p50/p99 duration and full and incremental sizes.
 //!
 //! Environment: `W1_EVENTS`, `W1_KEYS`, `W1_PARALLELISM`, `W1_RUNS` (best of
 //! N, default 3), `W1_INTERVAL_MS` (default 1000), `W1_ONLY` (a substring
-//! of the configuration names to run, e.g. `rocksdb`).
+//! of the configuration names to run, e.g. `cluster`).
 
-use std::sync::Arc;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use weir::coordinator::{CheckpointConfig, CheckpointStats, DriverConfig, RestartStrategy};
-use weir::embedded::{checkpoint_settings, run_embedded, EmbeddedConfig, RestoreRequest};
-use weir::jobs::keyed_sum::RunningSum;
-use weir::operators::prelude::*;
-use weir::operators::{BuildError, Dataflow};
-use weir::runtime::{CancelToken, EngineConfig};
-use weir::state::{MemoryBackend, RocksDbBackend, StateBackend};
+use weir::client::Client;
+use weir::coordinator::JobStatus;
+use weir::embedded::run_embedded;
+use weir::jobs::JobRegistry;
+use weir::protocol::cluster::{BackendKind, JobSpec, RunSettings};
+use weir::protocol::SubmitRequest;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -34,61 +40,114 @@ struct Setup {
     parallelism: u32,
 }
 
-fn dataflow(setup: &Setup, emit_updates: bool) -> Result<Dataflow, BuildError> {
-    let job = JobBuilder::new("keyed-sum").with_parallelism(setup.parallelism);
-    job.source(Generator::new(setup.events, setup.keys, 42))
-        .named("events")
-        .key_by(|e| e.key)
-        .process(RunningSum::new(emit_updates))
-        .named("running-sum")
-        .discard();
-    job.build()
+fn request(
+    setup: &Setup,
+    emit: &str,
+    backend: BackendKind,
+    interval: Option<Duration>,
+) -> SubmitRequest {
+    let params = [
+        ("events", setup.events.to_string()),
+        ("keys", setup.keys.to_string()),
+        ("emit", emit.to_owned()),
+        ("sink", "discard".to_owned()),
+    ];
+    SubmitRequest {
+        spec: JobSpec {
+            job: "keyed-sum".into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            parallelism: setup.parallelism,
+            max_parallelism: 128,
+            output: None,
+        },
+        settings: RunSettings {
+            checkpoint_interval_ms: interval.map_or(0, |i| i.as_millis() as u64),
+            state_backend: backend,
+            ..RunSettings::default()
+        },
+    }
 }
 
-fn percentile(durations: &[Duration], p: f64) -> f64 {
-    let mut ms: Vec<f64> = durations.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+fn percentile(ms: &[f64], p: f64) -> f64 {
+    let mut ms = ms.to_vec();
     ms.sort_by(f64::total_cmp);
     ms.get(((p / 100.0) * (ms.len().max(1) - 1) as f64).round() as usize)
         .copied()
         .unwrap_or(0.0)
 }
 
-/// Runs once; returns elapsed seconds and the checkpoint figures.
-fn run_once(
-    setup: &Setup,
-    emit_updates: bool,
-    backend: Arc<dyn StateBackend>,
-    interval: Option<Duration>,
-) -> (f64, CheckpointStats) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let checkpoints = interval.map(|interval| {
-        let driver = DriverConfig {
-            checkpoint: CheckpointConfig {
-                interval,
-                ..CheckpointConfig::default()
-            },
-            retained: 3,
-        };
-        checkpoint_settings(&dir.path().display().to_string(), "keyed-sum", driver)
-            .expect("checkpoint storage")
-    });
-    let config = EmbeddedConfig {
-        engine: EngineConfig {
-            state_backend: backend,
-            ..EngineConfig::default()
-        },
-        checkpoints,
-        restore: RestoreRequest::Nothing,
-        restart: RestartStrategy::default(),
-    };
-    let report = run_embedded(
-        || dataflow(setup, emit_updates),
-        &config,
-        &CancelToken::new(),
-    )
-    .expect("W1 runs");
-    assert_eq!(report.job.events_in, setup.events);
-    (report.job.elapsed.as_secs_f64(), report.checkpoints)
+/// A coordinator and workers as separate processes, killed on drop.
+struct ProcessCluster {
+    api: String,
+    children: Vec<Child>,
+}
+
+impl ProcessCluster {
+    fn start(data_dir: &Path, workers: usize) -> Self {
+        let weir = env!("CARGO_BIN_EXE_weir");
+        let mut coordinator = Command::new(weir)
+            .env("WEIR_DATA_DIR", data_dir)
+            .args(["coordinator", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the coordinator starts");
+        let mut first = String::new();
+        BufReader::new(coordinator.stdout.take().expect("piped"))
+            .read_line(&mut first)
+            .expect("the coordinator prints its address");
+        let api = first
+            .split_whitespace()
+            .nth(4)
+            .expect("an address")
+            .to_owned();
+        let mut children = vec![coordinator];
+        for _ in 0..workers {
+            children.push(
+                Command::new(weir)
+                    .env("WEIR_DATA_DIR", data_dir)
+                    .args(["worker", "--coordinator", &api, "--slots", "1"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("a worker starts"),
+            );
+        }
+        let client = Client::new(&api, None).expect("a client");
+        while client.cluster().map_or(true, |c| c.workers.len() < workers) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { api, children }
+    }
+
+    fn run(&self, request: &SubmitRequest) -> JobStatus {
+        let client = Client::new(&self.api, None).expect("a client");
+        let id = client.submit(request).expect("W1 is accepted").job_id;
+        loop {
+            let status = client.job(&id).expect("status");
+            if status.state.is_terminal() {
+                assert_eq!(
+                    status.state,
+                    weir::protocol::JobState::Finished,
+                    "{status:?}"
+                );
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 fn main() {
@@ -100,59 +159,87 @@ fn main() {
     let runs = env_or("W1_RUNS", 3).max(1);
     let interval = Duration::from_millis(env_or("W1_INTERVAL_MS", 1000));
     let only = std::env::var("W1_ONLY").unwrap_or_default();
-    let rocks_dir = tempfile::tempdir().expect("a temporary directory");
-    let backends: [(&str, Arc<dyn StateBackend>); 2] = [
-        ("memory", Arc::new(MemoryBackend)),
-        (
-            "rocksdb",
-            Arc::new(RocksDbBackend::new(rocks_dir.path(), 500_000)),
-        ),
-    ];
+    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    // RocksDB instances of the embedded worker go under the data directory too.
+    std::env::set_var("WEIR_DATA_DIR", data_dir.path());
+    let checkpoints = data_dir.path().join("checkpoints").display().to_string();
+    let registry = JobRegistry::builtin();
+    let mut cluster: Option<ProcessCluster> = None;
+    let mut configs = Vec::new();
     for emit in ["final", "updates"] {
-        for (backend_name, backend) in &backends {
+        for (backend_name, backend) in [
+            ("memory", BackendKind::Memory),
+            ("rocksdb", BackendKind::Rocksdb),
+        ] {
             for checkpointing in [None, Some(interval)] {
-                let name = format!(
-                    "{backend_name}-{}-{emit}",
-                    if checkpointing.is_some() {
-                        "checkpoints"
-                    } else {
-                        "plain"
-                    }
-                );
-                if !name.contains(&only) {
-                    continue;
-                }
-                let mut best = f64::MAX;
-                let mut stats = CheckpointStats::default();
-                for _ in 0..runs {
-                    let (elapsed, run_stats) =
-                        run_once(&setup, emit == "updates", backend.clone(), checkpointing);
-                    if elapsed < best {
-                        best = elapsed;
-                        stats = run_stats;
-                    }
-                }
-                let checkpoint_figures = if checkpointing.is_some() {
-                    format!(
-                        ",\"interval_ms\":{},\"checkpoints\":{},\"checkpoint_p50_ms\":{:.1},\"checkpoint_p99_ms\":{:.1},\"checkpoint_full_bytes\":{:?},\"checkpoint_incremental_bytes\":{:?}",
-                        interval.as_millis(),
-                        stats.completed,
-                        percentile(&stats.durations, 50.0),
-                        percentile(&stats.durations, 99.0),
-                        stats.sizes,
-                        stats.incremental_sizes
-                    )
+                let mode = if checkpointing.is_some() {
+                    "checkpoints"
                 } else {
-                    String::new()
+                    "plain"
                 };
-                println!(
-                    "{{\"bench\":\"w1\",\"config\":\"{name}\",\"backend\":\"{backend_name}\",\"emit\":\"{emit}\",\"events\":{},\"keys\":{},\"parallelism\":{},\"best_of\":{runs},\"elapsed_s\":{best:.3},\"events_per_s\":{:.0}{checkpoint_figures}}}",
-                    setup.events,
-                    setup.keys,
-                    setup.parallelism,
-                    setup.events as f64 / best
-                );
+                configs.push((
+                    format!("embedded-{backend_name}-{mode}-{emit}"),
+                    backend_name,
+                    backend,
+                    checkpointing,
+                    emit,
+                ));
             }
         }
+        configs.push((
+            format!("cluster-rocksdb-checkpoints-{emit}"),
+            "rocksdb",
+            BackendKind::Rocksdb,
+            Some(interval),
+            emit,
+        ));
+    }
+    for (name, backend_name, backend, checkpointing, emit) in configs {
+        if !name.contains(&only) {
+            continue;
+        }
+        let on_cluster = name.starts_with("cluster");
+        if on_cluster && cluster.is_none() {
+            cluster = Some(ProcessCluster::start(
+                data_dir.path(),
+                setup.parallelism as usize,
+            ));
+        }
+        let mut best: Option<JobStatus> = None;
+        for _ in 0..runs {
+            let request = request(&setup, emit, backend, checkpointing);
+            let status = match &cluster {
+                Some(cluster) if on_cluster => cluster.run(&request),
+                _ => run_embedded(&registry, checkpoints.clone(), setup.parallelism, request)
+                    .expect("W1 runs"),
+            };
+            assert_eq!(status.events_in, setup.events, "{name}");
+            if best.as_ref().is_none_or(|b| status.elapsed_s < b.elapsed_s) {
+                best = Some(status);
+            }
+        }
+        let best = best.expect("at least one run");
+        let checkpoint_figures = if checkpointing.is_some() {
+            format!(
+                ",\"interval_ms\":{},\"checkpoints\":{},\"checkpoint_p50_ms\":{:.1},\"checkpoint_p99_ms\":{:.1},\"checkpoint_full_bytes\":{:?},\"checkpoint_incremental_bytes\":{:?}",
+                interval.as_millis(),
+                best.checkpoints_completed,
+                percentile(&best.checkpoint_durations_ms, 50.0),
+                percentile(&best.checkpoint_durations_ms, 99.0),
+                best.checkpoint_sizes,
+                best.checkpoint_incremental_sizes
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{{\"bench\":\"w1\",\"config\":\"{name}\",\"backend\":\"{backend_name}\",\"emit\":\"{emit}\",\"workers\":{},\"events\":{},\"keys\":{},\"parallelism\":{},\"best_of\":{runs},\"elapsed_s\":{:.3},\"events_per_s\":{:.0}{checkpoint_figures}}}",
+            if on_cluster { setup.parallelism } else { 1 },
+            setup.events,
+            setup.keys,
+            setup.parallelism,
+            best.elapsed_s,
+            setup.events as f64 / best.elapsed_s
+        );
     }
 }

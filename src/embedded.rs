@@ -1,255 +1,145 @@
-//! The embedded cluster behind `weir run`: the local engine, the checkpoint
-//! driver and the restart strategy in one process.
-//!
-//! Each attempt builds the job's dataflow, resumes it from a checkpoint
-//! when there is one to resume from, and runs it with a checkpoint driver
-//! on its own thread. A failed attempt is restarted from the latest
-//! complete checkpoint that verifies, after the restart strategy's backoff.
+//! The embedded cluster behind `weir run`: the coordinator and one worker
+//! in this process, running the same code as `weir coordinator` and
+//! `weir worker` (the control connection goes over loopback; every edge of
+//! the job stays an in-memory channel, since all of it runs in one worker).
 
-use std::time::Instant;
-use weir_coordinator::{
-    CheckpointCatalog, CheckpointDriver, CheckpointStats, CoordinatorError, DriverConfig,
-    RestartDecision, RestartStrategy, RestartTracker,
-};
-use weir_operators::Dataflow;
-use weir_protocol::{CheckpointManifest, Epoch};
-use weir_runtime::{
-    CancelToken, CheckpointRun, EngineConfig, JobReport, LocalEngine, RestoreSource, RuntimeError,
-};
-use weir_state::CheckpointStorage;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_coordinator::submission::{submit_job, SubmitError};
+use weir_coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, JobStatus};
+use weir_jobs::JobRegistry;
+use weir_protocol::{JobState, SubmitRequest};
+use weir_runtime::worker::{run_worker, WorkerConfig};
+use weir_runtime::{CancelToken, RuntimeError};
 
-/// Where the first attempt resumes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestoreRequest {
-    /// Start from the beginning.
-    Nothing,
-    /// The latest complete checkpoint that verifies; from the beginning
-    /// (with a warning) if there is none.
-    Latest,
-    /// This checkpoint: a checkpoint directory's URL or path
-    /// (`…/{job}/chk-0000000042`).
-    Checkpoint(String),
-}
-
-/// Checkpointing of an embedded run.
-#[derive(Debug, Clone)]
-pub struct CheckpointSettings {
-    /// Storage root for checkpoints.
-    pub storage: CheckpointStorage,
-    /// The job's id: checkpoints go under `{root}/{job_id}/`.
-    pub job_id: String,
-    /// Interval, timeout, pause, retention.
-    pub driver: DriverConfig,
-}
-
-/// How to run a job embedded.
-#[derive(Debug, Clone)]
-pub struct EmbeddedConfig {
-    /// The engine's settings.
-    pub engine: EngineConfig,
-    /// Checkpointing, or `None` for none (and no restarts).
-    pub checkpoints: Option<CheckpointSettings>,
-    /// Where the first attempt resumes from.
-    pub restore: RestoreRequest,
-    /// When failed attempts restart.
-    pub restart: RestartStrategy,
-}
-
-/// What an embedded run amounted to.
-#[derive(Debug, Clone)]
-pub struct EmbeddedReport {
-    /// The last (successful) attempt.
-    pub job: JobReport,
-    /// Attempts that failed and were restarted.
-    pub restarts: u32,
-    /// The checkpoint the first attempt resumed from.
-    pub restored_from: Option<Epoch>,
-    /// Checkpoints of all attempts.
-    pub checkpoints: CheckpointStats,
-}
-
-/// Why an embedded run failed.
+/// Why an embedded run did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
-    /// The job failed and the restart strategy gave up (or it does not
-    /// checkpoint, so it cannot restart).
-    #[error("the job failed after {restarts} restarts")]
-    Failed {
-        /// Restarts before giving up.
+    /// The coordinator could not start.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+    /// The worker could not start or stopped.
+    #[error("the embedded worker stopped")]
+    Worker(#[source] RuntimeError),
+    /// The job was refused.
+    #[error(transparent)]
+    Refused(#[from] SubmitError),
+    /// The job ended without finishing.
+    #[error("job '{job}' ended {state} after {restarts} restarts{}", cause.as_deref().map(|c| format!(": {c}")).unwrap_or_default())]
+    Ended {
+        /// The job's id.
+        job: String,
+        /// Its final state.
+        state: JobState,
+        /// Restarts before it ended.
         restarts: u32,
         /// The last failure.
-        #[source]
-        source: RuntimeError,
+        cause: Option<String>,
     },
-    /// The job could not be started.
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// Checkpoint storage or a named checkpoint is unusable.
-    #[error(transparent)]
-    Checkpoint(#[from] CoordinatorError),
-    /// The dataflow could not be built.
-    #[error("building the job")]
-    Build(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Opens the checkpoint named by a checkpoint directory URL or path; it
-/// must be complete and verify.
-pub fn open_checkpoint(location: &str) -> Result<RestoreSource, CoordinatorError> {
-    let (catalog, epoch) = CheckpointCatalog::open_checkpoint(location)?;
-    if !catalog.is_complete(epoch)? {
-        return Err(CoordinatorError::NotRestorable {
-            location: location.to_owned(),
-            problem: "it has no commit marker (it never completed)".into(),
-        });
-    }
-    let manifest = catalog.manifest(epoch)?;
-    catalog.verify(&manifest)?;
-    Ok(RestoreSource {
-        storage: catalog.storage().clone(),
-        job_id: catalog.job().to_owned(),
-        manifest,
-    })
+/// A coordinator and one worker of `slots` slots, in this process.
+pub struct EmbeddedCluster {
+    coordinator: Coordinator,
+    stop: CancelToken,
+    worker: std::thread::JoinHandle<Result<(), RuntimeError>>,
 }
 
-fn latest(settings: &CheckpointSettings) -> Result<Option<RestoreSource>, CoordinatorError> {
-    let catalog = CheckpointCatalog::new(settings.storage.clone(), &settings.job_id);
-    Ok(catalog
-        .latest_restorable()?
-        .map(|manifest: CheckpointManifest| RestoreSource {
-            storage: settings.storage.clone(),
-            job_id: settings.job_id.clone(),
-            manifest,
-        }))
-}
-
-/// Runs a job to the end: `build` creates its dataflow for each attempt.
-pub fn run_embedded<E>(
-    build: impl Fn() -> Result<Dataflow, E>,
-    config: &EmbeddedConfig,
-    cancel: &CancelToken,
-) -> Result<EmbeddedReport, EmbeddedError>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let engine = LocalEngine::new(config.engine.clone());
-    let Some(settings) = &config.checkpoints else {
-        let dataflow = build().map_err(|e| EmbeddedError::Build(Box::new(e)))?;
-        let job = engine.run(&dataflow, cancel)?;
-        return Ok(EmbeddedReport {
-            job,
-            restarts: 0,
-            restored_from: None,
-            checkpoints: CheckpointStats::default(),
-        });
-    };
-    let mut restore = match &config.restore {
-        RestoreRequest::Nothing => None,
-        RestoreRequest::Checkpoint(location) => Some(open_checkpoint(location)?),
-        RestoreRequest::Latest => {
-            let found = latest(settings)?;
-            if found.is_none() {
-                tracing::warn!(job = %settings.job_id, "no complete checkpoint to restore; starting from the beginning");
-            }
-            found
-        }
-    };
-    let restored_from = restore.as_ref().map(|r| r.manifest.epoch);
-    let mut restarts = RestartTracker::new(config.restart);
-    let mut stats = CheckpointStats::default();
-    loop {
-        let dataflow = build().map_err(|e| EmbeddedError::Build(Box::new(e)))?;
-        if let Some(source) = &restore {
-            tracing::info!(job = %settings.job_id, epoch = source.manifest.epoch.0, "restoring from checkpoint");
-        }
-        let started = Instant::now();
-        let (result, attempt_stats) =
-            run_attempt(&engine, &dataflow, settings, restore.take(), cancel)?;
-        merge(&mut stats, attempt_stats);
-        let error = match result {
-            Ok(job) => {
-                return Ok(EmbeddedReport {
-                    job,
-                    restarts: restarts.failures(),
-                    restored_from,
-                    checkpoints: stats,
-                })
-            }
-            Err(error) => error,
+impl EmbeddedCluster {
+    /// Starts the coordinator (checkpoints under `checkpoint_dir`) and a
+    /// worker building jobs from `registry`, and waits for it to register.
+    pub fn start(
+        registry: JobRegistry,
+        checkpoint_dir: String,
+        slots: u32,
+    ) -> Result<Self, EmbeddedError> {
+        let config = CoordinatorConfig {
+            listen: "127.0.0.1:0".into(),
+            worker_listen: None,
+            checkpoint_dir,
+            token: None,
         };
-        if cancel.is_cancelled() || matches!(error, RuntimeError::IncompatibleCheckpoint { .. }) {
-            return Err(error.into());
-        }
-        match restarts.on_failure(started.elapsed()) {
-            RestartDecision::GiveUp { failures } => {
-                return Err(EmbeddedError::Failed {
-                    restarts: failures - 1,
-                    source: error,
+        let catalog = Arc::new(crate::cluster::RegistryCatalog(registry.clone()));
+        let coordinator = Coordinator::start(&config, catalog)?;
+        let worker_config = WorkerConfig {
+            coordinator: coordinator.worker_addr().to_string(),
+            slots: slots.max(1),
+            name: "embedded".into(),
+            ..WorkerConfig::default()
+        };
+        let stop = CancelToken::new();
+        let build = crate::cluster::registry_builder(registry);
+        let worker_stop = stop.clone();
+        let worker = std::thread::Builder::new()
+            .name("embedded-worker".into())
+            .spawn(move || run_worker(&worker_config, build, &worker_stop))
+            .map_err(|source| {
+                EmbeddedError::Worker(RuntimeError::Spawn {
+                    operator: "embedded-worker".into(),
+                    subtask: 0,
+                    source,
                 })
+            })?;
+        let cluster = Self {
+            coordinator,
+            stop,
+            worker,
+        };
+        while cluster.coordinator.cluster().workers().is_empty() {
+            if cluster.worker.is_finished() {
+                let result = cluster.worker.join();
+                return Err(EmbeddedError::Worker(match result {
+                    Ok(Err(error)) => error,
+                    _ => RuntimeError::CoordinatorLost {
+                        problem: "the worker ended before registering".into(),
+                    },
+                }));
             }
-            RestartDecision::RestartAfter(wait) => {
-                tracing::warn!(
-                    job = %settings.job_id,
-                    error = &error as &dyn std::error::Error,
-                    backoff = ?wait,
-                    "job failed; restarting from the latest checkpoint"
-                );
-                std::thread::sleep(wait);
-                restore = latest(settings)?;
-            }
+            std::thread::sleep(Duration::from_millis(1));
         }
+        Ok(cluster)
+    }
+
+    /// Runs a job to its end: its final status when it Finished.
+    pub fn run(&self, request: SubmitRequest) -> Result<JobStatus, EmbeddedError> {
+        let job = submit_job(self.coordinator.cluster(), request)?;
+        let mut wait = Duration::from_micros(200);
+        loop {
+            let state = job.record().lifecycle.state();
+            if state.is_terminal() {
+                let status = job.status();
+                if state == JobState::Finished {
+                    return Ok(status);
+                }
+                return Err(EmbeddedError::Ended {
+                    job: status.job_id,
+                    state,
+                    restarts: status.restarts,
+                    cause: status.failure,
+                });
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the worker and the coordinator.
+    pub fn stop(self) {
+        self.stop.cancel();
+        let _ = self.worker.join();
+        self.coordinator.shutdown();
     }
 }
 
-/// One attempt: the engine on this thread, the checkpoint driver on another.
-fn run_attempt(
-    engine: &LocalEngine,
-    dataflow: &Dataflow,
-    settings: &CheckpointSettings,
-    restore: Option<RestoreSource>,
-    cancel: &CancelToken,
-) -> Result<(Result<JobReport, RuntimeError>, CheckpointStats), EmbeddedError> {
-    let catalog = CheckpointCatalog::new(settings.storage.clone(), &settings.job_id);
-    let restored_from = restore.as_ref().map(|r| r.manifest.epoch);
-    let driver = CheckpointDriver::new(catalog, dataflow.graph(), settings.driver, restored_from)?;
-    let (events_tx, events) = crossbeam_channel::unbounded();
-    let (commands, commands_rx) = crossbeam_channel::unbounded();
-    let driver = std::thread::Builder::new()
-        .name("checkpoint-driver".into())
-        .spawn(move || driver.run(&events, &commands))
-        .map_err(|source| RuntimeError::Spawn {
-            operator: "checkpoint-driver".into(),
-            subtask: 0,
-            source,
-        })?;
-    let run = CheckpointRun {
-        job_id: settings.job_id.clone(),
-        storage: settings.storage.clone(),
-        commands: commands_rx,
-        events: events_tx,
-        restore,
-    };
-    let result = engine.run_with(dataflow, Some(run), cancel);
-    let stats = driver.join().unwrap_or_default();
-    Ok((result, stats))
-}
-
-fn merge(total: &mut CheckpointStats, attempt: CheckpointStats) {
-    total.completed += attempt.completed;
-    total.aborted += attempt.aborted;
-    total.durations.extend(attempt.durations);
-    total.sizes.extend(attempt.sizes);
-    total.incremental_sizes.extend(attempt.incremental_sizes);
-}
-
-/// Shared so tests and benchmarks can build the same settings as the CLI.
-pub fn checkpoint_settings(
-    url: &str,
-    job_id: &str,
-    driver: DriverConfig,
-) -> Result<CheckpointSettings, CoordinatorError> {
-    Ok(CheckpointSettings {
-        storage: CheckpointStorage::open(url)?,
-        job_id: job_id.to_owned(),
-        driver,
-    })
+/// Runs one job on a fresh embedded cluster sized for it.
+pub fn run_embedded(
+    registry: &JobRegistry,
+    checkpoint_dir: String,
+    slots: u32,
+    request: SubmitRequest,
+) -> Result<JobStatus, EmbeddedError> {
+    let cluster = EmbeddedCluster::start(registry.clone(), checkpoint_dir, slots)?;
+    let result = cluster.run(request);
+    cluster.stop();
+    result
 }

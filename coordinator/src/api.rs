@@ -12,8 +12,7 @@
 //! has a token, every request must carry `Authorization: Bearer <token>`.
 
 use crate::cluster::{Cluster, JobStatus, WorkerInfo};
-use crate::scheduler::slots_needed;
-use crate::supervisor::{resolve_restore, spawn_supervisor};
+use crate::submission::{submit_job, SubmitError};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -25,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use weir_protocol::SubmitRequest;
-use weir_state::CheckpointStorage;
 
 /// What `GET /v1/cluster` returns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,64 +109,18 @@ async fn submit(
     let request: SubmitRequest = serde_json::from_slice(&body)
         .map_err(|e| bad_request(format!("malformed submit request: {e}")))?;
     let cluster = state.cluster.clone();
-    tokio::task::spawn_blocking(move || accept(&cluster, request))
+    let job = tokio::task::spawn_blocking(move || submit_job(&cluster, request))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map(|status| (StatusCode::CREATED, Json(status)))
-}
-
-/// Validates a submission, registers the job and starts its supervisor.
-fn accept(cluster: &Arc<Cluster>, request: SubmitRequest) -> Result<JobStatus, ApiError> {
-    let SubmitRequest { spec, settings } = request;
-    if spec.parallelism == 0 {
-        return Err(bad_request("parallelism must be at least 1"));
-    }
-    let graph = cluster.catalog.graph(&spec).map_err(bad_request)?;
-    let needed = slots_needed(&graph);
-    let free: u32 = cluster.free_slots().values().sum();
-    if needed > free {
-        return Err(bad_request(format!(
-            "job '{}' needs {needed} slots (parallelism {}) but only {free} are free",
-            graph.name, spec.parallelism
-        )));
-    }
-    let storage = if settings.checkpoint_interval_ms > 0 {
-        Some(
-            CheckpointStorage::open(&cluster.checkpoint_root).map_err(|e| {
-                bad_request(format!(
-                    "checkpoint storage {}: {e}",
-                    cluster.checkpoint_root
-                ))
-            })?,
-        )
-    } else if settings.restore != weir_protocol::cluster::RestoreFrom::Nothing {
-        return Err(bad_request(
-            "restoring needs checkpoints: the checkpoint interval must not be 0",
-        ));
-    } else {
-        None
-    };
-    let job = cluster
-        .add_job(spec, settings, graph)
-        .map_err(|e| ApiError(StatusCode::CONFLICT, e))?;
-    let restore = match &storage {
-        Some(storage) => match resolve_restore(&job.settings.restore, storage, &job.job_id) {
-            Ok(restore) => restore,
-            Err(error) => {
-                let message = crate::error::chain(&error);
-                job.record().failure = Some(message.clone());
-                job.record()
-                    .lifecycle
-                    .advance(weir_protocol::JobState::Failed);
-                return Err(bad_request(message));
-            }
-        },
-        None => None,
-    };
-    spawn_supervisor(cluster.clone(), job.clone(), storage, restore)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    tracing::info!(job = %job.job_id, number = job.number, "job submitted");
-    Ok(job.status())
+        .map_err(|error| {
+            let status = match error {
+                SubmitError::Invalid(_) => StatusCode::BAD_REQUEST,
+                SubmitError::Conflict(_) => StatusCode::CONFLICT,
+                SubmitError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            ApiError(status, error.to_string())
+        })?;
+    Ok((StatusCode::CREATED, Json(job.status())))
 }
 
 async fn list(State(state): State<ApiState>) -> Json<Vec<JobStatus>> {

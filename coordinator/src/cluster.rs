@@ -98,6 +98,8 @@ pub struct JobStatus {
     pub checkpoint_durations_ms: Vec<f64>,
     /// Size of each completed checkpoint, in bytes.
     pub checkpoint_sizes: Vec<u64>,
+    /// Bytes each completed checkpoint added over the one before it.
+    pub checkpoint_incremental_sizes: Vec<u64>,
     /// Where each subtask runs.
     pub placement: Vec<TaskPlacement>,
     /// Every state entered, with its time.
@@ -221,6 +223,7 @@ impl JobHandle {
                 .map(|d| d.as_secs_f64() * 1000.0)
                 .collect(),
             checkpoint_sizes: record.checkpoints.sizes.clone(),
+            checkpoint_incremental_sizes: record.checkpoints.incremental_sizes.clone(),
             placement: record.placement.clone(),
             transitions: record.lifecycle.history().to_vec(),
             elapsed_s: elapsed.as_secs_f64(),
@@ -312,10 +315,11 @@ impl Cluster {
             }
             inner.jobs.values().cloned().collect()
         };
-        tracing::warn!(%worker, %cause, "worker lost");
+        let mut busy = false;
         for job in jobs {
             if let Some(inbox) = job.inbox().as_ref() {
                 if inbox.workers.contains(&worker) {
+                    busy = true;
                     let _ = inbox.ends.send((
                         worker,
                         DeploymentOutcome::Failed {
@@ -324,6 +328,11 @@ impl Cluster {
                     ));
                 }
             }
+        }
+        if busy {
+            tracing::warn!(%worker, %cause, "worker lost while running a job");
+        } else {
+            tracing::info!(%worker, %cause, "worker left");
         }
     }
 

@@ -25,6 +25,7 @@
 //!   checkpoint under the restart strategy.
 //! - [`rpc`]: the worker endpoint (framed JSON over TCP).
 //! - [`api`]: the REST/JSON API for clients (axum).
+//! - [`submission`]: accepting a job (validation, restore point, supervisor).
 //! - [`server`]: [`Coordinator`], both endpoints on one runtime.
 //! - [`error`]: [`CoordinatorError`], the one error type of this crate.
 //!
@@ -44,6 +45,7 @@ pub mod restart;
 pub mod rpc;
 pub mod scheduler;
 pub mod server;
+pub mod submission;
 pub mod supervisor;
 pub mod tracker;
 

@@ -17,6 +17,9 @@ use weir_protocol::wire::{
 };
 use weir_protocol::{WireError, WorkerId};
 
+/// Why a connection ended when the worker closed it.
+const CLOSED: &str = "connection closed";
+
 /// Accepts worker connections until the listener fails.
 pub async fn serve_workers(listener: TcpListener, cluster: Arc<Cluster>) {
     loop {
@@ -33,8 +36,11 @@ pub async fn serve_workers(listener: TcpListener, cluster: Arc<Cluster>) {
         let cluster = cluster.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            if let Err(reason) = serve_worker(stream, &cluster).await {
-                tracing::warn!(%peer, %reason, "worker connection closed");
+            match serve_worker(stream, &cluster).await {
+                Err(reason) if reason != CLOSED => {
+                    tracing::warn!(%peer, %reason, "worker connection closed")
+                }
+                _ => tracing::debug!(%peer, "worker connection closed"),
             }
         });
     }
@@ -145,7 +151,7 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
     let cause = loop {
         let body = match read_frame(&mut reader).await {
             Ok(Some(body)) => body,
-            Ok(None) => break "connection closed".to_owned(),
+            Ok(None) => break CLOSED.to_owned(),
             Err(error) => {
                 let reason = error.to_string();
                 let _ = outbox.send(ToWorker::Rejected {

@@ -26,8 +26,13 @@ const END_GRACE: Duration = Duration::from_secs(10);
 
 /// How an attempt ended.
 enum AttemptEnd {
-    Finished { events_in: u64, records_out: u64 },
+    Finished {
+        events_in: u64,
+        records_out: u64,
+    },
     Failed(String),
+    /// A failure restarting cannot fix.
+    Fatal(String),
     Cancelled,
 }
 
@@ -101,6 +106,16 @@ fn supervise(
 ) {
     let settings = &job.settings;
     job.record().restored_from = restore.as_ref().map(|r| r.manifest.epoch.0);
+    // A restart resumes from a checkpoint of this job's own attempts (above
+    // `floor`, the newest epoch in storage before it started) or else from
+    // where the first attempt started: never from an earlier run's.
+    let initial = restore.clone();
+    let floor = storage.as_ref().and_then(|storage| {
+        CheckpointCatalog::new(storage.clone(), &job.job_id)
+            .highest_epoch()
+            .ok()
+            .flatten()
+    });
     let mut restarts = RestartTracker::new(RestartStrategy {
         initial_backoff: Duration::from_millis(settings.restart_backoff_ms),
         max_attempts: settings.max_restarts,
@@ -146,6 +161,11 @@ fn supervise(
                 advance(job, JobState::Cancelled);
                 return;
             }
+            AttemptEnd::Fatal(cause) => {
+                job.record().failure = Some(cause);
+                advance(job, JobState::Failed);
+                return;
+            }
             AttemptEnd::Failed(cause) => cause,
         };
         tracing::warn!(job = %job.job_id, %cause, "attempt failed");
@@ -168,10 +188,13 @@ fn supervise(
                     std::thread::sleep(Duration::from_millis(10).min(wait));
                 }
                 match latest(storage, &job.job_id) {
-                    Ok(point) => restore = point,
+                    Ok(Some(point)) if Some(point.manifest.epoch) > floor => restore = Some(point),
+                    Ok(_) => restore = initial.clone(),
                     Err(error) => {
-                        job.record().failure =
-                            Some(format!("choosing a checkpoint to restore: {error}"));
+                        job.record().failure = Some(format!(
+                            "choosing a checkpoint to restore: {}",
+                            crate::error::chain(&error)
+                        ));
                         advance(job, JobState::Failed);
                         return;
                     }
@@ -216,7 +239,8 @@ fn run_attempt(
         let restored_from = restore.as_ref().map(|r| r.manifest.epoch);
         let driver = match CheckpointDriver::new(catalog, &job.graph, config, restored_from) {
             Ok(driver) => driver,
-            Err(error) => return AttemptEnd::Failed(format!("checkpoint storage: {error}")),
+            // Storage that cannot even be listed will not get better by restarting.
+            Err(error) => return AttemptEnd::Fatal(crate::error::chain(&error)),
         };
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();

@@ -49,6 +49,13 @@ pub const DEFINITION: JobDefinition = JobDefinition {
             default: Some("final"),
             help: "final: one line per key at end of input; updates: every update",
         },
+        ParamSpec {
+            name: "sink",
+            kind: ParamKind::Choice(&["output", "discard"]),
+            default: Some("output"),
+            help:
+                "output: to --output (or stdout); discard: count and drop the records (benchmarks)",
+        },
     ],
     build,
 };
@@ -173,6 +180,10 @@ fn build(ctx: &JobContext) -> Result<Dataflow, JobError> {
         .key_by(|e| e.key)
         .process(RunningSum::new(p.text("emit") == "updates"))
         .named("running-sum");
-    ctx.sink(sums);
+    if p.text("sink") == "discard" {
+        sums.discard();
+    } else {
+        ctx.sink(sums);
+    }
     ctx.finish(job)
 }

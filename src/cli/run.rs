@@ -1,19 +1,14 @@
-//! `weir run JOB …`: run a job on the embedded engine and report on it.
+//! `weir run JOB …`: run a job on the embedded cluster (coordinator and
+//! worker in this process) and report on it.
 
-use crate::cli::job_args::{BackendChoice, JobArgs};
-use crate::embedded::{
-    checkpoint_settings, run_embedded, EmbeddedConfig, EmbeddedReport, RestoreRequest,
-};
+use crate::cli::job_args::JobArgs;
+use crate::embedded::run_embedded;
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-use weir_coordinator::{CheckpointConfig, DriverConfig, RestartStrategy};
-use weir_jobs::{JobOptions, JobParams, JobRegistry};
-use weir_runtime::{CancelToken, EngineConfig};
+use weir_coordinator::JobStatus;
+use weir_jobs::{JobOptions, JobRegistry};
 use weir_state::storage::default_checkpoint_dir;
-use weir_state::{MemoryBackend, RocksDbBackend};
 
 /// Arguments of `weir run`.
 #[derive(Debug, Args)]
@@ -61,100 +56,70 @@ pub struct RunStats {
     pub checkpoint_last_bytes: Option<u64>,
 }
 
-fn percentile(durations: &[Duration], p: f64) -> Option<f64> {
-    if durations.is_empty() {
+fn percentile(durations_ms: &[f64], p: f64) -> Option<f64> {
+    if durations_ms.is_empty() {
         return None;
     }
-    let mut sorted: Vec<f64> = durations.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let mut sorted = durations_ms.to_vec();
     sorted.sort_by(f64::total_cmp);
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     Some(sorted[rank.min(sorted.len() - 1)])
 }
 
 impl RunStats {
-    fn new(report: &EmbeddedReport, parallelism: u32) -> Self {
-        let job = &report.job;
-        let checkpoints = &report.checkpoints;
+    fn new(status: &JobStatus) -> Self {
+        let events_per_s = if status.elapsed_s > 0.0 {
+            status.events_in as f64 / status.elapsed_s
+        } else {
+            0.0
+        };
         Self {
-            job: job.job.clone(),
-            parallelism,
-            events_in: job.events_in,
-            records_out: job.records_out,
-            elapsed_s: job.elapsed.as_secs_f64(),
-            events_per_s: job.events_per_second(),
-            restarts: report.restarts,
-            restored_from: report.restored_from.map(|e| e.0),
-            checkpoints_completed: checkpoints.completed,
-            checkpoints_aborted: checkpoints.aborted,
-            checkpoint_p50_ms: percentile(&checkpoints.durations, 50.0),
-            checkpoint_p99_ms: percentile(&checkpoints.durations, 99.0),
-            checkpoint_last_bytes: checkpoints.sizes.last().copied(),
+            job: status.job.clone(),
+            parallelism: status.parallelism,
+            events_in: status.events_in,
+            records_out: status.records_out,
+            elapsed_s: status.elapsed_s,
+            events_per_s,
+            restarts: status.restarts,
+            restored_from: status.restored_from,
+            checkpoints_completed: status.checkpoints_completed,
+            checkpoints_aborted: status.checkpoints_aborted,
+            checkpoint_p50_ms: percentile(&status.checkpoint_durations_ms, 50.0),
+            checkpoint_p99_ms: percentile(&status.checkpoint_durations_ms, 99.0),
+            checkpoint_last_bytes: status.checkpoint_sizes.last().copied(),
         }
     }
 }
 
-/// Builds the job, runs it to the end (restarting it from checkpoints on
-/// failure), prints the summary to standard error (standard output may
-/// carry the job's records).
+/// Builds the job (bad parameters fail here, before any checkpoint storage
+/// is touched), runs it to the end on the embedded cluster (restarting it
+/// from checkpoints on failure), prints the summary to standard error
+/// (standard output may carry the job's records).
 pub fn run(args: RunArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
-    let params = JobParams::split_pairs(&args.job.params)?;
+    let mut request = args.job.submit_request()?;
+    let spec = &request.spec;
     let options = JobOptions {
-        parallelism: args.job.parallelism,
-        max_parallelism: args.job.max_parallelism,
-        output: args.job.output.clone(),
+        parallelism: spec.parallelism,
+        max_parallelism: spec.max_parallelism,
+        output: spec.output.as_ref().map(PathBuf::from),
     };
-    let build = || registry.build(&args.job.job, &params, &options);
-    // Bad parameters fail here, before any checkpoint storage is touched.
-    let job_name = build()?.graph().name.clone();
-    let checkpoints = if args.job.checkpoint_interval.is_zero() {
-        None
-    } else {
-        let url = match &args.checkpoint_dir {
-            Some(url) => url.clone(),
-            None => default_checkpoint_dir().display().to_string(),
-        };
-        let driver = DriverConfig {
-            checkpoint: CheckpointConfig {
-                interval: args.job.checkpoint_interval,
-                timeout: args.job.checkpoint_timeout,
-                min_pause: args.job.min_pause,
-            },
-            retained: args.job.retain,
-        };
-        Some(checkpoint_settings(
-            &url,
-            args.job.job_id.as_deref().unwrap_or(&job_name),
-            driver,
-        )?)
-    };
-    let restore = match args.job.restore.as_deref() {
-        None => RestoreRequest::Nothing,
-        Some("latest") => RestoreRequest::Latest,
-        Some(location) => RestoreRequest::Checkpoint(location.to_owned()),
-    };
-    if checkpoints.is_none() && restore != RestoreRequest::Nothing {
+    let dataflow = registry.build(&spec.job, &spec.params, &options)?;
+    let graph = dataflow.graph();
+    if request.settings.checkpoint_interval_ms == 0 && args.job.restore.is_some() {
         return Err("--restore needs checkpoints; --checkpoint-interval must not be 0".into());
     }
-    let config = EmbeddedConfig {
-        engine: EngineConfig {
-            batch_size: args.job.batch_size.max(1),
-            state_backend: match args.job.state_backend {
-                BackendChoice::Memory => Arc::new(MemoryBackend),
-                BackendChoice::Rocksdb => Arc::new(RocksDbBackend::default_location()),
-            },
-            ..EngineConfig::default()
-        },
-        checkpoints,
-        restore,
-        restart: RestartStrategy {
-            initial_backoff: args.job.restart_backoff,
-            max_attempts: args.job.max_restarts,
-            ..RestartStrategy::default()
-        },
+    request
+        .settings
+        .job_id
+        .get_or_insert_with(|| graph.name.clone());
+    let slots = weir_coordinator::scheduler::slots_needed(graph);
+    let checkpoint_dir = match &args.checkpoint_dir {
+        Some(url) => url.clone(),
+        None => default_checkpoint_dir().display().to_string(),
     };
-    tracing::info!(job = %args.job.job, parallelism = args.job.parallelism, "starting");
-    let report = run_embedded(build, &config, &CancelToken::new())?;
-    let stats = RunStats::new(&report, args.job.parallelism);
+    tracing::info!(job = %spec.job, parallelism = spec.parallelism, "starting");
+    let status = run_embedded(registry, checkpoint_dir, slots, request)?;
+    let stats = RunStats::new(&status);
     let mut summary = format!(
         "{}: {} events in, {} records out, {:.3} s, {:.0} events/s",
         stats.job, stats.events_in, stats.records_out, stats.elapsed_s, stats.events_per_s

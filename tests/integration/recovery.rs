@@ -406,3 +406,29 @@ fn retention_keeps_k_checkpoints_and_every_file_they_reference() {
         "unreferenced shared files remain: {garbage:?}"
     );
 }
+
+/// A run that fails before its first checkpoint restarts from the
+/// beginning, never from an earlier run's checkpoint of the same job id.
+#[test]
+fn a_restart_never_resumes_from_an_earlier_runs_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints").display().to_string();
+    let out = dir.path().join("out");
+    let clean = clean_run(dir.path(), "2");
+    // The second run fails after 100 ms, before its first (1 s) checkpoint.
+    for fail_at in ["0", "20000"] {
+        let mut list = args(&JOB);
+        let fail_at = format!("fail_at={fail_at}");
+        list.extend(args(&[
+            "--param",
+            &fail_at,
+            "-p",
+            "2",
+            "--checkpoint-dir",
+            &checkpoints,
+        ]));
+        list.extend(["--output".into(), out.display().to_string()]);
+        run_to_end(&list);
+    }
+    assert_same(&out, &clean);
+}
