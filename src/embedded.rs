@@ -53,12 +53,7 @@ impl EmbeddedCluster {
         checkpoint_dir: String,
         slots: u32,
     ) -> Result<Self, EmbeddedError> {
-        let config = CoordinatorConfig {
-            listen: "127.0.0.1:0".into(),
-            worker_listen: None,
-            checkpoint_dir,
-            token: None,
-        };
+        let config = CoordinatorConfig::local(checkpoint_dir);
         let catalog = Arc::new(crate::cluster::RegistryCatalog(registry.clone()));
         let coordinator = Coordinator::start(&config, catalog)?;
         let worker_config = WorkerConfig {

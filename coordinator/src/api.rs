@@ -11,7 +11,8 @@
 //! Errors are `{"error": "…"}` with a 4xx status. When the coordinator
 //! has a token, every request must carry `Authorization: Bearer <token>`.
 
-use crate::cluster::{Cluster, JobStatus, WorkerInfo};
+use crate::cluster::{Cluster, WorkerInfo};
+use crate::job::{JobHandle, JobStatus};
 use crate::submission::{submit_job, SubmitError};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
@@ -127,7 +128,7 @@ async fn list(State(state): State<ApiState>) -> Json<Vec<JobStatus>> {
     Json(state.cluster.jobs().iter().map(|j| j.status()).collect())
 }
 
-fn find(state: &ApiState, id: &str) -> Result<Arc<crate::cluster::JobHandle>, ApiError> {
+fn find(state: &ApiState, id: &str) -> Result<Arc<JobHandle>, ApiError> {
     state
         .cluster
         .job(id)

@@ -2,17 +2,16 @@
 //! and the jobs with their current attempt's inbox. The worker endpoint,
 //! the REST API and the job supervisors all work on one [`Cluster`].
 
-use crate::driver::CheckpointStats;
-use crate::lifecycle::{JobLifecycle, Transition};
-use crossbeam_channel::Sender;
+use crate::detector::{FailureDetector, Loss};
+use crate::job::{AttemptReport, JobHandle, JobRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use weir_protocol::cluster::{DeploymentOutcome, JobSpec, RunSettings, TaskPlacement};
 use weir_protocol::wire::ToWorker;
-use weir_protocol::{JobGraph, JobState, WorkerEvent, WorkerId};
+use weir_protocol::{JobGraph, WorkerId};
 
 /// Builds the graph of a submitted job: the binary's job registry, seen by
 /// the coordinator only through this trait.
@@ -34,8 +33,8 @@ pub struct WorkerEntry {
     pub data_addr: String,
     /// Frames to it.
     pub outbox: tokio::sync::mpsc::UnboundedSender<ToWorker>,
-    /// When it last sent anything.
-    pub last_seen: Instant,
+    /// Set to close its connection (the worker was declared lost).
+    pub kick: tokio::sync::watch::Sender<bool>,
 }
 
 /// A worker as shown by the API.
@@ -51,108 +50,6 @@ pub struct WorkerInfo {
     pub used: u32,
     /// Its data-exchange address.
     pub data_addr: String,
-}
-
-/// Where the running attempt of a job takes its workers' reports.
-pub struct AttemptInbox {
-    /// The attempt.
-    pub attempt: u32,
-    /// The workers it runs on.
-    pub workers: Vec<WorkerId>,
-    /// Checkpoint events, to the checkpoint driver (absent without checkpoints).
-    pub events: Option<Sender<WorkerEvent>>,
-    /// Ends of the workers' parts.
-    pub ends: Sender<(WorkerId, DeploymentOutcome)>,
-}
-
-/// What the API reports about a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobStatus {
-    /// The coordinator's number for it.
-    pub number: u32,
-    /// Its id (checkpoint directory name).
-    pub job_id: String,
-    /// The registered job it runs.
-    pub job: String,
-    /// Current lifecycle state.
-    pub state: JobState,
-    /// The current (or last) attempt; 0 before the first deployment.
-    pub attempt: u32,
-    /// Parallelism.
-    pub parallelism: u32,
-    /// Attempts that failed and were restarted.
-    pub restarts: u32,
-    /// The last failure, with its causes.
-    pub failure: Option<String>,
-    /// Records the sources produced (last attempt, known once it ends).
-    pub events_in: u64,
-    /// Records the sinks received (last attempt, known once it ends).
-    pub records_out: u64,
-    /// The checkpoint the first attempt restored.
-    pub restored_from: Option<u64>,
-    /// Checkpoints completed over all attempts.
-    pub checkpoints_completed: u32,
-    /// Checkpoints aborted over all attempts.
-    pub checkpoints_aborted: u32,
-    /// Duration of each completed checkpoint, in milliseconds.
-    pub checkpoint_durations_ms: Vec<f64>,
-    /// Size of each completed checkpoint, in bytes.
-    pub checkpoint_sizes: Vec<u64>,
-    /// Bytes each completed checkpoint added over the one before it.
-    pub checkpoint_incremental_sizes: Vec<u64>,
-    /// Where each subtask runs.
-    pub placement: Vec<TaskPlacement>,
-    /// Every state entered, with its time.
-    pub transitions: Vec<Transition>,
-    /// Seconds from the first deployment to the end (or to now).
-    pub elapsed_s: f64,
-}
-
-/// A job known to the coordinator.
-pub struct JobHandle {
-    /// Its number (in every exchange frame of its deployments).
-    pub number: u32,
-    /// Its id.
-    pub job_id: String,
-    /// What to build.
-    pub spec: JobSpec,
-    /// How to run it.
-    pub settings: RunSettings,
-    /// Its validated graph.
-    pub graph: JobGraph,
-    /// Set when a client asked to cancel.
-    pub cancel_requested: AtomicBool,
-    /// The running attempt's inbox.
-    pub inbox: Mutex<Option<AttemptInbox>>,
-    /// Lifecycle and report.
-    pub record: Mutex<JobRecord>,
-}
-
-/// The mutable part of a job.
-#[derive(Debug, Default)]
-pub struct JobRecord {
-    /// Its lifecycle.
-    pub lifecycle: JobLifecycle,
-    /// Current attempt.
-    pub attempt: u32,
-    /// Restarts so far.
-    pub restarts: u32,
-    /// Last failure.
-    pub failure: Option<String>,
-    /// Counters of the last finished attempt.
-    pub events_in: u64,
-    /// Counters of the last finished attempt.
-    pub records_out: u64,
-    /// The checkpoint the first attempt restored.
-    pub restored_from: Option<u64>,
-    /// Checkpoints of all attempts.
-    pub checkpoints: CheckpointStats,
-    /// Current placement.
-    pub placement: Vec<TaskPlacement>,
-    /// When the first attempt was deployed.
-    pub started: Option<Instant>,
-    /// When the job ended.
-    pub ended: Option<Instant>,
 }
 
 /// Slots reserved for one attempt.
@@ -174,67 +71,14 @@ fn widest_vertex(graph: &JobGraph) -> Option<u32> {
         .map(|v| v.id.0)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl JobHandle {
-    /// The job's record, locked.
-    pub fn record(&self) -> MutexGuard<'_, JobRecord> {
-        lock(&self.record)
-    }
-
-    /// The running attempt's inbox, locked.
-    pub fn inbox(&self) -> MutexGuard<'_, Option<AttemptInbox>> {
-        lock(&self.inbox)
-    }
-
-    /// Whether a client asked to cancel.
-    pub fn is_cancel_requested(&self) -> bool {
-        self.cancel_requested.load(Ordering::Relaxed)
-    }
-
-    /// The job as reported by the API.
-    pub fn status(&self) -> JobStatus {
-        let record = self.record();
-        let elapsed = match (record.started, record.ended) {
-            (Some(start), Some(end)) => end.saturating_duration_since(start),
-            (Some(start), None) => start.elapsed(),
-            _ => Default::default(),
-        };
-        JobStatus {
-            number: self.number,
-            job_id: self.job_id.clone(),
-            job: self.spec.job.clone(),
-            state: record.lifecycle.state(),
-            attempt: record.attempt,
-            parallelism: self.spec.parallelism,
-            restarts: record.restarts,
-            failure: record.failure.clone(),
-            events_in: record.events_in,
-            records_out: record.records_out,
-            restored_from: record.restored_from,
-            checkpoints_completed: record.checkpoints.completed,
-            checkpoints_aborted: record.checkpoints.aborted,
-            checkpoint_durations_ms: record
-                .checkpoints
-                .durations
-                .iter()
-                .map(|d| d.as_secs_f64() * 1000.0)
-                .collect(),
-            checkpoint_sizes: record.checkpoints.sizes.clone(),
-            checkpoint_incremental_sizes: record.checkpoints.incremental_sizes.clone(),
-            placement: record.placement.clone(),
-            transitions: record.lifecycle.history().to_vec(),
-            elapsed_s: elapsed.as_secs_f64(),
-        }
-    }
-}
-
-#[derive(Default)]
 struct Inner {
     workers: BTreeMap<WorkerId, WorkerEntry>,
     jobs: BTreeMap<u32, Arc<JobHandle>>,
+    detector: FailureDetector,
     next_worker: u32,
     next_job: u32,
 }
@@ -256,9 +100,16 @@ impl Cluster {
         catalog: Arc<dyn JobCatalog>,
         checkpoint_root: String,
         token: Option<String>,
+        heartbeat_timeout: Duration,
     ) -> Self {
         Self {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                workers: BTreeMap::new(),
+                jobs: BTreeMap::new(),
+                detector: FailureDetector::new(heartbeat_timeout),
+                next_worker: 0,
+                next_job: 0,
+            }),
             catalog,
             checkpoint_root,
             token,
@@ -276,6 +127,7 @@ impl Cluster {
         slots: u32,
         data_addr: String,
         outbox: tokio::sync::mpsc::UnboundedSender<ToWorker>,
+        kick: tokio::sync::watch::Sender<bool>,
     ) -> Result<WorkerId, String> {
         let mut inner = self.inner();
         if let Some((id, _)) = inner.workers.iter().find(|(_, w)| w.data_addr == data_addr) {
@@ -293,21 +145,48 @@ impl Cluster {
                 used: 0,
                 data_addr,
                 outbox,
-                last_seen: Instant::now(),
+                kick,
             },
         );
+        inner.detector.heard(id, Instant::now());
         Ok(id)
     }
 
-    /// Notes that `worker` is alive.
-    pub fn seen(&self, worker: WorkerId) {
-        if let Some(entry) = self.inner().workers.get_mut(&worker) {
-            entry.last_seen = Instant::now();
+    /// Notes that something arrived from `worker`.
+    pub fn heard(&self, worker: WorkerId) {
+        self.inner().detector.heard(worker, Instant::now());
+    }
+
+    /// The worker's connection closed or failed (the fast path).
+    pub fn disconnected(&self, worker: WorkerId, cause: &str) {
+        let loss = self.inner().detector.disconnected(worker, Instant::now());
+        if let Some(loss) = loss {
+            self.remove_worker(worker, &format!("{loss} ({cause})"), loss);
+        }
+    }
+
+    /// Declares workers silent past the heartbeat timeout lost, and closes
+    /// their connections. Called by the coordinator's tick.
+    pub fn check_heartbeats(&self, now: Instant) {
+        let lost = self.inner().detector.tick(now);
+        for (worker, loss) in lost {
+            if let Some(entry) = self.inner().workers.get(&worker) {
+                entry.kick.send_replace(true);
+            }
+            self.remove_worker(worker, &loss.to_string(), loss);
+        }
+    }
+
+    /// Tells every worker the coordinator is alive.
+    pub fn heartbeat_workers(&self) {
+        for entry in self.inner().workers.values() {
+            let _ = entry.outbox.send(ToWorker::Heartbeat);
         }
     }
 
     /// A worker is gone: forget it and fail the attempts running on it.
-    pub fn remove_worker(&self, worker: WorkerId, cause: &str) {
+    fn remove_worker(&self, worker: WorkerId, cause: &str, loss: Loss) {
+        let detected = Instant::now();
         let jobs: Vec<Arc<JobHandle>> = {
             let mut inner = self.inner();
             if inner.workers.remove(&worker).is_none() {
@@ -320,11 +199,12 @@ impl Cluster {
             if let Some(inbox) = job.inbox().as_ref() {
                 if inbox.workers.contains(&worker) {
                     busy = true;
+                    job.record().note_loss(worker, cause, loss, detected);
                     let _ = inbox.ends.send((
                         worker,
-                        DeploymentOutcome::Failed {
+                        AttemptReport::Ended(DeploymentOutcome::Failed {
                             error: format!("worker {worker} was lost: {cause}"),
-                        },
+                        }),
                     ));
                 }
             }

@@ -14,12 +14,15 @@
 //!   listing, manifests, verification, and the latest restorable one.
 //! - [`restart`]: [`RestartStrategy`], exponential backoff with reset and a
 //!   maximum number of attempts (pure).
+//! - [`detector`]: the failure detector (pure): heartbeats and `now` in,
+//!   lost workers out.
 //! - [`lifecycle`]: the job lifecycle state machine, every allowed
 //!   transition declared in one place (pure).
 //! - [`scheduler`]: placement of subtasks in worker slots (pure).
 //! - [`cluster`]: the shared state: workers and their slots, jobs and
 //!   their running attempt, and the [`JobCatalog`] trait through which the
 //!   binary's job registry validates submissions.
+//! - [`job`]: a job's handle, record, attempt inbox and API status.
 //! - [`supervisor`]: one thread per job: deploy an attempt, drive its
 //!   checkpoints, collect the workers' ends, restart from the latest
 //!   checkpoint under the restart strategy.
@@ -38,8 +41,10 @@
 pub mod api;
 pub mod catalog;
 pub mod cluster;
+pub mod detector;
 pub mod driver;
 pub mod error;
+pub mod job;
 pub mod lifecycle;
 pub mod restart;
 pub mod rpc;
@@ -50,9 +55,10 @@ pub mod supervisor;
 pub mod tracker;
 
 pub use catalog::{CheckpointCatalog, CheckpointEntry, CheckpointStatus, RetentionReport};
-pub use cluster::{Cluster, JobCatalog, JobStatus};
+pub use cluster::{Cluster, JobCatalog};
 pub use driver::{CheckpointDriver, CheckpointStats, DriverConfig};
 pub use error::CoordinatorError;
+pub use job::JobStatus;
 pub use restart::{RestartDecision, RestartStrategy, RestartTracker};
 pub use server::{Coordinator, CoordinatorConfig};
 pub use tracker::{CheckpointConfig, CheckpointTracker, Decision};

@@ -8,10 +8,11 @@
 //! A closed connection is a lost worker.
 
 use crate::cluster::Cluster;
+use crate::job::AttemptReport;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use weir_protocol::wire::{
     decode_control, encode_control, frame_len, ToCoordinator, ToWorker, PROTOCOL_VERSION,
 };
@@ -19,6 +20,9 @@ use weir_protocol::{WireError, WorkerId};
 
 /// Why a connection ended when the worker closed it.
 const CLOSED: &str = "connection closed";
+
+/// Why a connection ended when the failure detector declared its worker lost.
+const DECLARED_LOST: &str = "declared lost by the failure detector";
 
 /// Accepts worker connections until the listener fails.
 pub async fn serve_workers(listener: TcpListener, cluster: Arc<Cluster>) {
@@ -132,15 +136,23 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
         return Err(reject(&mut stream, "a worker must offer at least one slot".into()).await);
     }
     let (outbox, mut outgoing) = mpsc::unbounded_channel();
-    let worker = match cluster.register_worker(name.clone(), slots, data_addr, outbox.clone()) {
+    let (kick, kicked) = watch::channel(false);
+    let worker = match cluster.register_worker(name.clone(), slots, data_addr, outbox.clone(), kick)
+    {
         Ok(worker) => worker,
         Err(reason) => return Err(reject(&mut stream, reason).await),
     };
     tracing::info!(%worker, %name, slots, "worker registered");
     let _ = outbox.send(ToWorker::Registered { worker });
     let (mut reader, mut writer) = stream.into_split();
+    let mut writer_kicked = kicked.clone();
     let writing = tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
+        loop {
+            let message = tokio::select! {
+                message = outgoing.recv() => message,
+                _ = writer_kicked.changed() => None,
+            };
+            let Some(message) = message else { break };
             let rejected = matches!(message, ToWorker::Rejected { .. });
             if writer.write_all(&encode_control(&message)).await.is_err() || rejected {
                 break;
@@ -148,8 +160,14 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
         }
         let _ = writer.shutdown().await;
     });
+    let mut kicked = kicked;
     let cause = loop {
-        let body = match read_frame(&mut reader).await {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader) => frame,
+            // Declared lost (silent too long): the detector already acted.
+            _ = kicked.changed() => break DECLARED_LOST.to_owned(),
+        };
+        let body = match frame {
             Ok(Some(body)) => body,
             Ok(None) => break CLOSED.to_owned(),
             Err(error) => {
@@ -160,7 +178,7 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
                 break reason;
             }
         };
-        cluster.seen(worker);
+        cluster.heard(worker);
         let message = match decode_control::<ToCoordinator>(&body) {
             Ok(message) => message,
             Err(error) => {
@@ -179,7 +197,7 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
         }
     };
     drop(outbox);
-    cluster.remove_worker(worker, &cause);
+    cluster.disconnected(worker, &cause);
     let _ = writing.await;
     Err(cause)
 }
@@ -211,6 +229,17 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
             }
             Ok(())
         }
+        ToCoordinator::Started {
+            job_number,
+            attempt,
+        } => {
+            if let Some(job) = cluster.job_by_number(job_number) {
+                if let Some(inbox) = job.inbox().as_ref().filter(|i| i.attempt == attempt) {
+                    let _ = inbox.ends.send((worker, AttemptReport::Started));
+                }
+            }
+            Ok(())
+        }
         ToCoordinator::Ended {
             job_number,
             attempt,
@@ -222,7 +251,7 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
             let inbox = job.inbox();
             match inbox.as_ref() {
                 Some(inbox) if inbox.attempt == attempt => {
-                    let _ = inbox.ends.send((worker, outcome));
+                    let _ = inbox.ends.send((worker, AttemptReport::Ended(outcome)));
                 }
                 _ => {
                     tracing::info!(%worker, job = %job.job_id, attempt, ?outcome, "end of an attempt that is no longer running")

@@ -5,6 +5,7 @@ use crate::cluster::{Cluster, JobCatalog};
 use crate::error::CoordinatorError;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// How a coordinator runs.
@@ -18,7 +19,28 @@ pub struct CoordinatorConfig {
     pub checkpoint_dir: String,
     /// The shared token; required when listening beyond loopback.
     pub token: Option<String>,
+    /// Silence after which a worker is declared lost.
+    pub heartbeat_timeout: Duration,
+    /// Interval of the coordinator's heartbeats to workers.
+    pub heartbeat_interval: Duration,
 }
+
+impl CoordinatorConfig {
+    /// Loopback, any port, checkpoints under `checkpoint_dir`, 1 s timeout.
+    pub fn local(checkpoint_dir: String) -> Self {
+        Self {
+            listen: "127.0.0.1:0".into(),
+            worker_listen: None,
+            checkpoint_dir,
+            token: None,
+            heartbeat_timeout: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// How often the failure detector looks at the clock.
+const DETECTOR_TICK: Duration = Duration::from_millis(10);
 
 /// A running coordinator; dropping it stops it.
 pub struct Coordinator {
@@ -90,7 +112,24 @@ impl Coordinator {
             catalog,
             config.checkpoint_dir.clone(),
             config.token.clone(),
+            config.heartbeat_timeout,
         ));
+        let ticking = cluster.clone();
+        let beat_every = config.heartbeat_interval.max(DETECTOR_TICK);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(DETECTOR_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut last_beat = std::time::Instant::now();
+            loop {
+                tick.tick().await;
+                let now = std::time::Instant::now();
+                ticking.check_heartbeats(now);
+                if now.duration_since(last_beat) >= beat_every {
+                    ticking.heartbeat_workers();
+                    last_beat = now;
+                }
+            }
+        });
         runtime.spawn(crate::rpc::serve_workers(workers, cluster.clone()));
         let app = crate::api::router(cluster.clone(), worker_addr.to_string());
         runtime.spawn(async move {

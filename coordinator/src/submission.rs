@@ -2,7 +2,8 @@
 //! slots, resolve its restore point, register it and start its supervisor.
 //! Shared by the REST API and the embedded cluster of `weir run`.
 
-use crate::cluster::{Cluster, JobHandle};
+use crate::cluster::Cluster;
+use crate::job::JobHandle;
 use crate::scheduler::slots_needed;
 use crate::supervisor::{resolve_restore, spawn_supervisor};
 use std::sync::Arc;

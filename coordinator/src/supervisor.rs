@@ -4,9 +4,10 @@
 //! Every state change goes through the job's lifecycle state machine.
 
 use crate::catalog::CheckpointCatalog;
-use crate::cluster::{AttemptInbox, Cluster, JobHandle, Reservation};
+use crate::cluster::{Cluster, Reservation};
 use crate::driver::{CheckpointDriver, CheckpointStats, DriverConfig};
 use crate::error::CoordinatorError;
+use crate::job::{AttemptInbox, AttemptReport, JobHandle};
 use crate::restart::{RestartDecision, RestartStrategy, RestartTracker};
 use crate::tracker::CheckpointConfig;
 use crossbeam_channel::RecvTimeoutError;
@@ -90,6 +91,9 @@ pub fn spawn_supervisor(
 
 fn advance(job: &JobHandle, to: JobState) {
     let mut record = job.record();
+    if record.lifecycle.state() == to {
+        return;
+    }
     if record.lifecycle.advance(to) {
         tracing::info!(job = %job.job_id, state = %to, "job state");
         if to.is_terminal() {
@@ -153,6 +157,8 @@ fn supervise(
                 record.events_in = events_in;
                 record.records_out = records_out;
                 drop(record);
+                // Every worker started before it ended.
+                advance(job, JobState::Running);
                 advance(job, JobState::Finished);
                 return;
             }
@@ -299,14 +305,13 @@ fn run_attempt(
         if !cluster.send(*worker, ToWorker::Deploy(Box::new(deployment.clone()))) {
             let _ = ends.send((
                 *worker,
-                DeploymentOutcome::Failed {
+                AttemptReport::Ended(DeploymentOutcome::Failed {
                     error: format!("worker {worker} is gone"),
-                },
+                }),
             ));
         }
     }
     drop(ends);
-    advance(job, JobState::Running);
     tracing::info!(job = %job.job_id, attempt, workers = ?workers, "attempt deployed");
     let end = collect_ends(cluster, job, attempt, &workers, &ends_rx);
     // Dropping the inbox closes the driver's event channel: it stops.
@@ -325,9 +330,10 @@ fn collect_ends(
     job: &JobHandle,
     attempt: u32,
     workers: &[WorkerId],
-    ends: &crossbeam_channel::Receiver<(WorkerId, DeploymentOutcome)>,
+    ends: &crossbeam_channel::Receiver<(WorkerId, AttemptReport)>,
 ) -> AttemptEnd {
     let mut pending: BTreeSet<WorkerId> = workers.iter().copied().collect();
+    let mut starting: BTreeSet<WorkerId> = pending.clone();
     let mut failure: Option<String> = None;
     let mut stopping_since: Option<Instant> = None;
     let (mut events_in, mut records_out) = (0, 0);
@@ -344,7 +350,14 @@ fn collect_ends(
     };
     while !pending.is_empty() {
         match ends.recv_timeout(Duration::from_millis(20)) {
-            Ok((worker, outcome)) => {
+            Ok((worker, AttemptReport::Started)) => {
+                if starting.remove(&worker) && starting.is_empty() && failure.is_none() {
+                    advance(job, JobState::Running);
+                    job.record().note_running();
+                    tracing::info!(job = %job.job_id, attempt, "every subtask is running");
+                }
+            }
+            Ok((worker, AttemptReport::Ended(outcome))) => {
                 if !pending.remove(&worker) {
                     continue;
                 }
@@ -376,6 +389,9 @@ fn collect_ends(
         if stopping_since.is_none() && (failure.is_some() || job.is_cancel_requested()) {
             if job.is_cancel_requested() {
                 advance(job, JobState::Cancelling);
+            }
+            if failure.is_some() {
+                job.record().note_failure(Instant::now());
             }
             stop_all(&pending);
             stopping_since = Some(Instant::now());

@@ -49,6 +49,14 @@ pub enum ToCoordinator {
         /// The event.
         event: WorkerEvent,
     },
+    /// Every subtask of the worker's part of a deployment is running (its
+    /// state restored).
+    Started {
+        /// The job's number.
+        job_number: u32,
+        /// The attempt.
+        attempt: u32,
+    },
     /// The worker's part of a deployment ended.
     Ended {
         /// The job's number.
@@ -64,6 +72,9 @@ pub enum ToCoordinator {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToWorker {
+    /// The coordinator is alive; a worker that hears nothing for its
+    /// timeout stops its deployments (it may be cut off) and registers again.
+    Heartbeat,
     /// Registration accepted.
     Registered {
         /// The worker's id from now on.

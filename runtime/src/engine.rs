@@ -96,6 +96,8 @@ pub struct WorkerPart<'a> {
     pub me: WorkerId,
     /// Its data exchange, already connected to every peer of the deployment.
     pub exchange: &'a Exchange,
+    /// Called once every local subtask has been created (state restored).
+    pub on_running: Option<OnRunning>,
 }
 
 impl WorkerPart<'_> {
@@ -196,7 +198,28 @@ struct Shared {
     snapshots: Option<SnapshotSubmitter>,
     events: Option<Sender<WorkerEvent>>,
     done: Sender<()>,
+    ready: Arc<Readiness>,
 }
+
+/// Counts the local subtasks not yet created (state restored); calls back
+/// once all are.
+struct Readiness {
+    left: std::sync::atomic::AtomicUsize,
+    on_running: Option<OnRunning>,
+}
+
+impl Readiness {
+    fn task_ready(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(on_running) = &self.on_running {
+                on_running();
+            }
+        }
+    }
+}
+
+/// Called once every local subtask of a deployment is running.
+pub type OnRunning = Arc<dyn Fn() + Send + Sync>;
 
 /// A unique id for one deployment of a job.
 fn new_attempt_id() -> String {
@@ -278,6 +301,10 @@ impl LocalEngine {
             &job_cancel,
         )?;
         let (done, finished) = crossbeam_channel::unbounded();
+        let ready = Arc::new(Readiness {
+            left: std::sync::atomic::AtomicUsize::new(plans.len()),
+            on_running: part.and_then(|p| p.on_running.clone()),
+        });
         let (writer, commands, shared) = match checkpoints {
             Some(run) => {
                 let (writer, submitter) = SnapshotWriter::start(
@@ -293,6 +320,7 @@ impl LocalEngine {
                     snapshots: Some(submitter),
                     events: Some(run.events),
                     done,
+                    ready: ready.clone(),
                 };
                 (Some(writer), Some(run.commands), shared)
             }
@@ -304,6 +332,7 @@ impl LocalEngine {
                     snapshots: None,
                     events: None,
                     done,
+                    ready: ready.clone(),
                 };
                 (None, None, shared)
             }
@@ -590,10 +619,12 @@ fn run_subtask(plan: SubtaskPlan, factory: VertexFactory, shared: &Shared) -> Ta
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match &factory {
         VertexFactory::Source(make) => {
             let mut task = make(&info, wiring)?;
+            shared.ready.task_ready();
             run_source(task.as_mut(), &ctx)
         }
         VertexFactory::Operator(make) => {
             let mut task = make(&info, wiring)?;
+            shared.ready.task_ready();
             run_operator(task.as_mut(), &inputs, &ctx)
         }
     }));

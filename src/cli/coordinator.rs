@@ -2,6 +2,7 @@
 
 use clap::Args;
 use std::sync::Arc;
+use std::time::Duration;
 use weir_coordinator::{Coordinator, CoordinatorConfig};
 use weir_jobs::JobRegistry;
 use weir_state::storage::default_checkpoint_dir;
@@ -22,6 +23,12 @@ pub struct CoordinatorArgs {
     /// Shared token clients and workers must present; required beyond loopback.
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A worker silent for this long is declared lost (a dropped connection is at once).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::cli::parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// Interval of the coordinator's heartbeats to workers.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = crate::cli::parse_duration)]
+    pub heartbeat_interval: Duration,
 }
 
 /// Starts the coordinator, prints where it listens (first line of
@@ -37,6 +44,8 @@ pub fn run(
             .checkpoint_dir
             .unwrap_or_else(|| default_checkpoint_dir().display().to_string()),
         token: args.token,
+        heartbeat_timeout: args.heartbeat_timeout,
+        heartbeat_interval: args.heartbeat_interval,
     };
     let catalog = Arc::new(crate::cluster::RegistryCatalog(registry.clone()));
     let coordinator = Coordinator::start(&config, catalog)?;

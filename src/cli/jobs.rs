@@ -186,6 +186,14 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
             "last failure",
             status.failure.clone().unwrap_or_else(|| "-".into()),
         ),
+        ("last worker loss", loss_line(status)),
+        ("time to detect", detect_line(status)),
+        (
+            "time to recover",
+            status.last_recovery_ms.map_or("-".into(), |ms| {
+                format!("{ms:.0} ms (failure detected → every subtask running)")
+            }),
+        ),
         (
             "restored from",
             status
@@ -202,6 +210,26 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
     }
     println!("{rows}");
     Ok(())
+}
+
+fn loss_line(status: &JobStatus) -> String {
+    match &status.last_loss {
+        Some(loss) => format!("{} ({})", loss.worker, loss.cause),
+        None => "-".into(),
+    }
+}
+
+fn detect_line(status: &JobStatus) -> String {
+    match &status.last_loss {
+        Some(loss) if loss.cause.starts_with("no heartbeat") => {
+            format!("{:.0} ms without a heartbeat", loss.silent_ms)
+        }
+        Some(loss) => format!(
+            "at once: connection closed {:.0} ms after its last heartbeat",
+            loss.silent_ms
+        ),
+        None => "-".into(),
+    }
 }
 
 fn available(registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {

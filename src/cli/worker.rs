@@ -27,6 +27,10 @@ pub struct WorkerArgs {
     /// Interval between heartbeats.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = crate::cli::parse_duration)]
     pub heartbeat: Duration,
+    /// Silence from the coordinator after which the worker stops its
+    /// deployments (it may be cut off) and registers again.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::cli::parse_duration)]
+    pub coordinator_timeout: Duration,
 }
 
 /// Registers with the coordinator and serves until it goes away.
@@ -41,6 +45,7 @@ pub fn run(args: WorkerArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::
         token: args.token,
         name: args.name.unwrap_or(defaults.name),
         heartbeat: args.heartbeat,
+        coordinator_timeout: args.coordinator_timeout,
         ..defaults
     };
     let build = crate::cluster::registry_builder(registry.clone());

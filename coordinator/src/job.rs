@@ -1,0 +1,257 @@
+//! A job on the coordinator: its spec, lifecycle, the running attempt's
+//! inbox for the workers' reports, and the status the API reports.
+
+use crate::cluster::lock;
+use crate::detector::Loss;
+use crate::driver::CheckpointStats;
+use crate::lifecycle::{JobLifecycle, Transition};
+use crossbeam_channel::Sender;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+use weir_protocol::cluster::{DeploymentOutcome, JobSpec, RunSettings, TaskPlacement};
+use weir_protocol::{JobGraph, JobState, WorkerEvent, WorkerId};
+
+/// Where the running attempt of a job takes its workers' reports.
+pub struct AttemptInbox {
+    /// The attempt.
+    pub attempt: u32,
+    /// The workers it runs on.
+    pub workers: Vec<WorkerId>,
+    /// Checkpoint events, to the checkpoint driver (absent without checkpoints).
+    pub events: Option<Sender<WorkerEvent>>,
+    /// Starts and ends of the workers' parts.
+    pub ends: Sender<(WorkerId, AttemptReport)>,
+}
+
+/// What a worker reports about its part of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptReport {
+    /// All its subtasks run (state restored).
+    Started,
+    /// Its part ended.
+    Ended(DeploymentOutcome),
+}
+
+/// The last loss of a worker that ran the job, and the recovery after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossReport {
+    /// The worker.
+    pub worker: WorkerId,
+    /// Why it was declared lost.
+    pub cause: String,
+    /// How long it had been silent when declared lost (the heartbeat
+    /// timeout path), or since its last heartbeat when its connection
+    /// dropped (the fast path).
+    pub silent_ms: f64,
+    /// When the loss was detected (ms since the Unix epoch).
+    pub detected_at_ms: u64,
+    /// When every subtask ran again (ms since the Unix epoch).
+    pub recovered_at_ms: Option<u64>,
+    /// From detection to every subtask running again.
+    pub recovery_ms: Option<f64>,
+}
+
+/// What the API reports about a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The coordinator's number for it.
+    pub number: u32,
+    /// Its id (checkpoint directory name).
+    pub job_id: String,
+    /// The registered job it runs.
+    pub job: String,
+    /// Current lifecycle state.
+    pub state: JobState,
+    /// The current (or last) attempt; 0 before the first deployment.
+    pub attempt: u32,
+    /// Parallelism.
+    pub parallelism: u32,
+    /// Attempts that failed and were restarted.
+    pub restarts: u32,
+    /// The last failure, with its causes.
+    pub failure: Option<String>,
+    /// Records the sources produced (last attempt, known once it ends).
+    pub events_in: u64,
+    /// Records the sinks received (last attempt, known once it ends).
+    pub records_out: u64,
+    /// The checkpoint the first attempt restored.
+    pub restored_from: Option<u64>,
+    /// Checkpoints completed over all attempts.
+    pub checkpoints_completed: u32,
+    /// Checkpoints aborted over all attempts.
+    pub checkpoints_aborted: u32,
+    /// Duration of each completed checkpoint, in milliseconds.
+    pub checkpoint_durations_ms: Vec<f64>,
+    /// Size of each completed checkpoint, in bytes.
+    pub checkpoint_sizes: Vec<u64>,
+    /// Bytes each completed checkpoint added over the one before it.
+    pub checkpoint_incremental_sizes: Vec<u64>,
+    /// Where each subtask runs.
+    pub placement: Vec<TaskPlacement>,
+    /// The last loss of one of its workers.
+    pub last_loss: Option<LossReport>,
+    /// From the last failure's detection to every subtask running again.
+    pub last_recovery_ms: Option<f64>,
+    /// Every state entered, with its time.
+    pub transitions: Vec<Transition>,
+    /// Seconds from the first deployment to the end (or to now).
+    pub elapsed_s: f64,
+}
+
+/// A job known to the coordinator.
+pub struct JobHandle {
+    /// Its number (in every exchange frame of its deployments).
+    pub number: u32,
+    /// Its id.
+    pub job_id: String,
+    /// What to build.
+    pub spec: JobSpec,
+    /// How to run it.
+    pub settings: RunSettings,
+    /// Its validated graph.
+    pub graph: JobGraph,
+    /// Set when a client asked to cancel.
+    pub cancel_requested: AtomicBool,
+    /// The running attempt's inbox.
+    pub inbox: Mutex<Option<AttemptInbox>>,
+    /// Lifecycle and report.
+    pub record: Mutex<JobRecord>,
+}
+
+/// The mutable part of a job.
+#[derive(Debug, Default)]
+pub struct JobRecord {
+    /// Its lifecycle.
+    pub lifecycle: JobLifecycle,
+    /// Current attempt.
+    pub attempt: u32,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// Last failure.
+    pub failure: Option<String>,
+    /// Counters of the last finished attempt.
+    pub events_in: u64,
+    /// Counters of the last finished attempt.
+    pub records_out: u64,
+    /// The checkpoint the first attempt restored.
+    pub restored_from: Option<u64>,
+    /// Checkpoints of all attempts.
+    pub checkpoints: CheckpointStats,
+    /// Current placement.
+    pub placement: Vec<TaskPlacement>,
+    /// When the first attempt was deployed.
+    pub started: Option<Instant>,
+    /// When the job ended.
+    pub ended: Option<Instant>,
+    /// The last loss of one of its workers.
+    pub last_loss: Option<LossReport>,
+    /// When the failure being recovered from was detected.
+    pub recovering_since: Option<Instant>,
+    /// Duration of the last recovery.
+    pub last_recovery_ms: Option<f64>,
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl JobRecord {
+    /// A worker of the running attempt was declared lost at `detected`.
+    pub fn note_loss(&mut self, worker: WorkerId, cause: &str, loss: Loss, detected: Instant) {
+        let silent_ms = match loss {
+            Loss::Silent(silent) | Loss::Disconnected(silent) => silent.as_secs_f64() * 1000.0,
+        };
+        self.last_loss = Some(LossReport {
+            worker,
+            cause: cause.to_owned(),
+            silent_ms,
+            detected_at_ms: wall_ms(),
+            recovered_at_ms: None,
+            recovery_ms: None,
+        });
+        self.note_failure(detected);
+    }
+
+    /// The running attempt failed (detected at `at`); recovery starts.
+    pub fn note_failure(&mut self, at: Instant) {
+        let since = self.recovering_since.get_or_insert(at);
+        *since = (*since).min(at);
+    }
+
+    /// Every subtask of the new attempt runs: the recovery is over.
+    pub fn note_running(&mut self) {
+        let Some(since) = self.recovering_since.take() else {
+            return;
+        };
+        let took = since.elapsed().as_secs_f64() * 1000.0;
+        self.last_recovery_ms = Some(took);
+        if let Some(loss) = self
+            .last_loss
+            .as_mut()
+            .filter(|l| l.recovered_at_ms.is_none())
+        {
+            loss.recovered_at_ms = Some(wall_ms());
+            loss.recovery_ms = Some(took);
+        }
+    }
+}
+
+impl JobHandle {
+    /// The job's record, locked.
+    pub fn record(&self) -> MutexGuard<'_, JobRecord> {
+        lock(&self.record)
+    }
+
+    /// The running attempt's inbox, locked.
+    pub fn inbox(&self) -> MutexGuard<'_, Option<AttemptInbox>> {
+        lock(&self.inbox)
+    }
+
+    /// Whether a client asked to cancel.
+    pub fn is_cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::Relaxed)
+    }
+
+    /// The job as reported by the API.
+    pub fn status(&self) -> JobStatus {
+        let record = self.record();
+        let elapsed = match (record.started, record.ended) {
+            (Some(start), Some(end)) => end.saturating_duration_since(start),
+            (Some(start), None) => start.elapsed(),
+            _ => Default::default(),
+        };
+        JobStatus {
+            number: self.number,
+            job_id: self.job_id.clone(),
+            job: self.spec.job.clone(),
+            state: record.lifecycle.state(),
+            attempt: record.attempt,
+            parallelism: self.spec.parallelism,
+            restarts: record.restarts,
+            failure: record.failure.clone(),
+            events_in: record.events_in,
+            records_out: record.records_out,
+            restored_from: record.restored_from,
+            checkpoints_completed: record.checkpoints.completed,
+            checkpoints_aborted: record.checkpoints.aborted,
+            checkpoint_durations_ms: record
+                .checkpoints
+                .durations
+                .iter()
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .collect(),
+            checkpoint_sizes: record.checkpoints.sizes.clone(),
+            checkpoint_incremental_sizes: record.checkpoints.incremental_sizes.clone(),
+            placement: record.placement.clone(),
+            last_loss: record.last_loss.clone(),
+            last_recovery_ms: record.last_recovery_ms,
+            transitions: record.lifecycle.history().to_vec(),
+            elapsed_s: elapsed.as_secs_f64(),
+        }
+    }
+}

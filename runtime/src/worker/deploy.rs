@@ -1,0 +1,191 @@
+//! Running deployments: each on its own thread with the [`LocalEngine`],
+//! wired to its peers through the exchange; checkpoint events are
+//! forwarded to the coordinator tagged with the job and attempt.
+
+use super::{ControlLink, DataflowBuilder, Running, RunningMap};
+use crate::engine::{
+    CancelToken, CheckpointRun, EngineConfig, LocalEngine, RestoreSource, WorkerPart,
+};
+use crate::error::RuntimeError;
+use crate::exchange::Exchange;
+use std::sync::Arc;
+use weir_protocol::cluster::{BackendKind, Deployment, DeploymentOutcome};
+use weir_protocol::wire::ToCoordinator;
+use weir_protocol::{ControlCommand, WorkerEvent, WorkerId};
+use weir_state::{CheckpointStorage, MemoryBackend, StateBackend};
+
+/// What every deployment thread of this worker shares.
+#[derive(Clone)]
+pub(super) struct DeployContext {
+    pub(super) me: WorkerId,
+    pub(super) exchange: Exchange,
+    pub(super) link: ControlLink,
+    pub(super) build: DataflowBuilder,
+    pub(super) rocksdb: Arc<dyn StateBackend>,
+    pub(super) channel_capacity: usize,
+    pub(super) running: RunningMap,
+}
+
+impl DeployContext {
+    pub(super) fn deploy(&self, deployment: Deployment) {
+        let (job, attempt) = (deployment.job_number, deployment.attempt);
+        let (commands, commands_rx) = crossbeam_channel::unbounded();
+        let cancel = CancelToken::new();
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(previous) = running.insert(
+                job,
+                Running {
+                    attempt,
+                    commands,
+                    cancel: cancel.clone(),
+                },
+            ) {
+                previous.cancel.cancel();
+            }
+        }
+        self.exchange.begin_attempt(job, attempt);
+        let context = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("deploy-{job}-{attempt}"))
+            .spawn(move || {
+                tracing::info!(job = %deployment.job_id, attempt, "deployment starting");
+                let outcome = match context.run(&deployment, commands_rx, &cancel) {
+                    Ok(report) => DeploymentOutcome::Finished {
+                        events_in: report.events_in,
+                        records_out: report.records_out,
+                    },
+                    Err(_) if cancel.is_cancelled() => DeploymentOutcome::Cancelled,
+                    Err(error) => {
+                        tracing::error!(job = %deployment.job_id, attempt, error = &error as &dyn std::error::Error, "deployment failed");
+                        DeploymentOutcome::Failed {
+                            error: error_chain(&error),
+                        }
+                    }
+                };
+                context.exchange.release(job, attempt);
+                {
+                    let mut running = context.running.lock().unwrap_or_else(|p| p.into_inner());
+                    if running.get(&job).is_some_and(|r| r.attempt == attempt) {
+                        running.remove(&job);
+                    }
+                }
+                tracing::info!(job = %deployment.job_id, attempt, ?outcome, "deployment ended");
+                context.link.send(&ToCoordinator::Ended {
+                    job_number: job,
+                    attempt,
+                    outcome,
+                });
+            });
+        if let Err(error) = spawned {
+            self.link.send(&ToCoordinator::Ended {
+                job_number: job,
+                attempt,
+                outcome: DeploymentOutcome::Failed {
+                    error: format!("could not start the deployment thread: {error}"),
+                },
+            });
+        }
+    }
+
+    fn run(
+        &self,
+        deployment: &Deployment,
+        commands: crossbeam_channel::Receiver<ControlCommand>,
+        cancel: &CancelToken,
+    ) -> Result<crate::engine::JobReport, RuntimeError> {
+        let dataflow = (self.build)(&deployment.spec).map_err(|source| RuntimeError::Build {
+            job: deployment.spec.job.clone(),
+            source,
+        })?;
+        if dataflow.graph() != &deployment.graph {
+            return Err(RuntimeError::IncompatibleGraph {
+                job: deployment.job_id.clone(),
+                problem: "this worker builds a different graph from the coordinator's (another build of weir?)".into(),
+            });
+        }
+        self.exchange.connect(self.me.0, &deployment.peers)?;
+        let engine = LocalEngine::new(EngineConfig {
+            batch_size: deployment.batch_size.max(1),
+            channel_capacity: self.channel_capacity,
+            state_backend: match deployment.state_backend {
+                BackendKind::Memory => Arc::new(MemoryBackend),
+                BackendKind::Rocksdb => self.rocksdb.clone(),
+            },
+            ..EngineConfig::default()
+        });
+        let started = self.link.clone();
+        let (job_number, attempt) = (deployment.job_number, deployment.attempt);
+        let part = WorkerPart {
+            deployment,
+            me: self.me,
+            exchange: &self.exchange,
+            on_running: Some(Arc::new(move || {
+                started.send(&ToCoordinator::Started {
+                    job_number,
+                    attempt,
+                });
+            })),
+        };
+        let Some(settings) = &deployment.checkpoints else {
+            return engine.run_part(&dataflow, Some(&part), None, cancel);
+        };
+        let open = |url: &str| {
+            CheckpointStorage::open(url).map_err(|source| RuntimeError::Restore {
+                epoch: weir_protocol::Epoch(0),
+                source,
+            })
+        };
+        let restore = match &settings.restore {
+            Some(point) => Some(RestoreSource {
+                storage: open(&point.storage_url)?,
+                job_id: point.job_id.clone(),
+                manifest: point.manifest.clone(),
+            }),
+            None => None,
+        };
+        let (events, events_rx) = crossbeam_channel::unbounded::<WorkerEvent>();
+        let link = self.link.clone();
+        let forwarder = std::thread::Builder::new()
+            .name(format!("events-{job_number}-{attempt}"))
+            .spawn(move || {
+                for event in events_rx {
+                    link.send(&ToCoordinator::Event {
+                        job_number,
+                        attempt,
+                        event,
+                    });
+                }
+            })
+            .map_err(|source| RuntimeError::Spawn {
+                operator: "event-forwarder".into(),
+                subtask: 0,
+                source,
+            })?;
+        let run = CheckpointRun {
+            job_id: settings.job_id.clone(),
+            storage: open(&settings.storage_url)?,
+            commands,
+            events,
+            restore,
+        };
+        let result = engine.run_part(&dataflow, Some(&part), Some(run), cancel);
+        let _ = forwarder.join();
+        result
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
