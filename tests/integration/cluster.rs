@@ -76,6 +76,22 @@ impl TestCluster {
         self.workers.push(command.spawn().expect("a worker starts"));
     }
 
+    /// SIGKILLs worker process `index`.
+    pub fn kill_worker(&mut self, index: usize) {
+        let child = &mut self.workers[index];
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts a new worker process in place of `index`.
+    pub fn restart_worker(&mut self, index: usize, slots: u32) {
+        self.add_worker(slots);
+        let fresh = self.workers.pop().unwrap();
+        let mut old = std::mem::replace(&mut self.workers[index], fresh);
+        let _ = old.kill();
+        let _ = old.wait();
+    }
+
     pub fn client(&self) -> Client {
         Client::new(&self.api, self.token.clone()).unwrap()
     }

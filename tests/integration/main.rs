@@ -2,6 +2,7 @@
 //! `weir` binary. One test binary (see `mod` list) keeps link time down.
 
 mod backpressure;
+mod chaos;
 mod checkpoints_cli;
 mod cli;
 mod cluster;

@@ -9,10 +9,10 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// A small deterministic generator (SplitMix64) for test choices.
-struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    fn from_env(test: &str) -> Self {
+    pub fn from_env(test: &str) -> Self {
         let seed = std::env::var("WEIR_TEST_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -34,7 +34,7 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn between(&mut self, low: u64, high: u64) -> u64 {
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
         low + self.next() % (high - low)
     }
 }
