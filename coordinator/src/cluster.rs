@@ -257,6 +257,7 @@ impl Cluster {
     pub fn reserve(
         &self,
         graph: &JobGraph,
+        holders: &BTreeMap<u32, Vec<WorkerId>>,
     ) -> Result<Reservation, crate::scheduler::NotEnoughSlots> {
         let mut inner = self.inner();
         let free = inner
@@ -264,7 +265,7 @@ impl Cluster {
             .iter()
             .map(|(id, w)| (*id, w.slots.saturating_sub(w.used)))
             .collect();
-        let placement = crate::scheduler::place(graph, &free)?;
+        let placement = crate::scheduler::place(graph, &free, holders)?;
         // Each slot holds one subtask of the widest operator.
         let widest = widest_vertex(graph);
         let mut slots: BTreeMap<WorkerId, u32> = BTreeMap::new();

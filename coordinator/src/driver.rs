@@ -11,6 +11,7 @@ use crate::error::CoordinatorError;
 use crate::tracker::{CheckpointConfig, CheckpointTracker, CompletedCheckpoint, Decision};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weir_protocol::checkpoint::{paths, MANIFEST_VERSION};
 use weir_protocol::{
@@ -55,6 +56,17 @@ pub struct CheckpointStats {
     pub incremental_sizes: Vec<u64>,
 }
 
+impl CheckpointStats {
+    /// Adds the figures of a later run.
+    pub fn absorb(&mut self, later: CheckpointStats) {
+        self.completed += later.completed;
+        self.aborted += later.aborted;
+        self.durations.extend(later.durations);
+        self.sizes.extend(later.sizes);
+        self.incremental_sizes.extend(later.incremental_sizes);
+    }
+}
+
 /// Drives the checkpoints of one running job.
 pub struct CheckpointDriver {
     catalog: CheckpointCatalog,
@@ -64,6 +76,8 @@ pub struct CheckpointDriver {
     stats: CheckpointStats,
     /// Files referenced by the last completed checkpoint.
     previous_files: HashSet<String>,
+    /// A copy of `stats` others can read while the driver runs.
+    live: Option<Arc<Mutex<CheckpointStats>>>,
 }
 
 fn wall_clock_ms(at: Instant) -> i64 {
@@ -117,7 +131,14 @@ impl CheckpointDriver {
             retained: config.retained.max(1),
             stats: CheckpointStats::default(),
             previous_files: HashSet::new(),
+            live: None,
         })
+    }
+
+    /// Keeps `live` up to date with the driver's figures as it runs.
+    pub fn publish_to(mut self, live: Arc<Mutex<CheckpointStats>>) -> Self {
+        self.live = Some(live);
+        self
     }
 
     /// Runs until the job's event channel closes (every task has ended).
@@ -134,6 +155,9 @@ impl CheckpointDriver {
             };
             if let Some(decision) = decision {
                 self.execute(decision, commands);
+                if let Some(live) = &self.live {
+                    *live.lock().unwrap_or_else(|p| p.into_inner()) = self.stats.clone();
+                }
             }
         }
         self.stats

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
-use weir_protocol::cluster::{DeploymentOutcome, JobSpec, RunSettings, TaskPlacement};
+use weir_protocol::cluster::{
+    DeploymentOutcome, JobSpec, RunSettings, SubtaskRestore, TaskPlacement,
+};
 use weir_protocol::{JobGraph, JobState, WorkerEvent, WorkerId};
 
 /// Where the running attempt of a job takes its workers' reports.
@@ -28,8 +30,8 @@ pub struct AttemptInbox {
 /// What a worker reports about its part of an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptReport {
-    /// All its subtasks run (state restored).
-    Started,
+    /// All its subtasks run; restored ones say which tier served them.
+    Started(Vec<SubtaskRestore>),
     /// Its part ended.
     Ended(DeploymentOutcome),
 }
@@ -94,6 +96,9 @@ pub struct JobStatus {
     pub last_loss: Option<LossReport>,
     /// From the last failure's detection to every subtask running again.
     pub last_recovery_ms: Option<f64>,
+    /// Which tier (local copy, peer replica, object store) served each
+    /// restored subtask of the current attempt.
+    pub restored: Vec<SubtaskRestore>,
     /// Every state entered, with its time.
     pub transitions: Vec<Transition>,
     /// Seconds from the first deployment to the end (or to now).
@@ -151,6 +156,12 @@ pub struct JobRecord {
     pub recovering_since: Option<Instant>,
     /// Duration of the last recovery.
     pub last_recovery_ms: Option<f64>,
+    /// Which tier served each restored subtask of the current attempt.
+    pub last_restore: Vec<SubtaskRestore>,
+    /// The running attempt's checkpoint figures, as its driver publishes them.
+    pub live_checkpoints: Option<std::sync::Arc<Mutex<CheckpointStats>>>,
+    /// Per slot, the workers holding the newest checkpoint's state.
+    pub holders: std::collections::BTreeMap<u32, Vec<WorkerId>>,
 }
 
 fn wall_ms() -> u64 {
@@ -220,6 +231,10 @@ impl JobHandle {
     /// The job as reported by the API.
     pub fn status(&self) -> JobStatus {
         let record = self.record();
+        let mut checkpoints = record.checkpoints.clone();
+        if let Some(live) = &record.live_checkpoints {
+            checkpoints.absorb(lock(live).clone());
+        }
         let elapsed = match (record.started, record.ended) {
             (Some(start), Some(end)) => end.saturating_duration_since(start),
             (Some(start), None) => start.elapsed(),
@@ -237,19 +252,19 @@ impl JobHandle {
             events_in: record.events_in,
             records_out: record.records_out,
             restored_from: record.restored_from,
-            checkpoints_completed: record.checkpoints.completed,
-            checkpoints_aborted: record.checkpoints.aborted,
-            checkpoint_durations_ms: record
-                .checkpoints
+            checkpoints_completed: checkpoints.completed,
+            checkpoints_aborted: checkpoints.aborted,
+            checkpoint_durations_ms: checkpoints
                 .durations
                 .iter()
                 .map(|d| d.as_secs_f64() * 1000.0)
                 .collect(),
-            checkpoint_sizes: record.checkpoints.sizes.clone(),
-            checkpoint_incremental_sizes: record.checkpoints.incremental_sizes.clone(),
+            checkpoint_sizes: checkpoints.sizes,
+            checkpoint_incremental_sizes: checkpoints.incremental_sizes,
             placement: record.placement.clone(),
             last_loss: record.last_loss.clone(),
             last_recovery_ms: record.last_recovery_ms,
+            restored: record.last_restore.clone(),
             transitions: record.lifecycle.history().to_vec(),
             elapsed_s: elapsed.as_secs_f64(),
         }

@@ -86,6 +86,12 @@ async fn reject(stream: &mut TcpStream, reason: String) -> String {
     });
     let _ = stream.write_all(&frame).await;
     let _ = stream.shutdown().await;
+    // Read what the peer still sends before closing: closing with unread
+    // input makes the kernel reset the connection, which can destroy the
+    // rejection before the peer reads it.
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
     reason
 }
 
@@ -148,7 +154,9 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
     let mut writer_kicked = kicked.clone();
     let writing = tokio::spawn(async move {
         loop {
+            // Queued frames first (a rejection must go out before the close).
             let message = tokio::select! {
+                biased;
                 message = outgoing.recv() => message,
                 _ = writer_kicked.changed() => None,
             };
@@ -232,10 +240,14 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
         ToCoordinator::Started {
             job_number,
             attempt,
+            restored,
         } => {
             if let Some(job) = cluster.job_by_number(job_number) {
+                for r in &restored {
+                    tracing::info!(job = %job.job_id, attempt, %worker, vertex = r.vertex, task = r.subtask, tier = %r.tier, "subtask restored");
+                }
                 if let Some(inbox) = job.inbox().as_ref().filter(|i| i.attempt == attempt) {
-                    let _ = inbox.ends.send((worker, AttemptReport::Started));
+                    let _ = inbox.ends.send((worker, AttemptReport::Started(restored)));
                 }
             }
             Ok(())

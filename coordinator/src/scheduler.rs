@@ -5,7 +5,9 @@
 //! subtask `i` of every operator goes to slot `i`: forward edges stay
 //! inside one worker. Slots are spread over workers round-robin, the
 //! workers with the most free slots first, so a job uses as many workers
-//! as it can.
+//! as it can. After a failure, a slot goes first to a worker that already
+//! holds its state (its own copy, or a replica a peer pushed to it), so
+//! only a miss restores from the object store.
 
 use std::collections::BTreeMap;
 use weir_protocol::cluster::TaskPlacement;
@@ -33,10 +35,12 @@ pub fn slots_needed(graph: &JobGraph) -> u32 {
         .unwrap_or(0)
 }
 
-/// Places every subtask of `graph` given each worker's free slots.
+/// Places every subtask of `graph` given each worker's free slots;
+/// `holders[slot]` lists the workers holding that slot's state, best first.
 pub fn place(
     graph: &JobGraph,
     free: &BTreeMap<WorkerId, u32>,
+    holders: &BTreeMap<u32, Vec<WorkerId>>,
 ) -> Result<Vec<TaskPlacement>, NotEnoughSlots> {
     let needed = slots_needed(graph);
     let total: u32 = free.values().sum();
@@ -47,22 +51,40 @@ pub fn place(
             free: total,
         });
     }
-    let mut left: Vec<(WorkerId, u32)> = free
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(w, n)| (*w, *n))
-        .collect();
-    // Most free slots first; ties by id, so placement is deterministic.
-    left.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut slots = Vec::with_capacity(needed as usize);
-    while (slots.len() as u32) < needed {
-        for (worker, n) in left.iter_mut() {
-            if *n > 0 && (slots.len() as u32) < needed {
-                *n -= 1;
-                slots.push(*worker);
+    let mut left: BTreeMap<WorkerId, u32> = free.clone();
+    let mut slots: Vec<Option<WorkerId>> = vec![None; needed as usize];
+    for (slot, chosen) in slots.iter_mut().enumerate() {
+        let preferred = holders
+            .get(&(slot as u32))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if let Some(worker) = preferred
+            .iter()
+            .find(|w| left.get(w).is_some_and(|n| *n > 0))
+        {
+            *left.get_mut(worker).expect("found above") -= 1;
+            *chosen = Some(*worker);
+        }
+    }
+    // The rest round-robin, most free slots first; ties by id, so placement
+    // is deterministic.
+    let mut order: Vec<(WorkerId, u32)> = left.into_iter().filter(|(_, n)| *n > 0).collect();
+    order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut open = slots.iter_mut().filter(|s| s.is_none()).peekable();
+    while open.peek().is_some() {
+        for (worker, n) in order.iter_mut() {
+            if *n > 0 {
+                if let Some(slot) = open.next() {
+                    *n -= 1;
+                    *slot = Some(*worker);
+                }
             }
         }
     }
+    let slots: Vec<WorkerId> = slots
+        .into_iter()
+        .map(|s| s.expect("every slot placed"))
+        .collect();
     Ok(graph
         .vertices
         .iter()
@@ -107,7 +129,7 @@ mod tests {
     #[test]
     fn slots_spread_over_workers_and_share_subtask_indexes() {
         let free = BTreeMap::from([(WorkerId(1), 2), (WorkerId(2), 2), (WorkerId(3), 2)]);
-        let placement = place(&graph(3), &free).unwrap();
+        let placement = place(&graph(3), &free, &BTreeMap::new()).unwrap();
         let worker = |v: u32, s: u32| {
             placement
                 .iter()
@@ -129,8 +151,32 @@ mod tests {
     #[test]
     fn too_few_slots_is_an_error_naming_the_numbers() {
         let free = BTreeMap::from([(WorkerId(1), 1), (WorkerId(2), 0)]);
-        let err = place(&graph(2), &free).unwrap_err();
+        let err = place(&graph(2), &free, &BTreeMap::new()).unwrap_err();
         assert_eq!(err.to_string(), "job 'g' needs 2 slots but only 1 are free");
-        assert_eq!(place(&graph(1), &free).unwrap().len(), 2);
+        assert_eq!(place(&graph(1), &free, &BTreeMap::new()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn slots_go_to_a_worker_holding_their_state_when_it_has_room() {
+        // Worker 1 was lost; slot 0's state has a replica on worker 3,
+        // slot 1's is local to worker 2; worker 4 is a spare.
+        let free = BTreeMap::from([(WorkerId(2), 1), (WorkerId(3), 1), (WorkerId(4), 1)]);
+        let holders = BTreeMap::from([
+            (0, vec![WorkerId(1), WorkerId(3)]),
+            (1, vec![WorkerId(2), WorkerId(3)]),
+            (2, vec![WorkerId(3), WorkerId(1)]),
+        ]);
+        let placement = place(&graph(3), &free, &holders).unwrap();
+        let of = |s: u32| {
+            placement
+                .iter()
+                .find(|p| p.vertex == 0 && p.subtask == s)
+                .unwrap()
+                .worker
+        };
+        assert_eq!(of(0), WorkerId(3), "the peer replica");
+        assert_eq!(of(1), WorkerId(2), "its own copy");
+        // Slot 2's holders are full or gone: the spare restores from storage.
+        assert_eq!(of(2), WorkerId(4));
     }
 }

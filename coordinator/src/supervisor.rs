@@ -11,12 +11,12 @@ use crate::job::{AttemptInbox, AttemptReport, JobHandle};
 use crate::restart::{RestartDecision, RestartStrategy, RestartTracker};
 use crate::tracker::CheckpointConfig;
 use crossbeam_channel::RecvTimeoutError;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_protocol::cluster::{
-    Deployment, DeploymentCheckpoints, DeploymentOutcome, Peer, RestoreFrom, RestorePoint,
-    TaskPlacement,
+    replica_ring, Deployment, DeploymentCheckpoints, DeploymentOutcome, Peer, RestoreFrom,
+    RestorePoint, TaskPlacement,
 };
 use weir_protocol::wire::ToWorker;
 use weir_protocol::{JobState, WorkerId};
@@ -133,7 +133,8 @@ fn supervise(
         }
         advance(job, JobState::Scheduling);
         let started = Instant::now();
-        let end = match cluster.reserve(&job.graph) {
+        let holders = job.record().holders.clone();
+        let end = match cluster.reserve(&job.graph, &holders) {
             Ok(Reservation { placement, peers }) => {
                 let end = run_attempt(
                     cluster,
@@ -223,6 +224,7 @@ fn run_attempt(
     let attempt = {
         let mut record = job.record();
         record.attempt += 1;
+        record.last_restore.clear();
         record.placement = placement.to_vec();
         record.started.get_or_insert_with(Instant::now);
         record.attempt
@@ -243,8 +245,10 @@ fn run_attempt(
             retained: settings.retain,
         };
         let restored_from = restore.as_ref().map(|r| r.manifest.epoch);
+        let live = Arc::new(std::sync::Mutex::new(CheckpointStats::default()));
+        job.record().live_checkpoints = Some(live.clone());
         let driver = match CheckpointDriver::new(catalog, &job.graph, config, restored_from) {
-            Ok(driver) => driver,
+            Ok(driver) => driver.publish_to(live),
             // Storage that cannot even be listed will not get better by restarting.
             Err(error) => return AttemptEnd::Fatal(crate::error::chain(&error)),
         };
@@ -300,6 +304,7 @@ fn run_attempt(
         checkpoints,
         state_backend: settings.state_backend,
         batch_size: settings.batch_size,
+        replicas: settings.replicas,
     };
     for worker in &workers {
         if !cluster.send(*worker, ToWorker::Deploy(Box::new(deployment.clone()))) {
@@ -318,9 +323,41 @@ fn run_attempt(
     *job.inbox() = None;
     if let Some(driver) = driver_thread {
         let stats = driver.join().unwrap_or_default();
-        merge(&mut job.record().checkpoints, stats);
+        let mut record = job.record();
+        record.live_checkpoints = None;
+        if stats.completed > 0 {
+            // This attempt's checkpoints are the newest: their copies are
+            // where this attempt ran, and on those workers' replica peers.
+            record.holders = state_holders(&job.graph, placement, &workers, settings.replicas);
+        }
+        record.checkpoints.absorb(stats);
     }
     end
+}
+
+/// For each slot, the workers holding the state its subtasks checkpointed:
+/// the worker that ran it, then its replica peers.
+fn state_holders(
+    graph: &weir_protocol::JobGraph,
+    placement: &[TaskPlacement],
+    workers: &[WorkerId],
+    replicas: u32,
+) -> BTreeMap<u32, Vec<WorkerId>> {
+    let mut sorted = workers.to_vec();
+    sorted.sort();
+    let widest = crate::scheduler::slots_needed(graph);
+    let Some(vertex) = graph.vertices.iter().find(|v| v.parallelism == widest) else {
+        return BTreeMap::new();
+    };
+    placement
+        .iter()
+        .filter(|p| p.vertex == vertex.id.0)
+        .map(|p| {
+            let mut holders = vec![p.worker];
+            holders.extend(replica_ring(&sorted, p.worker, replicas));
+            (p.subtask, holders)
+        })
+        .collect()
 }
 
 /// Waits for every worker's end of the attempt; on the first failure (or a
@@ -350,7 +387,8 @@ fn collect_ends(
     };
     while !pending.is_empty() {
         match ends.recv_timeout(Duration::from_millis(20)) {
-            Ok((worker, AttemptReport::Started)) => {
+            Ok((worker, AttemptReport::Started(restored))) => {
+                job.record().last_restore.extend(restored);
                 if starting.remove(&worker) && starting.is_empty() && failure.is_none() {
                     advance(job, JobState::Running);
                     job.record().note_running();
@@ -409,12 +447,4 @@ fn collect_ends(
             records_out,
         },
     }
-}
-
-fn merge(total: &mut CheckpointStats, attempt: CheckpointStats) {
-    total.completed += attempt.completed;
-    total.aborted += attempt.aborted;
-    total.durations.extend(attempt.durations);
-    total.sizes.extend(attempt.sizes);
-    total.incremental_sizes.extend(attempt.incremental_sizes);
 }

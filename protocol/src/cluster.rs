@@ -84,6 +84,8 @@ pub struct RunSettings {
     pub restart_backoff_ms: u64,
     /// Records per batch between tasks.
     pub batch_size: usize,
+    /// Peers each worker pushes its checkpoint files to (`state.replicas`).
+    pub replicas: u32,
 }
 
 impl Default for RunSettings {
@@ -99,6 +101,7 @@ impl Default for RunSettings {
             max_restarts: 5,
             restart_backoff_ms: 100,
             batch_size: 1024,
+            replicas: 1,
         }
     }
 }
@@ -178,9 +181,19 @@ pub struct Deployment {
     pub state_backend: BackendKind,
     /// Records per batch.
     pub batch_size: usize,
+    /// Peers each worker pushes its checkpoint files to.
+    pub replicas: u32,
 }
 
 impl Deployment {
+    /// The peers `worker` pushes replicas to: the next `replicas` workers
+    /// of the deployment in id order, wrapping around.
+    pub fn replica_peers(&self, worker: WorkerId) -> Vec<WorkerId> {
+        let mut ids: Vec<WorkerId> = self.peers.iter().map(|p| p.worker).collect();
+        ids.sort();
+        replica_ring(&ids, worker, self.replicas)
+    }
+
     /// The worker running `subtask` of `vertex`, if placed.
     pub fn worker_of(&self, vertex: u32, subtask: u32) -> Option<WorkerId> {
         self.placement
@@ -188,6 +201,51 @@ impl Deployment {
             .find(|p| p.vertex == vertex && p.subtask == subtask)
             .map(|p| p.worker)
     }
+}
+
+/// The `replicas` workers after `worker` in `ids` (sorted), wrapping
+/// around, never `worker` itself.
+pub fn replica_ring(ids: &[WorkerId], worker: WorkerId, replicas: u32) -> Vec<WorkerId> {
+    let Some(at) = ids.iter().position(|w| *w == worker) else {
+        return Vec::new();
+    };
+    (1..ids.len())
+        .map(|step| ids[(at + step) % ids.len()])
+        .take(replicas as usize)
+        .collect()
+}
+
+/// Which copy of a subtask's checkpoint files a restore read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreTier {
+    /// The worker's own copy of a snapshot it took.
+    Local,
+    /// A replica a peer pushed to the worker at checkpoint time.
+    Peer,
+    /// The durable copy in checkpoint storage.
+    ObjectStore,
+}
+
+impl fmt::Display for RestoreTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestoreTier::Local => "local",
+            RestoreTier::Peer => "peer",
+            RestoreTier::ObjectStore => "object store",
+        })
+    }
+}
+
+/// Which tier served the restore of one subtask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskRestore {
+    /// The vertex.
+    pub vertex: u32,
+    /// The subtask.
+    pub subtask: u32,
+    /// The slowest tier any of its files came from.
+    pub tier: RestoreTier,
 }
 
 /// How a worker's part of a deployment ended.

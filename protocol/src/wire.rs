@@ -9,7 +9,7 @@
 //!   travels as the bytes of its records, encoded by the edge's record
 //!   codec (records are user types with serde impls, not rkyv ones).
 
-use crate::cluster::{Deployment, DeploymentOutcome, WorkerId};
+use crate::cluster::{Deployment, DeploymentOutcome, SubtaskRestore, WorkerId};
 use crate::control::{ControlCommand, WorkerEvent};
 use crate::error::WireError;
 use serde::de::DeserializeOwned;
@@ -56,6 +56,9 @@ pub enum ToCoordinator {
         job_number: u32,
         /// The attempt.
         attempt: u32,
+        /// For restored subtasks: which tier served their state.
+        #[serde(default)]
+        restored: Vec<SubtaskRestore>,
     },
     /// The worker's part of a deployment ended.
     Ended {
@@ -170,6 +173,19 @@ mod exchange_frames {
             key: ChannelKey,
             /// Messages granted.
             credits: u32,
+        },
+        /// Part of a checkpoint file pushed to this worker as a replica.
+        Replica {
+            /// The job id (checkpoint directory).
+            job_id: String,
+            /// The file's path in the job's checkpoint directory.
+            path: String,
+            /// Where this part starts.
+            offset: u64,
+            /// The file's whole size.
+            total: u64,
+            /// The bytes.
+            bytes: Vec<u8>,
         },
     }
 }

@@ -3,6 +3,7 @@
 use crate::channels::local_channel;
 use crate::error::{RuntimeError, TaskFailure};
 use crate::exchange::Exchange;
+use crate::replicas::{Replication, StateReplicas};
 use crate::restore::load_restored_tasks;
 use crate::snapshots::{SnapshotSubmitter, SnapshotWriter};
 use crate::task_loop::{run_operator, run_source, TaskCommand, TaskContext, TaskExit, TaskInput};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use weir_operators::output::{EdgeWiring, OutputChannel, OutputWiring, TaskCounters};
 use weir_operators::task::{RestoredTask, VertexFactory};
 use weir_operators::{Dataflow, TaskInfo};
-use weir_protocol::cluster::Deployment;
+use weir_protocol::cluster::{Deployment, SubtaskRestore};
 use weir_protocol::wire::ChannelKey;
 use weir_protocol::{
     CheckpointManifest, ControlCommand, KeyGroupRange, Partitioning, VertexId, VertexKind,
@@ -74,6 +75,8 @@ pub struct CheckpointRun {
     pub events: Sender<WorkerEvent>,
     /// The checkpoint to resume from, if any.
     pub restore: Option<RestoreSource>,
+    /// Local copies and peer replicas of what the tasks upload.
+    pub replication: Option<Arc<Replication>>,
 }
 
 /// A complete checkpoint to resume from, and where its files are.
@@ -85,6 +88,8 @@ pub struct RestoreSource {
     pub job_id: String,
     /// Its manifest.
     pub manifest: CheckpointManifest,
+    /// Local copies (own and peer replicas) to read before the storage.
+    pub replicas: Option<Arc<StateReplicas>>,
 }
 
 /// The part of a deployment one worker runs: its subtasks are those placed
@@ -206,20 +211,22 @@ struct Shared {
 struct Readiness {
     left: std::sync::atomic::AtomicUsize,
     on_running: Option<OnRunning>,
+    restored: Vec<SubtaskRestore>,
 }
 
 impl Readiness {
     fn task_ready(&self) {
         if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
             if let Some(on_running) = &self.on_running {
-                on_running();
+                on_running(&self.restored);
             }
         }
     }
 }
 
-/// Called once every local subtask of a deployment is running.
-pub type OnRunning = Arc<dyn Fn() + Send + Sync>;
+/// Called once every local subtask of a deployment is running, with the
+/// tier each restored subtask's state came from.
+pub type OnRunning = Arc<dyn Fn(&[SubtaskRestore]) + Send + Sync>;
 
 /// A unique id for one deployment of a job.
 fn new_attempt_id() -> String {
@@ -281,9 +288,22 @@ impl LocalEngine {
             source,
         })?;
         let started = Instant::now();
+        let mut restored_tiers = Vec::new();
         let mut restored = match checkpoints.as_ref().and_then(|c| c.restore.as_ref()) {
             Some(source) => {
-                load_restored_tasks(graph, &source.manifest, &source.storage, &source.job_id)?
+                let local = |vertex: VertexId, subtask: u32| {
+                    part.is_none_or(|p| p.is_local(vertex, subtask))
+                };
+                let (tasks, tiers) = load_restored_tasks(
+                    graph,
+                    &source.manifest,
+                    &source.storage,
+                    &source.job_id,
+                    source.replicas.as_deref(),
+                    &local,
+                )?;
+                restored_tiers = tiers;
+                tasks
             }
             None => HashMap::new(),
         };
@@ -304,6 +324,7 @@ impl LocalEngine {
         let ready = Arc::new(Readiness {
             left: std::sync::atomic::AtomicUsize::new(plans.len()),
             on_running: part.and_then(|p| p.on_running.clone()),
+            restored: std::mem::take(&mut restored_tiers),
         });
         let (writer, commands, shared) = match checkpoints {
             Some(run) => {
@@ -312,6 +333,7 @@ impl LocalEngine {
                     run.storage.clone(),
                     run.events.clone(),
                     self.config.snapshot_threads,
+                    run.replication.clone(),
                 );
                 let shared = Shared {
                     cancel: job_cancel.clone(),

@@ -16,6 +16,8 @@
 //!   decision of when an operator has a checkpoint's barrier on every input.
 //! - [`snapshots`]: writes task snapshots to checkpoint storage off the task
 //!   threads and sends the acks.
+//! - [`replicas`]: the worker's local copies of checkpoint files (its own
+//!   and those peers push to it), the first two tiers of replicated state.
 //! - [`restore`]: which state each subtask of a new deployment resumes from.
 //! - [`watermarks`]: [`InputWatermarks`], the pure merge of per-channel
 //!   watermarks into an operator's watermark.
@@ -35,6 +37,7 @@ pub mod channels;
 pub mod engine;
 pub mod error;
 pub mod exchange;
+pub mod replicas;
 pub mod restore;
 pub mod snapshots;
 pub mod task_loop;

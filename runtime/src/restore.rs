@@ -2,10 +2,12 @@
 //! new subtask resumes from, at any parallelism.
 
 use crate::error::RuntimeError;
+use crate::replicas::StateReplicas;
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_operators::task::RestoredTask;
 use weir_protocol::checkpoint::paths;
+use weir_protocol::cluster::{RestoreTier, SubtaskRestore};
 use weir_protocol::{CheckpointManifest, JobGraph, KeyGroupRange, VertexId};
 use weir_state::{snapshot, CheckpointStorage, RestoredDb};
 
@@ -14,12 +16,24 @@ use weir_state::{snapshot, CheckpointStorage, RestoredDb};
 /// Operators are matched by name. Keyed state is redistributed by key
 /// group, so the parallelism may differ from the checkpoint's; every file
 /// read is checked against its checksum first.
+/// Only the subtasks `local` selects are loaded; for each restored one,
+/// the result says which tier served its files (local copies and peer
+/// replicas in `replicas` first, checkpoint storage on a miss).
+#[allow(clippy::type_complexity)]
 pub fn load_restored_tasks(
     graph: &JobGraph,
     manifest: &CheckpointManifest,
     storage: &CheckpointStorage,
     job_id: &str,
-) -> Result<HashMap<(VertexId, u32), Arc<RestoredTask>>, RuntimeError> {
+    replicas: Option<&StateReplicas>,
+    local: &dyn Fn(VertexId, u32) -> bool,
+) -> Result<
+    (
+        HashMap<(VertexId, u32), Arc<RestoredTask>>,
+        Vec<SubtaskRestore>,
+    ),
+    RuntimeError,
+> {
     let incompatible = |problem: String| RuntimeError::IncompatibleCheckpoint {
         epoch: manifest.epoch,
         problem,
@@ -38,8 +52,15 @@ pub fn load_restored_tasks(
             )));
         }
     }
-    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut files: HashMap<String, (Vec<u8>, RestoreTier)> = HashMap::new();
     let mut restored = HashMap::new();
+    let mut tiers = Vec::new();
+    let reader = Reader {
+        storage,
+        replicas,
+        job_id,
+        epoch: manifest.epoch,
+    };
     for vertex in &graph.vertices {
         let Some(operator) = manifest.operator(&vertex.name) else {
             tracing::warn!(operator = %vertex.name, epoch = manifest.epoch.0, "operator not in checkpoint; it starts empty");
@@ -51,6 +72,10 @@ pub fn load_restored_tasks(
             .map(|s| s.operator_state.clone())
             .collect();
         for subtask in 0..vertex.parallelism {
+            if !local(vertex.id, subtask) {
+                continue;
+            }
+            let mut tier: Option<RestoreTier> = None;
             let range =
                 KeyGroupRange::for_subtask(subtask, vertex.parallelism, graph.max_parallelism);
             let mut key_groups = Vec::new();
@@ -62,7 +87,8 @@ pub fn load_restored_tasks(
                     let mut db_files = Vec::new();
                     for file in &old.files {
                         let name = file.rocksdb_name.clone().unwrap_or_default();
-                        let bytes = read_verified(storage, job_id, manifest.epoch, file)?;
+                        let (bytes, from) = reader.read(file)?;
+                        tier = tier.max(Some(from));
                         db_files.push((name, bytes));
                     }
                     databases.push(RestoredDb {
@@ -81,10 +107,11 @@ pub fn load_restored_tasks(
                         continue;
                     }
                     if !files.contains_key(&file.path) {
-                        let bytes = read_verified(storage, job_id, manifest.epoch, file)?;
-                        files.insert(file.path.clone(), bytes);
+                        let read = reader.read(file)?;
+                        files.insert(file.path.clone(), read);
                     }
-                    let bytes = &files[&file.path];
+                    let (bytes, from) = &files[&file.path];
+                    tier = tier.max(Some(*from));
                     for span in wanted {
                         let section =
                             snapshot::section(bytes, span, &file.path).map_err(|source| {
@@ -97,6 +124,14 @@ pub fn load_restored_tasks(
                     }
                 }
             }
+            if let Some(tier) = tier {
+                tracing::info!(job = %job_id, operator = %vertex.name, task = subtask, epoch = manifest.epoch.0, %tier, "restored state");
+                tiers.push(SubtaskRestore {
+                    vertex: vertex.id.0,
+                    subtask,
+                    tier,
+                });
+            }
             restored.insert(
                 (vertex.id, subtask),
                 Arc::new(RestoredTask {
@@ -108,25 +143,40 @@ pub fn load_restored_tasks(
             );
         }
     }
-    Ok(restored)
+    Ok((restored, tiers))
 }
 
-/// Reads a checkpoint file and checks its size and checksum.
-fn read_verified(
-    storage: &CheckpointStorage,
-    job_id: &str,
+/// Reads checkpoint files: a verified local copy when there is one, else
+/// checkpoint storage.
+struct Reader<'a> {
+    storage: &'a CheckpointStorage,
+    replicas: Option<&'a StateReplicas>,
+    job_id: &'a str,
     epoch: weir_protocol::Epoch,
-    file: &weir_protocol::StateFile,
-) -> Result<Vec<u8>, RuntimeError> {
-    let full = format!("{}/{}", paths::job_dir(job_id), file.path);
-    let restore = |source| RuntimeError::Restore { epoch, source };
-    let bytes = storage.get(&full).map_err(restore)?;
-    if bytes.len() as u64 != file.size {
-        return Err(restore(weir_state::StateError::Corrupt {
-            path: full,
-            problem: format!("size {} but the manifest says {}", bytes.len(), file.size),
-        }));
+}
+
+impl Reader<'_> {
+    /// A checkpoint file, checked against its size and checksum.
+    fn read(
+        &self,
+        file: &weir_protocol::StateFile,
+    ) -> Result<(Vec<u8>, RestoreTier), RuntimeError> {
+        if let Some(found) = self.replicas.and_then(|r| r.load(self.job_id, file)) {
+            return Ok(found);
+        }
+        let full = format!("{}/{}", paths::job_dir(self.job_id), file.path);
+        let restore = |source| RuntimeError::Restore {
+            epoch: self.epoch,
+            source,
+        };
+        let bytes = self.storage.get(&full).map_err(restore)?;
+        if bytes.len() as u64 != file.size {
+            return Err(restore(weir_state::StateError::Corrupt {
+                path: full,
+                problem: format!("size {} but the manifest says {}", bytes.len(), file.size),
+            }));
+        }
+        snapshot::verify_checksum(&bytes, file.crc32c, &full).map_err(restore)?;
+        Ok((bytes, RestoreTier::ObjectStore))
     }
-    snapshot::verify_checksum(&bytes, file.crc32c, &full).map_err(restore)?;
-    Ok(bytes)
 }

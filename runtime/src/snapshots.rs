@@ -5,7 +5,9 @@
 //! writer's threads encode the keyed state, write it under the checkpoint's
 //! directory and report the task's ack (or its decline) to the coordinator.
 
+use crate::replicas::Replication;
 use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use weir_operators::task::TaskSnapshot;
 use weir_protocol::checkpoint::paths;
@@ -84,14 +86,16 @@ impl SnapshotWriter {
         storage: CheckpointStorage,
         events: Sender<WorkerEvent>,
         threads: usize,
+        replication: Option<Arc<Replication>>,
     ) -> (Self, SnapshotSubmitter) {
         let (jobs, queue) = crossbeam_channel::unbounded::<WriteJob>();
         let handles = (0..threads.max(1))
             .map(|i| {
                 let (queue, storage, events) = (queue.clone(), storage.clone(), events.clone());
+                let replication = replication.clone();
                 std::thread::Builder::new()
                     .name(format!("snapshot-writer-{i}"))
-                    .spawn(move || write_loop(&queue, &storage, &events))
+                    .spawn(move || write_loop(&queue, &storage, &events, replication.as_deref()))
                     .expect("spawning a snapshot writer thread")
             })
             .collect();
@@ -122,10 +126,11 @@ fn write_loop(
     queue: &Receiver<WriteJob>,
     storage: &CheckpointStorage,
     events: &Sender<WorkerEvent>,
+    replication: Option<&Replication>,
 ) {
     for job in queue {
         let (epoch, task) = (job.epoch, job.task);
-        let event = match write(job, storage) {
+        let event = match write(job, storage, replication) {
             Ok(ack) => WorkerEvent::Ack(ack),
             Err(error) => {
                 tracing::warn!(
@@ -156,12 +161,19 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn write(job: WriteJob, storage: &CheckpointStorage) -> Result<TaskAck, StateError> {
+fn write(
+    job: WriteJob,
+    storage: &CheckpointStorage,
+    replication: Option<&Replication>,
+) -> Result<TaskAck, StateError> {
     let files = match &job.snapshot.keyed {
         Some(keyed) => {
             let task_dir = paths::subtask_file(job.epoch, job.task, "");
             let job_dir = paths::job_dir(&job.job);
             keyed.write(task_dir.trim_end_matches('/'), &mut |relative, bytes| {
+                if let Some(replication) = replication {
+                    replication.replicate(&job.job, relative, &bytes);
+                }
                 storage.put(&format!("{job_dir}/{relative}"), bytes)
             })?
         }

@@ -46,8 +46,8 @@ fn wait_until(what: &str, condition: impl Fn() -> bool) {
 
 #[test]
 fn a_slow_consumer_stops_its_producer_after_the_granted_credits() {
-    let producer_side = Exchange::start("127.0.0.1:0", CAPACITY).unwrap();
-    let consumer_side = Exchange::start("127.0.0.1:0", CAPACITY).unwrap();
+    let producer_side = Exchange::start("127.0.0.1:0", CAPACITY, None).unwrap();
+    let consumer_side = Exchange::start("127.0.0.1:0", CAPACITY, None).unwrap();
     producer_side.set_worker_id(1);
     consumer_side.set_worker_id(2);
     producer_side
@@ -112,7 +112,7 @@ fn a_slow_consumer_stops_its_producer_after_the_granted_credits() {
 
 #[test]
 fn frames_of_an_older_attempt_are_dropped() {
-    let exchange = Exchange::start("127.0.0.1:0", CAPACITY).unwrap();
+    let exchange = Exchange::start("127.0.0.1:0", CAPACITY, None).unwrap();
     exchange.set_worker_id(2);
     // A peer (worker 1) that speaks the protocol by hand.
     let mut zombie = TcpStream::connect(exchange.local_addr()).unwrap();

@@ -69,6 +69,11 @@ pub struct JobArgs {
     /// Wait before the first restart; doubles on each consecutive failure.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     pub restart_backoff: Duration,
+    /// Peer workers each worker pushes its checkpoint files to
+    /// (`state.replicas`): a failed subtask restores from one of them, or
+    /// from a local copy, before checkpoint storage.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
 }
 
 impl JobArgs {
@@ -106,6 +111,7 @@ impl JobArgs {
                 max_restarts: self.max_restarts,
                 restart_backoff_ms: self.restart_backoff.as_millis() as u64,
                 batch_size: self.batch_size.max(1),
+                replicas: self.replicas,
             },
         })
     }

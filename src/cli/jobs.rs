@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 use weir_coordinator::JobStatus;
 use weir_jobs::JobRegistry;
+use weir_protocol::cluster::RestoreTier;
 use weir_protocol::JobState;
 
 /// How to reach the coordinator.
@@ -187,6 +188,7 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
             status.failure.clone().unwrap_or_else(|| "-".into()),
         ),
         ("last worker loss", loss_line(status)),
+        ("last restore", restore_line(status)),
         ("time to detect", detect_line(status)),
         (
             "time to recover",
@@ -210,6 +212,20 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
     }
     println!("{rows}");
     Ok(())
+}
+
+fn restore_line(status: &JobStatus) -> String {
+    if status.restored.is_empty() {
+        return "-".into();
+    }
+    let count = |tier: RestoreTier| status.restored.iter().filter(|r| r.tier == tier).count();
+    format!(
+        "{} subtasks: {} from a local copy, {} from a peer replica, {} from the object store",
+        status.restored.len(),
+        count(RestoreTier::Local),
+        count(RestoreTier::Peer),
+        count(RestoreTier::ObjectStore)
+    )
 }
 
 fn loss_line(status: &JobStatus) -> String {

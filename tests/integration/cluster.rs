@@ -12,6 +12,7 @@ use weir::client::Client;
 use weir::protocol::wire::{
     decode_control, encode_control, ToCoordinator, ToWorker, PROTOCOL_VERSION,
 };
+use weir::protocol::JobState;
 
 /// A coordinator and its workers; every process is killed on drop.
 pub struct TestCluster {
@@ -74,6 +75,14 @@ impl TestCluster {
             command.args(["--token", token]);
         }
         self.workers.push(command.spawn().expect("a worker starts"));
+    }
+
+    /// The index of the worker process with `pid`.
+    pub fn worker_index(&self, pid: u32) -> usize {
+        self.workers
+            .iter()
+            .position(|w| w.id() == pid)
+            .expect("a worker of this cluster")
     }
 
     /// SIGKILLs worker process `index`.
@@ -452,7 +461,7 @@ fn cancel_stops_a_running_job() {
     let id = text(&output.stdout).trim().to_owned();
     let client = cluster.client();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while client.job(&id).unwrap().state != weir::protocol::JobState::Running {
+    while client.job(&id).unwrap().state != JobState::Running {
         assert!(Instant::now() < deadline, "the job never ran");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -484,4 +493,100 @@ fn cancel_stops_a_running_job() {
     );
     // The slots are free again.
     cluster.submit_and_wait(&["keyed-sum", "-p", "2", "--param", "events=1000"]);
+}
+
+/// After a worker is SIGKILLed, its subtasks restart on the worker holding
+/// a replica of their state and the others on their own workers: nothing
+/// is read back from checkpoint storage, and the output is exactly once.
+#[test]
+fn a_lost_workers_subtasks_restore_from_peer_replicas() {
+    use weir::protocol::cluster::RestoreTier;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(dir.path(), 3, 2, &[]);
+    let out = dir.path().join("out");
+    let mut submit: Vec<&str> = vec!["submit"];
+    submit.extend(crate::recovery::JOB);
+    // Long enough to be killed while running (5 s).
+    submit[3] = "events=1000000";
+    let out_arg = out.display().to_string();
+    submit.extend([
+        "-p",
+        "3",
+        "--checkpoint-interval",
+        "200ms",
+        "--output",
+        &out_arg,
+    ]);
+    let output = cluster.weir(&submit);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let id = text(&output.stdout).trim().to_owned();
+    let client = cluster.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = client.job(&id).unwrap();
+        if status.checkpoints_completed >= 2 {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline && !status.state.is_terminal(),
+            "{status:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Kill the worker running slot 0.
+    let victim = status
+        .placement
+        .iter()
+        .find(|p| p.subtask == 0)
+        .unwrap()
+        .worker;
+    let workers = client.cluster().unwrap().workers;
+    let name = &workers.iter().find(|w| w.id == victim).unwrap().name;
+    let pid: u32 = name.trim_start_matches("worker-").parse().unwrap();
+    let index = cluster.worker_index(pid);
+    cluster.kill_worker(index);
+    let recovered = loop {
+        let status = client.job(&id).unwrap();
+        if status.attempt >= 2 && status.state == JobState::Running {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline && !status.state.is_terminal(),
+            "{status:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let loss = recovered.last_loss.clone().expect("the loss is reported");
+    assert_eq!(loss.worker, victim);
+    assert!(recovered.last_recovery_ms.is_some(), "{recovered:?}");
+    let tiers: std::collections::BTreeSet<RestoreTier> =
+        recovered.restored.iter().map(|r| r.tier).collect();
+    assert!(
+        tiers.contains(&RestoreTier::Peer) && tiers.contains(&RestoreTier::Local),
+        "{:?}",
+        recovered.restored
+    );
+    assert!(
+        !tiers.contains(&RestoreTier::ObjectStore),
+        "{:?}",
+        recovered.restored
+    );
+    let status_text = text(&cluster.weir(&["jobs", "status", &id]).stdout);
+    assert!(status_text.contains("from a peer replica"), "{status_text}");
+    let output = cluster.weir(&["jobs", "wait", &id, "--timeout", "120s"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let clean = dir.path().join("clean");
+    let mut run: Vec<&str> = crate::recovery::JOB.to_vec();
+    run[2] = "events=1000000";
+    let clean_arg = clean.display().to_string();
+    run.extend([
+        "-p",
+        "3",
+        "--checkpoint-interval",
+        "0",
+        "--output",
+        &clean_arg,
+    ]);
+    weir_run(&run);
+    crate::recovery::assert_same(&out, &clean);
 }

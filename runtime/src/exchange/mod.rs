@@ -18,6 +18,7 @@ pub mod framing;
 
 use crate::engine::CancelToken;
 use crate::error::RuntimeError;
+use crate::replicas::{Origin, StateReplicas};
 use credits::{CreditGate, CreditReturn, CreditSink, NoCredit};
 use crossbeam_channel::{Receiver, Sender};
 use framing::{read_frame, FrameReadError};
@@ -34,6 +35,12 @@ use weir_protocol::wire::{
     decode_exchange, encode_exchange, ChannelKey, ExchangeFrame, FrameBody, PROTOCOL_VERSION,
 };
 use weir_protocol::Epoch;
+
+/// Largest part of a replica in one frame.
+pub const REPLICA_PART: usize = 4 << 20;
+
+/// Frames queued on a link above which replica pushes wait.
+const REPLICA_QUEUE: usize = 16;
 
 /// How long a worker waits for a peer with a higher id to dial it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +75,7 @@ struct Routes {
 
 struct Shared {
     me: Mutex<Option<u32>>,
+    replicas: Option<Arc<StateReplicas>>,
     routes: Mutex<Routes>,
     links_changed: Condvar,
     capacity: u32,
@@ -89,7 +97,11 @@ impl std::fmt::Debug for Exchange {
 impl Exchange {
     /// Listens on `listen` (`host:port`, port 0 for any); `capacity` is the
     /// number of messages a remote input channel buffers (its credits).
-    pub fn start(listen: &str, capacity: usize) -> Result<Self, RuntimeError> {
+    pub fn start(
+        listen: &str,
+        capacity: usize,
+        replicas: Option<Arc<StateReplicas>>,
+    ) -> Result<Self, RuntimeError> {
         let listener = TcpListener::bind(listen).map_err(|source| RuntimeError::Network {
             action: "listening for data exchange on",
             address: listen.to_owned(),
@@ -105,6 +117,7 @@ impl Exchange {
         let exchange = Self {
             shared: Arc::new(Shared {
                 me: Mutex::new(None),
+                replicas,
                 routes: Mutex::new(Routes::default()),
                 links_changed: Condvar::new(),
                 capacity: capacity.max(1) as u32,
@@ -308,6 +321,22 @@ impl Exchange {
     fn dispatch(&self, frame: ExchangeFrame) -> Result<(), String> {
         match frame {
             ExchangeFrame::Hello { .. } => Err("a second hello".into()),
+            ExchangeFrame::Replica {
+                job_id,
+                path,
+                offset,
+                total,
+                bytes,
+            } => {
+                if let Some(replicas) = &self.shared.replicas {
+                    if let Err(error) =
+                        replicas.store_part(Origin::Peer, &job_id, &path, offset, total, &bytes)
+                    {
+                        tracing::warn!(job = %job_id, %path, error = &error as &dyn std::error::Error, "storing a replica failed");
+                    }
+                }
+                Ok(())
+            }
             ExchangeFrame::Credit { key, credits } => {
                 let newest = self.routes().attempts.get(&key.job).copied().unwrap_or(0);
                 if key.attempt < newest {
@@ -436,6 +465,37 @@ impl Exchange {
         let credits = Arc::new(CreditReturn::new(key, link, (capacity / 4).max(1)));
         credits.grant(capacity);
         Ok((receiver, credits))
+    }
+
+    /// Pushes a copy of a checkpoint file to `peer`, in parts of at most
+    /// [`REPLICA_PART`] bytes, waiting while the link has much queued (so
+    /// replicas never pile up in memory). False when there is no link.
+    pub fn replicate(&self, peer: u32, job_id: &str, path: &str, bytes: &[u8]) -> bool {
+        let Some(link) = self.routes().links.get(&peer).cloned() else {
+            return false;
+        };
+        let total = bytes.len() as u64;
+        let mut offset = 0usize;
+        loop {
+            while link.frames.len() > REPLICA_QUEUE && !link.closed.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let end = (offset + REPLICA_PART).min(bytes.len());
+            let frame = encode_exchange(&ExchangeFrame::Replica {
+                job_id: job_id.to_owned(),
+                path: path.to_owned(),
+                offset: offset as u64,
+                total,
+                bytes: bytes[offset..end].to_vec(),
+            });
+            if !link.send_frame(frame) {
+                return false;
+            }
+            offset = end;
+            if offset >= bytes.len() {
+                return true;
+            }
+        }
     }
 
     /// Forgets every channel of `attempt` of job `job` (it ended here).

@@ -8,8 +8,9 @@ use crate::engine::{
 };
 use crate::error::RuntimeError;
 use crate::exchange::Exchange;
+use crate::replicas::{Replication, StateReplicas};
 use std::sync::Arc;
-use weir_protocol::cluster::{BackendKind, Deployment, DeploymentOutcome};
+use weir_protocol::cluster::{BackendKind, Deployment, DeploymentOutcome, SubtaskRestore};
 use weir_protocol::wire::ToCoordinator;
 use weir_protocol::{ControlCommand, WorkerEvent, WorkerId};
 use weir_state::{CheckpointStorage, MemoryBackend, StateBackend};
@@ -22,6 +23,7 @@ pub(super) struct DeployContext {
     pub(super) link: ControlLink,
     pub(super) build: DataflowBuilder,
     pub(super) rocksdb: Arc<dyn StateBackend>,
+    pub(super) replicas: Arc<StateReplicas>,
     pub(super) channel_capacity: usize,
     pub(super) running: RunningMap,
 }
@@ -120,10 +122,11 @@ impl DeployContext {
             deployment,
             me: self.me,
             exchange: &self.exchange,
-            on_running: Some(Arc::new(move || {
+            on_running: Some(Arc::new(move |restored: &[SubtaskRestore]| {
                 started.send(&ToCoordinator::Started {
                     job_number,
                     attempt,
+                    restored: restored.to_vec(),
                 });
             })),
         };
@@ -141,6 +144,7 @@ impl DeployContext {
                 storage: open(&point.storage_url)?,
                 job_id: point.job_id.clone(),
                 manifest: point.manifest.clone(),
+                replicas: Some(self.replicas.clone()),
             }),
             None => None,
         };
@@ -168,6 +172,15 @@ impl DeployContext {
             commands,
             events,
             restore,
+            replication: Some(Arc::new(Replication {
+                store: self.replicas.clone(),
+                exchange: self.exchange.clone(),
+                peers: deployment
+                    .replica_peers(self.me)
+                    .into_iter()
+                    .map(|w| w.0)
+                    .collect(),
+            })),
         };
         let result = engine.run_part(&dataflow, Some(&part), Some(run), cancel);
         let _ = forwarder.join();

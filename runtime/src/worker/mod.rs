@@ -20,6 +20,7 @@ use crate::engine::CancelToken;
 use crate::error::RuntimeError;
 use crate::exchange::framing::{read_frame, FrameReadError};
 use crate::exchange::Exchange;
+use crate::replicas::StateReplicas;
 use crossbeam_channel::Sender;
 use deploy::DeployContext;
 use std::collections::HashMap;
@@ -107,6 +108,7 @@ pub(crate) type RunningMap = Arc<Mutex<HashMap<u32, Running>>>;
 /// What a worker keeps across sessions with the coordinator.
 struct WorkerState {
     exchange: Exchange,
+    replicas: Arc<StateReplicas>,
     running: RunningMap,
     rocksdb: Arc<dyn StateBackend>,
     build: DataflowBuilder,
@@ -120,8 +122,14 @@ pub fn run_worker(
     build: DataflowBuilder,
     shutdown: &CancelToken,
 ) -> Result<(), RuntimeError> {
+    let replicas = Arc::new(StateReplicas::default_location());
     let state = WorkerState {
-        exchange: Exchange::start(&config.data_listen, config.channel_capacity)?,
+        exchange: Exchange::start(
+            &config.data_listen,
+            config.channel_capacity,
+            Some(replicas.clone()),
+        )?,
+        replicas,
         running: Arc::new(Mutex::new(HashMap::new())),
         rocksdb: Arc::new(RocksDbBackend::default_location()),
         build,
@@ -264,6 +272,7 @@ fn session(
         link,
         build: state.build.clone(),
         rocksdb: state.rocksdb.clone(),
+        replicas: state.replicas.clone(),
         channel_capacity: config.channel_capacity,
         running: state.running.clone(),
     };

@@ -1,0 +1,290 @@
+//! [`StateReplicas`]: a worker's local copies of checkpoint files, the
+//! first two tiers of replicated state.
+//!
+//! - **own**: every file this worker's subtasks uploaded, kept as written;
+//! - **peer**: files other workers pushed to this one at checkpoint time
+//!   (`state.replicas` peers each, over the data-exchange connection).
+//!
+//! A restore reads a file from here when a copy matches the manifest's
+//! size and checksum, and from checkpoint storage (the third tier) only
+//! otherwise. The copies live under `{data dir}/replicas/{pid}-…/`; a
+//! process killed with SIGKILL cannot delete its own, so the next worker
+//! to start deletes those of processes that are gone.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use weir_protocol::cluster::RestoreTier;
+use weir_protocol::StateFile;
+use weir_state::snapshot;
+
+/// Keeps and pushes copies of what a deployment's subtasks upload.
+pub struct Replication {
+    /// This worker's copies.
+    pub store: std::sync::Arc<StateReplicas>,
+    /// The data exchange, linked to the peers.
+    pub exchange: crate::exchange::Exchange,
+    /// The peers that get a replica of every file.
+    pub peers: Vec<u32>,
+}
+
+impl Replication {
+    /// Keeps a copy of `path` of job `job_id` and pushes one to every peer.
+    /// Best effort: checkpoint storage holds the durable copy.
+    pub fn replicate(&self, job_id: &str, path: &str, bytes: &[u8]) {
+        if let Err(error) = self.store.store(Origin::Own, job_id, path, bytes) {
+            tracing::warn!(job = %job_id, %path, error = &error as &dyn std::error::Error, "keeping a local copy failed");
+        }
+        for peer in &self.peers {
+            if !self.exchange.replicate(*peer, job_id, path, bytes) {
+                tracing::debug!(job = %job_id, %path, peer, "no link to push a replica to");
+            }
+        }
+    }
+}
+
+/// Who wrote a local copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// This worker's own snapshot.
+    Own,
+    /// A replica pushed by a peer.
+    Peer,
+}
+
+impl Origin {
+    fn dir(self) -> &'static str {
+        match self {
+            Origin::Own => "own",
+            Origin::Peer => "peer",
+        }
+    }
+}
+
+/// A worker's local copies of checkpoint files.
+#[derive(Debug)]
+pub struct StateReplicas {
+    root: PathBuf,
+    /// The newest checkpoint stored per job, to prune older ones.
+    newest: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+/// Checkpoints whose private files are kept locally per job (the default
+/// retention); older ones are read from storage if ever restored.
+const KEPT_CHECKPOINTS: u64 = 3;
+
+fn remove_abandoned(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether a relative path stays inside the directory it is joined to.
+fn is_contained(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
+impl StateReplicas {
+    /// Copies under `parent/{pid}-{nanos}`, after deleting the copies of
+    /// processes that are gone.
+    pub fn open(parent: &Path) -> Self {
+        remove_abandoned(parent);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Self {
+            root: parent.join(format!("{}-{nanos}", std::process::id())),
+            newest: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Copies under the data directory (`$WEIR_DATA_DIR/replicas`).
+    pub fn default_location() -> Self {
+        Self::open(&weir_state::storage::data_dir().join("replicas"))
+    }
+
+    fn file(&self, origin: Origin, job_id: &str, path: &str) -> Option<PathBuf> {
+        (is_contained(job_id) && is_contained(path))
+            .then(|| self.root.join(origin.dir()).join(job_id).join(path))
+    }
+
+    /// Stores a whole file.
+    pub fn store(
+        &self,
+        origin: Origin,
+        job_id: &str,
+        path: &str,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        self.store_part(origin, job_id, path, 0, bytes.len() as u64, bytes)
+    }
+
+    /// Stores part of a file (parts arrive in order); the file appears
+    /// under its name once its last part is written.
+    pub fn store_part(
+        &self,
+        origin: Origin,
+        job_id: &str,
+        path: &str,
+        offset: u64,
+        total: u64,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        let target = self.file(origin, job_id, path).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("bad replica path {job_id}/{path}"),
+            )
+        })?;
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let partial = target.with_extension("partial");
+        let mut file = if offset == 0 {
+            File::create(&partial)?
+        } else {
+            OpenOptions::new().write(true).open(&partial)?
+        };
+        file.seek(SeekFrom::Start(offset))?;
+        file.write_all(bytes)?;
+        if offset + bytes.len() as u64 >= total {
+            drop(file);
+            std::fs::rename(&partial, &target)?;
+            self.note_epoch(job_id, path);
+        }
+        Ok(())
+    }
+
+    /// A file of a newer checkpoint arrived: prune the oldest copies.
+    fn note_epoch(&self, job_id: &str, path: &str) {
+        let first = path.split('/').next().unwrap_or_default();
+        let Some(epoch) = weir_protocol::checkpoint::paths::parse_checkpoint_name(first) else {
+            return;
+        };
+        let newer = {
+            let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = newest.entry(job_id.to_owned()).or_insert(0);
+            let newer = epoch.0 > *seen;
+            *seen = (*seen).max(epoch.0);
+            newer
+        };
+        if newer && epoch.0 > KEPT_CHECKPOINTS {
+            self.prune(job_id, epoch.0 + 1 - KEPT_CHECKPOINTS);
+        }
+    }
+
+    /// A local copy of `file` (of job `job_id`) that matches its size and
+    /// checksum, and which tier it is.
+    pub fn load(&self, job_id: &str, file: &StateFile) -> Option<(Vec<u8>, RestoreTier)> {
+        for (origin, tier) in [
+            (Origin::Own, RestoreTier::Local),
+            (Origin::Peer, RestoreTier::Peer),
+        ] {
+            let path = self.file(origin, job_id, &file.path)?;
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            if bytes.len() as u64 == file.size
+                && snapshot::verify_checksum(&bytes, file.crc32c, &file.path).is_ok()
+            {
+                return Some((bytes, tier));
+            }
+            tracing::warn!(path = %path.display(), "a local copy does not match its checkpoint's checksum; ignoring it");
+        }
+        None
+    }
+
+    /// Deletes the copies of `job_id`'s private checkpoint directories
+    /// older than `oldest_kept` (shared files stay: newer checkpoints may
+    /// reference them).
+    pub fn prune(&self, job_id: &str, oldest_kept: u64) {
+        for origin in [Origin::Own, Origin::Peer] {
+            let Some(dir) = self.file(origin, job_id, "x") else {
+                return;
+            };
+            let Some(dir) = dir.parent() else { return };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let epoch = weir_protocol::checkpoint::paths::parse_checkpoint_name(&name);
+                if epoch.is_some_and(|e| e.0 < oldest_kept) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for StateReplicas {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_file(path: &str, bytes: &[u8]) -> StateFile {
+        StateFile {
+            path: path.into(),
+            size: bytes.len() as u64,
+            crc32c: crc32c::crc32c(bytes),
+            key_groups: Vec::new(),
+            rocksdb_name: None,
+        }
+    }
+
+    #[test]
+    fn copies_are_served_by_tier_and_only_when_they_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = StateReplicas::open(dir.path());
+        let own = state_file("chk-0000000003/v1-0/keyed.state", b"own bytes");
+        let peer = state_file("shared/x/0000000003-1.sst", b"peer bytes, in parts");
+        replicas
+            .store(Origin::Own, "job", &own.path, b"own bytes")
+            .unwrap();
+        replicas
+            .store_part(Origin::Peer, "job", &peer.path, 0, 20, b"peer bytes")
+            .unwrap();
+        assert!(
+            replicas.load("job", &peer).is_none(),
+            "incomplete until its last part"
+        );
+        replicas
+            .store_part(Origin::Peer, "job", &peer.path, 10, 20, b", in parts")
+            .unwrap();
+        assert_eq!(replicas.load("job", &own).unwrap().1, RestoreTier::Local);
+        assert_eq!(
+            replicas.load("job", &peer).unwrap(),
+            (b"peer bytes, in parts".to_vec(), RestoreTier::Peer)
+        );
+        let corrupt = state_file(&own.path, b"other bytes");
+        assert!(replicas.load("job", &corrupt).is_none());
+        assert!(replicas
+            .store(Origin::Peer, "job", "../escape", b"x")
+            .is_err());
+        replicas.prune("job", 4);
+        assert!(
+            replicas.load("job", &own).is_none(),
+            "older checkpoints are pruned"
+        );
+        assert!(replicas.load("job", &peer).is_some(), "shared files stay");
+    }
+}
