@@ -16,11 +16,11 @@
 //! N, default 3), `W1_INTERVAL_MS` (default 1000), `W1_ONLY` (a substring
 //! of the configuration names to run, e.g. `cluster`).
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::ProcessCluster;
 use std::time::Duration;
-use weir::client::Client;
 use weir::coordinator::JobStatus;
 use weir::embedded::run_embedded;
 use weir::jobs::JobRegistry;
@@ -79,77 +79,6 @@ fn percentile(ms: &[f64], p: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A coordinator and workers as separate processes, killed on drop.
-struct ProcessCluster {
-    api: String,
-    children: Vec<Child>,
-}
-
-impl ProcessCluster {
-    fn start(data_dir: &Path, workers: usize) -> Self {
-        let weir = env!("CARGO_BIN_EXE_weir");
-        let mut coordinator = Command::new(weir)
-            .env("WEIR_DATA_DIR", data_dir)
-            .args(["coordinator", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the coordinator starts");
-        let mut first = String::new();
-        BufReader::new(coordinator.stdout.take().expect("piped"))
-            .read_line(&mut first)
-            .expect("the coordinator prints its address");
-        let api = first
-            .split_whitespace()
-            .nth(4)
-            .expect("an address")
-            .to_owned();
-        let mut children = vec![coordinator];
-        for _ in 0..workers {
-            children.push(
-                Command::new(weir)
-                    .env("WEIR_DATA_DIR", data_dir)
-                    .args(["worker", "--coordinator", &api, "--slots", "1"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("a worker starts"),
-            );
-        }
-        let client = Client::new(&api, None).expect("a client");
-        while client.cluster().map_or(true, |c| c.workers.len() < workers) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self { api, children }
-    }
-
-    fn run(&self, request: &SubmitRequest) -> JobStatus {
-        let client = Client::new(&self.api, None).expect("a client");
-        let id = client.submit(request).expect("W1 is accepted").job_id;
-        loop {
-            let status = client.job(&id).expect("status");
-            if status.state.is_terminal() {
-                assert_eq!(
-                    status.state,
-                    weir::protocol::JobState::Finished,
-                    "{status:?}"
-                );
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for ProcessCluster {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 fn main() {
     let setup = Setup {
         events: env_or("W1_EVENTS", 10_000_000),
@@ -203,6 +132,7 @@ fn main() {
             cluster = Some(ProcessCluster::start(
                 data_dir.path(),
                 setup.parallelism as usize,
+                1,
             ));
         }
         let mut best: Option<JobStatus> = None;

@@ -50,6 +50,12 @@ pub const DEFINITION: JobDefinition = JobDefinition {
             help: "final: one line per key at end of input; updates: every update",
         },
         ParamSpec {
+            name: "state_bytes",
+            kind: ParamKind::UInt,
+            default: Some("0"),
+            help: "extra bytes of state per key (state `ballast`), to size state for benchmarks",
+        },
+        ParamSpec {
             name: "sink",
             kind: ParamKind::Choice(&["output", "discard"]),
             default: Some("output"),
@@ -83,6 +89,8 @@ impl fmt::Display for KeySum {
 pub struct RunningSum {
     emit_updates: bool,
     totals: Option<ValueState<u64, (u64, i64)>>,
+    ballast_bytes: usize,
+    ballast: Option<ValueState<u64, Vec<u8>>>,
 }
 
 impl RunningSum {
@@ -91,7 +99,16 @@ impl RunningSum {
         Self {
             emit_updates,
             totals: None,
+            ballast_bytes: 0,
+            ballast: None,
         }
+    }
+
+    /// Also keeps `bytes` of ballast state per key (written on its first
+    /// event), so benchmarks can size the state.
+    pub fn with_ballast(mut self, bytes: usize) -> Self {
+        self.ballast_bytes = bytes;
+        self
     }
 
     fn totals(&self) -> Result<ValueState<u64, (u64, i64)>, OperatorError> {
@@ -107,6 +124,9 @@ impl KeyedProcessFunction for RunningSum {
 
     fn open(&mut self, state: &mut StateRegistry<'_, u64>) -> Result<(), OperatorError> {
         self.totals = Some(state.value("totals")?);
+        if self.ballast_bytes > 0 {
+            self.ballast = Some(state.value("ballast")?);
+        }
         Ok(())
     }
 
@@ -121,6 +141,21 @@ impl KeyedProcessFunction for RunningSum {
             let (count, sum) = old.unwrap_or((0, 0));
             Some((count + 1, sum + event.value))
         })?;
+        if first {
+            if let Some(ballast) = self.ballast {
+                // Pseudo-random bytes, so that compression keeps their size.
+                let mut x = event.key ^ 0x9e37_79b9_7f4a_7c15;
+                let bytes = (0..self.ballast_bytes)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                ballast.set(ctx, bytes)?;
+            }
+        }
         if self.emit_updates {
             let (count, sum) = totals.unwrap_or_default();
             ctx.emit(KeySum {
@@ -178,7 +213,10 @@ fn build(ctx: &JobContext) -> Result<Dataflow, JobError> {
     }
     let sums = events
         .key_by(|e| e.key)
-        .process(RunningSum::new(p.text("emit") == "updates"))
+        .process(
+            RunningSum::new(p.text("emit") == "updates")
+                .with_ballast(p.uint("state_bytes") as usize),
+        )
         .named("running-sum");
     if p.text("sink") == "discard" {
         sums.discard();

@@ -28,8 +28,12 @@ impl TestCluster {
     /// Starts a coordinator (with `extra` flags) and `workers` workers of
     /// `slots` slots each, and waits until they have all registered.
     pub fn start(data_dir: &Path, workers: usize, slots: u32, extra: &[&str]) -> Self {
-        let mut coordinator = weir_command(data_dir)
-            .args(["coordinator", "--listen", "127.0.0.1:0"])
+        let mut command = weir_command(data_dir);
+        command.arg("coordinator");
+        if !extra.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut coordinator = command
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -65,10 +69,30 @@ impl TestCluster {
     }
 
     pub fn add_worker(&mut self, slots: u32) {
-        let mut command = weir_command(&self.data_dir);
+        let command = weir_command(&self.data_dir);
+        self.spawn_worker(command, slots, &[]);
+    }
+
+    /// Starts a worker inside network namespace `netns`, with `extra` flags.
+    pub fn add_worker_in(&mut self, netns: &str, slots: u32, extra: &[&str]) {
+        let mut command = std::process::Command::new("ip");
+        command
+            .args(["netns", "exec", netns, env!("CARGO_BIN_EXE_weir")])
+            .env("WEIR_DATA_DIR", &self.data_dir);
+        self.spawn_worker(command, slots, extra);
+    }
+
+    /// Starts a worker, with `extra` flags, in the background.
+    pub fn add_worker_with(&mut self, slots: u32, extra: &[&str]) {
+        let command = weir_command(&self.data_dir);
+        self.spawn_worker(command, slots, extra);
+    }
+
+    fn spawn_worker(&mut self, mut command: std::process::Command, slots: u32, extra: &[&str]) {
         command
             .args(["worker", "--coordinator", &self.api, "--slots"])
             .arg(slots.to_string())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(token) = &self.token {

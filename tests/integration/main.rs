@@ -7,6 +7,7 @@ mod checkpoints_cli;
 mod cli;
 mod cluster;
 mod failures;
+mod partition;
 mod recovery;
 mod reference_jobs;
 mod s3;

@@ -29,11 +29,16 @@ pub fn weir_run(args: &[&str]) -> String {
     stderr
 }
 
-/// All lines of all files in `dir`, sorted.
+/// All lines of the committed (visible) files in `dir`, sorted.
 pub fn sorted_lines(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let entry = entry.unwrap();
+        // Hidden files are the sink's uncommitted (in-progress, pending) ones.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
         lines.extend(text.lines().map(str::to_owned));
     }
     lines.sort();

@@ -1,0 +1,141 @@
+//! Detection and recovery benchmark: a `weir coordinator` and three
+//! `weir worker` processes (two slots each) run keyed-sum at p=3 with
+//! RocksDB state of a given size and 1 s checkpoints; once a checkpoint
+//! holds all of the state, the worker running slot 0 is SIGKILLed. Prints,
+//! per configuration, one JSON line with the time from the kill to its
+//! detection and to every subtask running again, and which tier served
+//! each restored subtask.
+//!
+//! Configurations: state of about 100 MB and 1 GB, each restored with
+//! `--replicas 1` (the lost subtasks move to the worker holding their peer
+//! replica; the others reuse their local copies) and `--replicas 0` (the
+//! lost subtasks download from the object store, a local `file://`
+//! directory here).
+//!
+//! Environment: `RECOVERY_ONLY` (a substring of the configuration names,
+//! e.g. `100MB`), `RECOVERY_RUNS` (default 1).
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::ProcessCluster;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weir::protocol::cluster::{BackendKind, JobSpec, RestoreTier, RunSettings};
+use weir::protocol::{JobState, SubmitRequest};
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn request(keys: u64, state_bytes: u64, replicas: u32) -> SubmitRequest {
+    let params = [
+        ("events", "1000000000000".to_owned()),
+        ("keys", keys.to_string()),
+        ("state_bytes", state_bytes.to_string()),
+        ("rate", "1500000".to_owned()),
+        ("sink", "discard".to_owned()),
+    ];
+    SubmitRequest {
+        spec: JobSpec {
+            job: "keyed-sum".into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            parallelism: 3,
+            max_parallelism: 128,
+            output: None,
+        },
+        settings: RunSettings {
+            checkpoint_interval_ms: 1000,
+            state_backend: BackendKind::Rocksdb,
+            replicas,
+            ..RunSettings::default()
+        },
+    }
+}
+
+fn run_once(keys: u64, state_bytes: u64, replicas: u32) -> String {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut cluster = ProcessCluster::start(dir.path(), 3, 2);
+    let client = cluster.client();
+    let id = client
+        .submit(&request(keys, state_bytes, replicas))
+        .expect("the job is accepted")
+        .job_id;
+    // Wait until a checkpoint holds (nearly) all the state: about 95% of
+    // the keys are touched after 3 events per key.
+    let target = keys * state_bytes * 9 / 10;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        let status = client.job(&id).expect("status");
+        assert!(!status.state.is_terminal(), "{status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the state never reached {target} bytes"
+        );
+        if status.checkpoint_sizes.last().is_some_and(|s| *s >= target) {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let state = *status.checkpoint_sizes.last().expect("a checkpoint");
+    let victim = status
+        .placement
+        .iter()
+        .find(|p| p.subtask == 0)
+        .expect("slot 0")
+        .worker;
+    let pid = cluster.pid_of(victim);
+    let killed_at = wall_ms();
+    cluster.kill(pid);
+    let status = loop {
+        let status = client.job(&id).expect("status");
+        assert!(!status.state.is_terminal(), "{status:?}");
+        assert!(Instant::now() < deadline, "no recovery: {status:?}");
+        if status.state == JobState::Running
+            && status
+                .last_loss
+                .as_ref()
+                .is_some_and(|l| l.recovered_at_ms.is_some())
+        {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let loss = status.last_loss.clone().expect("the loss");
+    let count = |tier: RestoreTier| status.restored.iter().filter(|r| r.tier == tier).count();
+    let _ = client.cancel(&id);
+    format!(
+        "\"state_bytes\":{state},\"detect_ms\":{},\"running_again_ms\":{},\"coordinator_recovery_ms\":{:.1},\"restored_local\":{},\"restored_peer\":{},\"restored_object_store\":{}",
+        loss.detected_at_ms.saturating_sub(killed_at),
+        loss.recovered_at_ms.unwrap_or(0).saturating_sub(killed_at),
+        loss.recovery_ms.unwrap_or(0.0),
+        count(RestoreTier::Local),
+        count(RestoreTier::Peer),
+        count(RestoreTier::ObjectStore)
+    )
+}
+
+fn main() {
+    let only = std::env::var("RECOVERY_ONLY").unwrap_or_default();
+    let runs: usize = std::env::var("RECOVERY_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    for (size, keys, state_bytes) in [("100MB", 200_000u64, 500u64), ("1GB", 1_000_000, 1000)] {
+        for (tier, replicas) in [("replica", 1u32), ("object-store", 0)] {
+            let name = format!("{size}-{tier}");
+            if !name.contains(&only) {
+                continue;
+            }
+            for run in 0..runs {
+                let figures = run_once(keys, state_bytes, replicas);
+                println!("{{\"bench\":\"recovery\",\"config\":\"{name}\",\"run\":{run},\"replicas\":{replicas},{figures}}}");
+            }
+        }
+    }
+}

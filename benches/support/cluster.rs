@@ -1,0 +1,116 @@
+//! A coordinator and worker processes for benchmarks.
+
+// Each benchmark compiles this module and uses part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use weir::client::Client;
+use weir::coordinator::JobStatus;
+use weir::protocol::SubmitRequest;
+
+/// A coordinator and workers as separate processes, killed on drop.
+pub struct ProcessCluster {
+    api: String,
+    children: Vec<Child>,
+}
+
+impl ProcessCluster {
+    pub fn start(data_dir: &Path, workers: usize, slots: u32) -> Self {
+        let weir = env!("CARGO_BIN_EXE_weir");
+        let mut coordinator = Command::new(weir)
+            .env("WEIR_DATA_DIR", data_dir)
+            .args(["coordinator", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the coordinator starts");
+        let mut first = String::new();
+        BufReader::new(coordinator.stdout.take().expect("piped"))
+            .read_line(&mut first)
+            .expect("the coordinator prints its address");
+        let api = first
+            .split_whitespace()
+            .nth(4)
+            .expect("an address")
+            .to_owned();
+        let mut children = vec![coordinator];
+        for _ in 0..workers {
+            children.push(
+                Command::new(weir)
+                    .env("WEIR_DATA_DIR", data_dir)
+                    .args([
+                        "worker",
+                        "--coordinator",
+                        &api,
+                        "--slots",
+                        &slots.to_string(),
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("a worker starts"),
+            );
+        }
+        let client = Client::new(&api, None).expect("a client");
+        while client.cluster().map_or(true, |c| c.workers.len() < workers) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { api, children }
+    }
+
+    /// A client of the coordinator.
+    pub fn client(&self) -> Client {
+        Client::new(&self.api, None).expect("a client")
+    }
+
+    /// The pid of the worker process registered as `worker`.
+    pub fn pid_of(&self, worker: weir::protocol::WorkerId) -> u32 {
+        let workers = self.client().cluster().expect("cluster info").workers;
+        let name = &workers
+            .iter()
+            .find(|w| w.id == worker)
+            .expect("a live worker")
+            .name;
+        name.trim_start_matches("worker-")
+            .parse()
+            .expect("worker-PID")
+    }
+
+    /// SIGKILLs the worker process `pid`.
+    pub fn kill(&mut self, pid: u32) {
+        if let Some(child) = self.children.iter_mut().find(|c| c.id() == pid) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Submits a job and waits for it to finish.
+    pub fn run(&self, request: &SubmitRequest) -> JobStatus {
+        let client = Client::new(&self.api, None).expect("a client");
+        let id = client.submit(request).expect("W1 is accepted").job_id;
+        loop {
+            let status = client.job(&id).expect("status");
+            if status.state.is_terminal() {
+                assert_eq!(
+                    status.state,
+                    weir::protocol::JobState::Finished,
+                    "{status:?}"
+                );
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

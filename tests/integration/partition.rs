@@ -1,0 +1,190 @@
+//! A worker cut off by a network partition (a network namespace whose
+//! traffic an iptables DROP rule stops) is declared lost by heartbeat
+//! timeout; the job recovers on a spare; the cut-off worker fences itself
+//! (its old attempt can neither ack nor commit), and when the partition
+//! heals it registers again as a new worker. The output stays exactly once.
+//!
+//! Needs root, `ip` and `iptables` (`.ci/run` installs them); skipped with
+//! a message otherwise.
+
+use crate::cluster::TestCluster;
+use crate::recovery::{assert_same, JOB};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use weir::protocol::JobState;
+
+/// A network namespace joined to this one by a veth pair; removed on drop.
+struct Netns {
+    name: String,
+    host_ip: String,
+    inner_ip: String,
+}
+
+fn sh(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+impl Netns {
+    fn create() -> Option<Self> {
+        let tag = std::process::id() % 250;
+        let name = format!("weir-part-{}", std::process::id());
+        let (host, inner) = (format!("wpa{tag}"), format!("wpb{tag}"));
+        let (host_ip, inner_ip) = (format!("10.78.{tag}.1"), format!("10.78.{tag}.2"));
+        let netns = Self {
+            name: name.clone(),
+            host_ip: host_ip.clone(),
+            inner_ip: inner_ip.clone(),
+        };
+        let steps: [&[&str]; 8] = [
+            &["ip", "netns", "add", &name],
+            &[
+                "ip", "link", "add", &host, "type", "veth", "peer", "name", &inner,
+            ],
+            &["ip", "link", "set", &inner, "netns", &name],
+            &["ip", "addr", "add", &format!("{host_ip}/30"), "dev", &host],
+            &["ip", "link", "set", &host, "up"],
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &name,
+                "ip",
+                "addr",
+                "add",
+                &format!("{inner_ip}/30"),
+                "dev",
+                &inner,
+            ],
+            &[
+                "ip", "netns", "exec", &name, "ip", "link", "set", &inner, "up",
+            ],
+            &[
+                "ip", "netns", "exec", &name, "ip", "link", "set", "lo", "up",
+            ],
+        ];
+        for step in steps {
+            if !sh(step) {
+                println!(
+                    "partition test skipped: `{}` failed (needs root and iproute2)",
+                    step.join(" ")
+                );
+                return None;
+            }
+        }
+        Some(netns)
+    }
+
+    fn cut(&self) {
+        for chain in ["INPUT", "OUTPUT"] {
+            assert!(sh(&[
+                "ip", "netns", "exec", &self.name, "iptables", "-A", chain, "-j", "DROP"
+            ]));
+        }
+    }
+
+    fn heal(&self) {
+        assert!(sh(&["ip", "netns", "exec", &self.name, "iptables", "-F"]));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        sh(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+#[test]
+fn a_partitioned_worker_is_fenced_and_the_job_recovers() {
+    if !sh(&["iptables", "--version"]) {
+        println!("partition test skipped: no iptables");
+        return;
+    }
+    let Some(netns) = Netns::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("{}:0", netns.host_ip);
+    let host_data = format!("{}:0", netns.host_ip);
+    let inner_data = format!("{}:0", netns.inner_ip);
+    let mut cluster = TestCluster::start(
+        dir.path(),
+        0,
+        1,
+        &["--listen", &listen, "--token", "partition-test"],
+    );
+    // The worker to be cut off, and two more: the job's three slots.
+    cluster.add_worker_in(&netns.name, 1, &["--data-listen", &inner_data]);
+    cluster.wait_for_workers(1);
+    cluster.add_worker_with(1, &["--data-listen", &host_data]);
+    cluster.add_worker_with(1, &["--data-listen", &host_data]);
+    cluster.wait_for_workers(3);
+    let out = dir.path().join("out");
+    let out_arg = out.display().to_string();
+    let mut submit: Vec<&str> = vec!["submit"];
+    submit.extend(JOB);
+    submit[3] = "events=1000000";
+    submit.extend([
+        "-p",
+        "3",
+        "--checkpoint-interval",
+        "200ms",
+        "--output",
+        &out_arg,
+    ]);
+    let output = cluster.weir(&submit);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let client = cluster.client();
+    // The spare takes over the cut-off worker's slot.
+    cluster.add_worker_with(1, &["--data-listen", &host_data]);
+    cluster.wait_for_workers(4);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while client.job(&id).unwrap().checkpoints_completed < 2 {
+        assert!(Instant::now() < deadline, "no checkpoints");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    netns.cut();
+    let recovered = loop {
+        let status = client.job(&id).unwrap();
+        assert!(
+            Instant::now() < deadline && !status.state.is_terminal(),
+            "{status:?}"
+        );
+        if status.attempt >= 2 && status.state == JobState::Running {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let loss = recovered.last_loss.expect("the loss is reported");
+    assert!(loss.cause.starts_with("no heartbeat for"), "{}", loss.cause);
+    std::thread::sleep(Duration::from_millis(1500));
+    netns.heal();
+    // The cut-off worker comes back as a new worker.
+    cluster.wait_for_workers(4);
+    let output = cluster.weir(&["jobs", "wait", &id, "--timeout", "120s"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let clean = dir.path().join("clean");
+    let clean_arg = clean.display().to_string();
+    let mut run: Vec<&str> = JOB.to_vec();
+    run[2] = "events=1000000";
+    run.extend([
+        "-p",
+        "3",
+        "--checkpoint-interval",
+        "0",
+        "--output",
+        &clean_arg,
+    ]);
+    crate::reference_jobs::weir_run(&run);
+    assert_same(&out, &clean);
+}
