@@ -68,8 +68,11 @@ pub struct JobStatus {
     pub state: JobState,
     /// The current (or last) attempt; 0 before the first deployment.
     pub attempt: u32,
-    /// Parallelism.
+    /// Parallelism asked for.
     pub parallelism: u32,
+    /// Parallelism of the current attempt: lower than asked while scaled
+    /// down for lack of slots.
+    pub running_parallelism: u32,
     /// Attempts that failed and were restarted.
     pub restarts: u32,
     /// The last failure, with its causes.
@@ -160,6 +163,10 @@ pub struct JobRecord {
     pub last_restore: Vec<SubtaskRestore>,
     /// The running attempt's checkpoint figures, as its driver publishes them.
     pub live_checkpoints: Option<std::sync::Arc<Mutex<CheckpointStats>>>,
+    /// Parallelism of the current attempt (lower than asked when scaled down).
+    pub running_parallelism: u32,
+    /// The parallelism `holders` is for.
+    pub holders_parallelism: u32,
     /// Per slot, the workers holding the newest checkpoint's state.
     pub holders: std::collections::BTreeMap<u32, Vec<WorkerId>>,
 }
@@ -247,6 +254,7 @@ impl JobHandle {
             state: record.lifecycle.state(),
             attempt: record.attempt,
             parallelism: self.spec.parallelism,
+            running_parallelism: record.running_parallelism,
             restarts: record.restarts,
             failure: record.failure.clone(),
             events_in: record.events_in,

@@ -18,6 +18,8 @@
 //!   lost workers out.
 //! - [`lifecycle`]: the job lifecycle state machine, every allowed
 //!   transition declared in one place (pure).
+//! - [`scaling`]: running below the asked parallelism when slots are
+//!   short, and back at full size when they return (pure decisions).
 //! - [`scheduler`]: placement of subtasks in worker slots (pure).
 //! - [`cluster`]: the shared state: workers and their slots, jobs and
 //!   their running attempt, and the [`JobCatalog`] trait through which the
@@ -48,6 +50,7 @@ pub mod job;
 pub mod lifecycle;
 pub mod restart;
 pub mod rpc;
+pub mod scaling;
 pub mod scheduler;
 pub mod server;
 pub mod submission;

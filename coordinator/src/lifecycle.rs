@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! Created ──> Scheduling ──> Running ──> Finished
-//!                 ^  │          │  │
+//!                 ^  │          │  │      (Running → Scheduling: rescale)
+//!                 │  │          │  │
 //!                 │  │          │  └──> Cancelling ──> Cancelled
 //!                 │  v          v           (also from Created, Scheduling, Recovering)
 //!             Recovering <──────┘
@@ -27,6 +28,7 @@ pub fn allowed(from: JobState, to: JobState) -> bool {
             | (Scheduling, Cancelling)
             | (Scheduling, Failed)
             | (Running, Finished)
+            | (Running, Scheduling)
             | (Running, Recovering)
             | (Running, Cancelling)
             | (Running, Failed)
@@ -111,7 +113,7 @@ mod tests {
     fn a_job_recovers_and_finishes() {
         let mut job = JobLifecycle::new();
         for state in [
-            Scheduling, Running, Recovering, Scheduling, Running, Finished,
+            Scheduling, Running, Recovering, Scheduling, Running, Scheduling, Running, Finished,
         ] {
             assert!(job.advance(state), "to {state}");
         }

@@ -9,6 +9,7 @@ use crate::driver::{CheckpointDriver, CheckpointStats, DriverConfig};
 use crate::error::CoordinatorError;
 use crate::job::{AttemptInbox, AttemptReport, JobHandle};
 use crate::restart::{RestartDecision, RestartStrategy, RestartTracker};
+use crate::scaling::{next_shape, should_scale_up, Shape};
 use crate::tracker::CheckpointConfig;
 use crossbeam_channel::RecvTimeoutError;
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +22,9 @@ use weir_protocol::cluster::{
 use weir_protocol::wire::ToWorker;
 use weir_protocol::{JobState, WorkerId};
 use weir_state::CheckpointStorage;
+
+/// How often a scaled-down attempt looks for free slots.
+const SLOT_CHECK: Duration = Duration::from_millis(200);
 
 /// How long an ending attempt waits for its workers to confirm.
 const END_GRACE: Duration = Duration::from_secs(10);
@@ -35,6 +39,8 @@ enum AttemptEnd {
     /// A failure restarting cannot fix.
     Fatal(String),
     Cancelled,
+    /// Stopped to redeploy at full parallelism (slots came back).
+    Rescale,
 }
 
 /// Resolves where the first attempt restores from; `storage` is the
@@ -125,6 +131,10 @@ fn supervise(
         max_attempts: settings.max_restarts,
         ..RestartStrategy::default()
     });
+    let full = Shape {
+        spec: job.spec.clone(),
+        graph: job.graph.clone(),
+    };
     loop {
         if job.is_cancel_requested() {
             advance(job, JobState::Cancelling);
@@ -133,21 +143,35 @@ fn supervise(
         }
         advance(job, JobState::Scheduling);
         let started = Instant::now();
-        let holders = job.record().holders.clone();
-        let end = match cluster.reserve(&job.graph, &holders) {
-            Ok(Reservation { placement, peers }) => {
-                let end = run_attempt(
-                    cluster,
-                    job,
-                    &placement,
-                    &peers,
-                    storage.as_ref(),
-                    restore.take(),
-                );
-                cluster.release(&job.graph, &placement);
-                end
+        let end = match next_shape(cluster, &full, settings.allow_scale_down) {
+            Ok(shape) => {
+                // Holders are per slot of the shape that checkpointed.
+                let holders = {
+                    let record = job.record();
+                    if record.holders_parallelism == shape.spec.parallelism {
+                        record.holders.clone()
+                    } else {
+                        BTreeMap::new()
+                    }
+                };
+                match cluster.reserve(&shape.graph, &holders) {
+                    Ok(Reservation { placement, peers }) => {
+                        let end = run_attempt(
+                            cluster,
+                            job,
+                            &shape,
+                            &placement,
+                            &peers,
+                            storage.as_ref(),
+                            restore.take(),
+                        );
+                        cluster.release(&shape.graph, &placement);
+                        end
+                    }
+                    Err(error) => AttemptEnd::Failed(error.to_string()),
+                }
             }
-            Err(error) => AttemptEnd::Failed(error.to_string()),
+            Err(error) => AttemptEnd::Fatal(error),
         };
         let cause = match end {
             AttemptEnd::Finished {
@@ -167,6 +191,19 @@ fn supervise(
                 advance(job, JobState::Cancelling);
                 advance(job, JobState::Cancelled);
                 return;
+            }
+            AttemptEnd::Rescale => {
+                tracing::info!(job = %job.job_id, "slots are back: redeploying at full parallelism");
+                restore = match storage.as_ref().map(|s| latest(s, &job.job_id)) {
+                    Some(Ok(Some(point))) if Some(point.manifest.epoch) > floor => Some(point),
+                    _ => {
+                        job.record().failure =
+                            Some("rescaling found no checkpoint to resume from".into());
+                        advance(job, JobState::Failed);
+                        return;
+                    }
+                };
+                continue;
             }
             AttemptEnd::Fatal(cause) => {
                 job.record().failure = Some(cause);
@@ -215,6 +252,7 @@ fn supervise(
 fn run_attempt(
     cluster: &Cluster,
     job: &JobHandle,
+    shape: &Shape,
     placement: &[TaskPlacement],
     peers: &[(WorkerId, String)],
     storage: Option<&CheckpointStorage>,
@@ -225,6 +263,7 @@ fn run_attempt(
         let mut record = job.record();
         record.attempt += 1;
         record.last_restore.clear();
+        record.running_parallelism = shape.spec.parallelism;
         record.placement = placement.to_vec();
         record.started.get_or_insert_with(Instant::now);
         record.attempt
@@ -247,7 +286,7 @@ fn run_attempt(
         let restored_from = restore.as_ref().map(|r| r.manifest.epoch);
         let live = Arc::new(std::sync::Mutex::new(CheckpointStats::default()));
         job.record().live_checkpoints = Some(live.clone());
-        let driver = match CheckpointDriver::new(catalog, &job.graph, config, restored_from) {
+        let driver = match CheckpointDriver::new(catalog, &shape.graph, config, restored_from) {
             Ok(driver) => driver.publish_to(live),
             // Storage that cannot even be listed will not get better by restarting.
             Err(error) => return AttemptEnd::Fatal(crate::error::chain(&error)),
@@ -291,8 +330,8 @@ fn run_attempt(
         job_number: job.number,
         job_id: job.job_id.clone(),
         attempt,
-        spec: job.spec.clone(),
-        graph: job.graph.clone(),
+        spec: shape.spec.clone(),
+        graph: shape.graph.clone(),
         placement: placement.to_vec(),
         peers: peers
             .iter()
@@ -318,7 +357,15 @@ fn run_attempt(
     }
     drop(ends);
     tracing::info!(job = %job.job_id, attempt, workers = ?workers, "attempt deployed");
-    let end = collect_ends(cluster, job, attempt, &workers, &ends_rx);
+    let full_slots = crate::scheduler::slots_needed(&job.graph);
+    let end = collect_ends(
+        cluster,
+        job,
+        attempt,
+        &workers,
+        &ends_rx,
+        (shape.slots(), full_slots),
+    );
     // Dropping the inbox closes the driver's event channel: it stops.
     *job.inbox() = None;
     if let Some(driver) = driver_thread {
@@ -328,7 +375,8 @@ fn run_attempt(
         if stats.completed > 0 {
             // This attempt's checkpoints are the newest: their copies are
             // where this attempt ran, and on those workers' replica peers.
-            record.holders = state_holders(&job.graph, placement, &workers, settings.replicas);
+            record.holders = state_holders(&shape.graph, placement, &workers, settings.replicas);
+            record.holders_parallelism = shape.spec.parallelism;
         }
         record.checkpoints.absorb(stats);
     }
@@ -368,7 +416,10 @@ fn collect_ends(
     attempt: u32,
     workers: &[WorkerId],
     ends: &crossbeam_channel::Receiver<(WorkerId, AttemptReport)>,
+    (slots, full_slots): (u32, u32),
 ) -> AttemptEnd {
+    let mut rescale = false;
+    let mut looked_at_slots = Instant::now();
     let mut pending: BTreeSet<WorkerId> = workers.iter().copied().collect();
     let mut starting: BTreeSet<WorkerId> = pending.clone();
     let mut failure: Option<String> = None;
@@ -424,6 +475,21 @@ fn collect_ends(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if stopping_since.is_none() && slots < full_slots && looked_at_slots.elapsed() > SLOT_CHECK
+        {
+            looked_at_slots = Instant::now();
+            let free: u32 = cluster.free_slots().values().sum();
+            let checkpoints = job
+                .record()
+                .live_checkpoints
+                .as_ref()
+                .map_or(0, |live| crate::cluster::lock(live).completed);
+            if should_scale_up(slots, full_slots, free, checkpoints) {
+                rescale = true;
+                stop_all(&pending);
+                stopping_since = Some(Instant::now());
+            }
+        }
         if stopping_since.is_none() && (failure.is_some() || job.is_cancel_requested()) {
             if job.is_cancel_requested() {
                 advance(job, JobState::Cancelling);
@@ -440,8 +506,9 @@ fn collect_ends(
         }
     }
     match failure {
-        Some(cause) if !job.is_cancel_requested() => AttemptEnd::Failed(cause),
         _ if job.is_cancel_requested() => AttemptEnd::Cancelled,
+        _ if rescale => AttemptEnd::Rescale,
+        Some(cause) => AttemptEnd::Failed(cause),
         _ => AttemptEnd::Finished {
             events_in,
             records_out,

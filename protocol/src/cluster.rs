@@ -86,6 +86,9 @@ pub struct RunSettings {
     pub batch_size: usize,
     /// Peers each worker pushes its checkpoint files to (`state.replicas`).
     pub replicas: u32,
+    /// When too few slots are free, run at a lower parallelism (and scale
+    /// back up when slots return) instead of failing.
+    pub allow_scale_down: bool,
 }
 
 impl Default for RunSettings {
@@ -102,6 +105,7 @@ impl Default for RunSettings {
             restart_backoff_ms: 100,
             batch_size: 1024,
             replicas: 1,
+            allow_scale_down: false,
         }
     }
 }

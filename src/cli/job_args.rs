@@ -74,6 +74,11 @@ pub struct JobArgs {
     /// from a local copy, before checkpoint storage.
     #[arg(long, default_value_t = 1)]
     pub replicas: u32,
+    /// When workers are lost and too few slots remain, keep running at a
+    /// lower parallelism (key groups redistributed) instead of failing, and
+    /// scale back up once slots return.
+    #[arg(long)]
+    pub allow_scale_down: bool,
 }
 
 impl JobArgs {
@@ -112,6 +117,7 @@ impl JobArgs {
                 restart_backoff_ms: self.restart_backoff.as_millis() as u64,
                 batch_size: self.batch_size.max(1),
                 replicas: self.replicas,
+                allow_scale_down: self.allow_scale_down,
             },
         })
     }

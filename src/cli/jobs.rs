@@ -181,7 +181,17 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
         ("job", format!("{} (#{})", status.job, status.number)),
         ("state", status.state.to_string()),
         ("attempt", status.attempt.to_string()),
-        ("parallelism", status.parallelism.to_string()),
+        (
+            "parallelism",
+            if status.running_parallelism != status.parallelism && !status.state.is_terminal() {
+                format!(
+                    "{} (running at {} for lack of slots)",
+                    status.parallelism, status.running_parallelism
+                )
+            } else {
+                status.parallelism.to_string()
+            },
+        ),
         ("restarts", status.restarts.to_string()),
         (
             "last failure",

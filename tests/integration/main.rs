@@ -11,6 +11,7 @@ mod partition;
 mod recovery;
 mod reference_jobs;
 mod s3;
+mod scaling;
 mod semantics;
 mod sources;
 
