@@ -147,6 +147,32 @@ impl CheckpointCatalog {
         parse_manifest(&self.job, epoch, &bytes)
     }
 
+    /// Checks that every file `manifest` references exists with its size.
+    pub fn check_present(&self, manifest: &CheckpointManifest) -> Result<(), StateError> {
+        let present: std::collections::HashMap<String, u64> = self
+            .storage
+            .list_files(&paths::job_dir(&self.job))?
+            .into_iter()
+            .collect();
+        for file in manifest.files() {
+            match present.get(&file.path) {
+                Some(size) if *size == file.size => {}
+                Some(size) => {
+                    return Err(StateError::Corrupt {
+                        path: file.path.clone(),
+                        problem: format!("size {size} but the manifest says {}", file.size),
+                    })
+                }
+                None => {
+                    return Err(StateError::NotFound {
+                        path: file.path.clone(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that every file `manifest` references exists and matches its
     /// checksum; the first problem found is the error.
     pub fn verify(&self, manifest: &CheckpointManifest) -> Result<(), StateError> {
@@ -172,6 +198,21 @@ impl CheckpointCatalog {
     /// verify. Checkpoints that fail are skipped with a warning naming the
     /// problem (a corrupt file falls back to the checkpoint before it).
     pub fn latest_restorable(&self) -> Result<Option<CheckpointManifest>, CoordinatorError> {
+        self.latest_checked(true)
+    }
+
+    /// Like [`latest_restorable`](Self::latest_restorable), but checks only
+    /// that every file is present with its size (one listing, no reads):
+    /// for a fast restart, where the workers check every checksum as they
+    /// read (a mismatch fails the attempt, and the next one verifies fully).
+    pub fn latest_present(&self) -> Result<Option<CheckpointManifest>, CoordinatorError> {
+        self.latest_checked(false)
+    }
+
+    fn latest_checked(
+        &self,
+        checksums: bool,
+    ) -> Result<Option<CheckpointManifest>, CoordinatorError> {
         let complete: Vec<Epoch> = self
             .list()?
             .into_iter()
@@ -186,7 +227,12 @@ impl CheckpointCatalog {
                     continue;
                 }
             };
-            match self.verify(&manifest) {
+            let checked = if checksums {
+                self.verify(&manifest)
+            } else {
+                self.check_present(&manifest)
+            };
+            match checked {
                 Ok(()) => return Ok(Some(manifest)),
                 Err(error) => {
                     tracing::warn!(job = %self.job, epoch = epoch.0, error = &error as &dyn std::error::Error, "skipping checkpoint that fails verification; falling back to the one before");

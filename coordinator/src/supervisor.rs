@@ -74,8 +74,23 @@ fn latest(
     storage: &CheckpointStorage,
     job_id: &str,
 ) -> Result<Option<RestorePoint>, CoordinatorError> {
+    latest_checked(storage, job_id, true)
+}
+
+/// The latest complete checkpoint whose files are all present, checking
+/// their checksums too when `checksums`.
+fn latest_checked(
+    storage: &CheckpointStorage,
+    job_id: &str,
+    checksums: bool,
+) -> Result<Option<RestorePoint>, CoordinatorError> {
     let catalog = CheckpointCatalog::new(storage.clone(), job_id);
-    Ok(catalog.latest_restorable()?.map(|manifest| RestorePoint {
+    let manifest = if checksums {
+        catalog.latest_restorable()?
+    } else {
+        catalog.latest_present()?
+    };
+    Ok(manifest.map(|manifest| RestorePoint {
         storage_url: storage.url().to_owned(),
         job_id: job_id.to_owned(),
         manifest,
@@ -225,13 +240,19 @@ fn supervise(
                 return;
             }
             RestartDecision::RestartAfter(wait) => {
+                // An attempt that failed before all of it ran may have met a
+                // corrupt checkpoint file: then verify every checksum (and
+                // fall back past it); otherwise the workers check them as
+                // they read, and listing the files is enough.
+                let ran = job.record().lifecycle.state() == JobState::Running;
                 advance(job, JobState::Recovering);
                 job.record().restarts += 1;
                 let until = Instant::now() + wait;
+                let chosen = latest_checked(storage, &job.job_id, !ran);
                 while Instant::now() < until && !job.is_cancel_requested() {
                     std::thread::sleep(Duration::from_millis(10).min(wait));
                 }
-                match latest(storage, &job.job_id) {
+                match chosen {
                     Ok(Some(point)) if Some(point.manifest.epoch) > floor => restore = Some(point),
                     Ok(_) => restore = initial.clone(),
                     Err(error) => {

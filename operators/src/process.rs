@@ -363,11 +363,13 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         timestamps: Option<TimestampFn<P::In>>,
         out: Output<P::Out>,
     ) -> Result<Self, OperatorError> {
-        let mut store = info.state_backend.open_keyed(info.state_scope())?;
+        let mut store = match &info.restored {
+            Some(restored) => info
+                .state_backend
+                .open_keyed_from(info.state_scope(), &restored.databases)?,
+            None => info.state_backend.open_keyed(info.state_scope())?,
+        };
         if let Some(restored) = &info.restored {
-            for database in &restored.databases {
-                store.restore_database(database)?;
-            }
             for (key_group, section) in &restored.key_groups {
                 store.restore_key_group(*key_group, section)?;
             }

@@ -403,7 +403,7 @@ impl LocalEngine {
             all_finished &= matches!(handle.join(), Ok(TaskExit::Finished));
         }
         if let Some(writer) = writer {
-            writer.shutdown();
+            writer.shutdown(job_cancel.is_cancelled() || !all_finished);
         }
         let job = graph.name.clone();
         if let Some((operator, subtask, cause)) =

@@ -7,6 +7,7 @@
 
 use crate::replicas::Replication;
 use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use weir_operators::task::TaskSnapshot;
@@ -27,6 +28,7 @@ struct WriteJob {
 pub struct SnapshotWriter {
     jobs: Option<Sender<WriteJob>>,
     threads: Vec<JoinHandle<()>>,
+    abandoned: Arc<AtomicBool>,
 }
 
 /// A task's handle for submitting snapshots.
@@ -89,13 +91,23 @@ impl SnapshotWriter {
         replication: Option<Arc<Replication>>,
     ) -> (Self, SnapshotSubmitter) {
         let (jobs, queue) = crossbeam_channel::unbounded::<WriteJob>();
+        let abandoned = Arc::new(AtomicBool::new(false));
         let handles = (0..threads.max(1))
             .map(|i| {
                 let (queue, storage, events) = (queue.clone(), storage.clone(), events.clone());
                 let replication = replication.clone();
+                let abandoned = abandoned.clone();
                 std::thread::Builder::new()
                     .name(format!("snapshot-writer-{i}"))
-                    .spawn(move || write_loop(&queue, &storage, &events, replication.as_deref()))
+                    .spawn(move || {
+                        write_loop(
+                            &queue,
+                            &storage,
+                            &events,
+                            replication.as_deref(),
+                            &abandoned,
+                        )
+                    })
                     .expect("spawning a snapshot writer thread")
             })
             .collect();
@@ -108,13 +120,18 @@ impl SnapshotWriter {
             Self {
                 jobs: Some(jobs),
                 threads: handles,
+                abandoned,
             },
             submitter,
         )
     }
 
-    /// Waits for queued snapshots to be written, then stops the threads.
-    pub fn shutdown(mut self) {
+    /// Waits for queued snapshots to be written, then stops the threads;
+    /// with `abandon` (the deployment is being cancelled, nobody will use
+    /// them), queued snapshots are dropped and one being written stops at
+    /// its next file.
+    pub fn shutdown(mut self, abandon: bool) {
+        self.abandoned.store(abandon, Ordering::Relaxed);
         self.jobs.take();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -127,10 +144,14 @@ fn write_loop(
     storage: &CheckpointStorage,
     events: &Sender<WorkerEvent>,
     replication: Option<&Replication>,
+    abandoned: &AtomicBool,
 ) {
     for job in queue {
+        if abandoned.load(Ordering::Relaxed) {
+            continue;
+        }
         let (epoch, task) = (job.epoch, job.task);
-        let event = match write(job, storage, replication) {
+        let event = match write(job, storage, replication, abandoned) {
             Ok(ack) => WorkerEvent::Ack(ack),
             Err(error) => {
                 tracing::warn!(
@@ -165,12 +186,16 @@ fn write(
     job: WriteJob,
     storage: &CheckpointStorage,
     replication: Option<&Replication>,
+    abandoned: &AtomicBool,
 ) -> Result<TaskAck, StateError> {
     let files = match &job.snapshot.keyed {
         Some(keyed) => {
             let task_dir = paths::subtask_file(job.epoch, job.task, "");
             let job_dir = paths::job_dir(&job.job);
             keyed.write(task_dir.trim_end_matches('/'), &mut |relative, bytes| {
+                if abandoned.load(Ordering::Relaxed) {
+                    return Err(StateError::Abandoned);
+                }
                 if let Some(replication) = replication {
                     replication.replicate(&job.job, relative, &bytes);
                 }

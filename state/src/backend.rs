@@ -37,6 +37,22 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
 
     /// Opens the keyed state of one operator subtask.
     fn open_keyed(&self, scope: StateScope) -> Result<KeyedStateStore, StateError>;
+
+    /// Opens the keyed state of one operator subtask holding the key groups
+    /// of its scope from checkpointed RocksDB instances. A backend may adopt
+    /// an instance whole when it covers exactly the scope's key groups; by
+    /// default the entries are copied in.
+    fn open_keyed_from(
+        &self,
+        scope: StateScope,
+        databases: &[crate::RestoredDb],
+    ) -> Result<KeyedStateStore, StateError> {
+        let mut store = self.open_keyed(scope)?;
+        for database in databases {
+            store.restore_database(database)?;
+        }
+        Ok(store)
+    }
 }
 
 /// Keeps all state as Rust objects on the heap; the fastest backend, bounded

@@ -20,6 +20,9 @@ pub enum StateError {
         /// One past the last owned key group.
         end: KeyGroup,
     },
+    /// A snapshot was not written because its deployment is stopping.
+    #[error("snapshot abandoned: its deployment is stopping")]
+    Abandoned,
     /// A state name was registered twice with different kinds or types.
     #[error("state '{name}' is already registered as a different kind or type of state")]
     Conflict {

@@ -306,7 +306,18 @@ fn a_corrupt_checkpoint_file_falls_back_to_the_checkpoint_before() {
     bytes[middle] ^= 0xff;
     std::fs::write(&victim, bytes).unwrap();
 
+    // The output directory as of the checkpoint before the corrupt one (the
+    // sink resumes from it): the files committed up to that checkpoint.
+    let previous: u64 = epochs[epochs.len() - 2]["chk-".len()..].parse().unwrap();
     let (second_out, stats) = (dir.path().join("second"), dir.path().join("stats.json"));
+    std::fs::create_dir_all(&second_out).unwrap();
+    for entry in std::fs::read_dir(&first_out).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let epoch: u64 = name.rsplit('-').next().unwrap().parse().unwrap();
+        if epoch <= previous {
+            std::fs::copy(first_out.join(&name), second_out.join(&name)).unwrap();
+        }
+    }
     let stderr = run_to_end(&job(&[
         "--restore",
         "latest",
@@ -322,7 +333,6 @@ fn a_corrupt_checkpoint_file_falls_back_to_the_checkpoint_before() {
     );
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap();
-    let previous: u64 = epochs[epochs.len() - 2]["chk-".len()..].parse().unwrap();
     assert_eq!(stats["restored_from"], previous);
     assert_eq!(sorted_lines(&second_out), sorted_lines(&first_out));
 }

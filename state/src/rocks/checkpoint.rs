@@ -186,7 +186,7 @@ pub(crate) fn restore_range(
 }
 
 /// Writes a checkpointed instance's files into a fresh directory `scratch`.
-fn materialize(restored: &RestoredDb, scratch: &Path) -> Result<(), StateError> {
+pub(crate) fn materialize(restored: &RestoredDb, scratch: &Path) -> Result<(), StateError> {
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).map_err(local_io(scratch, "creating"))?;
     for (name, bytes) in &restored.files {

@@ -93,6 +93,42 @@ impl StateBackend for RocksDbBackend {
     }
 
     fn open_keyed(&self, scope: StateScope) -> Result<KeyedStateStore, StateError> {
+        let (dir, uid) = self.instance_dir(&scope);
+        let db = RocksDb::open(dir, uid, self.cache_entries)?;
+        Ok(KeyedStateStore::with_rocksdb(scope, Arc::new(db)))
+    }
+
+    /// A checkpointed instance that holds exactly the scope's key groups
+    /// (a restore at the same parallelism) becomes the new instance as it
+    /// is: its files are written into the instance directory and opened,
+    /// instead of copying every entry.
+    fn open_keyed_from(
+        &self,
+        scope: StateScope,
+        databases: &[RestoredDb],
+    ) -> Result<KeyedStateStore, StateError> {
+        let [whole] = databases else {
+            let mut store = self.open_keyed(scope)?;
+            for database in databases {
+                store.restore_database(database)?;
+            }
+            return Ok(store);
+        };
+        if whole.key_groups != scope.key_groups {
+            let mut store = self.open_keyed(scope)?;
+            store.restore_database(whole)?;
+            return Ok(store);
+        }
+        let (dir, uid) = self.instance_dir(&scope);
+        checkpoint::materialize(whole, &dir)?;
+        let db = RocksDb::open(dir, uid, self.cache_entries)?;
+        Ok(KeyedStateStore::with_rocksdb(scope, Arc::new(db)))
+    }
+}
+
+impl RocksDbBackend {
+    /// A fresh instance directory and uid for `scope`.
+    fn instance_dir(&self, scope: &StateScope) -> (PathBuf, String) {
         static CLEANED: std::sync::Once = std::sync::Once::new();
         CLEANED.call_once(|| remove_abandoned_instances(&self.local_dir));
         let uid = format!(
@@ -110,8 +146,7 @@ impl StateBackend for RocksDbBackend {
             scope.subtask,
             uid
         ));
-        let db = RocksDb::open(dir, uid, self.cache_entries)?;
-        Ok(KeyedStateStore::with_rocksdb(scope, Arc::new(db)))
+        (dir, uid)
     }
 }
 
