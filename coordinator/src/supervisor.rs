@@ -247,7 +247,10 @@ fn supervise(
                 let ran = job.record().lifecycle.state() == JobState::Running;
                 advance(job, JobState::Recovering);
                 job.record().restarts += 1;
-                let until = Instant::now() + wait;
+                // The backoff runs from when the failure was detected: the
+                // time spent stopping the attempt counts towards it.
+                let detected = job.record().recovering_since.unwrap_or_else(Instant::now);
+                let until = detected + wait;
                 let chosen = latest_checked(storage, &job.job_id, !ran);
                 while Instant::now() < until && !job.is_cancel_requested() {
                     std::thread::sleep(Duration::from_millis(10).min(wait));

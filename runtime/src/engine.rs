@@ -402,9 +402,11 @@ impl LocalEngine {
             // run_subtask catches panics, so join only fails if that failed.
             all_finished &= matches!(handle.join(), Ok(TaskExit::Finished));
         }
+        tracing::debug!(job = %graph.name, "every local task ended");
         if let Some(writer) = writer {
             writer.shutdown(job_cancel.is_cancelled() || !all_finished);
         }
+        tracing::debug!(job = %graph.name, "snapshot writer stopped");
         let job = graph.name.clone();
         if let Some((operator, subtask, cause)) =
             failure.lock().unwrap_or_else(|p| p.into_inner()).take()

@@ -187,6 +187,33 @@ impl StateReplicas {
         }
     }
 
+    /// Where a local copy of `file` is that matches its size and checksum,
+    /// and which tier it is.
+    pub fn verified_path(&self, job_id: &str, file: &StateFile) -> Option<(PathBuf, RestoreTier)> {
+        for (origin, tier) in [
+            (Origin::Own, RestoreTier::Local),
+            (Origin::Peer, RestoreTier::Peer),
+        ] {
+            let path = self.file(origin, job_id, &file.path)?;
+            if self.matches(&path, file) {
+                return Some((path, tier));
+            }
+        }
+        None
+    }
+
+    fn matches(&self, path: &Path, file: &StateFile) -> bool {
+        let Ok(bytes) = std::fs::read(path) else {
+            return false;
+        };
+        let ok = bytes.len() as u64 == file.size
+            && snapshot::verify_checksum(&bytes, file.crc32c, &file.path).is_ok();
+        if !ok {
+            tracing::warn!(path = %path.display(), "a local copy does not match its checkpoint's checksum; ignoring it");
+        }
+        ok
+    }
+
     /// A local copy of `file` (of job `job_id`) that matches its size and
     /// checksum, and which tier it is.
     pub fn load(&self, job_id: &str, file: &StateFile) -> Option<(Vec<u8>, RestoreTier)> {

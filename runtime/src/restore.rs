@@ -85,8 +85,16 @@ pub fn load_restored_tasks(
                     old.key_groups.start.max(range.start) < old.key_groups.end.min(range.end);
                 if overlaps && old.files.iter().any(|f| f.rocksdb_name.is_some()) {
                     let mut db_files = Vec::new();
+                    let mut linked = Vec::new();
                     for file in &old.files {
                         let name = file.rocksdb_name.clone().unwrap_or_default();
+                        if name.ends_with(".sst") {
+                            if let Some((copy, from)) = reader.local_copy(file) {
+                                tier = tier.max(Some(from));
+                                linked.push((name, copy));
+                                continue;
+                            }
+                        }
                         let (bytes, from) = reader.read(file)?;
                         tier = tier.max(Some(from));
                         db_files.push((name, bytes));
@@ -94,6 +102,7 @@ pub fn load_restored_tasks(
                     databases.push(RestoredDb {
                         key_groups: old.key_groups,
                         files: db_files,
+                        linked,
                     });
                     continue;
                 }
@@ -156,6 +165,14 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// A local copy of `file` (own or peer) that matches its checksum.
+    fn local_copy(
+        &self,
+        file: &weir_protocol::StateFile,
+    ) -> Option<(std::path::PathBuf, RestoreTier)> {
+        self.replicas?.verified_path(self.job_id, file)
+    }
+
     /// A checkpoint file, checked against its size and checksum.
     fn read(
         &self,

@@ -76,6 +76,7 @@ fn restore_into(store: &mut KeyedStateStore, written: &Written) {
             .restore_database(&RestoredDb {
                 key_groups: written.key_groups,
                 files,
+                linked: Vec::new(),
             })
             .unwrap();
         return;

@@ -141,6 +141,7 @@ pub fn run_worker(
         let outcome = session(config, &state, shutdown, &mut registered_once);
         stop_deployments(&state.running);
         if shutdown.is_cancelled() {
+            weir_state::rocks::finish_background_closes();
             return Ok(());
         }
         match outcome {

@@ -139,6 +139,7 @@ fn decode_rows(
             rows.extend(store.dump_database(&RestoredDb {
                 key_groups: subtask.key_groups,
                 files: database,
+                linked: Vec::new(),
             })?);
         }
     }

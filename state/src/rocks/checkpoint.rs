@@ -162,6 +162,10 @@ pub struct RestoredDb {
     pub key_groups: KeyGroupRange,
     /// Its files: name inside the instance directory, and contents.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Files already on this machine's disk, verified against their
+    /// checksums: name inside the instance directory, and where the copy
+    /// is. Immutable SST files only: they are hard-linked, not copied.
+    pub linked: Vec<(String, std::path::PathBuf)>,
 }
 
 /// Copies the entries of the key groups in `range` from a checkpointed
@@ -189,13 +193,29 @@ pub(crate) fn restore_range(
 pub(crate) fn materialize(restored: &RestoredDb, scratch: &Path) -> Result<(), StateError> {
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).map_err(local_io(scratch, "creating"))?;
-    for (name, bytes) in &restored.files {
+    let names = restored
+        .files
+        .iter()
+        .map(|(name, _)| name)
+        .chain(restored.linked.iter().map(|(name, _)| name));
+    for name in names {
         if name.contains('/') || name.contains("..") {
             return Err(StateError::Corrupt {
                 path: name.clone(),
                 problem: "a RocksDB file name must not contain a path".into(),
             });
         }
+    }
+    for (name, copy) in &restored.linked {
+        let path = scratch.join(name);
+        // A link shares the copy's blocks; RocksDB never rewrites an SST
+        // (it only deletes it, which leaves the copy). Across file systems,
+        // copy instead.
+        if std::fs::hard_link(copy, &path).is_err() {
+            std::fs::copy(copy, &path).map_err(local_io(&path, "copying"))?;
+        }
+    }
+    for (name, bytes) in &restored.files {
         let path = scratch.join(name);
         std::fs::write(&path, bytes).map_err(local_io(&path, "writing"))?;
     }

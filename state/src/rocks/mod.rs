@@ -246,8 +246,39 @@ impl RocksDb {
 
 impl Drop for RocksDb {
     fn drop(&mut self) {
-        self.db.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Closing flushes what the memtables hold (the write-ahead log is
+        // off), which for a large instance takes a while; nobody reads the
+        // instance again, so a task (and a cancelled deployment) need not
+        // wait for it: close and delete it in the background.
+        let db = self.db.take();
+        let dir = std::mem::take(&mut self.dir);
+        let close = move || {
+            drop(db);
+            let _ = std::fs::remove_dir_all(&dir);
+        };
+        match std::thread::Builder::new()
+            .name("rocksdb-close".into())
+            .spawn(close)
+        {
+            Ok(handle) => CLOSING
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(handle),
+            Err(_) => tracing::warn!("could not close a RocksDB instance in the background"),
+        }
+    }
+}
+
+/// Instances being closed in the background.
+static CLOSING: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits until every dropped instance is closed and deleted (before a
+/// process exits, so that it leaves no instance behind).
+pub fn finish_background_closes() {
+    let closing = std::mem::take(&mut *CLOSING.lock().unwrap_or_else(|p| p.into_inner()));
+    for handle in closing {
+        let _ = handle.join();
     }
 }
 
