@@ -5,6 +5,8 @@
 //! - [`engine`]: [`LocalEngine`], which instantiates every subtask of a
 //!   dataflow on its own thread, wires them with channels, waits for the job
 //!   to end and reports it; the first failure cancels the rest.
+//! - [`wiring`]: the plan of every local subtask of a deployment and the
+//!   channels of every edge, local or through `exchange`.
 //! - [`task_loop`]: the loop each subtask thread runs: receive, process,
 //!   merge watermarks, fire processing-time timers, flush when idle.
 //! - [`channels`]: bounded crossbeam channels as the operator API's
@@ -42,6 +44,7 @@ pub mod restore;
 pub mod snapshots;
 pub mod task_loop;
 pub mod watermarks;
+pub mod wiring;
 pub mod worker;
 
 pub use engine::{
