@@ -20,7 +20,7 @@ mod cluster;
 
 use cluster::ProcessCluster;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use weir::protocol::cluster::{BackendKind, JobSpec, RestoreTier, RunSettings};
+use weir::protocol::cluster::{BackendKind, RestoreTier, RunSettings};
 use weir::protocol::{JobState, SubmitRequest};
 
 fn wall_ms() -> u64 {
@@ -36,26 +36,14 @@ fn request(keys: u64, state_bytes: u64, replicas: u32) -> SubmitRequest {
         ("keys", keys.to_string()),
         ("state_bytes", state_bytes.to_string()),
         ("rate", "1500000".to_owned()),
-        ("sink", "discard".to_owned()),
     ];
-    SubmitRequest {
-        spec: JobSpec {
-            job: "keyed-sum".into(),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            parallelism: 3,
-            max_parallelism: 128,
-            output: None,
-        },
-        settings: RunSettings {
-            checkpoint_interval_ms: 1000,
-            state_backend: BackendKind::Rocksdb,
-            replicas,
-            ..RunSettings::default()
-        },
-    }
+    let settings = RunSettings {
+        checkpoint_interval_ms: 1000,
+        state_backend: BackendKind::Rocksdb,
+        replicas,
+        ..RunSettings::default()
+    };
+    cluster::keyed_sum(&params, 3, settings)
 }
 
 fn run_once(keys: u64, state_bytes: u64, replicas: u32) -> String {

@@ -24,7 +24,7 @@ use std::time::Duration;
 use weir::coordinator::JobStatus;
 use weir::embedded::run_embedded;
 use weir::jobs::JobRegistry;
-use weir::protocol::cluster::{BackendKind, JobSpec, RunSettings};
+use weir::protocol::cluster::{BackendKind, RunSettings};
 use weir::protocol::SubmitRequest;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -50,25 +50,13 @@ fn request(
         ("events", setup.events.to_string()),
         ("keys", setup.keys.to_string()),
         ("emit", emit.to_owned()),
-        ("sink", "discard".to_owned()),
     ];
-    SubmitRequest {
-        spec: JobSpec {
-            job: "keyed-sum".into(),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            parallelism: setup.parallelism,
-            max_parallelism: 128,
-            output: None,
-        },
-        settings: RunSettings {
-            checkpoint_interval_ms: interval.map_or(0, |i| i.as_millis() as u64),
-            state_backend: backend,
-            ..RunSettings::default()
-        },
-    }
+    let settings = RunSettings {
+        checkpoint_interval_ms: interval.map_or(0, |i| i.as_millis() as u64),
+        state_backend: backend,
+        ..RunSettings::default()
+    };
+    cluster::keyed_sum(&params, setup.parallelism, settings)
 }
 
 fn percentile(ms: &[f64], p: f64) -> f64 {

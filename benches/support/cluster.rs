@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use weir::client::Client;
 use weir::coordinator::JobStatus;
+use weir::protocol::cluster::{JobSpec, RunSettings};
 use weir::protocol::SubmitRequest;
 
 /// A coordinator and workers as separate processes, killed on drop.
@@ -112,5 +113,28 @@ impl Drop for ProcessCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A submission of keyed-sum with `params`, its records dropped at the sink.
+pub fn keyed_sum(
+    params: &[(&str, String)],
+    parallelism: u32,
+    settings: RunSettings,
+) -> SubmitRequest {
+    let mut params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    params.push(("sink".into(), "discard".into()));
+    SubmitRequest {
+        spec: JobSpec {
+            job: "keyed-sum".into(),
+            params,
+            parallelism,
+            max_parallelism: 128,
+            output: None,
+        },
+        settings,
     }
 }

@@ -55,17 +55,4 @@ pub enum CoordinatorError {
     },
 }
 
-/// An error and its causes on one line, for API responses and job status.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub use weir_protocol::error::chain;

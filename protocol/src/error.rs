@@ -113,3 +113,20 @@ pub enum WireError {
         problem: String,
     },
 }
+
+/// An error and its causes on one line (`outer: cause: root cause`), each
+/// said once even when an error already prints its source: for logs, API
+/// answers, job status and the command line.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

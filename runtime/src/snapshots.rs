@@ -163,23 +163,12 @@ fn write_loop(
                 WorkerEvent::Declined {
                     epoch,
                     task,
-                    reason: error_chain(&error),
+                    reason: weir_protocol::error::chain(&error),
                 }
             }
         };
         let _ = events.send(event);
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn write(

@@ -106,18 +106,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// An error and its sources, joined by ": ".
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        // Some errors already print their source; say each thing once.
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    weir_protocol::error::chain(error)
 }
 
 #[cfg(test)]

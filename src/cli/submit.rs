@@ -1,6 +1,7 @@
 //! `weir submit JOB --coordinator ADDR …`: hand a job to a coordinator.
 
 use crate::cli::job_args::JobArgs;
+use crate::cli::jobs::Remote;
 use crate::client::Client;
 use clap::Args;
 
@@ -10,23 +11,17 @@ pub struct SubmitArgs {
     /// What to run and how.
     #[command(flatten)]
     pub job: JobArgs,
-    /// The coordinator's API address (`host:port`).
-    #[arg(long, env = "WEIR_COORDINATOR")]
-    pub coordinator: String,
-    /// The cluster's shared token.
-    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Print the job's status as JSON instead of its id.
-    #[arg(long)]
-    pub json: bool,
+    /// The coordinator (`--json`: print the job's status instead of its id).
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 /// Submits the job and prints its id.
 pub fn run(args: SubmitArgs) -> Result<(), Box<dyn std::error::Error>> {
     let request = args.job.submit_request()?;
-    let client = Client::new(&args.coordinator, args.token)?;
+    let client = Client::new(&args.remote.coordinator, args.remote.token)?;
     let status = client.submit(&request)?;
-    if args.json {
+    if args.remote.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         println!("{}", status.job_id);

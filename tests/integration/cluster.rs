@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 use weir::client::Client;
-use weir::protocol::wire::{
-    decode_control, encode_control, ToCoordinator, ToWorker, PROTOCOL_VERSION,
-};
+use weir::coordinator::JobStatus;
+use weir::protocol::wire::{ToCoordinator, ToWorker, PROTOCOL_VERSION};
 use weir::protocol::JobState;
+use weir::protocol::WorkerId;
+use weir::runtime::worker::{decode_control, encode_control};
 
 /// A coordinator and its workers; every process is killed on drop.
 pub struct TestCluster {
@@ -125,6 +126,58 @@ impl TestCluster {
         let _ = old.wait();
     }
 
+    /// Submits [`long_job`] at p=3 with 200 ms checkpoints into `out`,
+    /// with `extra` flags; returns its id.
+    pub fn submit_long_job(&self, out: &Path, extra: &[&str]) -> String {
+        let out_arg = out.display().to_string();
+        let mut submit = vec!["submit"];
+        submit.extend(long_job());
+        submit.extend([
+            "-p",
+            "3",
+            "--checkpoint-interval",
+            "200ms",
+            "--output",
+            &out_arg,
+        ]);
+        submit.extend(extra);
+        let output = self.weir(&submit);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout).trim().to_owned()
+    }
+
+    /// Waits until job `id` satisfies `done` (failing if it ends first).
+    pub fn wait_for(&self, id: &str, what: &str, done: impl Fn(&JobStatus) -> bool) -> JobStatus {
+        let client = self.client();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let status = client.job(id).unwrap();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline && !status.state.is_terminal(),
+                "waiting until {what}: {status:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGKILLs the worker process running slot 0 of a job; returns its id.
+    pub fn kill_worker_of_slot_0(&mut self, status: &JobStatus) -> WorkerId {
+        let victim = status
+            .placement
+            .iter()
+            .find(|p| p.subtask == 0)
+            .unwrap()
+            .worker;
+        let workers = self.client().cluster().unwrap().workers;
+        let name = &workers.iter().find(|w| w.id == victim).unwrap().name;
+        let index = self.worker_index(name.trim_start_matches("worker-").parse().unwrap());
+        self.kill_worker(index);
+        victim
+    }
+
     pub fn client(&self) -> Client {
         Client::new(&self.api, self.token.clone()).unwrap()
     }
@@ -184,6 +237,31 @@ impl Drop for TestCluster {
             let _ = child.wait();
         }
     }
+}
+
+/// keyed-sum emitting every update, 1,000,000 events at 200,000/s: long
+/// enough (5 s) to lose workers while it runs.
+pub fn long_job() -> Vec<&'static str> {
+    let mut job = crate::recovery::JOB.to_vec();
+    job[2] = "events=1000000";
+    job
+}
+
+/// A clean `weir run` of [`long_job`] at p=3 into `dir/clean`.
+pub fn clean_long_run(dir: &Path) -> PathBuf {
+    let clean = dir.join("clean");
+    let clean_arg = clean.display().to_string();
+    let mut run = long_job();
+    run.extend([
+        "-p",
+        "3",
+        "--checkpoint-interval",
+        "0",
+        "--output",
+        &clean_arg,
+    ]);
+    weir_run(&run);
+    clean
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -528,47 +606,11 @@ fn a_lost_workers_subtasks_restore_from_peer_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = TestCluster::start(dir.path(), 3, 2, &[]);
     let out = dir.path().join("out");
-    let mut submit: Vec<&str> = vec!["submit"];
-    submit.extend(crate::recovery::JOB);
-    // Long enough to be killed while running (5 s).
-    submit[3] = "events=1000000";
-    let out_arg = out.display().to_string();
-    submit.extend([
-        "-p",
-        "3",
-        "--checkpoint-interval",
-        "200ms",
-        "--output",
-        &out_arg,
-    ]);
-    let output = cluster.weir(&submit);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let id = text(&output.stdout).trim().to_owned();
+    let id = cluster.submit_long_job(&out, &[]);
+    let status = cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
+    let victim = cluster.kill_worker_of_slot_0(&status);
     let client = cluster.client();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        let status = client.job(&id).unwrap();
-        if status.checkpoints_completed >= 2 {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline && !status.state.is_terminal(),
-            "{status:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // Kill the worker running slot 0.
-    let victim = status
-        .placement
-        .iter()
-        .find(|p| p.subtask == 0)
-        .unwrap()
-        .worker;
-    let workers = client.cluster().unwrap().workers;
-    let name = &workers.iter().find(|w| w.id == victim).unwrap().name;
-    let pid: u32 = name.trim_start_matches("worker-").parse().unwrap();
-    let index = cluster.worker_index(pid);
-    cluster.kill_worker(index);
     let recovered = loop {
         let status = client.job(&id).unwrap();
         if status.attempt >= 2 && status.state == JobState::Running {
@@ -599,18 +641,5 @@ fn a_lost_workers_subtasks_restore_from_peer_replicas() {
     assert!(status_text.contains("from a peer replica"), "{status_text}");
     let output = cluster.weir(&["jobs", "wait", &id, "--timeout", "120s"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let clean = dir.path().join("clean");
-    let mut run: Vec<&str> = crate::recovery::JOB.to_vec();
-    run[2] = "events=1000000";
-    let clean_arg = clean.display().to_string();
-    run.extend([
-        "-p",
-        "3",
-        "--checkpoint-interval",
-        "0",
-        "--output",
-        &clean_arg,
-    ]);
-    weir_run(&run);
-    crate::recovery::assert_same(&out, &clean);
+    crate::recovery::assert_same(&out, &clean_long_run(dir.path()));
 }

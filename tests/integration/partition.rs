@@ -7,10 +7,10 @@
 //! Needs root, `ip` and `iptables` (`.ci/run` installs them); skipped with
 //! a message otherwise.
 
-use crate::cluster::TestCluster;
-use crate::recovery::{assert_same, JOB};
+use crate::cluster::{clean_long_run, TestCluster};
+use crate::recovery::assert_same;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weir::protocol::JobState;
 
 /// A network namespace joined to this one by a veth pair; removed on drop.
@@ -121,46 +121,15 @@ fn a_partitioned_worker_is_fenced_and_the_job_recovers() {
     cluster.add_worker_with(1, &["--data-listen", &host_data]);
     cluster.wait_for_workers(3);
     let out = dir.path().join("out");
-    let out_arg = out.display().to_string();
-    let mut submit: Vec<&str> = vec!["submit"];
-    submit.extend(JOB);
-    submit[3] = "events=1000000";
-    submit.extend([
-        "-p",
-        "3",
-        "--checkpoint-interval",
-        "200ms",
-        "--output",
-        &out_arg,
-    ]);
-    let output = cluster.weir(&submit);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-    let client = cluster.client();
+    let id = cluster.submit_long_job(&out, &[]);
     // The spare takes over the cut-off worker's slot.
     cluster.add_worker_with(1, &["--data-listen", &host_data]);
     cluster.wait_for_workers(4);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while client.job(&id).unwrap().checkpoints_completed < 2 {
-        assert!(Instant::now() < deadline, "no checkpoints");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
     netns.cut();
-    let recovered = loop {
-        let status = client.job(&id).unwrap();
-        assert!(
-            Instant::now() < deadline && !status.state.is_terminal(),
-            "{status:?}"
-        );
-        if status.attempt >= 2 && status.state == JobState::Running {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let recovered = cluster.wait_for(&id, "recovered on the spare", |s| {
+        s.attempt >= 2 && s.state == JobState::Running
+    });
     let loss = recovered.last_loss.expect("the loss is reported");
     assert!(loss.cause.starts_with("no heartbeat for"), "{}", loss.cause);
     std::thread::sleep(Duration::from_millis(1500));
@@ -173,18 +142,5 @@ fn a_partitioned_worker_is_fenced_and_the_job_recovers() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let clean = dir.path().join("clean");
-    let clean_arg = clean.display().to_string();
-    let mut run: Vec<&str> = JOB.to_vec();
-    run[2] = "events=1000000";
-    run.extend([
-        "-p",
-        "3",
-        "--checkpoint-interval",
-        "0",
-        "--output",
-        &clean_arg,
-    ]);
-    crate::reference_jobs::weir_run(&run);
-    assert_same(&out, &clean);
+    assert_same(&out, &clean_long_run(dir.path()));
 }

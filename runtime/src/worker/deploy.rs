@@ -61,7 +61,7 @@ impl DeployContext {
                     Err(error) => {
                         tracing::error!(job = %deployment.job_id, attempt, error = &error as &dyn std::error::Error, "deployment failed");
                         DeploymentOutcome::Failed {
-                            error: error_chain(&error),
+                            error: weir_protocol::error::chain(&error),
                         }
                     }
                 };
@@ -186,19 +186,4 @@ impl DeployContext {
         let _ = forwarder.join();
         result
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

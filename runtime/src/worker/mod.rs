@@ -31,10 +31,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_operators::Dataflow;
 use weir_protocol::cluster::JobSpec;
-use weir_protocol::wire::{
-    decode_control, encode_control, ToCoordinator, ToWorker, PROTOCOL_VERSION,
-};
+use weir_protocol::wire::{frame, ToCoordinator, ToWorker, PROTOCOL_VERSION};
 use weir_protocol::ControlCommand;
+use weir_protocol::WireError;
 use weir_state::{RocksDbBackend, StateBackend};
 
 /// Builds a job's dataflow from its spec: the binary's job registry.
@@ -80,6 +79,19 @@ impl Default for WorkerConfig {
             channel_capacity: 16,
         }
     }
+}
+
+/// A control message as a whole frame: its JSON after its length.
+pub fn encode_control<T: serde::Serialize>(message: &T) -> Vec<u8> {
+    frame(&serde_json::to_vec(message).expect("control messages serialize"))
+}
+
+/// A control message from a frame's body.
+pub fn decode_control<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    serde_json::from_slice(body).map_err(|e| WireError::Malformed {
+        what: "control frame",
+        problem: e.to_string(),
+    })
 }
 
 /// The control connection's sending half, shared by every thread.
