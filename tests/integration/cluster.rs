@@ -15,6 +15,10 @@ use weir::protocol::JobState;
 use weir::protocol::WorkerId;
 use weir::runtime::worker::{decode_control, encode_control};
 
+/// Silence after which a test cluster's coordinator and workers give each
+/// other up.
+const TEST_HEARTBEAT_TIMEOUT: &str = "3s";
+
 /// A coordinator and its workers; every process is killed on drop.
 pub struct TestCluster {
     pub api: String,
@@ -34,6 +38,10 @@ impl TestCluster {
         if !extra.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
+        // The whole suite shares two cores: a 1 s heartbeat timeout can
+        // expire on a starved but live process. Kills are detected at once
+        // (the connection drops); only the partition test waits for this.
+        command.args(["--heartbeat-timeout", TEST_HEARTBEAT_TIMEOUT]);
         let mut coordinator = command
             .args(extra)
             .stdout(Stdio::piped())
@@ -93,6 +101,7 @@ impl TestCluster {
         command
             .args(["worker", "--coordinator", &self.api, "--slots"])
             .arg(slots.to_string())
+            .args(["--coordinator-timeout", TEST_HEARTBEAT_TIMEOUT])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());

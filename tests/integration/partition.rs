@@ -125,10 +125,18 @@ fn a_partitioned_worker_is_fenced_and_the_job_recovers() {
     // The spare takes over the cut-off worker's slot.
     cluster.add_worker_with(1, &["--data-listen", &host_data]);
     cluster.wait_for_workers(4);
-    cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
+    let before = cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
+    println!(
+        "before the cut: attempt {}, failure {:?}",
+        before.attempt, before.failure
+    );
     netns.cut();
     let recovered = cluster.wait_for(&id, "recovered on the spare", |s| {
-        s.attempt >= 2 && s.state == JobState::Running
+        s.attempt > before.attempt
+            && s.state == JobState::Running
+            && s.last_loss
+                .as_ref()
+                .is_some_and(|l| l.recovered_at_ms.is_some())
     });
     let loss = recovered.last_loss.expect("the loss is reported");
     assert!(loss.cause.starts_with("no heartbeat for"), "{}", loss.cause);
