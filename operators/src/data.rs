@@ -60,14 +60,52 @@ impl Batch {
         self.len == 0
     }
 
+    /// A batch of `len` records still in the encoding of `codec`, as
+    /// received from another worker: the task that takes the records
+    /// decodes them, so decoding runs on the consumers' threads rather than
+    /// on the connection's.
+    pub fn encoded(bytes: Vec<u8>, len: usize, codec: BatchCodec) -> Self {
+        Self {
+            records: Box::new(Encoded { bytes, codec }),
+            len,
+        }
+    }
+
+    /// Decodes an [`encoded`](Self::encoded) batch; any other batch is
+    /// returned as it is.
+    pub fn decode(self) -> Result<Batch, OperatorError> {
+        match self.records.downcast::<Encoded>() {
+            Ok(encoded) => encoded.codec.decode(&encoded.bytes),
+            Err(records) => Ok(Batch {
+                records,
+                len: self.len,
+            }),
+        }
+    }
+
     /// The records, if they are of type `T`; the batch back otherwise.
+    /// An encoded batch is decoded first (a batch that does not decode is
+    /// returned as it is).
     pub fn into_records<T: Data>(self) -> Result<Vec<T>, Batch> {
         let len = self.len;
-        self.records
+        let records = match self.records.downcast::<Encoded>() {
+            Ok(encoded) => match encoded.codec.decode(&encoded.bytes) {
+                Ok(batch) => batch.records,
+                Err(_) => return Err(Batch { records: encoded, len }),
+            },
+            Err(records) => records,
+        };
+        records
             .downcast::<Vec<T>>()
             .map(|b| *b)
             .map_err(|records| Batch { records, len })
     }
+}
+
+/// Records as they came over the network, not decoded yet.
+struct Encoded {
+    bytes: Vec<u8>,
+    codec: BatchCodec,
 }
 
 /// Encodes and decodes the batches of one edge for the network: made where
@@ -126,12 +164,33 @@ impl BatchCodec {
 
     /// The batch's records as bytes.
     pub fn encode(&self, batch: &Batch) -> Result<Vec<u8>, OperatorError> {
+        // A batch passed on still encoded (the same record type) is sent as is.
+        if let Some(encoded) = batch.records.downcast_ref::<Encoded>() {
+            return Ok(encoded.bytes.clone());
+        }
         (self.encode)(batch, self.record_type)
     }
 
     /// A batch from bytes made by [`encode`](Self::encode).
     pub fn decode(&self, bytes: &[u8]) -> Result<Batch, OperatorError> {
         (self.decode)(bytes, self.record_type)
+    }
+
+    /// The number of records in bytes made by [`encode`](Self::encode),
+    /// read from their length prefix without decoding them.
+    pub fn encoded_len(&self, bytes: &[u8]) -> Result<usize, OperatorError> {
+        // postcard writes a sequence's length first, as a LEB128 varint.
+        let mut len: u64 = 0;
+        for (i, byte) in bytes.iter().take(10).enumerate() {
+            len |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(len as usize);
+            }
+        }
+        Err(OperatorError::Codec {
+            record_type: self.record_type,
+            problem: "the batch has no valid length prefix".into(),
+        })
     }
 }
 

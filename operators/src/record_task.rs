@@ -67,6 +67,7 @@ impl<O: RecordOperator> RecordTask<O> {
 /// Takes the records of type `T` out of a batch, or names the mismatch.
 pub(crate) fn records_of<T: Data>(operator: &str, batch: Batch) -> Result<Vec<T>, OperatorError> {
     batch
+        .decode()?
         .into_records::<T>()
         .map_err(|_| OperatorError::WrongRecordType {
             operator: operator.to_owned(),

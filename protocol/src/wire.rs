@@ -219,10 +219,18 @@ pub fn encode_exchange(message: &ExchangeFrame) -> Vec<u8> {
 
 /// An exchange frame from a frame's body, validated.
 pub fn decode_exchange(body: &[u8]) -> Result<ExchangeFrame, WireError> {
-    // rkyv reads archived data in place and needs it aligned.
-    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
-    aligned.extend_from_slice(body);
-    rkyv::from_bytes::<ExchangeFrame, rkyv::rancor::Error>(&aligned).map_err(|e| {
+    // rkyv reads archived data in place and needs it aligned; a buffer
+    // from the allocator usually is, so copying is rarely needed.
+    let copy;
+    let aligned: &[u8] = if (body.as_ptr() as usize) % 16 == 0 {
+        body
+    } else {
+        let mut buffer = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
+        buffer.extend_from_slice(body);
+        copy = buffer;
+        &copy
+    };
+    rkyv::from_bytes::<ExchangeFrame, rkyv::rancor::Error>(aligned).map_err(|e| {
         WireError::Malformed {
             what: "exchange frame",
             problem: e.to_string(),

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use weir_operators::output::OutputChannel;
-use weir_operators::{BatchCodec, Message, OperatorError};
+use weir_operators::{Batch, BatchCodec, Message, OperatorError};
 use weir_protocol::cluster::Peer;
 use weir_protocol::wire::{
     decode_exchange, encode_exchange, ChannelKey, ExchangeFrame, FrameBody, PROTOCOL_VERSION,
@@ -375,7 +375,8 @@ impl Exchange {
                 };
                 let message = match body {
                     FrameBody::Records(bytes) => {
-                        Message::Data(inbound.codec.decode(&bytes).map_err(|e| e.to_string())?)
+                        let len = inbound.codec.encoded_len(&bytes).map_err(|e| e.to_string())?;
+                        Message::Data(Batch::encoded(bytes, len, inbound.codec))
                     }
                     FrameBody::Watermark(t) => Message::Watermark(t),
                     FrameBody::Barrier(epoch) => Message::Barrier(Epoch(epoch)),
