@@ -91,7 +91,12 @@ impl Batch {
         let records = match self.records.downcast::<Encoded>() {
             Ok(encoded) => match encoded.codec.decode(&encoded.bytes) {
                 Ok(batch) => batch.records,
-                Err(_) => return Err(Batch { records: encoded, len }),
+                Err(_) => {
+                    return Err(Batch {
+                        records: encoded,
+                        len,
+                    })
+                }
             },
             Err(records) => records,
         };

@@ -375,7 +375,10 @@ impl Exchange {
                 };
                 let message = match body {
                     FrameBody::Records(bytes) => {
-                        let len = inbound.codec.encoded_len(&bytes).map_err(|e| e.to_string())?;
+                        let len = inbound
+                            .codec
+                            .encoded_len(&bytes)
+                            .map_err(|e| e.to_string())?;
                         Message::Data(Batch::encoded(bytes, len, inbound.codec))
                     }
                     FrameBody::Watermark(t) => Message::Watermark(t),
