@@ -200,7 +200,7 @@ impl Cluster {
                 if inbox.workers.contains(&worker) {
                     busy = true;
                     job.record().note_loss(worker, cause, loss, detected);
-                    let _ = inbox.ends.send((
+                    let _ = inbox.reports.send((
                         worker,
                         AttemptReport::Ended(DeploymentOutcome::Failed {
                             error: format!("worker {worker} was lost: {cause}"),

@@ -23,8 +23,8 @@ pub struct AttemptInbox {
     pub workers: Vec<WorkerId>,
     /// Checkpoint events, to the checkpoint driver (absent without checkpoints).
     pub events: Option<Sender<WorkerEvent>>,
-    /// Starts and ends of the workers' parts.
-    pub ends: Sender<(WorkerId, AttemptReport)>,
+    /// The workers' reports: their parts started, or ended.
+    pub reports: Sender<(WorkerId, AttemptReport)>,
 }
 
 /// What a worker reports about its part of an attempt.

@@ -258,7 +258,9 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
                     tracing::info!(job = %job.job_id, attempt, %worker, vertex = r.vertex, task = r.subtask, tier = %r.tier, "subtask restored");
                 }
                 if let Some(inbox) = job.inbox().as_ref().filter(|i| i.attempt == attempt) {
-                    let _ = inbox.ends.send((worker, AttemptReport::Started(restored)));
+                    let _ = inbox
+                        .reports
+                        .send((worker, AttemptReport::Started(restored)));
                 }
             }
             Ok(())
@@ -274,7 +276,7 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
             let inbox = job.inbox();
             match inbox.as_ref() {
                 Some(inbox) if inbox.attempt == attempt => {
-                    let _ = inbox.ends.send((worker, AttemptReport::Ended(outcome)));
+                    let _ = inbox.reports.send((worker, AttemptReport::Ended(outcome)));
                 }
                 _ => {
                     tracing::info!(%worker, job = %job.job_id, attempt, ?outcome, "end of an attempt that is no longer running")

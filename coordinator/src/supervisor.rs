@@ -293,7 +293,7 @@ fn run_attempt(
         record.attempt
     };
     let workers: Vec<WorkerId> = peers.iter().map(|(w, _)| *w).collect();
-    let (ends, ends_rx) = crossbeam_channel::unbounded();
+    let (reports, reports_rx) = crossbeam_channel::unbounded();
     let mut driver_thread = None;
     let mut events = None;
     let mut checkpoints = None;
@@ -348,7 +348,7 @@ fn run_attempt(
         attempt,
         workers: workers.clone(),
         events,
-        ends: ends.clone(),
+        reports: reports.clone(),
     });
     let deployment = Deployment {
         job_number: job.number,
@@ -371,7 +371,7 @@ fn run_attempt(
     };
     for worker in &workers {
         if !cluster.send(*worker, ToWorker::Deploy(Box::new(deployment.clone()))) {
-            let _ = ends.send((
+            let _ = reports.send((
                 *worker,
                 AttemptReport::Ended(DeploymentOutcome::Failed {
                     error: format!("worker {worker} is gone"),
@@ -379,7 +379,7 @@ fn run_attempt(
             ));
         }
     }
-    drop(ends);
+    drop(reports);
     tracing::info!(job = %job.job_id, attempt, workers = ?workers, "attempt deployed");
     let full_slots = crate::scheduler::slots_needed(&job.graph);
     let end = collect_ends(
@@ -387,7 +387,7 @@ fn run_attempt(
         job,
         attempt,
         &workers,
-        &ends_rx,
+        &reports_rx,
         (shape.slots(), full_slots),
     );
     // Dropping the inbox closes the driver's event channel: it stops.
@@ -439,7 +439,7 @@ fn collect_ends(
     job: &JobHandle,
     attempt: u32,
     workers: &[WorkerId],
-    ends: &crossbeam_channel::Receiver<(WorkerId, AttemptReport)>,
+    reports: &crossbeam_channel::Receiver<(WorkerId, AttemptReport)>,
     (slots, full_slots): (u32, u32),
 ) -> AttemptEnd {
     let mut rescale = false;
@@ -461,7 +461,7 @@ fn collect_ends(
         }
     };
     while !pending.is_empty() {
-        match ends.recv_timeout(Duration::from_millis(20)) {
+        match reports.recv_timeout(Duration::from_millis(20)) {
             Ok((worker, AttemptReport::Started(restored))) => {
                 job.record().last_restore.extend(restored);
                 if starting.remove(&worker) && starting.is_empty() && failure.is_none() {

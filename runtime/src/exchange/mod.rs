@@ -73,6 +73,14 @@ struct Routes {
     attempts: HashMap<u32, u32>,
 }
 
+impl Routes {
+    /// Whether `key` belongs to an attempt older than the newest deployed
+    /// here for its job (a zombie's frame).
+    fn is_older_attempt(&self, key: &ChannelKey) -> bool {
+        key.attempt < self.attempts.get(&key.job).copied().unwrap_or(0)
+    }
+}
+
 struct Shared {
     me: Mutex<Option<u32>>,
     replicas: Option<Arc<StateReplicas>>,
@@ -338,30 +346,26 @@ impl Exchange {
                 Ok(())
             }
             ExchangeFrame::Credit { key, credits } => {
-                let newest = self.routes().attempts.get(&key.job).copied().unwrap_or(0);
-                if key.attempt < newest {
+                if self.routes().is_older_attempt(&key) {
                     tracing::debug!(
                         job = key.job,
                         attempt = key.attempt,
-                        newest,
                         "dropping a credit of an older attempt"
                     );
                     return Ok(());
                 }
                 // A grant may arrive before its sender is set up: the gate
                 // keeps it until then.
-                self.gate(key, key_peer_unknown()).grant(credits);
+                self.gate(key, UNKNOWN_PEER).grant(credits);
                 Ok(())
             }
             ExchangeFrame::Message { key, body } => {
                 let routes = self.routes();
                 let Some(inbound) = routes.inbound.get(&key) else {
-                    let newest = routes.attempts.get(&key.job).copied().unwrap_or(0);
-                    if key.attempt < newest {
+                    if routes.is_older_attempt(&key) {
                         tracing::debug!(
                             job = key.job,
                             attempt = key.attempt,
-                            newest,
                             "dropping a frame of an older attempt"
                         );
                     } else {
@@ -407,7 +411,7 @@ impl Exchange {
             .gates
             .entry(key)
             .or_insert_with(|| (peer, Arc::new(CreditGate::default())));
-        if entry.0 == key_peer_unknown() {
+        if entry.0 == UNKNOWN_PEER {
             entry.0 = peer;
         }
         entry.1.clone()
@@ -421,6 +425,18 @@ impl Exchange {
         *newest = (*newest).max(attempt);
     }
 
+    /// The link to `peer`, which [`connect`](Self::connect) set up.
+    fn link(&self, peer: u32) -> Result<Arc<PeerLink>, RuntimeError> {
+        self.routes()
+            .links
+            .get(&peer)
+            .cloned()
+            .ok_or(RuntimeError::PeerUnreachable {
+                peer,
+                address: "(no link)".into(),
+            })
+    }
+
     /// The sending end of a channel to a subtask on `peer`.
     pub fn sender(
         &self,
@@ -429,15 +445,7 @@ impl Exchange {
         codec: BatchCodec,
         cancel: CancelToken,
     ) -> Result<RemoteSender, RuntimeError> {
-        let link =
-            self.routes()
-                .links
-                .get(&peer)
-                .cloned()
-                .ok_or(RuntimeError::PeerUnreachable {
-                    peer,
-                    address: "(no link)".into(),
-                })?;
+        let link = self.link(peer)?;
         Ok(RemoteSender {
             key,
             gate: self.gate(key, peer),
@@ -456,16 +464,9 @@ impl Exchange {
         codec: BatchCodec,
     ) -> Result<(Receiver<Message>, Arc<CreditReturn>), RuntimeError> {
         let capacity = self.shared.capacity;
+        let link = self.link(peer)?;
         let (queue, receiver) = crossbeam_channel::bounded(capacity as usize);
-        let link = {
-            let mut routes = self.routes();
-            routes.inbound.insert(key, Inbound { queue, codec });
-            routes.links.get(&peer).cloned()
-        };
-        let link = link.ok_or(RuntimeError::PeerUnreachable {
-            peer,
-            address: "(no link)".into(),
-        })?;
+        self.routes().inbound.insert(key, Inbound { queue, codec });
         let credits = Arc::new(CreditReturn::new(key, link, (capacity / 4).max(1)));
         credits.grant(capacity);
         Ok((receiver, credits))
@@ -519,9 +520,7 @@ impl Exchange {
 }
 
 /// Placeholder peer of a gate created by an early credit grant.
-fn key_peer_unknown() -> u32 {
-    u32::MAX
-}
+const UNKNOWN_PEER: u32 = u32::MAX;
 
 fn read_hello(stream: &mut TcpStream) -> Result<u32, String> {
     let body = read_frame(stream).map_err(|e| e.to_string())?;
