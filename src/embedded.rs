@@ -98,24 +98,17 @@ impl EmbeddedCluster {
     /// Runs a job to its end: its final status when it Finished.
     pub fn run(&self, request: SubmitRequest) -> Result<JobStatus, EmbeddedError> {
         let job = submit_job(self.coordinator.cluster(), request)?;
-        let mut wait = Duration::from_micros(200);
-        loop {
-            let state = job.record().lifecycle.state();
-            if state.is_terminal() {
-                let status = job.status();
-                if state == JobState::Finished {
-                    return Ok(status);
-                }
-                return Err(EmbeddedError::Ended {
-                    job: status.job_id,
-                    state,
-                    restarts: status.restarts,
-                    cause: status.failure,
-                });
-            }
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_millis(5));
+        let state = job.wait_until_ended();
+        let status = job.status();
+        if state == JobState::Finished {
+            return Ok(status);
         }
+        Err(EmbeddedError::Ended {
+            job: status.job_id,
+            state,
+            restarts: status.restarts,
+            cause: status.failure,
+        })
     }
 
     /// Stops the worker and the coordinator.

@@ -327,6 +327,7 @@ impl Cluster {
             cancel_requested: AtomicBool::new(false),
             inbox: Mutex::new(None),
             record: Mutex::new(JobRecord::default()),
+            state_changed: std::sync::Condvar::new(),
         });
         inner.jobs.insert(number, job.clone());
         Ok(job)

@@ -8,7 +8,7 @@ use crate::lifecycle::{JobLifecycle, Transition};
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 use weir_protocol::cluster::{
     DeploymentOutcome, JobSpec, RunSettings, SubtaskRestore, TaskPlacement,
@@ -126,6 +126,8 @@ pub struct JobHandle {
     pub inbox: Mutex<Option<AttemptInbox>>,
     /// Lifecycle and report.
     pub record: Mutex<JobRecord>,
+    /// Notified on every change of lifecycle state.
+    pub state_changed: Condvar,
 }
 
 /// The mutable part of a job.
@@ -220,6 +222,34 @@ impl JobRecord {
 }
 
 impl JobHandle {
+    /// Moves the job to `to` (staying put if it is there already), and
+    /// wakes whoever waits for a change.
+    pub fn advance(&self, to: JobState) {
+        let mut record = self.record();
+        if record.lifecycle.state() == to {
+            return;
+        }
+        if record.lifecycle.advance(to) {
+            tracing::info!(job = %self.job_id, state = %to, "job state");
+            if to.is_terminal() {
+                record.ended = Some(Instant::now());
+            }
+            self.state_changed.notify_all();
+        }
+    }
+
+    /// Waits until the job has ended; returns its final state.
+    pub fn wait_until_ended(&self) -> JobState {
+        let mut record = self.record();
+        while !record.lifecycle.state().is_terminal() {
+            record = self
+                .state_changed
+                .wait(record)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        record.lifecycle.state()
+    }
+
     /// The job's record, locked.
     pub fn record(&self) -> MutexGuard<'_, JobRecord> {
         lock(&self.record)

@@ -70,9 +70,7 @@ pub fn submit_job(
             Err(error) => {
                 let message = crate::error::chain(&error);
                 job.record().failure = Some(message.clone());
-                job.record()
-                    .lifecycle
-                    .advance(weir_protocol::JobState::Failed);
+                job.advance(weir_protocol::JobState::Failed);
                 return Err(SubmitError::Invalid(message));
             }
         },

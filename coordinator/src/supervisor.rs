@@ -111,16 +111,7 @@ pub fn spawn_supervisor(
 }
 
 fn advance(job: &JobHandle, to: JobState) {
-    let mut record = job.record();
-    if record.lifecycle.state() == to {
-        return;
-    }
-    if record.lifecycle.advance(to) {
-        tracing::info!(job = %job.job_id, state = %to, "job state");
-        if to.is_terminal() {
-            record.ended = Some(Instant::now());
-        }
-    }
+    job.advance(to);
 }
 
 fn supervise(

@@ -37,7 +37,7 @@ impl Replication {
         }
         for peer in &self.peers {
             if !self.exchange.replicate(*peer, job_id, path, bytes) {
-                tracing::debug!(job = %job_id, %path, peer, "no link to push a replica to");
+                tracing::debug!(job = %job_id, %path, peer, "a replica did not reach its peer (no link, or it did not take it in time)");
             }
         }
     }

@@ -40,7 +40,11 @@ use weir_protocol::Epoch;
 pub const REPLICA_PART: usize = 4 << 20;
 
 /// Frames queued on a link above which replica pushes wait.
-const REPLICA_QUEUE: usize = 16;
+const REPLICA_QUEUE: u64 = 16;
+
+/// How long pushing one file's replica may hold up its snapshot: a peer
+/// that takes longer (overloaded, cut off) goes without; storage has the file.
+const REPLICA_PATIENCE: Duration = Duration::from_secs(2);
 
 /// How long a worker waits for a peer with a higher id to dial it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,11 +54,78 @@ struct PeerLink {
     peer: u32,
     frames: Sender<Vec<u8>>,
     closed: AtomicBool,
+    progress: Arc<LinkProgress>,
+}
+
+/// How far a link's writer got: frames queued, and frames handed to the
+/// socket. Replica pushes wait on it instead of polling the queue.
+#[derive(Default)]
+struct LinkProgress {
+    counts: Mutex<Counts>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Counts {
+    queued: u64,
+    written: u64,
+    stopped: bool,
+}
+
+impl LinkProgress {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer handed `written` frames in all to the socket.
+    fn written(&self, written: u64) {
+        self.counts().written = written;
+        self.changed.notify_all();
+    }
+
+    /// The writer stopped (the connection is gone).
+    fn stopped(&self) {
+        self.counts().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `done(counts)`; false if the writer stopped or
+    /// `deadline` passed first (a peer that stopped reading).
+    fn wait(&self, deadline: Instant, done: impl Fn(&Counts) -> bool) -> bool {
+        let mut counts = self.counts();
+        while !done(&counts) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if counts.stopped || left.is_zero() {
+                return false;
+            }
+            counts = self
+                .changed
+                .wait_timeout(counts, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+impl PeerLink {
+    /// Queues a frame; its number in the link's order, or `None` when the
+    /// link is gone.
+    fn queue(&self, frame: Vec<u8>) -> Option<u64> {
+        if self.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        // Numbered under the lock, so numbers follow the queue's order.
+        let mut counts = self.progress.counts();
+        self.frames.send(frame).ok()?;
+        counts.queued += 1;
+        Some(counts.queued)
+    }
 }
 
 impl CreditSink for PeerLink {
     fn send_frame(&self, frame: Vec<u8>) -> bool {
-        !self.closed.load(Ordering::Relaxed) && self.frames.send(frame).is_ok()
+        self.queue(frame).is_some()
     }
 }
 
@@ -258,14 +329,19 @@ impl Exchange {
             source,
         })?;
         let (frames, outgoing) = crossbeam_channel::unbounded();
+        let progress = Arc::new(LinkProgress::default());
         let link = Arc::new(PeerLink {
             peer,
             frames,
             closed: AtomicBool::new(false),
+            progress: progress.clone(),
         });
         std::thread::Builder::new()
             .name(format!("exchange-w{peer}"))
-            .spawn(move || write_loop(writer, outgoing))
+            .spawn(move || {
+                write_loop(writer, outgoing, &progress);
+                progress.stopped();
+            })
             .map_err(|source| RuntimeError::Spawn {
                 operator: "exchange-writer".into(),
                 subtask: peer,
@@ -309,6 +385,7 @@ impl Exchange {
     /// A link is gone: senders to that peer fail, inputs from it close.
     fn drop_link(&self, link: &Arc<PeerLink>) {
         link.closed.store(true, Ordering::Relaxed);
+        link.progress.stopped();
         let mut routes = self.routes();
         if routes
             .links
@@ -474,16 +551,20 @@ impl Exchange {
 
     /// Pushes a copy of a checkpoint file to `peer`, in parts of at most
     /// [`REPLICA_PART`] bytes, waiting while the link has much queued (so
-    /// replicas never pile up in memory). False when there is no link.
+    /// replicas never pile up in memory), and returns once every part is
+    /// on the socket: the snapshot's ack follows its replicas. False when
+    /// the link is gone.
     pub fn replicate(&self, peer: u32, job_id: &str, path: &str, bytes: &[u8]) -> bool {
         let Some(link) = self.routes().links.get(&peer).cloned() else {
             return false;
         };
         let total = bytes.len() as u64;
+        let deadline = Instant::now() + REPLICA_PATIENCE;
         let mut offset = 0usize;
         loop {
-            while link.frames.len() > REPLICA_QUEUE && !link.closed.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(1));
+            let progress = &link.progress;
+            if !progress.wait(deadline, |c| c.queued - c.written <= REPLICA_QUEUE) {
+                return false;
             }
             let end = (offset + REPLICA_PART).min(bytes.len());
             let frame = encode_exchange(&ExchangeFrame::Replica {
@@ -493,12 +574,12 @@ impl Exchange {
                 total,
                 bytes: bytes[offset..end].to_vec(),
             });
-            if !link.send_frame(frame) {
+            let Some(number) = link.queue(frame) else {
                 return false;
-            }
+            };
             offset = end;
             if offset >= bytes.len() {
-                return true;
+                return link.progress.wait(deadline, |c| c.written >= number);
             }
         }
     }
@@ -533,21 +614,25 @@ fn read_hello(stream: &mut TcpStream) -> Result<u32, String> {
     }
 }
 
-fn write_loop(stream: TcpStream, frames: Receiver<Vec<u8>>) {
+fn write_loop(stream: TcpStream, frames: Receiver<Vec<u8>>, progress: &LinkProgress) {
     let mut out = BufWriter::with_capacity(256 << 10, stream);
+    let mut written = 0u64;
     while let Ok(frame) = frames.recv() {
         if out.write_all(&frame).is_err() {
             return;
         }
+        written += 1;
         // Coalesce whatever is queued before flushing.
         while let Ok(frame) = frames.try_recv() {
             if out.write_all(&frame).is_err() {
                 return;
             }
+            written += 1;
         }
         if out.flush().is_err() {
             return;
         }
+        progress.written(written);
     }
     let _ = out.flush();
 }

@@ -34,7 +34,7 @@ impl DeployContext {
         let (commands, commands_rx) = crossbeam_channel::unbounded();
         let cancel = CancelToken::new();
         {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let mut running = self.running.lock();
             if let Some(previous) = running.insert(
                 job,
                 Running {
@@ -66,12 +66,7 @@ impl DeployContext {
                     }
                 };
                 context.exchange.release(job, attempt);
-                {
-                    let mut running = context.running.lock().unwrap_or_else(|p| p.into_inner());
-                    if running.get(&job).is_some_and(|r| r.attempt == attempt) {
-                        running.remove(&job);
-                    }
-                }
+                context.running.ended(job, attempt);
                 tracing::info!(job = %deployment.job_id, attempt, ?outcome, "deployment ended");
                 context.link.send(&ToCoordinator::Ended {
                     job_number: job,

@@ -115,7 +115,49 @@ pub(crate) struct Running {
     cancel: CancelToken,
 }
 
-pub(crate) type RunningMap = Arc<Mutex<HashMap<u32, Running>>>;
+/// The deployments running here, by job number; waiters learn when one ends.
+#[derive(Default)]
+pub(crate) struct Deployments {
+    by_job: Mutex<HashMap<u32, Running>>,
+    ended: std::sync::Condvar,
+}
+
+impl Deployments {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Running>> {
+        self.by_job.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets `attempt` of job `job` (it ended), unless a newer one replaced it.
+    pub(crate) fn ended(&self, job: u32, attempt: u32) {
+        let mut running = self.lock();
+        if running.get(&job).is_some_and(|r| r.attempt == attempt) {
+            running.remove(&job);
+        }
+        self.ended.notify_all();
+    }
+
+    /// Cancels every deployment and waits (at most `patience`) for them to end.
+    fn stop_all(&self, patience: Duration) {
+        let mut running = self.lock();
+        for deployment in running.values() {
+            deployment.cancel.cancel();
+        }
+        let deadline = Instant::now() + patience;
+        while !running.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            running = self
+                .ended
+                .wait_timeout(running, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+pub(crate) type RunningMap = Arc<Deployments>;
 
 /// What a worker keeps across sessions with the coordinator.
 struct WorkerState {
@@ -142,7 +184,7 @@ pub fn run_worker(
             Some(replicas.clone()),
         )?,
         replicas,
-        running: Arc::new(Mutex::new(HashMap::new())),
+        running: Arc::new(Deployments::default()),
         rocksdb: Arc::new(RocksDbBackend::default_location()),
         build,
     };
@@ -151,7 +193,7 @@ pub fn run_worker(
     let mut backoff = Duration::from_millis(50);
     loop {
         let outcome = session(config, &state, shutdown, &mut registered_once);
-        stop_deployments(&state.running);
+        state.running.stop_all(Duration::from_secs(10));
         if shutdown.is_cancelled() {
             weir_state::rocks::finish_background_closes();
             return Ok(());
@@ -172,18 +214,6 @@ pub fn run_worker(
         }
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_secs(1));
-    }
-}
-
-/// Cancels every deployment and waits (briefly) for them to end.
-fn stop_deployments(running: &RunningMap) {
-    for deployment in running.lock().unwrap_or_else(|p| p.into_inner()).values() {
-        deployment.cancel.cancel();
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !running.lock().unwrap_or_else(|p| p.into_inner()).is_empty() && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -306,7 +336,7 @@ fn session(
                 attempt,
                 command,
             } => {
-                let running = state.running.lock().unwrap_or_else(|p| p.into_inner());
+                let running = state.running.lock();
                 match running.get(&job_number) {
                     Some(r) if r.attempt == attempt => {
                         let _ = r.commands.send(command);
@@ -323,7 +353,7 @@ fn session(
                 job_number,
                 attempt,
             } => {
-                let running = state.running.lock().unwrap_or_else(|p| p.into_inner());
+                let running = state.running.lock();
                 if let Some(r) = running.get(&job_number).filter(|r| r.attempt == attempt) {
                     tracing::info!(job = job_number, attempt, "cancelling deployment");
                     r.cancel.cancel();
