@@ -21,7 +21,9 @@ fn killing_random_workers_keeps_the_output_exactly_once() {
     // Three workers for p=3 and one spare, one slot each.
     let mut cluster = TestCluster::start(dir.path(), 4, 1, &[]);
     let out = dir.path().join("out");
-    let events = format!("events={}", 400_000 + 100_000 * kills);
+    // At 200,000 events/s the job runs 1.25 s per kill plus 2 s: longer
+    // than the kill loop's longest (1.2 s per kill), so it never ends early.
+    let events = format!("events={}", 400_000 + 250_000 * kills);
     let mut submit: Vec<&str> = JOB.to_vec();
     submit[2] = &events;
     let out_arg = out.display().to_string();
@@ -87,6 +89,9 @@ fn clean_run_with(dir: &std::path::Path, events: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&clean).unwrap();
     let mut list: Vec<&str> = JOB.to_vec();
     list[2] = events;
+    // Without the rate limit: the updates do not depend on the pace.
+    assert_eq!(list[8], "rate=200000");
+    list.truncate(7);
     let out = clean.join("out").display().to_string();
     list.extend(["-p", "3", "--checkpoint-interval", "0", "--output", &out]);
     crate::reference_jobs::weir_run(&list);
