@@ -211,10 +211,18 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// The body of an encoded exchange frame (aligned, as rkyv writes it).
+pub type ExchangeBody = rkyv::util::AlignedVec;
+
+/// An exchange frame's body, without its length header: a writer sends
+/// the length and then the body, so the body is never copied into a frame.
+pub fn encode_exchange_body(message: &ExchangeFrame) -> ExchangeBody {
+    rkyv::to_bytes::<rkyv::rancor::Error>(message).expect("exchange frames serialize")
+}
+
 /// An exchange frame as a whole frame (header included).
 pub fn encode_exchange(message: &ExchangeFrame) -> Vec<u8> {
-    let body = rkyv::to_bytes::<rkyv::rancor::Error>(message).expect("exchange frames serialize");
-    frame(&body)
+    frame(&encode_exchange_body(message))
 }
 
 /// An exchange frame from a frame's body, validated.

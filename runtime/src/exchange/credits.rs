@@ -11,7 +11,7 @@ use crate::engine::CancelToken;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-use weir_protocol::wire::{encode_exchange, ChannelKey, ExchangeFrame};
+use weir_protocol::wire::{encode_exchange_body, ChannelKey, ExchangeBody, ExchangeFrame};
 
 /// How long a sender waits for credit before it looks at the cancel flag.
 const CREDIT_POLL: Duration = Duration::from_millis(20);
@@ -83,8 +83,8 @@ impl CreditGate {
 
 /// Where a credit frame goes: the connection to the sending worker.
 pub trait CreditSink: Send + Sync {
-    /// Queues an encoded frame; false when the connection is gone.
-    fn send_frame(&self, frame: Vec<u8>) -> bool;
+    /// Queues an encoded frame body; false when the connection is gone.
+    fn send_frame(&self, frame: ExchangeBody) -> bool;
 }
 
 /// The receiving side: returns credits as the task consumes messages,
@@ -109,7 +109,7 @@ impl CreditReturn {
 
     /// Grants `credits` to the sender now.
     pub fn grant(&self, credits: u32) {
-        let frame = encode_exchange(&ExchangeFrame::Credit {
+        let frame = encode_exchange_body(&ExchangeFrame::Credit {
             key: self.key,
             credits,
         });
@@ -147,8 +147,8 @@ mod tests {
 
     struct Recorded(Mutex<Vec<ExchangeFrame>>);
     impl CreditSink for Recorded {
-        fn send_frame(&self, frame: Vec<u8>) -> bool {
-            let frame = weir_protocol::wire::decode_exchange(&frame[4..]).unwrap();
+        fn send_frame(&self, frame: ExchangeBody) -> bool {
+            let frame = weir_protocol::wire::decode_exchange(&frame).unwrap();
             self.0.lock().unwrap().push(frame);
             true
         }

@@ -32,7 +32,8 @@ use weir_operators::output::OutputChannel;
 use weir_operators::{Batch, BatchCodec, Message, OperatorError};
 use weir_protocol::cluster::Peer;
 use weir_protocol::wire::{
-    decode_exchange, encode_exchange, ChannelKey, ExchangeFrame, FrameBody, PROTOCOL_VERSION,
+    decode_exchange, encode_exchange, encode_exchange_body, ChannelKey, ExchangeBody,
+    ExchangeFrame, FrameBody, PROTOCOL_VERSION,
 };
 use weir_protocol::Epoch;
 
@@ -52,7 +53,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The sending half of the connection to one peer.
 struct PeerLink {
     peer: u32,
-    frames: Sender<Vec<u8>>,
+    frames: Sender<ExchangeBody>,
     closed: AtomicBool,
     progress: Arc<LinkProgress>,
 }
@@ -111,7 +112,7 @@ impl LinkProgress {
 impl PeerLink {
     /// Queues a frame; its number in the link's order, or `None` when the
     /// link is gone.
-    fn queue(&self, frame: Vec<u8>) -> Option<u64> {
+    fn queue(&self, frame: ExchangeBody) -> Option<u64> {
         if self.closed.load(Ordering::Relaxed) {
             return None;
         }
@@ -124,7 +125,7 @@ impl PeerLink {
 }
 
 impl CreditSink for PeerLink {
-    fn send_frame(&self, frame: Vec<u8>) -> bool {
+    fn send_frame(&self, frame: ExchangeBody) -> bool {
         self.queue(frame).is_some()
     }
 }
@@ -567,7 +568,7 @@ impl Exchange {
                 return false;
             }
             let end = (offset + REPLICA_PART).min(bytes.len());
-            let frame = encode_exchange(&ExchangeFrame::Replica {
+            let frame = encode_exchange_body(&ExchangeFrame::Replica {
                 job_id: job_id.to_owned(),
                 path: path.to_owned(),
                 offset: offset as u64,
@@ -614,17 +615,21 @@ fn read_hello(stream: &mut TcpStream) -> Result<u32, String> {
     }
 }
 
-fn write_loop(stream: TcpStream, frames: Receiver<Vec<u8>>, progress: &LinkProgress) {
+fn write_loop(stream: TcpStream, frames: Receiver<ExchangeBody>, progress: &LinkProgress) {
     let mut out = BufWriter::with_capacity(256 << 10, stream);
     let mut written = 0u64;
+    let write = |out: &mut BufWriter<TcpStream>, body: &ExchangeBody| {
+        out.write_all(&(body.len() as u32).to_be_bytes())
+            .and_then(|()| out.write_all(body))
+    };
     while let Ok(frame) = frames.recv() {
-        if out.write_all(&frame).is_err() {
+        if write(&mut out, &frame).is_err() {
             return;
         }
         written += 1;
         // Coalesce whatever is queued before flushing.
         while let Ok(frame) = frames.try_recv() {
-            if out.write_all(&frame).is_err() {
+            if write(&mut out, &frame).is_err() {
                 return;
             }
             written += 1;
@@ -658,7 +663,7 @@ impl OutputChannel for RemoteSender {
             Message::EndOfData => FrameBody::EndOfData,
             Message::EndOfStream => FrameBody::EndOfStream,
         };
-        let frame = encode_exchange(&ExchangeFrame::Message {
+        let frame = encode_exchange_body(&ExchangeFrame::Message {
             key: self.key,
             body,
         });
