@@ -224,14 +224,19 @@ impl TestCluster {
             String::from_utf8_lossy(&output.stderr)
         );
         let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-        let output = self.weir(&["jobs", "wait", &id, "--timeout", "120s"]);
+        self.wait_finished(&id);
+        id
+    }
+
+    /// Waits (`weir jobs wait`) until job `id` Finished.
+    pub fn wait_finished(&self, id: &str) {
+        let output = self.weir(&["jobs", "wait", id, "--timeout", "120s"]);
         assert!(
             output.status.success(),
             "job {id} did not finish: {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        id
     }
 }
 
@@ -648,7 +653,6 @@ fn a_lost_workers_subtasks_restore_from_peer_replicas() {
     );
     let status_text = text(&cluster.weir(&["jobs", "status", &id]).stdout);
     assert!(status_text.contains("from a peer replica"), "{status_text}");
-    let output = cluster.weir(&["jobs", "wait", &id, "--timeout", "120s"]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    cluster.wait_finished(&id);
     crate::recovery::assert_same(&out, &clean_long_run(dir.path()));
 }

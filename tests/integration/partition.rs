@@ -144,11 +144,6 @@ fn a_partitioned_worker_is_fenced_and_the_job_recovers() {
     netns.heal();
     // The cut-off worker comes back as a new worker.
     cluster.wait_for_workers(4);
-    let output = cluster.weir(&["jobs", "wait", &id, "--timeout", "120s"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    cluster.wait_finished(&id);
     assert_same(&out, &clean_long_run(dir.path()));
 }

@@ -37,12 +37,7 @@ fn a_job_allowed_to_scale_down_goes_on_with_fewer_slots_and_scales_back_up() {
         s.state == JobState::Running && s.running_parallelism == 3 && s.attempt > small.attempt
     });
     assert_eq!(full.restarts, small.restarts, "a rescale is not a restart");
-    let output = cluster.weir(&["jobs", "wait", &id, "--timeout", "120s"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    cluster.wait_finished(&id);
     assert_same(&out, &clean_long_run(dir.path()));
 }
 
