@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 use weir_coordinator::submission::{submit_job, SubmitError};
-use weir_coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, JobStatus};
+use weir_coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, JobStatus, MemoryPlane};
 use weir_jobs::JobRegistry;
 use weir_protocol::{JobState, SubmitRequest};
-use weir_runtime::worker::{run_worker, WorkerConfig};
+use weir_runtime::worker::{run_worker, FixedEndpoint, WorkerConfig};
 use weir_runtime::{CancelToken, RuntimeError};
 
 /// Why an embedded run did not finish.
@@ -41,6 +41,7 @@ pub enum EmbeddedError {
 /// A coordinator and one worker of `slots` slots, in this process.
 pub struct EmbeddedCluster {
     coordinator: Coordinator,
+    cluster: Arc<weir_coordinator::Cluster>,
     stop: CancelToken,
     worker: std::thread::JoinHandle<Result<(), RuntimeError>>,
 }
@@ -55,9 +56,15 @@ impl EmbeddedCluster {
     ) -> Result<Self, EmbeddedError> {
         let config = CoordinatorConfig::local(checkpoint_dir);
         let catalog = Arc::new(crate::cluster::RegistryCatalog(registry.clone()));
-        let coordinator = Coordinator::start(&config, catalog)?;
+        // One job in one process: nothing to resume in a later run.
+        let coordinator = Coordinator::start(&config, catalog, Arc::new(MemoryPlane::new()))?;
+        let Some(cluster) = coordinator.node().wait_leading(Duration::from_secs(30)) else {
+            return Err(EmbeddedError::Worker(RuntimeError::NoLeader {
+                problem: "the embedded coordinator did not take the lead".into(),
+            }));
+        };
         let worker_config = WorkerConfig {
-            coordinator: coordinator.worker_addr().to_string(),
+            coordinator: Arc::new(FixedEndpoint(coordinator.worker_addr().to_owned())),
             slots: slots.max(1),
             name: "embedded".into(),
             ..WorkerConfig::default()
@@ -75,14 +82,15 @@ impl EmbeddedCluster {
                     source,
                 })
             })?;
-        let cluster = Self {
+        let embedded = Self {
             coordinator,
+            cluster,
             stop,
             worker,
         };
-        while cluster.coordinator.cluster().workers().is_empty() {
-            if cluster.worker.is_finished() {
-                let result = cluster.worker.join();
+        while embedded.cluster.workers().is_empty() {
+            if embedded.worker.is_finished() {
+                let result = embedded.worker.join();
                 return Err(EmbeddedError::Worker(match result {
                     Ok(Err(error)) => error,
                     _ => RuntimeError::CoordinatorLost {
@@ -92,12 +100,12 @@ impl EmbeddedCluster {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        Ok(cluster)
+        Ok(embedded)
     }
 
     /// Runs a job to its end: its final status when it Finished.
     pub fn run(&self, request: SubmitRequest) -> Result<JobStatus, EmbeddedError> {
-        let job = submit_job(self.coordinator.cluster(), request)?;
+        let job = submit_job(&self.cluster, request)?;
         let state = job.wait_until_ended();
         let status = job.status();
         if state == JobState::Finished {

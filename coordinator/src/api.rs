@@ -7,16 +7,22 @@
 //! | `GET /v1/jobs/{id}` | one job's status (by id or number) |
 //! | `POST /v1/jobs/{id}/cancel` | ask a job to stop; 202 |
 //! | `GET /v1/cluster` | the worker endpoint and the registered workers |
+//! | `GET /v1/leader` | this coordinator's role and the leader (any coordinator answers) |
 //!
 //! Errors are `{"error": "…"}` with a 4xx status. When the coordinator
 //! has a token, every request must carry `Authorization: Bearer <token>`.
+//! A standby answers every other request with `307 Temporary Redirect` to
+//! the same path on the leader (`Location`, and `"leader"` in the JSON
+//! body), or `503 Service Unavailable` while no leader is known.
 
 use crate::cluster::{Cluster, WorkerInfo};
+use crate::control::{CoordinatorAddress, LeaderInfo};
 use crate::job::{JobHandle, JobStatus};
+use crate::server::Node;
 use crate::submission::{submit_job, SubmitError};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +31,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use weir_protocol::SubmitRequest;
+
+/// How long `GET /v1/leader` waits for the election to name the leader.
+const LEADER_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What `GET /v1/cluster` returns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,10 +44,26 @@ pub struct ClusterInfo {
     pub workers: Vec<WorkerInfo>,
 }
 
+/// What `GET /v1/leader` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderAnswer {
+    /// The coordinator that answered.
+    pub this: CoordinatorAddress,
+    /// Whether it leads.
+    pub leading: bool,
+    /// The leader, when one is known.
+    pub leader: Option<LeaderInfo>,
+    /// Why the leader is not known, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// When and why this coordinator last stopped leading.
+    #[serde(default)]
+    pub last_step_down: Option<crate::server::StepDown>,
+}
+
 #[derive(Clone)]
 struct ApiState {
-    cluster: Arc<Cluster>,
-    worker_endpoint: String,
+    node: Arc<Node>,
 }
 
 /// An error response.
@@ -48,6 +73,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
     }
+}
+
+/// The cluster this coordinator leads, or the answer of a standby.
+fn leading(state: &ApiState) -> Result<Arc<Cluster>, ApiError> {
+    state.node.cluster().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this coordinator stepped down; ask the leader".into(),
+        )
+    })
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -61,17 +96,16 @@ pub fn tokens_match(given: &str, expected: &str) -> bool {
 }
 
 /// The API's router.
-pub fn router(cluster: Arc<Cluster>, worker_endpoint: String) -> Router {
-    let state = ApiState {
-        cluster,
-        worker_endpoint,
-    };
+pub fn router(node: Arc<Node>) -> Router {
+    let state = ApiState { node };
     Router::new()
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(status))
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/cluster", get(cluster_info))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), standby))
+        .route("/v1/leader", get(leader))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,
@@ -79,8 +113,91 @@ pub fn router(cluster: Arc<Cluster>, worker_endpoint: String) -> Router {
         .with_state(state)
 }
 
+/// Asks the election who leads (a blocking call, off the async threads).
+async fn ask_leader(node: &Arc<Node>) -> Result<Option<LeaderInfo>, String> {
+    let asked = node.clone();
+    tokio::task::spawn_blocking(move || asked.leader())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| crate::error::chain(&e))
+}
+
+/// A standby redirects to the leader (or says none is known).
+async fn standby(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if state.node.cluster().is_some() {
+        return next.run(request).await;
+    }
+    let me = &state.node.address;
+    let leader = ask_leader(&state.node).await;
+    match leader {
+        Ok(Some(leader)) if leader.address != *me => {
+            let path = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            let location = format!("http://{}{path}", leader.address.api);
+            let body = serde_json::json!({
+                "error": format!(
+                    "this coordinator ({}) is a standby; the leader is {} (term {})",
+                    me.api, leader.address.api, leader.term
+                ),
+                "leader": leader.address.api,
+            });
+            let mut response = (StatusCode::TEMPORARY_REDIRECT, Json(body)).into_response();
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        Ok(_) => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "this coordinator ({}) is a standby and no leader is elected yet",
+                me.api
+            ),
+        )
+        .into_response(),
+        Err(problem) => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "this coordinator ({}) is a standby and cannot tell the leader: {problem}",
+                me.api
+            ),
+        )
+        .into_response(),
+    }
+}
+
+async fn leader(State(state): State<ApiState>) -> Json<LeaderAnswer> {
+    let node = &state.node;
+    let leading = node.cluster().is_some();
+    let last_step_down = node.last_step_down();
+    // Answer promptly even when the election cannot be asked (this
+    // coordinator may be cut off from etcd): clients probe with short
+    // deadlines.
+    let asked = tokio::time::timeout(LEADER_ANSWER_WITHIN, ask_leader(node)).await;
+    let (leader, problem) = match asked {
+        Ok(Ok(leader)) => (leader, None),
+        Ok(Err(problem)) => (None, Some(problem)),
+        Err(_) => (
+            None,
+            Some(format!(
+                "the election did not answer within {LEADER_ANSWER_WITHIN:?}"
+            )),
+        ),
+    };
+    Json(LeaderAnswer {
+        this: node.address.clone(),
+        leading,
+        leader,
+        problem,
+        last_step_down,
+    })
+}
+
 async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    if let Some(expected) = &state.cluster.token {
+    if let Some(expected) = &state.node.token {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -109,7 +226,7 @@ async fn submit(
 ) -> Result<(StatusCode, Json<JobStatus>), ApiError> {
     let request: SubmitRequest = serde_json::from_slice(&body)
         .map_err(|e| bad_request(format!("malformed submit request: {e}")))?;
-    let cluster = state.cluster.clone();
+    let cluster = leading(&state)?;
     let job = tokio::task::spawn_blocking(move || submit_job(&cluster, request))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -117,6 +234,7 @@ async fn submit(
             let status = match error {
                 SubmitError::Invalid(_) => StatusCode::BAD_REQUEST,
                 SubmitError::Conflict(_) => StatusCode::CONFLICT,
+                SubmitError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
                 SubmitError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             ApiError(status, error.to_string())
@@ -124,13 +242,13 @@ async fn submit(
     Ok((StatusCode::CREATED, Json(job.status())))
 }
 
-async fn list(State(state): State<ApiState>) -> Json<Vec<JobStatus>> {
-    Json(state.cluster.jobs().iter().map(|j| j.status()).collect())
+async fn list(State(state): State<ApiState>) -> Result<Json<Vec<JobStatus>>, ApiError> {
+    let cluster = leading(&state)?;
+    Ok(Json(cluster.jobs().iter().map(|j| j.status()).collect()))
 }
 
 fn find(state: &ApiState, id: &str) -> Result<Arc<JobHandle>, ApiError> {
-    state
-        .cluster
+    leading(state)?
         .job(id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job '{id}'")))
 }
@@ -158,9 +276,10 @@ async fn cancel(
     Ok((StatusCode::ACCEPTED, Json(job.status())))
 }
 
-async fn cluster_info(State(state): State<ApiState>) -> Json<ClusterInfo> {
-    Json(ClusterInfo {
-        worker_endpoint: state.worker_endpoint.clone(),
-        workers: state.cluster.workers(),
-    })
+async fn cluster_info(State(state): State<ApiState>) -> Result<Json<ClusterInfo>, ApiError> {
+    let cluster = leading(&state)?;
+    Ok(Json(ClusterInfo {
+        worker_endpoint: state.node.address.workers.clone(),
+        workers: cluster.workers(),
+    }))
 }

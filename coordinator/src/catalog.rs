@@ -218,8 +218,56 @@ impl CheckpointCatalog {
             .into_iter()
             .filter(|e| e.status == CheckpointStatus::Complete)
             .map(|e| e.epoch)
+            .rev()
             .collect();
-        for &epoch in complete.iter().rev() {
+        self.first_usable(&complete, checksums)
+    }
+
+    /// Where a restart of a job resumes: the newest checkpoint its control
+    /// record's `pointer` allows (see [`restore_candidates`]) that checks
+    /// out, verifying every checksum when `checksums`. A pointer whose
+    /// commit marker is missing (the leader stopped between the two) gets
+    /// its marker first: the pointer is what made it complete.
+    pub fn latest_for_restart(
+        &self,
+        pointer: Option<Epoch>,
+        floor: Option<Epoch>,
+        checksums: bool,
+    ) -> Result<Option<CheckpointManifest>, CoordinatorError> {
+        let entries = self.list()?;
+        if let Some(pointer) = pointer {
+            self.repair_marker(&entries, pointer)?;
+        }
+        let candidates = restore_candidates(&entries, pointer, floor);
+        self.first_usable(&candidates, checksums)
+    }
+
+    /// Writes the commit marker of checkpoint `pointer` when its manifest
+    /// exists and the marker does not.
+    pub fn repair_marker(
+        &self,
+        entries: &[CheckpointEntry],
+        pointer: Epoch,
+    ) -> Result<(), CoordinatorError> {
+        let orphaned = entries
+            .iter()
+            .any(|e| e.epoch == pointer && e.status == CheckpointStatus::Orphaned);
+        if orphaned
+            && self
+                .storage
+                .put_if_absent(&paths::committed(&self.job, pointer), Vec::new())?
+        {
+            tracing::warn!(job = %self.job, epoch = pointer.0, "wrote the missing commit marker of the job's latest completed checkpoint");
+        }
+        Ok(())
+    }
+
+    fn first_usable(
+        &self,
+        newest_first: &[Epoch],
+        checksums: bool,
+    ) -> Result<Option<CheckpointManifest>, CoordinatorError> {
+        for &epoch in newest_first {
             let manifest = match self.manifest(epoch) {
                 Ok(manifest) => manifest,
                 Err(error) => {
@@ -314,6 +362,7 @@ impl CheckpointCatalog {
             for (path, _) in &doomed {
                 self.storage
                     .delete(&format!("{}/{path}", paths::job_dir(&self.job)))?;
+                crate::crash::point("during-retention");
             }
         }
         Ok(RetentionReport {
@@ -321,6 +370,33 @@ impl CheckpointCatalog {
             deleted: doomed,
         })
     }
+}
+
+/// The checkpoints a restart may resume from, newest first (pure): those
+/// complete in `entries`, no newer than the job's control-store `pointer`
+/// (a checkpoint is complete only once its pointer was written; none
+/// without one) and newer than `floor` (the newest epoch of an earlier run
+/// of the same job id), plus the pointer's own checkpoint when only its
+/// commit marker is missing.
+pub fn restore_candidates(
+    entries: &[CheckpointEntry],
+    pointer: Option<Epoch>,
+    floor: Option<Epoch>,
+) -> Vec<Epoch> {
+    let Some(pointer) = pointer else {
+        return Vec::new();
+    };
+    let mut candidates: Vec<Epoch> = entries
+        .iter()
+        .filter(|e| e.epoch <= pointer && Some(e.epoch) > floor)
+        .filter(|e| {
+            e.status == CheckpointStatus::Complete
+                || (e.epoch == pointer && e.status == CheckpointStatus::Orphaned)
+        })
+        .map(|e| e.epoch)
+        .collect();
+    candidates.sort_unstable_by(|a, b| b.cmp(a));
+    candidates
 }
 
 /// Parses a manifest, checking its version and that it is the one asked for.
@@ -343,4 +419,54 @@ pub fn parse_manifest(
         });
     }
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(epoch: u64, status: CheckpointStatus) -> CheckpointEntry {
+        CheckpointEntry {
+            epoch: Epoch(epoch),
+            status,
+        }
+    }
+
+    #[test]
+    fn a_restart_resumes_at_most_from_the_pointer_and_above_the_floor() {
+        use CheckpointStatus::*;
+        let entries = [
+            entry(3, Complete),
+            entry(7, Complete),
+            entry(8, Complete),
+            entry(9, Orphaned),
+            entry(10, Incomplete),
+        ];
+        let epochs = |v: Vec<Epoch>| v.into_iter().map(|e| e.0).collect::<Vec<_>>();
+        // No pointer: nothing of this job's own completed.
+        assert!(restore_candidates(&entries, None, None).is_empty());
+        assert_eq!(
+            epochs(restore_candidates(&entries, Some(Epoch(8)), None)),
+            [8, 7, 3]
+        );
+        // A deposed leader's marker beyond the pointer is never chosen.
+        assert_eq!(
+            epochs(restore_candidates(&entries, Some(Epoch(7)), Some(Epoch(3)))),
+            [7]
+        );
+        // The pointer's checkpoint lost only its marker: still a candidate.
+        assert_eq!(
+            epochs(restore_candidates(&entries, Some(Epoch(9)), Some(Epoch(7)))),
+            [9, 8]
+        );
+        // An orphan that is not the pointer is not.
+        assert_eq!(
+            epochs(restore_candidates(
+                &entries,
+                Some(Epoch(10)),
+                Some(Epoch(8))
+            )),
+            Vec::<u64>::new()
+        );
+    }
 }

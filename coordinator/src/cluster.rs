@@ -1,17 +1,34 @@
-//! The coordinator's shared state: registered workers and their slots,
-//! and the jobs with their current attempt's inbox. The worker endpoint,
-//! the REST API and the job supervisors all work on one [`Cluster`].
+//! The state of one leader's term: registered workers and their slots,
+//! the jobs with their current attempt's inbox, and the fenced control
+//! store every durable change goes through. The worker endpoint, the REST
+//! API and the job supervisors all work on one [`Cluster`]; a coordinator
+//! that steps down drops it, and builds a new one from the control store
+//! when it leads again.
 
+use crate::control::{ControlStore, Counters, LeaseGuard, StoredJob};
 use crate::detector::{FailureDetector, Loss};
-use crate::job::{AttemptReport, JobHandle, JobRecord};
+use crate::error::CoordinatorError;
+use crate::job::{AttemptReport, JobHandle};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use weir_protocol::cluster::{DeploymentOutcome, JobSpec, RunSettings, TaskPlacement};
+use weir_protocol::cluster::{
+    DeploymentOutcome, DeploymentReport, JobSpec, RunSettings, TaskPlacement,
+};
 use weir_protocol::wire::ToWorker;
 use weir_protocol::{JobGraph, WorkerId};
+
+/// Why a job could not be added.
+#[derive(Debug)]
+pub enum AddJobError {
+    /// Its id is taken by a job that has not ended.
+    Conflict(String),
+    /// Preparing its record failed (for example, its restore point).
+    Invalid(String),
+    /// The control store refused or failed (this coordinator steps down).
+    Store(CoordinatorError),
+}
 
 /// Builds the graph of a submitted job: the binary's job registry, seen by
 /// the coordinator only through this trait.
@@ -77,10 +94,27 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 struct Inner {
     workers: BTreeMap<WorkerId, WorkerEntry>,
+    /// Workers this leader declared lost: one that comes back gets a new id.
+    lost: BTreeSet<WorkerId>,
     jobs: BTreeMap<u32, Arc<JobHandle>>,
     detector: FailureDetector,
-    next_worker: u32,
-    next_job: u32,
+}
+
+/// One leader's term, as the cluster state needs it.
+pub struct Term {
+    /// The term's number.
+    pub term: u64,
+    /// The control store, fenced by the term.
+    pub store: Arc<dyn ControlStore>,
+    /// Whether the term still holds.
+    pub guard: Arc<LeaseGuard>,
+    /// The id counters as loaded when the term began.
+    pub counters: Counters,
+    /// The leader's lease, told to workers (their leaderless window).
+    pub lease: Option<Duration>,
+    /// How long a new leader waits for the workers of a running attempt
+    /// to report before it restarts the attempt instead of adopting it.
+    pub adopt_within: Duration,
 }
 
 /// The coordinator's state, shared by its endpoints and supervisors.
@@ -92,27 +126,42 @@ pub struct Cluster {
     pub checkpoint_root: String,
     /// The shared token clients and workers must present, if any.
     pub token: Option<String>,
+    /// This leader's term number.
+    pub term: u64,
+    store: Arc<dyn ControlStore>,
+    guard: Arc<LeaseGuard>,
+    counters: Mutex<Counters>,
+    /// The leader's lease, told to workers when they register.
+    pub lease: Option<Duration>,
+    /// How long a new leader waits for the workers of a running attempt.
+    pub adopt_within: Duration,
 }
 
 impl Cluster {
-    /// An empty cluster.
+    /// An empty cluster for `term`.
     pub fn new(
         catalog: Arc<dyn JobCatalog>,
         checkpoint_root: String,
         token: Option<String>,
         heartbeat_timeout: Duration,
+        term: Term,
     ) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 workers: BTreeMap::new(),
+                lost: BTreeSet::new(),
                 jobs: BTreeMap::new(),
                 detector: FailureDetector::new(heartbeat_timeout),
-                next_worker: 0,
-                next_job: 0,
             }),
             catalog,
             checkpoint_root,
             token,
+            term: term.term,
+            store: term.store,
+            guard: term.guard,
+            counters: Mutex::new(term.counters),
+            lease: term.lease,
+            adopt_within: term.adopt_within,
         }
     }
 
@@ -120,23 +169,98 @@ impl Cluster {
         lock(&self.inner)
     }
 
-    /// Registers a worker; refuses a data address another live worker has.
+    /// Whether this coordinator still leads (its term holds).
+    pub fn leads(&self) -> bool {
+        self.guard.leads()
+    }
+
+    /// The term's guard.
+    pub fn guard(&self) -> &Arc<LeaseGuard> {
+        &self.guard
+    }
+
+    /// The term's control store.
+    pub fn store(&self) -> &Arc<dyn ControlStore> {
+        &self.store
+    }
+
+    /// Leadership is over (a write was refused, or the store failed).
+    pub fn lose_leadership(&self, error: &CoordinatorError) {
+        self.guard.lose(crate::error::chain(error));
+    }
+
+    /// Hands out the next id of a counter, durably (ids never repeat).
+    fn next_id(&self, pick: impl Fn(&mut Counters) -> &mut u32) -> Result<u32, CoordinatorError> {
+        let mut counters = lock(&self.counters);
+        let mut next = *counters;
+        *pick(&mut next) += 1;
+        if let Err(error) = self.store.put_counters(&next) {
+            self.lose_leadership(&error);
+            return Err(error);
+        }
+        *counters = next;
+        Ok(*pick(&mut next))
+    }
+
+    /// Writes a job's record.
+    pub fn put_job(&self, job: &StoredJob) -> Result<(), CoordinatorError> {
+        self.store
+            .put_job(job)
+            .inspect_err(|error| self.lose_leadership(error))
+    }
+
+    /// Registers a worker and answers it (`Registered` first); refuses a
+    /// data address another live worker has. A worker that an earlier
+    /// leader registered keeps its id (`previous`) unless this leader
+    /// declared it lost; its `reports` go to the jobs waiting to adopt
+    /// their attempts, and the deployments no job adopts are cancelled.
+    #[allow(clippy::too_many_arguments)]
     pub fn register_worker(
         &self,
         name: String,
         slots: u32,
         data_addr: String,
+        previous: Option<WorkerId>,
+        reports: Vec<DeploymentReport>,
         outbox: tokio::sync::mpsc::UnboundedSender<ToWorker>,
         kick: tokio::sync::watch::Sender<bool>,
     ) -> Result<WorkerId, String> {
+        let conflict = |inner: &Inner| {
+            inner
+                .workers
+                .iter()
+                .find(|(_, w)| w.data_addr == data_addr)
+                .map(|(id, _)| {
+                    format!(
+                        "a worker serving data exchange at {data_addr} is already registered (as {id})"
+                    )
+                })
+        };
+        let keeps = {
+            let inner = self.inner();
+            if let Some(conflict) = conflict(&inner) {
+                return Err(conflict);
+            }
+            previous.filter(|p| {
+                p.0 <= lock(&self.counters).workers
+                    && !inner.workers.contains_key(p)
+                    && !inner.lost.contains(p)
+            })
+        };
+        let id = match keeps {
+            Some(id) => id,
+            None => WorkerId(
+                self.next_id(|c| &mut c.workers)
+                    .map_err(|e| crate::error::chain(&e))?,
+            ),
+        };
         let mut inner = self.inner();
-        if let Some((id, _)) = inner.workers.iter().find(|(_, w)| w.data_addr == data_addr) {
-            return Err(format!(
-                "a worker serving data exchange at {data_addr} is already registered (as {id})"
-            ));
+        if let Some(conflict) = conflict(&inner) {
+            return Err(conflict);
         }
-        inner.next_worker += 1;
-        let id = WorkerId(inner.next_worker);
+        if inner.workers.contains_key(&id) {
+            return Err(format!("worker {id} is already registered"));
+        }
         inner.workers.insert(
             id,
             WorkerEntry {
@@ -144,11 +268,45 @@ impl Cluster {
                 slots,
                 used: 0,
                 data_addr,
-                outbox,
+                outbox: outbox.clone(),
                 kick,
             },
         );
         inner.detector.heard(id, Instant::now());
+        let jobs: Vec<Arc<JobHandle>> = inner.jobs.values().cloned().collect();
+        drop(inner);
+        // Before anything a job sends it.
+        let _ = outbox.send(ToWorker::Registered {
+            worker: id,
+            lease_ms: self.lease.map(|l| l.as_millis() as u64),
+        });
+        let mut stale: Vec<(u32, u32)> =
+            reports.iter().map(|r| (r.job_number, r.attempt)).collect();
+        for job in jobs {
+            let inbox = job.inbox();
+            let Some(inbox) = inbox
+                .as_ref()
+                .filter(|i| i.adopting && i.workers.contains(&id))
+            else {
+                continue;
+            };
+            let report = reports
+                .iter()
+                .find(|r| r.job_number == job.number && r.attempt == inbox.attempt)
+                .cloned();
+            stale.retain(|(number, attempt)| !(*number == job.number && *attempt == inbox.attempt));
+            let _ = inbox.reports.send((id, AttemptReport::Reattached(report)));
+        }
+        for (job_number, attempt) in stale {
+            tracing::info!(worker = %id, job = job_number, attempt, "cancelling a deployment no job adopts");
+            self.send(
+                id,
+                ToWorker::Cancel {
+                    job_number,
+                    attempt,
+                },
+            );
+        }
         Ok(id)
     }
 
@@ -179,6 +337,9 @@ impl Cluster {
 
     /// Tells every worker the coordinator is alive.
     pub fn heartbeat_workers(&self) {
+        if !self.leads() {
+            return;
+        }
         for entry in self.inner().workers.values() {
             let _ = entry.outbox.send(ToWorker::Heartbeat);
         }
@@ -192,6 +353,7 @@ impl Cluster {
             if inner.workers.remove(&worker).is_none() {
                 return;
             }
+            inner.lost.insert(worker);
             inner.jobs.values().cloned().collect()
         };
         let mut busy = false;
@@ -216,8 +378,13 @@ impl Cluster {
         }
     }
 
-    /// Sends `message` to `worker`; false when it is gone.
+    /// Sends `message` to `worker`; false when it is gone, or when this
+    /// coordinator no longer leads (a deposed leader must not steer
+    /// workers).
     pub fn send(&self, worker: WorkerId, message: ToWorker) -> bool {
+        if !self.leads() {
+            return false;
+        }
         self.inner()
             .workers
             .get(&worker)
@@ -282,6 +449,38 @@ impl Cluster {
         Ok(Reservation { placement, peers })
     }
 
+    /// Reserves the slots of an adopted attempt's `placement` (its workers
+    /// run it already).
+    pub fn reserve_placement(
+        &self,
+        graph: &JobGraph,
+        placement: &[TaskPlacement],
+    ) -> Result<(), String> {
+        let widest = widest_vertex(graph);
+        let mut slots: BTreeMap<WorkerId, u32> = BTreeMap::new();
+        for p in placement.iter().filter(|p| Some(p.vertex) == widest) {
+            *slots.entry(p.worker).or_default() += 1;
+        }
+        let mut inner = self.inner();
+        for (worker, n) in &slots {
+            match inner.workers.get(worker) {
+                Some(entry) if entry.slots.saturating_sub(entry.used) >= *n => {}
+                Some(_) => {
+                    return Err(format!(
+                        "{worker} has no {n} free slots for the adopted attempt"
+                    ))
+                }
+                None => return Err(format!("{worker} left before the attempt was adopted")),
+            }
+        }
+        for (worker, n) in slots {
+            if let Some(entry) = inner.workers.get_mut(&worker) {
+                entry.used += n;
+            }
+        }
+        Ok(())
+    }
+
     /// Returns the slots of `placement` (workers that are gone are skipped).
     pub fn release(&self, graph: &JobGraph, placement: &[TaskPlacement]) {
         let widest = widest_vertex(graph);
@@ -293,44 +492,60 @@ impl Cluster {
         }
     }
 
-    /// Adds a job under a fresh number; refuses a job id in use by a job
-    /// that has not ended.
+    /// Adds a job under a fresh number, durably; refuses a job id in use
+    /// by a job that has not ended. `prepare` fills in the record (restore
+    /// point, floor) before it is first written.
     pub fn add_job(
         &self,
         spec: JobSpec,
         settings: RunSettings,
         graph: JobGraph,
-    ) -> Result<Arc<JobHandle>, String> {
-        let mut inner = self.inner();
-        let number = inner.next_job + 1;
+        prepare: impl FnOnce(&mut StoredJob) -> Result<(), String>,
+    ) -> Result<Arc<JobHandle>, AddJobError> {
+        let in_use = |job_id: &str| {
+            self.inner()
+                .jobs
+                .values()
+                .find(|j| j.job_id == job_id && !j.record().lifecycle.state().is_terminal())
+                .map(|other| {
+                    AddJobError::Conflict(format!(
+                        "job id '{job_id}' is in use by job {} which has not ended",
+                        other.number
+                    ))
+                })
+        };
+        if let Some(conflict) = settings.job_id.as_deref().and_then(in_use) {
+            return Err(conflict);
+        }
+        let number = self.next_id(|c| &mut c.jobs).map_err(AddJobError::Store)?;
         let job_id = settings
             .job_id
             .clone()
             .unwrap_or_else(|| format!("{}-{number}", graph.name));
-        if let Some(other) = inner
-            .jobs
-            .values()
-            .find(|j| j.job_id == job_id && !j.record().lifecycle.state().is_terminal())
-        {
-            return Err(format!(
-                "job id '{job_id}' is in use by job {} which has not ended",
-                other.number
-            ));
-        }
-        inner.next_job = number;
-        let job = Arc::new(JobHandle {
-            number,
-            job_id,
-            spec,
-            settings,
+        let mut stored = StoredJob::new(number, job_id, spec, settings);
+        prepare(&mut stored).map_err(AddJobError::Invalid)?;
+        self.put_job(&stored).map_err(AddJobError::Store)?;
+        let job = Arc::new(JobHandle::new(
+            stored,
             graph,
-            cancel_requested: AtomicBool::new(false),
-            inbox: Mutex::new(None),
-            record: Mutex::new(JobRecord::default()),
-            state_changed: std::sync::Condvar::new(),
-        });
-        inner.jobs.insert(number, job.clone());
+            self.store.clone(),
+            self.guard.clone(),
+        ));
+        self.insert_job(job.clone());
         Ok(job)
+    }
+
+    /// Adds a job loaded from the control store.
+    pub fn insert_job(&self, job: Arc<JobHandle>) {
+        self.inner().jobs.insert(job.number, job);
+    }
+
+    /// Workers of this term, with their connections: closes them all (the
+    /// coordinator stepped down; workers go and find the new leader).
+    pub fn kick_all(&self) {
+        for entry in self.inner().workers.values() {
+            entry.kick.send_replace(true);
+        }
     }
 
     /// A job by number or id.

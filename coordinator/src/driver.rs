@@ -3,8 +3,15 @@
 //!
 //! It feeds the workers' events and the passing time to the pure
 //! [`CheckpointTracker`] and carries out its decisions: trigger, write the
-//! manifest and then the create-only commit marker, notify completion,
-//! apply retention, and clean up aborted checkpoints.
+//! manifest, the job's checkpoint pointer (through its
+//! [`CheckpointFence`]) and then the create-only commit marker, notify
+//! completion, apply retention, and clean up aborted checkpoints.
+//!
+//! With a fence, a checkpoint is complete once the fenced write of its
+//! pointer succeeded, and a trigger goes out only once its epoch is
+//! recorded: a coordinator that no longer leads can neither complete a
+//! checkpoint nor tell a sink to commit, and epochs keep rising across
+//! leaders. After a refusal the driver stops acting altogether.
 
 use crate::catalog::CheckpointCatalog;
 use crate::error::CoordinatorError;
@@ -21,6 +28,28 @@ use weir_protocol::{
 
 /// How often the driver looks at the clock when no event arrives.
 const TICK: Duration = Duration::from_millis(5);
+
+/// The control store's side of a job's checkpoints: the fenced writes a
+/// checkpoint needs.
+pub trait CheckpointFence: Send + Sync {
+    /// Records that `epoch` is about to be triggered. An error means this
+    /// coordinator must not trigger it (it no longer leads).
+    fn triggering(&self, epoch: Epoch) -> Result<(), CoordinatorError>;
+    /// Every task acked `epoch` and its manifest is written: writes the
+    /// job's checkpoint pointer. Only after `Ok` is the checkpoint complete.
+    fn completing(&self, epoch: Epoch, is_final: bool) -> Result<(), CoordinatorError>;
+    /// The leader's term, recorded in manifests.
+    fn term(&self) -> u64;
+}
+
+/// Whether `error` says this coordinator no longer leads (or cannot reach
+/// its control store): it must stop acting for the job.
+fn deposes(error: &CoordinatorError) -> bool {
+    matches!(
+        error,
+        CoordinatorError::Fenced { .. } | CoordinatorError::ControlStore { .. }
+    )
+}
 
 /// Checkpointing settings of one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +107,12 @@ pub struct CheckpointDriver {
     previous_files: HashSet<String>,
     /// A copy of `stats` others can read while the driver runs.
     live: Option<Arc<Mutex<CheckpointStats>>>,
+    /// The fenced writes of the control store, when there is one.
+    fence: Option<Arc<dyn CheckpointFence>>,
+    /// Sources that finished before the driver started (an adopted attempt).
+    finished_before: Vec<SubtaskId>,
+    /// Set once the fence refused: this coordinator no longer leads.
+    deposed: bool,
 }
 
 fn wall_clock_ms(at: Instant) -> i64 {
@@ -90,16 +125,17 @@ fn wall_clock_ms(at: Instant) -> i64 {
 
 impl CheckpointDriver {
     /// A driver for `graph`, whose checkpoints go to `catalog`. Epochs
-    /// continue after the highest one in storage and after `restored_from`
-    /// (the checkpoint the job resumed from), so a run never reuses the
-    /// epoch of an earlier run's checkpoint or output.
+    /// continue after the highest one in storage and after `after` (the
+    /// checkpoint the job resumed from, or the last epoch the job
+    /// triggered), so a run never reuses the epoch of an earlier run's
+    /// checkpoint or output.
     pub fn new(
         catalog: CheckpointCatalog,
         graph: &JobGraph,
         config: DriverConfig,
-        restored_from: Option<Epoch>,
+        after: Option<Epoch>,
     ) -> Result<Self, CoordinatorError> {
-        let highest = catalog.highest_epoch()?.max(restored_from);
+        let highest = catalog.highest_epoch()?.max(after);
         let first_epoch = Epoch(highest.map_or(1, |e| e.0 + 1));
         let tasks = graph.vertices.iter().flat_map(|v| {
             (0..v.parallelism).map(move |index| SubtaskId {
@@ -132,7 +168,28 @@ impl CheckpointDriver {
             stats: CheckpointStats::default(),
             previous_files: HashSet::new(),
             live: None,
+            fence: None,
+            finished_before: Vec::new(),
+            deposed: false,
         })
+    }
+
+    /// Writes through `fence` before each trigger and completion.
+    pub fn fenced_by(mut self, fence: Arc<dyn CheckpointFence>) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// For an adopted attempt: the first checkpoint is due at once.
+    pub fn checkpoint_at_once(mut self) -> Self {
+        self.tracker.due_now(Instant::now());
+        self
+    }
+
+    /// For an adopted attempt: these sources had finished already.
+    pub fn with_finished_sources(mut self, tasks: impl IntoIterator<Item = SubtaskId>) -> Self {
+        self.finished_before.extend(tasks);
+        self
     }
 
     /// Keeps `live` up to date with the driver's figures as it runs.
@@ -147,6 +204,12 @@ impl CheckpointDriver {
         events: &Receiver<WorkerEvent>,
         commands: &Sender<ControlCommand>,
     ) -> CheckpointStats {
+        for task in std::mem::take(&mut self.finished_before) {
+            let finished = WorkerEvent::SourceFinished { task };
+            if let Some(decision) = self.tracker.on_event(finished, Instant::now()) {
+                self.execute(decision, commands);
+            }
+        }
         loop {
             let decision = match events.recv_timeout(TICK) {
                 Ok(event) => self.tracker.on_event(event, Instant::now()),
@@ -164,11 +227,21 @@ impl CheckpointDriver {
     }
 
     fn execute(&mut self, decision: Decision, commands: &Sender<ControlCommand>) {
+        if self.deposed {
+            return;
+        }
         let job = self.catalog.job().to_owned();
         match decision {
             Decision::Trigger {
                 epoch, is_final, ..
             } => {
+                if let Some(fence) = &self.fence {
+                    if let Err(error) = fence.triggering(epoch) {
+                        tracing::warn!(job = %job, epoch = epoch.0, error = &error as &dyn std::error::Error, "not triggering the checkpoint: this coordinator no longer leads");
+                        self.deposed = true;
+                        return;
+                    }
+                }
                 tracing::debug!(job = %job, epoch = epoch.0, is_final, "triggering checkpoint");
                 let _ = commands.send(ControlCommand::TriggerCheckpoint { epoch, is_final });
             }
@@ -188,6 +261,10 @@ impl CheckpointDriver {
                     if let Err(error) = self.catalog.retain(self.retained, false) {
                         tracing::warn!(job = %job, error = &error as &dyn std::error::Error, "retention cleanup failed");
                     }
+                }
+                Err(error) if deposes(&error) => {
+                    tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "the checkpoint is not complete: this coordinator no longer leads");
+                    self.deposed = true;
                 }
                 Err(error) => {
                     tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "committing checkpoint failed");
@@ -214,8 +291,9 @@ impl CheckpointDriver {
         }
     }
 
-    /// Writes the manifest, then the commit marker. Returns the state size
-    /// and the bytes not referenced by the previous checkpoint.
+    /// Writes the manifest, the pointer (through the fence), then the
+    /// commit marker. Returns the state size and the bytes not referenced
+    /// by the previous checkpoint.
     fn commit(&mut self, completed: &CompletedCheckpoint) -> Result<(u64, u64), CoordinatorError> {
         let job = self.catalog.job();
         let mut operators: BTreeMap<u32, OperatorState> = BTreeMap::new();
@@ -240,6 +318,7 @@ impl CheckpointDriver {
             completed_at_ms: wall_clock_ms(completed.completed_at),
             max_parallelism: self.graph.max_parallelism,
             is_final: completed.is_final,
+            leader_term: self.fence.as_ref().map(|f| f.term()),
             operators: operators.into_values().collect(),
         };
         let size = manifest.files().map(|f| f.size).sum();
@@ -251,7 +330,17 @@ impl CheckpointDriver {
         let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
         let storage = self.catalog.storage();
         storage.put(&paths::manifest(job, completed.epoch), json)?;
-        if !storage.put_if_absent(&paths::committed(job, completed.epoch), Vec::new())? {
+        crate::crash::point("after-manifest");
+        let marker = paths::committed(job, completed.epoch);
+        if let Some(fence) = &self.fence {
+            fence.completing(completed.epoch, completed.is_final)?;
+            crate::crash::point("after-pointer");
+            // Complete by its pointer now: a missing marker is written
+            // again by whoever restores it.
+            if let Err(error) = storage.put_if_absent(&marker, Vec::new()) {
+                tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "could not write the commit marker of a complete checkpoint");
+            }
+        } else if !storage.put_if_absent(&marker, Vec::new())? {
             return Err(CoordinatorError::NotRestorable {
                 location: paths::checkpoint_dir(job, completed.epoch),
                 problem: "its commit marker already exists".into(),

@@ -45,6 +45,45 @@ pub enum CoordinatorError {
         /// The address.
         address: String,
     },
+    /// A control-store write was refused: a later leader's term began, so
+    /// this coordinator no longer leads and must step down.
+    #[error("refused {what}: term {term} is over{}", newer.map(|n| format!(" (term {n} began)")).unwrap_or_else(|| " (another coordinator leads, or the lease expired)".into()))]
+    Fenced {
+        /// This store's term.
+        term: u64,
+        /// The newer term, when known.
+        newer: Option<u64>,
+        /// What was refused.
+        what: String,
+    },
+    /// The control store could not be reached or failed.
+    #[error("control store ({store}): {op} failed")]
+    ControlStore {
+        /// Which store.
+        store: String,
+        /// What was being done.
+        op: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A record in the control store cannot be read.
+    #[error("control record {path} is corrupt")]
+    CorruptControlRecord {
+        /// Where it is.
+        path: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `--ha` (or its settings) is malformed.
+    #[error("bad --ha setting '{url}': {problem}")]
+    BadHaUrl {
+        /// What was given.
+        url: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A checkpoint named by the user does not exist or is not complete.
     #[error("checkpoint {location} is not a complete checkpoint: {problem}")]
     NotRestorable {

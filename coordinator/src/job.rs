@@ -2,13 +2,15 @@
 //! inbox for the workers' reports, and the status the API reports.
 
 use crate::cluster::lock;
+use crate::control::{ControlStore, LeaseGuard, StoredJob};
 use crate::detector::Loss;
 use crate::driver::CheckpointStats;
+use crate::error::CoordinatorError;
 use crate::lifecycle::{JobLifecycle, Transition};
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 use weir_protocol::cluster::{
     DeploymentOutcome, JobSpec, RunSettings, SubtaskRestore, TaskPlacement,
@@ -25,6 +27,9 @@ pub struct AttemptInbox {
     pub events: Option<Sender<WorkerEvent>>,
     /// The workers' reports: their parts started, or ended.
     pub reports: Sender<(WorkerId, AttemptReport)>,
+    /// Set while a new leader waits for the attempt's workers to report
+    /// their deployments (adoption after a failover).
+    pub adopting: bool,
 }
 
 /// What a worker reports about its part of an attempt.
@@ -34,6 +39,9 @@ pub enum AttemptReport {
     Started(Vec<SubtaskRestore>),
     /// Its part ended.
     Ended(DeploymentOutcome),
+    /// It registered with a new leader, reporting its deployment of this
+    /// attempt (`None`: it runs no deployment of it).
+    Reattached(Option<weir_protocol::cluster::DeploymentReport>),
 }
 
 /// The last loss of a worker that ran the job, and the recovery after it.
@@ -102,8 +110,15 @@ pub struct JobStatus {
     /// Which tier (local copy, peer replica, object store) served each
     /// restored subtask of the current attempt.
     pub restored: Vec<SubtaskRestore>,
-    /// Every state entered, with its time.
+    /// Every state entered under the current leader, with its time.
     pub transitions: Vec<Transition>,
+    /// The latest completed checkpoint (the control store's pointer).
+    pub latest_checkpoint: Option<u64>,
+    /// Whether the current attempt was adopted by a new leader after a
+    /// failover (instead of being restarted).
+    pub adopted: bool,
+    /// The term of the leader reporting this status.
+    pub leader_term: u64,
     /// Seconds from the first deployment to the end (or to now).
     pub elapsed_s: f64,
 }
@@ -128,6 +143,10 @@ pub struct JobHandle {
     pub record: Mutex<JobRecord>,
     /// Notified on every change of lifecycle state.
     pub state_changed: Condvar,
+    /// Its record in the control store, as last written.
+    stored: Mutex<StoredJob>,
+    store: Arc<dyn ControlStore>,
+    guard: Arc<LeaseGuard>,
 }
 
 /// The mutable part of a job.
@@ -171,14 +190,11 @@ pub struct JobRecord {
     pub holders_parallelism: u32,
     /// Per slot, the workers holding the newest checkpoint's state.
     pub holders: std::collections::BTreeMap<u32, Vec<WorkerId>>,
+    /// Whether the current attempt was adopted after a failover.
+    pub adopted: bool,
 }
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use crate::time::now_ms as wall_ms;
 
 impl JobRecord {
     /// A worker of the running attempt was declared lost at `detected`.
@@ -222,6 +238,81 @@ impl JobRecord {
 }
 
 impl JobHandle {
+    /// A job with its control-store record `stored` and validated `graph`,
+    /// whose record changes go to `store` while `guard` holds.
+    pub fn new(
+        stored: StoredJob,
+        graph: JobGraph,
+        store: Arc<dyn ControlStore>,
+        guard: Arc<LeaseGuard>,
+    ) -> Self {
+        let mut record = JobRecord {
+            attempt: stored.attempt,
+            restarts: stored.restarts,
+            failure: stored.failure.clone(),
+            placement: stored.placement.clone(),
+            running_parallelism: stored.running_parallelism,
+            ..JobRecord::default()
+        };
+        if let Some(result) = &stored.result {
+            record.lifecycle = JobLifecycle::ended(result.state, result.ended_at_ms);
+            record.failure = result.failure.clone().or(record.failure);
+            record.events_in = result.events_in;
+            record.records_out = result.records_out;
+        }
+        Self {
+            number: stored.number,
+            job_id: stored.job_id.clone(),
+            spec: stored.spec.clone(),
+            settings: stored.settings.clone(),
+            graph,
+            cancel_requested: std::sync::atomic::AtomicBool::new(false),
+            inbox: Mutex::new(None),
+            record: Mutex::new(record),
+            state_changed: Condvar::new(),
+            stored: Mutex::new(stored),
+            store,
+            guard,
+        }
+    }
+
+    /// The control store's record, as last written.
+    pub fn stored(&self) -> StoredJob {
+        lock(&self.stored).clone()
+    }
+
+    /// Changes the job's control-store record durably: `change` applies to
+    /// a copy, which is written (fenced by the leader's term) and only then
+    /// kept. A refused or failed write ends this coordinator's leadership.
+    pub fn persist(&self, change: impl FnOnce(&mut StoredJob)) -> Result<(), CoordinatorError> {
+        let mut stored = lock(&self.stored);
+        let mut next = stored.clone();
+        change(&mut next);
+        if let Some(reason) = self.guard.lost() {
+            return Err(CoordinatorError::Fenced {
+                term: self.store.term(),
+                newer: None,
+                what: format!("writing job {} ({reason})", self.number),
+            });
+        }
+        if let Err(error) = self.store.put_job(&next) {
+            self.guard.lose(crate::error::chain(&error));
+            return Err(error);
+        }
+        *stored = next;
+        Ok(())
+    }
+
+    /// Whether this coordinator still leads.
+    pub fn leads(&self) -> bool {
+        self.guard.leads()
+    }
+
+    /// The leader's term.
+    pub fn term(&self) -> u64 {
+        self.store.term()
+    }
+
     /// Moves the job to `to` (staying put if it is there already), and
     /// wakes whoever waits for a change.
     pub fn advance(&self, to: JobState) {
@@ -304,6 +395,9 @@ impl JobHandle {
             last_recovery_ms: record.last_recovery_ms,
             restored: record.last_restore.clone(),
             transitions: record.lifecycle.history().to_vec(),
+            latest_checkpoint: lock(&self.stored).checkpoint.map(|c| c.epoch),
+            adopted: record.adopted,
+            leader_term: self.store.term(),
             elapsed_s: elapsed.as_secs_f64(),
         }
     }

@@ -21,28 +21,47 @@
 //! - [`scaling`]: running below the asked parallelism when slots are
 //!   short, and back at full size when they return (pure decisions).
 //! - [`scheduler`]: placement of subtasks in worker slots (pure).
-//! - [`cluster`]: the shared state: workers and their slots, jobs and
-//!   their running attempt, and the [`JobCatalog`] trait through which the
-//!   binary's job registry validates submissions.
-//! - [`job`]: a job's handle, record, attempt inbox and API status.
-//! - [`supervisor`]: one thread per job: deploy an attempt, drive its
-//!   checkpoints, collect the workers' ends, restart from the latest
+//! - [`control`]: what outlives a coordinator process: the
+//!   [`ControlStore`](control::ControlStore) and
+//!   [`ControlPlane`](control::ControlPlane) traits (election, fenced
+//!   writes) with their memory, standalone-directory and etcd
+//!   implementations, and the pure lease clock that decides stepping down.
+//! - [`adoption`]: whether a new leader adopts the attempt the workers kept
+//!   running, or restarts it (pure).
+//! - [`cluster`]: one leader term's state: workers and their slots, jobs
+//!   and their running attempt, the fenced store, and the [`JobCatalog`]
+//!   trait through which the binary's job registry validates submissions.
+//! - [`job`]: a job's handle, record (in memory and in the control store),
+//!   attempt inbox and API status.
+//! - [`supervisor`]: one thread per job: deploy or adopt an attempt, drive
+//!   its checkpoints, collect the workers' ends, restart from the latest
 //!   checkpoint under the restart strategy.
+//! - [`session`]: a term begins: build the cluster from the control store
+//!   and resume every unfinished job.
 //! - [`rpc`]: the worker endpoint (framed JSON over TCP).
-//! - [`api`]: the REST/JSON API for clients (axum).
-//! - [`submission`]: accepting a job (validation, restore point, supervisor).
-//! - [`server`]: [`Coordinator`], both endpoints on one runtime.
+//! - [`api`]: the REST/JSON API for clients (axum), standbys redirecting.
+//! - [`submission`]: accepting a job (validation, restore point, record,
+//!   supervisor).
+//! - [`server`]: [`Coordinator`], both endpoints on one runtime, and the
+//!   leadership loop (campaign, lead, step down).
+//! - [`crash`]: crash hooks that tests arm to abort at dangerous moments.
+//! - [`time`]: wall-clock milliseconds.
 //! - [`error`]: [`CoordinatorError`], the one error type of this crate.
 //!
-//! `driver` uses `tracker` and `catalog`; `supervisor` uses `driver`,
-//! `restart`, `lifecycle` and `scheduler` (through `cluster`); `rpc` and
-//! `api` feed `cluster`.
+//! `driver` uses `tracker`, `catalog` and (through its fence) the job's
+//! control record; `supervisor` uses `driver`, `restart`, `lifecycle`,
+//! `adoption` and `scheduler` (through `cluster`); `session` builds
+//! `cluster` from `control`; `rpc` and `api` feed the cluster of the
+//! current term through `server`'s node.
 
 #![warn(missing_docs)]
 
+pub mod adoption;
 pub mod api;
 pub mod catalog;
 pub mod cluster;
+pub mod control;
+pub mod crash;
 pub mod detector;
 pub mod driver;
 pub mod error;
@@ -53,15 +72,18 @@ pub mod rpc;
 pub mod scaling;
 pub mod scheduler;
 pub mod server;
+pub mod session;
 pub mod submission;
 pub mod supervisor;
+pub mod time;
 pub mod tracker;
 
 pub use catalog::{CheckpointCatalog, CheckpointEntry, CheckpointStatus, RetentionReport};
 pub use cluster::{Cluster, JobCatalog};
+pub use control::{dir::DirPlane, etcd::EtcdPlane, memory::MemoryPlane, ControlPlane};
 pub use driver::{CheckpointDriver, CheckpointStats, DriverConfig};
 pub use error::CoordinatorError;
 pub use job::JobStatus;
 pub use restart::{RestartDecision, RestartStrategy, RestartTracker};
-pub use server::{Coordinator, CoordinatorConfig};
+pub use server::{Coordinator, CoordinatorConfig, Node};
 pub use tracker::{CheckpointConfig, CheckpointTracker, Decision};

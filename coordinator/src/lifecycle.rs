@@ -79,6 +79,14 @@ impl JobLifecycle {
         }
     }
 
+    /// A job that ended (`state`, at `at_ms`) before this coordinator led:
+    /// loaded from the control store, it never changes again.
+    pub fn ended(state: JobState, at_ms: u64) -> Self {
+        Self {
+            history: vec![Transition { state, at_ms }],
+        }
+    }
+
     /// The current state.
     pub fn state(&self) -> JobState {
         self.history.last().map_or(JobState::Created, |t| t.state)

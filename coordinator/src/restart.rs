@@ -60,6 +60,15 @@ impl RestartTracker {
         }
     }
 
+    /// A tracker that has already counted `failures` consecutive failures
+    /// (as the control store recorded them under an earlier leader).
+    pub fn with_failures(strategy: RestartStrategy, failures: u32) -> Self {
+        Self {
+            strategy,
+            consecutive: failures,
+        }
+    }
+
     /// An attempt that ran for `ran_for` failed.
     pub fn on_failure(&mut self, ran_for: Duration) -> RestartDecision {
         if ran_for >= self.strategy.reset_after {

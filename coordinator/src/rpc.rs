@@ -5,10 +5,12 @@
 //! token). A bad frame at any point (garbage, truncated, oversized, not
 //! JSON of the protocol) is answered with `Rejected` naming the problem,
 //! and that connection is closed; the endpoint keeps serving the others.
-//! A closed connection is a lost worker.
+//! A closed connection is a lost worker. A coordinator that does not lead
+//! answers a registration with `NotLeader`, naming the leader's endpoint.
 
 use crate::cluster::Cluster;
 use crate::job::AttemptReport;
+use crate::server::Node;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,7 +38,7 @@ const CLOSED: &str = "connection closed";
 const DECLARED_LOST: &str = "declared lost by the failure detector";
 
 /// Accepts worker connections until the listener fails.
-pub async fn serve_workers(listener: TcpListener, cluster: Arc<Cluster>) {
+pub async fn serve_workers(listener: TcpListener, node: Arc<Node>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -48,10 +50,10 @@ pub async fn serve_workers(listener: TcpListener, cluster: Arc<Cluster>) {
                 continue;
             }
         };
-        let cluster = cluster.clone();
+        let node = node.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            match serve_worker(stream, &cluster).await {
+            match serve_worker(stream, &node).await {
                 Err(reason) if reason != CLOSED => {
                     tracing::warn!(%peer, %reason, "worker connection closed")
                 }
@@ -92,10 +94,19 @@ async fn read_full(stream: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> usi
 }
 
 async fn reject(stream: &mut TcpStream, reason: String) -> String {
-    let frame = encode_control(&ToWorker::Rejected {
-        reason: reason.clone(),
-    });
-    let _ = stream.write_all(&frame).await;
+    answer_and_close(
+        stream,
+        &ToWorker::Rejected {
+            reason: reason.clone(),
+        },
+    )
+    .await;
+    reason
+}
+
+/// Sends `message` as the last frame of the connection.
+async fn answer_and_close(stream: &mut TcpStream, message: &ToWorker) {
+    let _ = stream.write_all(&encode_control(message)).await;
     let _ = stream.shutdown().await;
     // Read what the peer still sends before closing: closing with unread
     // input makes the kernel reset the connection, which can destroy the
@@ -103,7 +114,6 @@ async fn reject(stream: &mut TcpStream, reason: String) -> String {
     let mut sink = [0u8; 4096];
     let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
     let _ = tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
-    reason
 }
 
 async fn next_message(stream: &mut TcpStream) -> Result<Option<ToCoordinator>, String> {
@@ -117,7 +127,7 @@ async fn next_message(stream: &mut TcpStream) -> Result<Option<ToCoordinator>, S
     }
 }
 
-async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(), String> {
+async fn serve_worker(mut stream: TcpStream, node: &Arc<Node>) -> Result<(), String> {
     let Some(first) = next_message(&mut stream).await? else {
         return Ok(());
     };
@@ -127,6 +137,8 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
         name,
         slots,
         data_addr,
+        previous,
+        deployments,
     } = first
     else {
         return Err(reject(&mut stream, "the first frame must be a registration".into()).await);
@@ -140,7 +152,7 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
         )
         .await);
     }
-    if let Some(expected) = &cluster.token {
+    if let Some(expected) = &node.token {
         match token {
             Some(given) if crate::api::tokens_match(&given, expected) => {}
             Some(_) => return Err(reject(&mut stream, "wrong token".into()).await),
@@ -152,15 +164,40 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
     if slots == 0 {
         return Err(reject(&mut stream, "a worker must offer at least one slot".into()).await);
     }
+    let Some(cluster) = node.cluster() else {
+        let asked = node.clone();
+        let leader = tokio::task::spawn_blocking(move || asked.leader())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .filter(|l| l.address != node.address)
+            .map(|l| l.address.workers);
+        answer_and_close(&mut stream, &ToWorker::NotLeader { leader }).await;
+        return Ok(());
+    };
     let (outbox, mut outgoing) = mpsc::unbounded_channel();
     let (kick, kicked) = watch::channel(false);
-    let worker = match cluster.register_worker(name.clone(), slots, data_addr, outbox.clone(), kick)
-    {
+    let registering = cluster.clone();
+    let (registered_name, sender) = (name.clone(), outbox.clone());
+    let registered = tokio::task::spawn_blocking(move || {
+        registering.register_worker(
+            registered_name,
+            slots,
+            data_addr,
+            previous,
+            deployments,
+            sender,
+            kick,
+        )
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("registration failed: {e}")));
+    let worker = match registered {
         Ok(worker) => worker,
         Err(reason) => return Err(reject(&mut stream, reason).await),
     };
-    tracing::info!(%worker, %name, slots, "worker registered");
-    let _ = outbox.send(ToWorker::Registered { worker });
+    tracing::info!(%worker, %name, slots, ?previous, "worker registered");
     let (mut reader, mut writer) = stream.into_split();
     let mut writer_kicked = kicked.clone();
     let writing = tokio::spawn(async move {
@@ -208,7 +245,7 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
                 break reason;
             }
         };
-        if let Err(reason) = handle(cluster, worker, message) {
+        if let Err(reason) = handle(&cluster, worker, message) {
             let _ = outbox.send(ToWorker::Rejected {
                 reason: reason.clone(),
             });
@@ -216,7 +253,9 @@ async fn serve_worker(mut stream: TcpStream, cluster: &Arc<Cluster>) -> Result<(
         }
     };
     drop(outbox);
-    cluster.disconnected(worker, &cause);
+    if cluster.leads() {
+        cluster.disconnected(worker, &cause);
+    }
     let _ = writing.await;
     Err(cause)
 }

@@ -1,11 +1,13 @@
 //! Accepting a job: validate it against the job registry and the free
-//! slots, resolve its restore point, register it and start its supervisor.
-//! Shared by the REST API and the embedded cluster of `weir run`.
+//! slots, resolve its restore point, record it in the control store and
+//! start its supervisor. Shared by the REST API and the embedded cluster
+//! of `weir run`.
 
-use crate::cluster::Cluster;
+use crate::catalog::CheckpointCatalog;
+use crate::cluster::{AddJobError, Cluster};
 use crate::job::JobHandle;
 use crate::scheduler::slots_needed;
-use crate::supervisor::{resolve_restore, spawn_supervisor};
+use crate::supervisor::{resolve_restore, restore_location, spawn_supervisor, Start};
 use std::sync::Arc;
 use weir_protocol::SubmitRequest;
 use weir_state::CheckpointStorage;
@@ -20,12 +22,33 @@ pub enum SubmitError {
     /// The job id is taken by a job that has not ended.
     #[error("{0}")]
     Conflict(String),
+    /// This coordinator lost its leadership while accepting the job (the
+    /// client should ask the new leader).
+    #[error("{0}")]
+    NotLeader(String),
     /// The coordinator could not start the job.
     #[error("{0}")]
     Internal(String),
 }
 
-/// Validates a submission, registers the job and starts its supervisor.
+/// Whether `id` can name a job's checkpoint directory.
+fn check_job_id(id: &str) -> Result<(), SubmitError> {
+    let fine = !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if fine {
+        Ok(())
+    } else {
+        Err(SubmitError::Invalid(format!(
+            "job id '{id}' must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'"
+        )))
+    }
+}
+
+/// Validates a submission, records the job and starts its supervisor.
 pub fn submit_job(
     cluster: &Arc<Cluster>,
     request: SubmitRequest,
@@ -35,6 +58,9 @@ pub fn submit_job(
         return Err(SubmitError::Invalid(String::from(
             "parallelism must be at least 1",
         )));
+    }
+    if let Some(id) = &settings.job_id {
+        check_job_id(id)?;
     }
     let graph = cluster.catalog.graph(&spec).map_err(SubmitError::Invalid)?;
     let needed = slots_needed(&graph);
@@ -61,23 +87,39 @@ pub fn submit_job(
     } else {
         None
     };
-    let job = cluster
-        .add_job(spec, settings, graph)
-        .map_err(SubmitError::Conflict)?;
-    let restore = match &storage {
-        Some(storage) => match resolve_restore(&job.settings.restore, storage, &job.job_id) {
-            Ok(restore) => restore,
-            Err(error) => {
-                let message = crate::error::chain(&error);
-                job.record().failure = Some(message.clone());
-                job.advance(weir_protocol::JobState::Failed);
-                return Err(SubmitError::Invalid(message));
-            }
-        },
-        None => None,
+    let mut restore = None;
+    let added = cluster.add_job(spec, settings, graph, |stored| {
+        let Some(storage) = &storage else {
+            return Ok(());
+        };
+        let point = resolve_restore(&stored.settings.restore, storage, &stored.job_id)
+            .map_err(|e| crate::error::chain(&e))?;
+        stored.initial_restore = point.as_ref().map(restore_location);
+        restore = point;
+        stored.floor = CheckpointCatalog::new(storage.clone(), &stored.job_id)
+            .highest_epoch()
+            .map_err(|e| crate::error::chain(&e))?
+            .map(|e| e.0);
+        Ok(())
+    });
+    let job = match added {
+        Ok(job) => job,
+        Err(AddJobError::Conflict(message)) => return Err(SubmitError::Conflict(message)),
+        Err(AddJobError::Invalid(message)) => return Err(SubmitError::Invalid(message)),
+        Err(AddJobError::Store(error)) => {
+            return Err(SubmitError::NotLeader(format!(
+                "the job was not accepted: {}",
+                crate::error::chain(&error)
+            )))
+        }
     };
-    spawn_supervisor(cluster.clone(), job.clone(), storage, restore)
-        .map_err(|e| SubmitError::Internal(e.to_string()))?;
+    spawn_supervisor(
+        cluster.clone(),
+        job.clone(),
+        storage,
+        Start::Submitted { restore },
+    )
+    .map_err(|e| SubmitError::Internal(e.to_string()))?;
     tracing::info!(job = %job.job_id, number = job.number, "job submitted");
     Ok(job)
 }

@@ -119,6 +119,12 @@ impl CheckpointTracker {
         }
     }
 
+    /// Makes the next checkpoint due at once (minimum pause aside): after a
+    /// failover, the latest complete checkpoint is older than usual.
+    pub fn due_now(&mut self, now: Instant) {
+        self.last_trigger = now.checked_sub(self.config.interval).unwrap_or(now);
+    }
+
     /// The checkpoint in flight, if any.
     pub fn pending(&self) -> Option<Epoch> {
         self.pending.as_ref().map(|p| p.epoch)
@@ -312,6 +318,21 @@ mod tests {
             t.tick(secs(t0, 3.2)),
             Some(Decision::Trigger {
                 epoch: Epoch(2),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_adopted_job_checkpoints_at_once() {
+        let t0 = Instant::now() + Duration::from_secs(5);
+        let mut t = tracker(t0);
+        assert_eq!(t.tick(t0), None);
+        t.due_now(t0);
+        assert!(matches!(
+            t.tick(t0),
+            Some(Decision::Trigger {
+                epoch: Epoch(1),
                 ..
             })
         ));

@@ -99,6 +99,10 @@ pub struct CheckpointManifest {
     pub max_parallelism: u32,
     /// Whether this is the checkpoint taken after all input was processed.
     pub is_final: bool,
+    /// The term of the leader coordinator that completed it (absent in
+    /// manifests of builds without a control store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_term: Option<u64>,
     /// Every operator's state.
     pub operators: Vec<OperatorState>,
 }

@@ -4,6 +4,7 @@
 
 use crate::checkpoint::CheckpointManifest;
 use crate::graph::JobGraph;
+use crate::ids::SubtaskId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -250,6 +251,32 @@ pub struct SubtaskRestore {
     pub subtask: u32,
     /// The slowest tier any of its files came from.
     pub tier: RestoreTier,
+}
+
+/// What a worker reports about one of its deployments when it registers
+/// with a (new) leader: enough for the leader to adopt the running attempt
+/// instead of restarting it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentReport {
+    /// The job's number.
+    pub job_number: u32,
+    /// The attempt.
+    pub attempt: u32,
+    /// Every local subtask runs (its state restored).
+    pub started: bool,
+    /// Which tier served each restored local subtask.
+    #[serde(default)]
+    pub restored: Vec<SubtaskRestore>,
+    /// Local sources that have emitted all of their input.
+    #[serde(default)]
+    pub finished_sources: Vec<SubtaskId>,
+    /// Whether the sources were told to take the final checkpoint (after
+    /// which they close, so no other checkpoint can be taken).
+    #[serde(default)]
+    pub final_triggered: bool,
+    /// How its part ended, if it has.
+    #[serde(default)]
+    pub ended: Option<DeploymentOutcome>,
 }
 
 /// How a worker's part of a deployment ended.

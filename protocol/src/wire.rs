@@ -11,13 +11,13 @@
 //!   travels as the bytes of its records, encoded by the edge's record
 //!   codec (records are user types with serde impls, not rkyv ones).
 
-use crate::cluster::{Deployment, DeploymentOutcome, SubtaskRestore, WorkerId};
+use crate::cluster::{Deployment, DeploymentOutcome, DeploymentReport, SubtaskRestore, WorkerId};
 use crate::control::{ControlCommand, WorkerEvent};
 use crate::error::WireError;
 use serde::{Deserialize, Serialize};
 
 /// Version of both wire protocols; peers with another version are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame accepted, in bytes (a bigger length prefix is garbage).
 pub const MAX_FRAME_LEN: usize = 64 << 20;
@@ -38,6 +38,14 @@ pub enum ToCoordinator {
         slots: u32,
         /// Where the worker serves data exchange to its peers.
         data_addr: String,
+        /// The id an earlier leader gave this worker process, which keeps
+        /// it when the new leader adopts its deployments.
+        #[serde(default)]
+        previous: Option<WorkerId>,
+        /// The deployments it runs, and those that ended since it last
+        /// registered: what a new leader adopts.
+        #[serde(default)]
+        deployments: Vec<DeploymentReport>,
     },
     /// The worker is alive.
     Heartbeat,
@@ -83,6 +91,17 @@ pub enum ToWorker {
     Registered {
         /// The worker's id from now on.
         worker: WorkerId,
+        /// The leader's lease: a worker that loses its leader keeps its
+        /// deployments running this long plus a margin, waiting for a new
+        /// leader to adopt them (absent for a standalone coordinator).
+        #[serde(default)]
+        lease_ms: Option<u64>,
+    },
+    /// This coordinator is not the leader; the connection is closed after
+    /// this frame.
+    NotLeader {
+        /// The leader's worker endpoint, when one is known.
+        leader: Option<String>,
     },
     /// The connection is refused (bad frame, bad token, registered twice…);
     /// the coordinator closes it after this frame.
@@ -305,6 +324,8 @@ mod tests {
             name: "w".into(),
             slots: 2,
             data_addr: "127.0.0.1:1".into(),
+            previous: None,
+            deployments: vec![],
         };
         // Control frames carry JSON (encoded at the edges, which own a
         // JSON library); the envelope is the same as exchange frames'.

@@ -94,6 +94,12 @@ pub enum RuntimeError {
         /// The coordinator's reason.
         reason: String,
     },
+    /// No coordinator could be found that leads.
+    #[error("no leader coordinator: {problem}")]
+    NoLeader {
+        /// Why none was found.
+        problem: String,
+    },
     /// The control connection to the coordinator failed.
     #[error("lost the coordinator: {problem}")]
     CoordinatorLost {

@@ -10,10 +10,15 @@ use weir_jobs::JobRegistry;
 use weir_protocol::cluster::RestoreTier;
 use weir_protocol::JobState;
 
+/// How long `weir jobs wait` waits out a coordinator that cannot be
+/// reached or has no leader.
+const TRANSIENT_PATIENCE: Duration = Duration::from_secs(60);
+
 /// How to reach the coordinator.
 #[derive(Debug, Args)]
 pub struct Remote {
-    /// The coordinator's API address (`host:port`).
+    /// The coordinators' API addresses (`host:port[,host:port…]`); requests
+    /// go to the leader.
     #[arg(long, env = "WEIR_COORDINATOR")]
     pub coordinator: String,
     /// The cluster's shared token.
@@ -117,8 +122,22 @@ pub fn run(command: JobsCommand, registry: &JobRegistry) -> Result<(), Box<dyn s
         } => {
             let client = client(&remote)?;
             let started = Instant::now();
+            // A failover (no leader for a while) is waited out, up to a point.
+            let mut failing_since: Option<Instant> = None;
             let status = loop {
-                let status = client.job(&job)?;
+                let status = match client.job(&job) {
+                    Ok(status) => status,
+                    Err(error)
+                        if error.is_transient()
+                            && failing_since.get_or_insert_with(Instant::now).elapsed()
+                                < TRANSIENT_PATIENCE =>
+                    {
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                failing_since = None;
                 if status.state.is_terminal() {
                     break status;
                 }

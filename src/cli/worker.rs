@@ -1,15 +1,27 @@
 //! `weir worker`: runs the subtasks a coordinator assigns.
 
 use clap::Args;
+use std::sync::Arc;
 use std::time::Duration;
 use weir_jobs::JobRegistry;
-use weir_runtime::worker::{run_worker, WorkerConfig};
+use weir_runtime::worker::{run_worker, FindLeader, WorkerConfig};
 use weir_runtime::CancelToken;
+
+/// Finds the leader through the coordinators' REST APIs.
+#[derive(Debug)]
+struct Coordinators(crate::client::Client);
+
+impl FindLeader for Coordinators {
+    fn find(&self) -> Result<String, String> {
+        self.0.leader_worker_endpoint()
+    }
+}
 
 /// Arguments of `weir worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The coordinator's API address (`host:port`).
+    /// The coordinators' API addresses (`host:port[,host:port…]`): the
+    /// worker registers with whichever leads, and follows the leader.
     #[arg(long, env = "WEIR_COORDINATOR")]
     pub coordinator: String,
     /// Slots offered: each runs one subtask of every operator of a job.
@@ -31,21 +43,26 @@ pub struct WorkerArgs {
     /// deployments (it may be cut off) and registers again.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::cli::parse_duration)]
     pub coordinator_timeout: Duration,
+    /// How long deployments keep running without a leader (waiting for a
+    /// new one to adopt them) before the worker stops them [default: the
+    /// leader's lease + 3 s, or 10 s under a standalone coordinator].
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
+    pub leaderless_timeout: Option<Duration>,
 }
 
 /// Registers with the coordinator and serves until it goes away.
 pub fn run(args: WorkerArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
     let client = crate::client::Client::new(&args.coordinator, args.token.clone())?;
-    let endpoint = client.cluster()?.worker_endpoint;
     let defaults = WorkerConfig::default();
     let config = WorkerConfig {
-        coordinator: endpoint,
+        coordinator: Arc::new(Coordinators(client)),
         slots: args.slots,
         data_listen: args.data_listen,
         token: args.token,
         name: args.name.unwrap_or(defaults.name),
         heartbeat: args.heartbeat,
         coordinator_timeout: args.coordinator_timeout,
+        leaderless_timeout: args.leaderless_timeout,
         ..defaults
     };
     let build = crate::cluster::registry_builder(registry.clone());

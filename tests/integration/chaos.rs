@@ -5,7 +5,7 @@
 //! The seed is printed; rerun with `WEIR_TEST_SEED=<seed>`. A longer soak:
 //! `WEIR_CHAOS_KILLS=50 cargo test --test integration chaos -- --nocapture`.
 
-use crate::cluster::TestCluster;
+use crate::harness::TestCluster;
 use crate::recovery::{assert_same, Rng, JOB};
 use std::time::{Duration, Instant};
 use weir::protocol::JobState;

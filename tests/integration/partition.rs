@@ -7,20 +7,20 @@
 //! Needs root, `ip` and `iptables` (`.ci/run` installs them); skipped with
 //! a message otherwise.
 
-use crate::cluster::{clean_long_run, TestCluster};
+use crate::harness::{clean_long_run, TestCluster};
 use crate::recovery::assert_same;
 use std::process::Command;
 use std::time::Duration;
 use weir::protocol::JobState;
 
 /// A network namespace joined to this one by a veth pair; removed on drop.
-struct Netns {
-    name: String,
-    host_ip: String,
-    inner_ip: String,
+pub struct Netns {
+    pub name: String,
+    pub host_ip: String,
+    pub inner_ip: String,
 }
 
-fn sh(args: &[&str]) -> bool {
+pub fn sh(args: &[&str]) -> bool {
     Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -28,11 +28,19 @@ fn sh(args: &[&str]) -> bool {
 }
 
 impl Netns {
-    fn create() -> Option<Self> {
+    /// A namespace `weir-{kind}-{pid}` (one per kind and test process).
+    pub fn create(kind: &str, subnet: u8) -> Option<Self> {
+        if !sh(&["iptables", "--version"]) {
+            println!("partition test skipped: no iptables");
+            return None;
+        }
         let tag = std::process::id() % 250;
-        let name = format!("weir-part-{}", std::process::id());
-        let (host, inner) = (format!("wpa{tag}"), format!("wpb{tag}"));
-        let (host_ip, inner_ip) = (format!("10.78.{tag}.1"), format!("10.78.{tag}.2"));
+        let name = format!("weir-{kind}-{}", std::process::id());
+        let (host, inner) = (format!("w{kind}a{tag}"), format!("w{kind}b{tag}"));
+        let (host_ip, inner_ip) = (
+            format!("10.{subnet}.{tag}.1"),
+            format!("10.{subnet}.{tag}.2"),
+        );
         let netns = Self {
             name: name.clone(),
             host_ip: host_ip.clone(),
@@ -77,7 +85,8 @@ impl Netns {
         Some(netns)
     }
 
-    fn cut(&self) {
+    /// Drops all traffic of the namespace.
+    pub fn cut(&self) {
         for chain in ["INPUT", "OUTPUT"] {
             assert!(sh(&[
                 "ip", "netns", "exec", &self.name, "iptables", "-A", chain, "-j", "DROP"
@@ -85,7 +94,47 @@ impl Netns {
         }
     }
 
-    fn heal(&self) {
+    /// Drops the namespace's TCP traffic with the host's `port` only.
+    pub fn cut_port(&self, port: u16) {
+        let port = port.to_string();
+        let inner = &self.name;
+        assert!(sh(&[
+            "ip",
+            "netns",
+            "exec",
+            inner,
+            "iptables",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-d",
+            &self.host_ip,
+            "--dport",
+            &port,
+            "-j",
+            "DROP"
+        ]));
+        assert!(sh(&[
+            "ip",
+            "netns",
+            "exec",
+            inner,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "-s",
+            &self.host_ip,
+            "--sport",
+            &port,
+            "-j",
+            "DROP"
+        ]));
+    }
+
+    pub fn heal(&self) {
         assert!(sh(&["ip", "netns", "exec", &self.name, "iptables", "-F"]));
     }
 }
@@ -99,11 +148,9 @@ impl Drop for Netns {
 
 #[test]
 fn a_partitioned_worker_is_fenced_and_the_job_recovers() {
-    if !sh(&["iptables", "--version"]) {
-        println!("partition test skipped: no iptables");
+    let Some(netns) = Netns::create("part", 78) else {
         return;
-    }
-    let Some(netns) = Netns::create() else { return };
+    };
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("{}:0", netns.host_ip);
     let host_data = format!("{}:0", netns.host_ip);

@@ -2,7 +2,7 @@
 //! on at a lower parallelism and scales back up when a worker returns;
 //! without it, the job fails naming the missing slots.
 
-use crate::cluster::{clean_long_run, TestCluster};
+use crate::harness::{clean_long_run, TestCluster};
 use crate::recovery::assert_same;
 use weir::protocol::JobState;
 

@@ -2,7 +2,8 @@
 //! wired to its peers through the exchange; checkpoint events are
 //! forwarded to the coordinator tagged with the job and attempt.
 
-use super::{ControlLink, DataflowBuilder, Running, RunningMap};
+use super::deployments::Running;
+use super::{ControlLink, DataflowBuilder, RunningMap};
 use crate::engine::{
     CancelToken, CheckpointRun, EngineConfig, LocalEngine, RestoreSource, WorkerPart,
 };
@@ -33,19 +34,8 @@ impl DeployContext {
         let (job, attempt) = (deployment.job_number, deployment.attempt);
         let (commands, commands_rx) = crossbeam_channel::unbounded();
         let cancel = CancelToken::new();
-        {
-            let mut running = self.running.lock();
-            if let Some(previous) = running.insert(
-                job,
-                Running {
-                    attempt,
-                    commands,
-                    cancel: cancel.clone(),
-                },
-            ) {
-                previous.cancel.cancel();
-            }
-        }
+        self.running
+            .insert(job, Running::new(attempt, commands, cancel.clone()));
         self.exchange.begin_attempt(job, attempt);
         let context = self.clone();
         let spawned = std::thread::Builder::new()
@@ -66,7 +56,7 @@ impl DeployContext {
                     }
                 };
                 context.exchange.release(job, attempt);
-                context.running.ended(job, attempt);
+                context.running.ended(job, attempt, outcome.clone());
                 tracing::info!(job = %deployment.job_id, attempt, ?outcome, "deployment ended");
                 context.link.send(&ToCoordinator::Ended {
                     job_number: job,
@@ -75,12 +65,14 @@ impl DeployContext {
                 });
             });
         if let Err(error) = spawned {
+            let outcome = DeploymentOutcome::Failed {
+                error: format!("could not start the deployment thread: {error}"),
+            };
+            self.running.ended(job, attempt, outcome.clone());
             self.link.send(&ToCoordinator::Ended {
                 job_number: job,
                 attempt,
-                outcome: DeploymentOutcome::Failed {
-                    error: format!("could not start the deployment thread: {error}"),
-                },
+                outcome,
             });
         }
     }
@@ -111,13 +103,14 @@ impl DeployContext {
             },
             ..EngineConfig::default()
         });
-        let started = self.link.clone();
+        let (started, running) = (self.link.clone(), self.running.clone());
         let (job_number, attempt) = (deployment.job_number, deployment.attempt);
         let part = WorkerPart {
             deployment,
             me: self.me,
             exchange: &self.exchange,
             on_running: Some(Arc::new(move |restored: &[SubtaskRestore]| {
+                running.started(job_number, attempt, restored);
                 started.send(&ToCoordinator::Started {
                     job_number,
                     attempt,
@@ -144,11 +137,15 @@ impl DeployContext {
             None => None,
         };
         let (events, events_rx) = crossbeam_channel::unbounded::<WorkerEvent>();
-        let link = self.link.clone();
+        let (link, running) = (self.link.clone(), self.running.clone());
         let forwarder = std::thread::Builder::new()
             .name(format!("events-{job_number}-{attempt}"))
             .spawn(move || {
                 for event in events_rx {
+                    if let WorkerEvent::SourceFinished { task } = &event {
+                        // A new leader learns it from the registration.
+                        running.source_finished(job_number, attempt, *task);
+                    }
                     link.send(&ToCoordinator::Event {
                         job_number,
                         attempt,

@@ -1,0 +1,240 @@
+//! Adoption after a leader change (pure): may the new leader take over an
+//! attempt that the workers kept running, instead of restarting it?
+//!
+//! The control store says which attempt each unfinished job last deployed
+//! and on which workers. Each of those workers, when it registers with the
+//! new leader, reports the deployments it runs ([`DeploymentReport`]). The
+//! attempt is adopted once every one of its workers reported it running
+//! (or finished); it is restarted from the latest checkpoint as soon as one
+//! cannot take part (it runs another attempt, failed, or the final
+//! checkpoint was in flight, after which the sources have closed), or when
+//! the workers have not all reported by the deadline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use weir_protocol::cluster::{DeploymentOutcome, DeploymentReport};
+use weir_protocol::WorkerId;
+
+/// The attempt the control store says is running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedAttempt {
+    /// The attempt number.
+    pub attempt: u32,
+    /// The workers it was deployed to.
+    pub workers: BTreeSet<WorkerId>,
+    /// Whether the job's final checkpoint is complete (its pointer written).
+    pub final_completed: bool,
+}
+
+/// What the new leader heard from one worker of the attempt.
+pub type Heard = BTreeMap<WorkerId, Option<DeploymentReport>>;
+
+/// What to do with the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdoptionDecision {
+    /// Some workers have not reported yet.
+    Wait,
+    /// Every worker runs (or finished) its part: adopt the attempt.
+    Adopt,
+    /// Every worker's part finished: the job is done.
+    Finished,
+    /// The attempt cannot be adopted: restart from the latest checkpoint.
+    Restart(String),
+}
+
+/// Decides from what the workers reported (`None`: the worker registered
+/// without this attempt) and whether the deadline has passed.
+pub fn decide(
+    expected: &ExpectedAttempt,
+    heard: &Heard,
+    deadline_passed: bool,
+) -> AdoptionDecision {
+    let attempt = expected.attempt;
+    for (worker, report) in heard {
+        if !expected.workers.contains(worker) {
+            continue;
+        }
+        let Some(report) = report else {
+            return AdoptionDecision::Restart(format!("{worker} no longer runs attempt {attempt}"));
+        };
+        if report.attempt != attempt {
+            return AdoptionDecision::Restart(format!(
+                "{worker} runs attempt {} instead of {attempt}",
+                report.attempt
+            ));
+        }
+        match &report.ended {
+            Some(DeploymentOutcome::Failed { error }) => {
+                return AdoptionDecision::Restart(format!("{worker}'s part failed: {error}"))
+            }
+            Some(DeploymentOutcome::Cancelled) => {
+                return AdoptionDecision::Restart(format!("{worker}'s part was cancelled"))
+            }
+            Some(DeploymentOutcome::Finished { .. }) => {}
+            None if report.final_triggered && !expected.final_completed => {
+                return AdoptionDecision::Restart(
+                    "the final checkpoint was in flight when the leader changed".into(),
+                )
+            }
+            None => {}
+        }
+    }
+    let missing: Vec<String> = expected
+        .workers
+        .iter()
+        .filter(|w| !heard.contains_key(w))
+        .map(|w| w.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return if deadline_passed {
+            AdoptionDecision::Restart(format!(
+                "{} did not report attempt {attempt} in time",
+                missing.join(", ")
+            ))
+        } else {
+            AdoptionDecision::Wait
+        };
+    }
+    let all_finished = expected.workers.iter().all(|w| {
+        matches!(
+            heard.get(w),
+            Some(Some(DeploymentReport {
+                ended: Some(DeploymentOutcome::Finished { .. }),
+                ..
+            }))
+        )
+    });
+    if all_finished {
+        AdoptionDecision::Finished
+    } else {
+        AdoptionDecision::Adopt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected(workers: &[u32]) -> ExpectedAttempt {
+        ExpectedAttempt {
+            attempt: 4,
+            workers: workers.iter().map(|w| WorkerId(*w)).collect(),
+            final_completed: false,
+        }
+    }
+
+    fn running(attempt: u32) -> Option<DeploymentReport> {
+        Some(DeploymentReport {
+            job_number: 1,
+            attempt,
+            started: true,
+            restored: vec![],
+            finished_sources: vec![],
+            final_triggered: false,
+            ended: None,
+        })
+    }
+
+    fn ended(outcome: DeploymentOutcome) -> Option<DeploymentReport> {
+        let mut report = running(4);
+        report.as_mut().unwrap().ended = Some(outcome);
+        report
+    }
+
+    fn heard(entries: &[(u32, Option<DeploymentReport>)]) -> Heard {
+        entries
+            .iter()
+            .map(|(w, r)| (WorkerId(*w), r.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn adopts_once_every_worker_reported_the_attempt_running() {
+        let e = expected(&[1, 2, 3]);
+        let partial = heard(&[(1, running(4)), (2, running(4))]);
+        assert_eq!(decide(&e, &partial, false), AdoptionDecision::Wait);
+        let all = heard(&[(1, running(4)), (2, running(4)), (3, running(4))]);
+        assert_eq!(decide(&e, &all, false), AdoptionDecision::Adopt);
+        // A worker that finished its part already still counts.
+        let finished = DeploymentOutcome::Finished {
+            events_in: 1,
+            records_out: 1,
+        };
+        let mixed = heard(&[
+            (1, running(4)),
+            (2, ended(finished.clone())),
+            (3, running(4)),
+        ]);
+        assert_eq!(decide(&e, &mixed, false), AdoptionDecision::Adopt);
+        let done = heard(&[
+            (1, ended(finished.clone())),
+            (2, ended(finished.clone())),
+            (3, ended(finished)),
+        ]);
+        assert_eq!(decide(&e, &done, false), AdoptionDecision::Finished);
+    }
+
+    #[test]
+    fn restarts_when_a_worker_cannot_take_part() {
+        let e = expected(&[1, 2]);
+        let cases = [
+            (
+                heard(&[(1, running(4)), (2, None)]),
+                "no longer runs attempt 4",
+            ),
+            (heard(&[(1, running(3))]), "runs attempt 3 instead of 4"),
+            (
+                heard(&[(
+                    1,
+                    ended(DeploymentOutcome::Failed {
+                        error: "boom".into(),
+                    }),
+                )]),
+                "failed: boom",
+            ),
+            (
+                heard(&[(2, ended(DeploymentOutcome::Cancelled))]),
+                "was cancelled",
+            ),
+        ];
+        for (heard, why) in cases {
+            match decide(&e, &heard, false) {
+                AdoptionDecision::Restart(reason) => assert!(reason.contains(why), "{reason}"),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn restarts_when_workers_are_missing_at_the_deadline() {
+        let e = expected(&[1, 2, 3]);
+        let partial = heard(&[(2, running(4))]);
+        match decide(&e, &partial, true) {
+            AdoptionDecision::Restart(reason) => {
+                assert!(reason.contains("w1, w3 did not report"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_in_flight_final_checkpoint_cannot_be_adopted_but_a_completed_one_can() {
+        let mut e = expected(&[1]);
+        let mut report = running(4);
+        report.as_mut().unwrap().final_triggered = true;
+        let h = heard(&[(1, report)]);
+        assert!(matches!(
+            decide(&e, &h, false),
+            AdoptionDecision::Restart(_)
+        ));
+        // Completed but not yet told to the sinks: adopt, and tell them.
+        e.final_completed = true;
+        assert_eq!(decide(&e, &h, false), AdoptionDecision::Adopt);
+    }
+
+    #[test]
+    fn reports_of_workers_outside_the_attempt_do_not_count() {
+        let e = expected(&[1]);
+        let h = heard(&[(1, running(4)), (9, None)]);
+        assert_eq!(decide(&e, &h, false), AdoptionDecision::Adopt);
+    }
+}

@@ -1,0 +1,230 @@
+//! After a failover: wait for the workers of the attempt the control store
+//! names to report what they run, then adopt the attempt, finish the job,
+//! or restart it (the decision itself is [`crate::adoption::decide`]).
+
+use super::attempt;
+use super::ends::Progress;
+use super::AttemptEnd;
+use crate::adoption::{decide, AdoptionDecision, ExpectedAttempt, Heard};
+use crate::cluster::Cluster;
+use crate::job::{AttemptInbox, AttemptReport, JobHandle};
+use crate::scaling::Shape;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_protocol::cluster::{DeploymentOutcome, DeploymentReport, TaskPlacement};
+use weir_protocol::wire::ToWorker;
+use weir_protocol::{JobSpec, JobState, WorkerEvent, WorkerId};
+use weir_state::CheckpointStorage;
+
+/// An attempt a new leader may adopt, with the inbox its workers report
+/// into from the moment the term began (nothing they send is lost while
+/// the leader waits for the others).
+pub struct Adoption {
+    expected: ExpectedAttempt,
+    placement: Vec<TaskPlacement>,
+    reports: Receiver<(WorkerId, AttemptReport)>,
+    events: Option<Receiver<WorkerEvent>>,
+    deadline: Instant,
+}
+
+impl Adoption {
+    /// Opens the inbox of the attempt `job`'s record names, for workers to
+    /// report into until `within` has passed; `None` when the job never
+    /// deployed an attempt.
+    pub fn open(job: &JobHandle, within: Duration, checkpoints: bool) -> Option<Self> {
+        let stored = job.stored();
+        if stored.attempt == 0 || stored.peers.is_empty() {
+            return None;
+        }
+        let workers: Vec<WorkerId> = stored.peers.iter().map(|p| p.worker).collect();
+        let (reports_tx, reports) = crossbeam_channel::unbounded();
+        let (events_tx, events) = if checkpoints {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        *job.inbox() = Some(AttemptInbox {
+            attempt: stored.attempt,
+            workers: workers.clone(),
+            events: events_tx,
+            reports: reports_tx,
+            adopting: true,
+        });
+        Some(Self {
+            expected: ExpectedAttempt {
+                attempt: stored.attempt,
+                workers: workers.into_iter().collect(),
+                final_completed: stored.checkpoint.is_some_and(|c| c.is_final),
+            },
+            placement: stored.placement,
+            reports,
+            events,
+            deadline: Instant::now() + within,
+        })
+    }
+}
+
+/// Notes one report of a worker of the attempt.
+fn hear(heard: &mut Heard, worker: WorkerId, report: AttemptReport) {
+    match report {
+        AttemptReport::Reattached(report) => {
+            heard.insert(worker, report);
+        }
+        AttemptReport::Started(restored) => {
+            if let Some(Some(report)) = heard.get_mut(&worker) {
+                report.started = true;
+                report.restored = restored;
+            }
+        }
+        AttemptReport::Ended(outcome) => match heard.get_mut(&worker) {
+            Some(Some(report)) => report.ended = Some(outcome),
+            // Lost before it reported: it runs nothing any more.
+            _ => {
+                heard.insert(worker, None);
+            }
+        },
+    }
+}
+
+/// Waits for the adoption decision and acts on it.
+pub(super) fn run(
+    cluster: &Cluster,
+    job: &Arc<JobHandle>,
+    adoption: Adoption,
+    storage: Option<&CheckpointStorage>,
+) -> AttemptEnd {
+    let Adoption {
+        expected,
+        placement,
+        reports,
+        events,
+        deadline,
+    } = adoption;
+    let attempt = expected.attempt;
+    job.advance(JobState::Scheduling);
+    let mut heard = Heard::new();
+    let cancel_heard = |heard: &Heard| {
+        for (worker, report) in heard {
+            if report.as_ref().is_some_and(|r| r.ended.is_none()) {
+                cluster.send(
+                    *worker,
+                    ToWorker::Cancel {
+                        job_number: job.number,
+                        attempt,
+                    },
+                );
+            }
+        }
+    };
+    loop {
+        if !job.leads() {
+            return AttemptEnd::Deposed;
+        }
+        if job.is_cancel_requested() {
+            cancel_heard(&heard);
+            return AttemptEnd::Cancelled;
+        }
+        let now = Instant::now();
+        match decide(&expected, &heard, now >= deadline) {
+            AdoptionDecision::Wait => {
+                let wait = deadline
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(100));
+                match reports.recv_timeout(wait) {
+                    Ok((worker, report)) => hear(&mut heard, worker, report),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return AttemptEnd::Deposed,
+                }
+            }
+            AdoptionDecision::Adopt => break,
+            AdoptionDecision::Finished => {
+                *job.inbox() = None;
+                let (events_in, records_out) = heard
+                    .values()
+                    .flatten()
+                    .filter_map(|r| match &r.ended {
+                        Some(DeploymentOutcome::Finished {
+                            events_in,
+                            records_out,
+                        }) => Some((*events_in, *records_out)),
+                        _ => None,
+                    })
+                    .fold((0, 0), |(e, r), (de, dr)| (e + de, r + dr));
+                tracing::info!(job = %job.job_id, attempt, "every worker had finished the attempt before the leader changed");
+                return AttemptEnd::Finished {
+                    events_in,
+                    records_out,
+                };
+            }
+            AdoptionDecision::Restart(reason) => {
+                tracing::warn!(job = %job.job_id, attempt, %reason, "cannot adopt the running attempt; restarting from the latest checkpoint");
+                cancel_heard(&heard);
+                *job.inbox() = None;
+                job.record().note_failure(Instant::now());
+                return AttemptEnd::Failed(format!(
+                    "the new leader could not adopt attempt {attempt}: {reason}"
+                ));
+            }
+        }
+    }
+    if let Some(inbox) = job.inbox().as_mut() {
+        inbox.adopting = false;
+    }
+    // Late reports that came in while deciding are still in the channel.
+    let stored = job.stored();
+    let shape = match adopted_shape(cluster, job, stored.running_parallelism) {
+        Ok(shape) => shape,
+        Err(error) => {
+            cancel_heard(&heard);
+            *job.inbox() = None;
+            return AttemptEnd::Failed(error);
+        }
+    };
+    if let Err(error) = cluster.reserve_placement(&shape.graph, &placement) {
+        cancel_heard(&heard);
+        *job.inbox() = None;
+        return AttemptEnd::Failed(error);
+    }
+    let reports_of: Vec<&DeploymentReport> = heard.values().flatten().collect();
+    let finished_sources = reports_of
+        .iter()
+        .flat_map(|r| r.finished_sources.iter().copied())
+        .collect();
+    job.record().last_restore = reports_of
+        .iter()
+        .flat_map(|r| r.restored.iter().copied())
+        .collect();
+    let progress = Progress::adopted(&heard);
+    let end = attempt::adopted(
+        cluster,
+        job,
+        &shape,
+        &placement,
+        attempt,
+        storage,
+        events,
+        &reports,
+        progress,
+        finished_sources,
+    );
+    cluster.release(&shape.graph, &placement);
+    end
+}
+
+/// The shape the adopted attempt runs: the job's, or a scaled-down one.
+fn adopted_shape(cluster: &Cluster, job: &JobHandle, parallelism: u32) -> Result<Shape, String> {
+    if parallelism == 0 || parallelism == job.spec.parallelism {
+        return Ok(Shape {
+            spec: job.spec.clone(),
+            graph: job.graph.clone(),
+        });
+    }
+    let spec = JobSpec {
+        parallelism,
+        ..job.spec.clone()
+    };
+    let graph = cluster.catalog.graph(&spec)?;
+    Ok(Shape { spec, graph })
+}

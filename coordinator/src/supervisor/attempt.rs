@@ -1,0 +1,397 @@
+//! Running one attempt: deploying it to its workers, or carrying on with
+//! one a new leader adopted; either way with its checkpoint driver, its
+//! command forwarding and the collection of its workers' ends.
+
+use super::ends::{collect_ends, Progress};
+use super::AttemptEnd;
+use crate::catalog::CheckpointCatalog;
+use crate::cluster::Cluster;
+use crate::control::CheckpointPointer;
+use crate::driver::{CheckpointDriver, CheckpointFence, CheckpointStats, DriverConfig};
+use crate::error::CoordinatorError;
+use crate::job::{AttemptInbox, AttemptReport, JobHandle};
+use crate::scaling::Shape;
+use crate::tracker::CheckpointConfig;
+use crossbeam_channel::Receiver;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_protocol::cluster::{
+    replica_ring, Deployment, DeploymentCheckpoints, DeploymentOutcome, Peer, RestorePoint,
+    TaskPlacement,
+};
+use weir_protocol::wire::ToWorker;
+use weir_protocol::{ControlCommand, Epoch, SubtaskId, WorkerEvent, WorkerId};
+use weir_state::CheckpointStorage;
+
+/// The control store's side of one job's checkpoints.
+struct JobFence(Arc<JobHandle>);
+
+impl CheckpointFence for JobFence {
+    fn triggering(&self, epoch: Epoch) -> Result<(), CoordinatorError> {
+        self.0
+            .persist(|stored| stored.last_epoch = stored.last_epoch.max(epoch.0))
+    }
+
+    fn completing(&self, epoch: Epoch, is_final: bool) -> Result<(), CoordinatorError> {
+        let term = self.0.term();
+        self.0.persist(|stored| {
+            stored.checkpoint = Some(CheckpointPointer {
+                epoch: epoch.0,
+                is_final,
+                term,
+                completed_at_ms: crate::time::now_ms(),
+            })
+        })
+    }
+
+    fn term(&self) -> u64 {
+        self.0.term()
+    }
+}
+
+/// The checkpoint driver of a running attempt and where its commands go.
+pub(super) struct Checkpoints {
+    thread: Option<std::thread::JoinHandle<CheckpointStats>>,
+}
+
+impl Checkpoints {
+    /// Starts the driver of `attempt` (reading `events`) and the thread
+    /// that forwards its commands to `workers`. `finished` are sources
+    /// that finished before (an adopted attempt).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start(
+        cluster: &Cluster,
+        job: &Arc<JobHandle>,
+        shape: &Shape,
+        attempt: u32,
+        workers: &[WorkerId],
+        storage: &CheckpointStorage,
+        after: Option<Epoch>,
+        finished: Vec<SubtaskId>,
+        events: Receiver<WorkerEvent>,
+    ) -> Result<Self, String> {
+        let settings = &job.settings;
+        let catalog = CheckpointCatalog::new(storage.clone(), &job.job_id);
+        let config = DriverConfig {
+            checkpoint: CheckpointConfig {
+                interval: Duration::from_millis(settings.checkpoint_interval_ms),
+                timeout: Duration::from_millis(settings.checkpoint_timeout_ms),
+                min_pause: Duration::from_millis(settings.min_pause_ms),
+            },
+            retained: settings.retain,
+        };
+        let live = Arc::new(std::sync::Mutex::new(CheckpointStats::default()));
+        job.record().live_checkpoints = Some(live.clone());
+        let last_epoch = Some(Epoch(job.stored().last_epoch)).filter(|e| e.0 > 0);
+        let adopted = !finished.is_empty() || job.record().adopted;
+        let mut driver =
+            CheckpointDriver::new(catalog, &shape.graph, config, after.max(last_epoch))
+                // Storage that cannot even be listed will not get better by restarting.
+                .map_err(|error| crate::error::chain(&error))?
+                .publish_to(live)
+                .fenced_by(Arc::new(JobFence(job.clone())))
+                .with_finished_sources(finished);
+        if adopted {
+            driver = driver.checkpoint_at_once();
+        }
+        let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name(format!("checkpoints-{}", job.number))
+            .spawn(move || driver.run(&events, &commands_tx))
+            .ok();
+        let number = job.number;
+        // Commands end with the driver (its sender drops).
+        let senders: Vec<_> = workers.iter().filter_map(|w| cluster.outbox(*w)).collect();
+        let guard = cluster.guard().clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("commands-{number}"))
+            .spawn(move || {
+                for command in commands_rx {
+                    if !guard.leads() {
+                        break;
+                    }
+                    for outbox in &senders {
+                        let _ = outbox.send(ToWorker::Command {
+                            job_number: number,
+                            attempt,
+                            command: command.clone(),
+                        });
+                    }
+                }
+            });
+        Ok(Self { thread })
+    }
+
+    /// Waits for the driver (its event channel closed) and keeps its figures.
+    fn finish(
+        self,
+        job: &JobHandle,
+        shape: &Shape,
+        placement: &[TaskPlacement],
+        workers: &[WorkerId],
+    ) {
+        let Some(thread) = self.thread else { return };
+        let stats = thread.join().unwrap_or_default();
+        let mut record = job.record();
+        record.live_checkpoints = None;
+        if stats.completed > 0 {
+            // This attempt's checkpoints are the newest: their copies are
+            // where this attempt ran, and on those workers' replica peers.
+            record.holders = state_holders(&shape.graph, placement, workers, job.settings.replicas);
+            record.holders_parallelism = shape.spec.parallelism;
+        }
+        record.checkpoints.absorb(stats);
+    }
+}
+
+/// Deploys one attempt and waits for it to end.
+pub(super) fn deploy(
+    cluster: &Cluster,
+    job: &Arc<JobHandle>,
+    shape: &Shape,
+    placement: &[TaskPlacement],
+    peers: &[(WorkerId, String)],
+    storage: Option<&CheckpointStorage>,
+    restore: Option<RestorePoint>,
+) -> AttemptEnd {
+    let settings = &job.settings;
+    let peers: Vec<Peer> = peers
+        .iter()
+        .map(|(worker, data_addr)| Peer {
+            worker: *worker,
+            data_addr: data_addr.clone(),
+        })
+        .collect();
+    // The attempt is recorded before any worker hears of it: a new leader
+    // then knows which attempt may be running, and where.
+    let attempt = job.stored().attempt + 1;
+    if job
+        .persist(|stored| {
+            stored.attempt = attempt;
+            stored.placement = placement.to_vec();
+            stored.peers = peers.clone();
+            stored.running_parallelism = shape.spec.parallelism;
+        })
+        .is_err()
+    {
+        return AttemptEnd::Deposed;
+    }
+    {
+        let mut record = job.record();
+        record.attempt = attempt;
+        record.adopted = false;
+        record.last_restore.clear();
+        record.running_parallelism = shape.spec.parallelism;
+        record.placement = placement.to_vec();
+        record.started.get_or_insert_with(Instant::now);
+    }
+    let workers: Vec<WorkerId> = peers.iter().map(|p| p.worker).collect();
+    let (reports, reports_rx) = crossbeam_channel::unbounded();
+    let mut events = None;
+    let mut checkpoints = None;
+    let mut driver = None;
+    if let Some(storage) = storage {
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let after = restore.as_ref().map(|r| r.manifest.epoch);
+        match Checkpoints::start(
+            cluster,
+            job,
+            shape,
+            attempt,
+            &workers,
+            storage,
+            after,
+            Vec::new(),
+            events_rx,
+        ) {
+            Ok(started) => driver = Some(started),
+            Err(error) => return AttemptEnd::Fatal(error),
+        }
+        events = Some(events_tx);
+        checkpoints = Some(DeploymentCheckpoints {
+            storage_url: storage.url().to_owned(),
+            job_id: job.job_id.clone(),
+            restore,
+        });
+    }
+    *job.inbox() = Some(AttemptInbox {
+        attempt,
+        workers: workers.clone(),
+        events,
+        reports: reports.clone(),
+        adopting: false,
+    });
+    let deployment = Deployment {
+        job_number: job.number,
+        job_id: job.job_id.clone(),
+        attempt,
+        spec: shape.spec.clone(),
+        graph: shape.graph.clone(),
+        placement: placement.to_vec(),
+        peers,
+        checkpoints,
+        state_backend: settings.state_backend,
+        batch_size: settings.batch_size,
+        replicas: settings.replicas,
+    };
+    for worker in &workers {
+        if !cluster.send(*worker, ToWorker::Deploy(Box::new(deployment.clone()))) {
+            let _ = reports.send((
+                *worker,
+                AttemptReport::Ended(DeploymentOutcome::Failed {
+                    error: format!("worker {worker} is gone"),
+                }),
+            ));
+        }
+    }
+    drop(reports);
+    tracing::info!(job = %job.job_id, attempt, workers = ?workers, "attempt deployed");
+    let progress = Progress::starting(&workers);
+    finish(
+        cluster,
+        job,
+        shape,
+        placement,
+        &workers,
+        attempt,
+        driver,
+        progress,
+        &reports_rx,
+    )
+}
+
+/// Carries on with `attempt`, adopted from an earlier leader: its workers
+/// run it already and report into `reports` (and `events`, when it
+/// checkpoints); `progress` is what they reported so far.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn adopted(
+    cluster: &Cluster,
+    job: &Arc<JobHandle>,
+    shape: &Shape,
+    placement: &[TaskPlacement],
+    attempt: u32,
+    storage: Option<&CheckpointStorage>,
+    events: Option<Receiver<WorkerEvent>>,
+    reports: &Receiver<(WorkerId, AttemptReport)>,
+    progress: Progress,
+    finished_sources: Vec<SubtaskId>,
+) -> AttemptEnd {
+    let workers = progress.workers();
+    {
+        let mut record = job.record();
+        record.attempt = attempt;
+        record.adopted = true;
+        record.running_parallelism = shape.spec.parallelism;
+        record.placement = placement.to_vec();
+        record.started.get_or_insert_with(Instant::now);
+    }
+    let pointer = job.stored().checkpoint;
+    let mut driver = None;
+    if let (Some(storage), Some(events)) = (storage, events) {
+        if pointer.is_some_and(|p| p.is_final) {
+            // Nothing is left to checkpoint: the events are not needed.
+            drop(events);
+        } else {
+            let after = pointer.map(|p| Epoch(p.epoch));
+            match Checkpoints::start(
+                cluster,
+                job,
+                shape,
+                attempt,
+                &workers,
+                storage,
+                after,
+                finished_sources,
+                events,
+            ) {
+                Ok(started) => driver = Some(started),
+                Err(error) => return AttemptEnd::Fatal(error),
+            }
+        }
+    }
+    if let Some(pointer) = pointer {
+        // The previous leader may have stopped between completing the
+        // checkpoint and telling the sinks; committing again is harmless.
+        if let Some(storage) = storage {
+            let catalog = CheckpointCatalog::new(storage.clone(), &job.job_id);
+            if let Err(error) = catalog
+                .list()
+                .and_then(|entries| catalog.repair_marker(&entries, Epoch(pointer.epoch)))
+            {
+                tracing::warn!(job = %job.job_id, error = &error as &dyn std::error::Error, "could not check the latest checkpoint's commit marker");
+            }
+        }
+        for worker in &workers {
+            cluster.send(
+                *worker,
+                ToWorker::Command {
+                    job_number: job.number,
+                    attempt,
+                    command: ControlCommand::CheckpointCompleted {
+                        epoch: Epoch(pointer.epoch),
+                    },
+                },
+            );
+        }
+    }
+    tracing::info!(job = %job.job_id, attempt, workers = ?workers, "attempt adopted: every worker kept it running");
+    finish(
+        cluster, job, shape, placement, &workers, attempt, driver, progress, reports,
+    )
+}
+
+/// Collects the ends of a running attempt and stops its driver.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    cluster: &Cluster,
+    job: &JobHandle,
+    shape: &Shape,
+    placement: &[TaskPlacement],
+    workers: &[WorkerId],
+    attempt: u32,
+    driver: Option<Checkpoints>,
+    progress: Progress,
+    reports: &Receiver<(WorkerId, AttemptReport)>,
+) -> AttemptEnd {
+    let full_slots = crate::scheduler::slots_needed(&job.graph);
+    let end = collect_ends(
+        cluster,
+        job,
+        attempt,
+        progress,
+        reports,
+        (shape.slots(), full_slots),
+    );
+    // Dropping the inbox closes the driver's event channel: it stops.
+    *job.inbox() = None;
+    if let Some(driver) = driver {
+        driver.finish(job, shape, placement, workers);
+    }
+    end
+}
+
+/// For each slot, the workers holding the state its subtasks checkpointed:
+/// the worker that ran it, then its replica peers.
+fn state_holders(
+    graph: &weir_protocol::JobGraph,
+    placement: &[TaskPlacement],
+    workers: &[WorkerId],
+    replicas: u32,
+) -> BTreeMap<u32, Vec<WorkerId>> {
+    let mut sorted = workers.to_vec();
+    sorted.sort();
+    let widest = crate::scheduler::slots_needed(graph);
+    let Some(vertex) = graph.vertices.iter().find(|v| v.parallelism == widest) else {
+        return BTreeMap::new();
+    };
+    placement
+        .iter()
+        .filter(|p| p.vertex == vertex.id.0)
+        .map(|p| {
+            let mut holders = vec![p.worker];
+            holders.extend(replica_ring(&sorted, p.worker, replicas));
+            (p.subtask, holders)
+        })
+        .collect()
+}

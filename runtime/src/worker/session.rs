@@ -1,0 +1,236 @@
+//! One session with a leader: find it, connect, register (reporting the
+//! deployments running here), then heartbeat and carry out its commands
+//! until it goes away or falls silent.
+
+use super::deploy::DeployContext;
+use super::{spawn, WorkerConfig, WorkerState};
+use crate::engine::CancelToken;
+use crate::error::RuntimeError;
+use crate::exchange::framing::{read_frame, FrameReadError};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_protocol::wire::{ToCoordinator, ToWorker, PROTOCOL_VERSION};
+
+/// How long connecting to a coordinator may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a write to the coordinator may block (a cut-off connection).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn millis_since(origin: Instant) -> u64 {
+    origin.elapsed().as_millis() as u64
+}
+
+fn connect(address: &str) -> Result<TcpStream, RuntimeError> {
+    let network = |source| RuntimeError::Network {
+        action: "connecting to the coordinator at",
+        address: address.to_owned(),
+        source,
+    };
+    let resolved = address
+        .to_socket_addrs()
+        .map_err(network)?
+        .next()
+        .ok_or_else(|| network(std::io::Error::other("the address resolves to nothing")))?;
+    let stream = TcpStream::connect_timeout(&resolved, CONNECT_TIMEOUT).map_err(network)?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    Ok(stream)
+}
+
+/// Registers at `address`; the leader's answer.
+fn register(
+    config: &WorkerConfig,
+    state: &WorkerState,
+    address: &str,
+    reports: &[weir_protocol::cluster::DeploymentReport],
+) -> Result<(TcpStream, ToWorker), RuntimeError> {
+    let mut stream = connect(address)?;
+    let previous = *state.me.lock().unwrap_or_else(|p| p.into_inner());
+    let frame = super::encode_control(&ToCoordinator::Register {
+        protocol: PROTOCOL_VERSION,
+        token: config.token.clone(),
+        name: config.name.clone(),
+        slots: config.slots,
+        data_addr: state.exchange.local_addr().to_string(),
+        previous,
+        deployments: reports.to_vec(),
+    });
+    use std::io::Write;
+    stream
+        .write_all(&frame)
+        .map_err(|source| RuntimeError::Network {
+            action: "registering with the coordinator at",
+            address: address.to_owned(),
+            source,
+        })?;
+    // A coordinator that does not answer in time is no leader.
+    let _ = stream.set_read_timeout(Some(config.coordinator_timeout.max(CONNECT_TIMEOUT)));
+    let answer = read_message(&mut stream)?;
+    let _ = stream.set_read_timeout(None);
+    Ok((stream, answer))
+}
+
+/// One registration: returns `Ok` when the leader went away after a
+/// successful registration (the caller looks for a leader again).
+pub(super) fn run(
+    config: &WorkerConfig,
+    state: &WorkerState,
+    shutdown: &CancelToken,
+) -> Result<(), RuntimeError> {
+    let address = config
+        .coordinator
+        .find()
+        .map_err(|problem| RuntimeError::NoLeader { problem })?;
+    let reports = state.running.reports();
+    let (mut stream, mut answer) = register(config, state, &address, &reports)?;
+    if let ToWorker::NotLeader { leader } = &answer {
+        // One hop to the leader the standby named.
+        let Some(leader) = leader.clone() else {
+            return Err(RuntimeError::NoLeader {
+                problem: format!("{address} is a standby and knows no leader"),
+            });
+        };
+        (stream, answer) = register(config, state, &leader, &reports)?;
+    }
+    let (me, lease_ms) = match answer {
+        ToWorker::Registered { worker, lease_ms } => (worker, lease_ms),
+        ToWorker::Rejected { reason } => return Err(RuntimeError::Rejected { reason }),
+        ToWorker::NotLeader { leader } => {
+            return Err(RuntimeError::NoLeader {
+                problem: format!(
+                    "the coordinator named as leader is a standby too (it names {})",
+                    leader.as_deref().unwrap_or("none")
+                ),
+            })
+        }
+        other => {
+            return Err(RuntimeError::Rejected {
+                reason: format!("expected a registration answer, got {other:?}"),
+            })
+        }
+    };
+    state.running.reported(&reports);
+    let previous = state
+        .me
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .replace(me);
+    *state.lease.lock().unwrap_or_else(|p| p.into_inner()) = lease_ms.map(Duration::from_millis);
+    state.exchange.set_worker_id(me.0);
+    tracing::info!(worker = %me, ?previous, slots = config.slots, data = %state.exchange.local_addr(), coordinator = %address, deployments = reports.len(), "registered with the leader");
+    let network = |action: &'static str| {
+        let address = address.clone();
+        move |source| RuntimeError::Network {
+            action,
+            address,
+            source,
+        }
+    };
+    state.link.set(Some(
+        stream
+            .try_clone()
+            .map_err(network("cloning the connection to"))?,
+    ));
+    let stop = shutdown.child();
+    let origin = Instant::now();
+    let last_heard = Arc::new(AtomicU64::new(0));
+    // Heartbeats out.
+    let (beats, beat_stop, every) = (state.link.clone(), stop.clone(), config.heartbeat);
+    spawn("heartbeat", move || {
+        while !beat_stop.is_cancelled() && beats.send(&ToCoordinator::Heartbeat) {
+            std::thread::sleep(every);
+        }
+    })?;
+    // The watchdog closes the connection (ending the read loop below) on
+    // shutdown, or when the leader has been silent for too long.
+    let closer = stream
+        .try_clone()
+        .map_err(network("cloning the connection to"))?;
+    let (watch_stop, heard, timeout) =
+        (stop.clone(), last_heard.clone(), config.coordinator_timeout);
+    spawn("coordinator-watchdog", move || {
+        while !watch_stop.is_cancelled() {
+            let silent = millis_since(origin).saturating_sub(heard.load(Ordering::Relaxed));
+            if silent > timeout.as_millis() as u64 {
+                tracing::warn!(
+                    silent_ms = silent,
+                    "no word from the leader; looking for one (deployments keep running)"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = closer.shutdown(Shutdown::Both);
+    })?;
+    let context = DeployContext {
+        me,
+        exchange: state.exchange.clone(),
+        link: state.link.clone(),
+        build: state.build.clone(),
+        rocksdb: state.rocksdb.clone(),
+        replicas: state.replicas.clone(),
+        channel_capacity: config.channel_capacity,
+        running: state.running.clone(),
+    };
+    loop {
+        let message = match read_message(&mut stream) {
+            Ok(message) => message,
+            Err(_) if shutdown.is_cancelled() => break,
+            Err(error) => {
+                tracing::warn!(worker = %me, error = &error as &dyn std::error::Error, "lost the leader");
+                break;
+            }
+        };
+        last_heard.store(millis_since(origin), Ordering::Relaxed);
+        match message {
+            ToWorker::Deploy(deployment) => context.deploy(*deployment),
+            ToWorker::Command {
+                job_number,
+                attempt,
+                command,
+            } => {
+                if !state.running.command(job_number, attempt, command.clone()) {
+                    tracing::debug!(
+                        job = job_number,
+                        attempt,
+                        ?command,
+                        "dropping a command for an attempt not running here"
+                    );
+                }
+            }
+            ToWorker::Cancel {
+                job_number,
+                attempt,
+            } => {
+                if state.running.cancel(job_number, attempt) {
+                    tracing::info!(job = job_number, attempt, "cancelling deployment");
+                }
+            }
+            ToWorker::Rejected { reason } => {
+                tracing::warn!(worker = %me, %reason, "the leader closed the connection");
+                break;
+            }
+            ToWorker::Heartbeat | ToWorker::Registered { .. } | ToWorker::NotLeader { .. } => {}
+        }
+    }
+    state.link.set(None);
+    stop.cancel();
+    Ok(())
+}
+
+fn read_message(stream: &mut TcpStream) -> Result<ToWorker, RuntimeError> {
+    let body = read_frame(stream).map_err(|error| match error {
+        FrameReadError::Closed => RuntimeError::CoordinatorLost {
+            problem: "it closed the connection".into(),
+        },
+        other => RuntimeError::CoordinatorLost {
+            problem: other.to_string(),
+        },
+    })?;
+    super::decode_control(&body).map_err(|e| RuntimeError::CoordinatorLost {
+        problem: e.to_string(),
+    })
+}
