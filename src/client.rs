@@ -213,6 +213,13 @@ impl Client {
                     }
                     standby = Some(message);
                 }
+                // A request that may have reached the coordinator is not
+                // sent to another one: a submission must not run twice.
+                Err(ClientError::Unreachable { url, source })
+                    if *method != reqwest::Method::GET && !source.is_connect() =>
+                {
+                    return Err(ClientError::Unreachable { url, source })
+                }
                 Err(error) => unreachable = Some(error),
             }
         }

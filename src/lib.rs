@@ -19,11 +19,13 @@
 //! # Layout
 //!
 //! - [`cli`]: the `weir` command line: argument definitions and one module
-//!   per subcommand (`run`, `jobs`).
-//! - [`client`]: the coordinator's REST API from the command line.
+//!   per subcommand (`run`, `coordinator`, `worker`, `submit`, `jobs`,
+//!   `checkpoints`).
+//! - [`client`]: the coordinators' REST API from the command line: takes a
+//!   list of coordinators and follows the leader.
 //! - [`cluster`]: the job registry as the coordinator and workers use it.
-//! - [`embedded`]: the embedded cluster of `weir run`: engine, checkpoint
-//!   driver and restart strategy in one process.
+//! - [`embedded`]: the embedded cluster of `weir run`: a coordinator (its
+//!   control state in memory) and a worker in one process.
 //! - Re-exports: [`operators`] (and its [`prelude`]), [`jobs`], [`runtime`],
 //!   [`state`], [`protocol`].
 

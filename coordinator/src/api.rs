@@ -234,7 +234,9 @@ async fn submit(
             let status = match error {
                 SubmitError::Invalid(_) => StatusCode::BAD_REQUEST,
                 SubmitError::Conflict(_) => StatusCode::CONFLICT,
-                SubmitError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
+                // Not 503: the job may have been recorded, and a client
+                // must not submit it again blindly.
+                SubmitError::NotLeader(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 SubmitError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             ApiError(status, error.to_string())

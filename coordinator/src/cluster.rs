@@ -97,6 +97,8 @@ struct Inner {
     /// Workers this leader declared lost: one that comes back gets a new id.
     lost: BTreeSet<WorkerId>,
     jobs: BTreeMap<u32, Arc<JobHandle>>,
+    /// Job ids of submissions being recorded.
+    reserved_ids: BTreeSet<String>,
     detector: FailureDetector,
 }
 
@@ -151,6 +153,7 @@ impl Cluster {
                 workers: BTreeMap::new(),
                 lost: BTreeSet::new(),
                 jobs: BTreeMap::new(),
+                reserved_ids: BTreeSet::new(),
                 detector: FailureDetector::new(heartbeat_timeout),
             }),
             catalog,
@@ -261,6 +264,14 @@ impl Cluster {
         if inner.workers.contains_key(&id) {
             return Err(format!("worker {id} is already registered"));
         }
+        if !self.leads() {
+            return Err("this coordinator no longer leads; register with the leader".into());
+        }
+        // Before anything else is queued for it (heartbeats, deployments).
+        let _ = outbox.send(ToWorker::Registered {
+            worker: id,
+            lease_ms: self.lease.map(|l| l.as_millis() as u64),
+        });
         inner.workers.insert(
             id,
             WorkerEntry {
@@ -268,18 +279,13 @@ impl Cluster {
                 slots,
                 used: 0,
                 data_addr,
-                outbox: outbox.clone(),
+                outbox,
                 kick,
             },
         );
         inner.detector.heard(id, Instant::now());
         let jobs: Vec<Arc<JobHandle>> = inner.jobs.values().cloned().collect();
         drop(inner);
-        // Before anything a job sends it.
-        let _ = outbox.send(ToWorker::Registered {
-            worker: id,
-            lease_ms: self.lease.map(|l| l.as_millis() as u64),
-        });
         let mut stale: Vec<(u32, u32)> =
             reports.iter().map(|r| (r.job_number, r.attempt)).collect();
         for job in jobs {
@@ -502,37 +508,57 @@ impl Cluster {
         graph: JobGraph,
         prepare: impl FnOnce(&mut StoredJob) -> Result<(), String>,
     ) -> Result<Arc<JobHandle>, AddJobError> {
-        let in_use = |job_id: &str| {
-            self.inner()
-                .jobs
-                .values()
-                .find(|j| j.job_id == job_id && !j.record().lifecycle.state().is_terminal())
-                .map(|other| {
-                    AddJobError::Conflict(format!(
-                        "job id '{job_id}' is in use by job {} which has not ended",
-                        other.number
-                    ))
-                })
-        };
-        if let Some(conflict) = settings.job_id.as_deref().and_then(in_use) {
-            return Err(conflict);
+        if let Some(job_id) = &settings.job_id {
+            self.check_job_id_free(&self.inner(), job_id)?;
         }
         let number = self.next_id(|c| &mut c.jobs).map_err(AddJobError::Store)?;
         let job_id = settings
             .job_id
             .clone()
             .unwrap_or_else(|| format!("{}-{number}", graph.name));
-        let mut stored = StoredJob::new(number, job_id, spec, settings);
-        prepare(&mut stored).map_err(AddJobError::Invalid)?;
-        self.put_job(&stored).map_err(AddJobError::Store)?;
-        let job = Arc::new(JobHandle::new(
-            stored,
-            graph,
-            self.store.clone(),
-            self.guard.clone(),
-        ));
-        self.insert_job(job.clone());
-        Ok(job)
+        // Reserved until the job is in: two submissions of one id race for it.
+        {
+            let mut inner = self.inner();
+            self.check_job_id_free(&inner, &job_id)?;
+            inner.reserved_ids.insert(job_id.clone());
+        }
+        let added = (|| {
+            let mut stored = StoredJob::new(number, job_id.clone(), spec, settings);
+            prepare(&mut stored).map_err(AddJobError::Invalid)?;
+            self.put_job(&stored).map_err(AddJobError::Store)?;
+            Ok(Arc::new(JobHandle::new(
+                stored,
+                graph,
+                self.store.clone(),
+                self.guard.clone(),
+            )))
+        })();
+        let mut inner = self.inner();
+        inner.reserved_ids.remove(&job_id);
+        if let Ok(job) = &added {
+            inner.jobs.insert(job.number, job.clone());
+        }
+        added
+    }
+
+    /// Refuses `job_id` when a job that has not ended, or one being added, has it.
+    fn check_job_id_free(&self, inner: &Inner, job_id: &str) -> Result<(), AddJobError> {
+        if inner.reserved_ids.contains(job_id) {
+            return Err(AddJobError::Conflict(format!(
+                "job id '{job_id}' is being taken by another submission"
+            )));
+        }
+        match inner
+            .jobs
+            .values()
+            .find(|j| j.job_id == job_id && !j.record().lifecycle.state().is_terminal())
+        {
+            Some(other) => Err(AddJobError::Conflict(format!(
+                "job id '{job_id}' is in use by job {} which has not ended",
+                other.number
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Adds a job loaded from the control store.

@@ -42,15 +42,6 @@ pub trait CheckpointFence: Send + Sync {
     fn term(&self) -> u64;
 }
 
-/// Whether `error` says this coordinator no longer leads (or cannot reach
-/// its control store): it must stop acting for the job.
-fn deposes(error: &CoordinatorError) -> bool {
-    matches!(
-        error,
-        CoordinatorError::Fenced { .. } | CoordinatorError::ControlStore { .. }
-    )
-}
-
 /// Checkpointing settings of one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DriverConfig {
@@ -262,7 +253,10 @@ impl CheckpointDriver {
                         tracing::warn!(job = %job, error = &error as &dyn std::error::Error, "retention cleanup failed");
                     }
                 }
-                Err(error) if deposes(&error) => {
+                // The pointer's write was refused or failed (it may even
+                // have landed): never abort a checkpoint a later leader may
+                // find complete.
+                Err(error) if self.deposed => {
                     tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "the checkpoint is not complete: this coordinator no longer leads");
                     self.deposed = true;
                 }
@@ -333,7 +327,10 @@ impl CheckpointDriver {
         crate::crash::point("after-manifest");
         let marker = paths::committed(job, completed.epoch);
         if let Some(fence) = &self.fence {
-            fence.completing(completed.epoch, completed.is_final)?;
+            if let Err(error) = fence.completing(completed.epoch, completed.is_final) {
+                self.deposed = true;
+                return Err(error);
+            }
             crate::crash::point("after-pointer");
             // Complete by its pointer now: a missing marker is written
             // again by whoever restores it.

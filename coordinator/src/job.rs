@@ -145,6 +145,9 @@ pub struct JobHandle {
     pub state_changed: Condvar,
     /// Its record in the control store, as last written.
     stored: Mutex<StoredJob>,
+    /// Held while a change of the record is written (not `stored`, which
+    /// readers such as the API take).
+    writing: Mutex<()>,
     store: Arc<dyn ControlStore>,
     guard: Arc<LeaseGuard>,
 }
@@ -271,6 +274,7 @@ impl JobHandle {
             record: Mutex::new(record),
             state_changed: Condvar::new(),
             stored: Mutex::new(stored),
+            writing: Mutex::new(()),
             store,
             guard,
         }
@@ -285,8 +289,8 @@ impl JobHandle {
     /// a copy, which is written (fenced by the leader's term) and only then
     /// kept. A refused or failed write ends this coordinator's leadership.
     pub fn persist(&self, change: impl FnOnce(&mut StoredJob)) -> Result<(), CoordinatorError> {
-        let mut stored = lock(&self.stored);
-        let mut next = stored.clone();
+        let _writing = lock(&self.writing);
+        let mut next = self.stored();
         change(&mut next);
         if let Some(reason) = self.guard.lost() {
             return Err(CoordinatorError::Fenced {
@@ -299,7 +303,7 @@ impl JobHandle {
             self.guard.lose(crate::error::chain(&error));
             return Err(error);
         }
-        *stored = next;
+        *lock(&self.stored) = next;
         Ok(())
     }
 

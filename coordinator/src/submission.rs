@@ -108,7 +108,7 @@ pub fn submit_job(
         Err(AddJobError::Invalid(message)) => return Err(SubmitError::Invalid(message)),
         Err(AddJobError::Store(error)) => {
             return Err(SubmitError::NotLeader(format!(
-                "the job was not accepted: {}",
+                "this coordinator lost its leadership while recording the job, which may or may not have been accepted (see `weir jobs list`): {}",
                 crate::error::chain(&error)
             )))
         }

@@ -108,6 +108,20 @@ fn conformance(first_plane: &dyn ControlPlane, second_plane: &dyn ControlPlane) 
     assert_eq!(after.counters, counters, "a refused write changes nothing");
     assert_eq!(after.jobs.len(), 2);
     second.store.put_job(&job(3)).unwrap();
+    // Many records load whole, in number order (etcd reads them in pages).
+    for number in (10..460).rev() {
+        second.store.put_job(&job(number)).unwrap();
+    }
+    let numbers: Vec<u32> = second
+        .store
+        .load()
+        .unwrap()
+        .jobs
+        .iter()
+        .map(|j| j.number)
+        .collect();
+    let expected: Vec<u32> = [1, 2, 3].into_iter().chain(10..460).collect();
+    assert_eq!(numbers, expected);
     assert_eq!(
         first_plane.leader().unwrap().map(|l| l.address),
         Some(me(2)),

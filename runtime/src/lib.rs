@@ -24,8 +24,10 @@
 //! - [`watermarks`]: [`InputWatermarks`], the pure merge of per-channel
 //!   watermarks into an operator's watermark.
 //! - [`worker`]: [`run_worker`](worker::run_worker), a worker process:
-//!   registers with the coordinator, heartbeats, and runs each deployment
-//!   it is given with the engine, wired to its peers through `exchange`.
+//!   finds the leader coordinator, registers, heartbeats, and runs each
+//!   deployment it is given with the engine, wired to its peers through
+//!   `exchange`; it keeps its deployments through a leaderless window and
+//!   reports them to the next leader, which adopts them.
 //! - [`error`]: [`RuntimeError`], the one error type of this crate.
 //!
 //! `engine` builds `channels`, loads `restore`d state, starts `snapshots`

@@ -213,6 +213,23 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
         ),
         ("restarts", status.restarts.to_string()),
         (
+            "leader",
+            if status.adopted {
+                format!(
+                    "term {} (adopted the running attempt after a failover)",
+                    status.leader_term
+                )
+            } else {
+                format!("term {}", status.leader_term)
+            },
+        ),
+        (
+            "latest checkpoint",
+            status
+                .latest_checkpoint
+                .map_or("-".into(), |e| format!("{e}")),
+        ),
+        (
             "last failure",
             status.failure.clone().unwrap_or_else(|| "-".into()),
         ),

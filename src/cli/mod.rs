@@ -1,8 +1,12 @@
 //! The `weir` command line: one module per subcommand.
 //!
-//! - [`run`]: `weir run JOB …`, a job on the embedded engine.
-//! - [`jobs`]: `weir jobs available`, the registered jobs and their parameters.
-//! - [`checkpoints`]: `weir checkpoints list|show|verify|dump|gc`, straight from storage.
+//! - [`run`]: `weir run JOB …`, a job on the embedded cluster.
+//! - [`coordinator`]: `weir coordinator`, standalone or `--ha etcd://…`.
+//! - [`worker`]: `weir worker --coordinator A[,B…]`.
+//! - [`submit`]: `weir submit JOB …`, a job for the cluster.
+//! - [`jobs`]: `weir jobs available|list|status|cancel|wait`.
+//! - [`checkpoints`]: `weir checkpoints list|show|verify|dump|diff|gc`, straight from storage.
+//! - [`job_args`]: the job options `run` and `submit` share.
 
 pub mod checkpoints;
 pub mod coordinator;

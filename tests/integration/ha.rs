@@ -258,17 +258,7 @@ fn a_leader_cut_off_from_etcd_steps_down_within_half_its_lease() {
     let etcd_port: u16 = etcd.endpoint.rsplit_once(':').unwrap().1.parse().unwrap();
     let cut_ms = now_ms();
     netns.cut_port(etcd_port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let step_down = loop {
-        if let Some(step_down) = cluster.leader_answer(0).and_then(|a| a.last_step_down) {
-            break step_down;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cut-off leader never stepped down"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let step_down = cluster.wait_for_step_down(0);
     let after = step_down.at_ms.saturating_sub(cut_ms);
     println!(
         "stepped down {after} ms after the cut: {}",
@@ -317,17 +307,7 @@ fn a_leader_paused_past_its_lease_is_refused_and_steps_down() {
     let new_term = term_of(&cluster, new_leader);
     std::thread::sleep(Duration::from_millis(2 * LEASE_MS));
     cluster.signal_coordinator(0, "CONT");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let step_down = loop {
-        if let Some(step_down) = cluster.leader_answer(0).and_then(|a| a.last_step_down) {
-            break step_down;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the paused leader never stepped down"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let step_down = cluster.wait_for_step_down(0);
     println!("the paused leader stepped down: {}", step_down.reason);
     assert_eq!(step_down.term, old_term);
     let status = cluster.wait_finished(&id);
@@ -350,17 +330,7 @@ fn a_second_leader_forced_by_hand_deposes_the_first() {
     cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
     let old_term = term_of(&cluster, 0);
     etcd.etcdctl(&["del", "--prefix", "/weir/test/election"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let step_down = loop {
-        if let Some(step_down) = cluster.leader_answer(0).and_then(|a| a.last_step_down) {
-            break step_down;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the deposed leader never stepped down"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let step_down = cluster.wait_for_step_down(0);
     println!("the deposed leader stepped down: {}", step_down.reason);
     assert!(step_down.reason.contains("refused"), "{}", step_down.reason);
     let new_term = term_of(&cluster, cluster.wait_for_leader_other_than(Some(0)));
@@ -383,14 +353,7 @@ fn losing_etcd_mid_run_steps_the_leader_down_and_corrupts_nothing() {
     let id = cluster.submit_long_job(&out, &[]);
     cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
     etcd.kill();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let step_down = loop {
-        if let Some(step_down) = cluster.leader_answer(0).and_then(|a| a.last_step_down) {
-            break step_down;
-        }
-        assert!(Instant::now() < deadline, "the leader never stepped down");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let step_down = cluster.wait_for_step_down(0);
     println!("stepped down without etcd: {}", step_down.reason);
     let log = std::fs::read_to_string(&cluster.coordinators[0].log).unwrap();
     assert!(log.contains("stepping down"), "{log}");

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use weir::client::Client;
 use weir::coordinator::api::LeaderAnswer;
+use weir::coordinator::server::StepDown;
 use weir::coordinator::JobStatus;
 use weir::protocol::WorkerId;
 
@@ -269,6 +270,21 @@ impl TestCluster {
             }
             assert!(Instant::now() < deadline, "no coordinator took the lead");
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until coordinator `index` stepped down; when and why.
+    pub fn wait_for_step_down(&self, index: usize) -> StepDown {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(step_down) = self.leader_answer(index).and_then(|a| a.last_step_down) {
+                return step_down;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "coordinator {index} never stepped down"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

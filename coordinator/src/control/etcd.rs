@@ -30,6 +30,9 @@ use tokio::runtime::Runtime;
 /// How long to wait for etcd to answer one request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Keys read per request when loading the control state.
+const LOAD_PAGE: i64 = 200;
+
 /// Control state and election in etcd.
 pub struct EtcdPlane {
     endpoints: Vec<String>,
@@ -391,30 +394,49 @@ impl ControlStore for EtcdStore {
     }
 
     fn load(&self) -> Result<ControlState, CoordinatorError> {
-        let mut client = self.client.clone();
-        let answer = call(
-            &self.runtime,
-            &self.endpoints,
-            "reading the control state",
-            REQUEST_TIMEOUT,
-            client.get(self.prefix.clone(), Some(GetOptions::new().with_prefix())),
-        )?;
+        // Paged: one answer must stay below gRPC's message size however
+        // many jobs the cluster ran.
+        let mut end = self.prefix.clone().into_bytes();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let mut start = self.prefix.clone().into_bytes();
         let mut state = ControlState::default();
-        for kv in answer.kvs() {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let Some(name) = key.strip_prefix(&self.prefix) else {
-                continue;
-            };
-            let corrupt = |source| CoordinatorError::CorruptControlRecord {
-                path: key.clone(),
-                source,
-            };
-            if name == "counters" {
-                state.counters = serde_json::from_slice(kv.value()).map_err(corrupt)?;
-            } else if name.starts_with("jobs/") {
-                state
-                    .jobs
-                    .push(serde_json::from_slice(kv.value()).map_err(corrupt)?);
+        loop {
+            let mut client = self.client.clone();
+            let options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(LOAD_PAGE);
+            let answer = call(
+                &self.runtime,
+                &self.endpoints,
+                "reading the control state",
+                REQUEST_TIMEOUT,
+                client.get(start.clone(), Some(options)),
+            )?;
+            for kv in answer.kvs() {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let Some(name) = key.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                let corrupt = |source| CoordinatorError::CorruptControlRecord {
+                    path: key.clone(),
+                    source,
+                };
+                if name == "counters" {
+                    state.counters = serde_json::from_slice(kv.value()).map_err(corrupt)?;
+                } else if name.starts_with("jobs/") {
+                    state
+                        .jobs
+                        .push(serde_json::from_slice(kv.value()).map_err(corrupt)?);
+                }
+            }
+            match answer.kvs().last() {
+                Some(last) if answer.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
             }
         }
         state.jobs.sort_by_key(|j| j.number);

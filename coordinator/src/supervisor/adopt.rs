@@ -88,6 +88,31 @@ fn hear(heard: &mut Heard, worker: WorkerId, report: AttemptReport) {
     }
 }
 
+/// Closes the attempt's inbox; a worker whose report came in after the
+/// decision is told to cancel (later ones find no inbox, and are
+/// cancelled as deployments no job adopts).
+fn close_inbox(
+    cluster: &Cluster,
+    job: &JobHandle,
+    attempt: u32,
+    reports: &Receiver<(WorkerId, AttemptReport)>,
+) {
+    *job.inbox() = None;
+    for (worker, report) in reports.try_iter() {
+        if let AttemptReport::Reattached(Some(report)) = report {
+            if report.ended.is_none() {
+                cluster.send(
+                    worker,
+                    ToWorker::Cancel {
+                        job_number: job.number,
+                        attempt,
+                    },
+                );
+            }
+        }
+    }
+}
+
 /// Waits for the adoption decision and acts on it.
 pub(super) fn run(
     cluster: &Cluster,
@@ -140,7 +165,7 @@ pub(super) fn run(
             }
             AdoptionDecision::Adopt => break,
             AdoptionDecision::Finished => {
-                *job.inbox() = None;
+                close_inbox(cluster, job, attempt, &reports);
                 let (events_in, records_out) = heard
                     .values()
                     .flatten()
@@ -161,7 +186,7 @@ pub(super) fn run(
             AdoptionDecision::Restart(reason) => {
                 tracing::warn!(job = %job.job_id, attempt, %reason, "cannot adopt the running attempt; restarting from the latest checkpoint");
                 cancel_heard(&heard);
-                *job.inbox() = None;
+                close_inbox(cluster, job, attempt, &reports);
                 job.record().note_failure(Instant::now());
                 return AttemptEnd::Failed(format!(
                     "the new leader could not adopt attempt {attempt}: {reason}"
@@ -178,13 +203,13 @@ pub(super) fn run(
         Ok(shape) => shape,
         Err(error) => {
             cancel_heard(&heard);
-            *job.inbox() = None;
+            close_inbox(cluster, job, attempt, &reports);
             return AttemptEnd::Failed(error);
         }
     };
     if let Err(error) = cluster.reserve_placement(&shape.graph, &placement) {
         cancel_heard(&heard);
-        *job.inbox() = None;
+        close_inbox(cluster, job, attempt, &reports);
         return AttemptEnd::Failed(error);
     }
     let reports_of: Vec<&DeploymentReport> = heard.values().flatten().collect();

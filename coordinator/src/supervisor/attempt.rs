@@ -306,7 +306,19 @@ pub(super) fn adopted(
                 events,
             ) {
                 Ok(started) => driver = Some(started),
-                Err(error) => return AttemptEnd::Fatal(error),
+                Err(error) => {
+                    for worker in &workers {
+                        cluster.send(
+                            *worker,
+                            ToWorker::Cancel {
+                                job_number: job.number,
+                                attempt,
+                            },
+                        );
+                    }
+                    *job.inbox() = None;
+                    return AttemptEnd::Fatal(error);
+                }
             }
         }
     }

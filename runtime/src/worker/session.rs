@@ -11,7 +11,9 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use weir_protocol::cluster::DeploymentReport;
 use weir_protocol::wire::{ToCoordinator, ToWorker, PROTOCOL_VERSION};
+use weir_protocol::WorkerEvent;
 
 /// How long connecting to a coordinator may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -45,7 +47,7 @@ fn register(
     config: &WorkerConfig,
     state: &WorkerState,
     address: &str,
-    reports: &[weir_protocol::cluster::DeploymentReport],
+    reports: &[DeploymentReport],
 ) -> Result<(TcpStream, ToWorker), RuntimeError> {
     let mut stream = connect(address)?;
     let previous = *state.me.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,6 +136,7 @@ pub(super) fn run(
             .try_clone()
             .map_err(network("cloning the connection to"))?,
     ));
+    reannounce(state, &reports);
     let stop = shutdown.child();
     let origin = Instant::now();
     let last_heard = Arc::new(AtomicU64::new(0));
@@ -219,6 +222,47 @@ pub(super) fn run(
     state.link.set(None);
     stop.cancel();
     Ok(())
+}
+
+/// Tells the leader what happened to the deployments between the snapshot
+/// of `registered` and the link being up (those frames found no link):
+/// parts that started, sources that finished, parts that ended. The
+/// leader ignores what it heard already.
+fn reannounce(state: &WorkerState, registered: &[DeploymentReport]) {
+    let now = state.running.reports();
+    for report in &now {
+        let (job_number, attempt) = (report.job_number, report.attempt);
+        let before = registered
+            .iter()
+            .find(|r| r.job_number == job_number && r.attempt == attempt);
+        if let Some(outcome) = &report.ended {
+            if before.is_none_or(|b| b.ended.is_none()) {
+                state.link.send(&ToCoordinator::Ended {
+                    job_number,
+                    attempt,
+                    outcome: outcome.clone(),
+                });
+            }
+            continue;
+        }
+        if report.started && before.is_none_or(|b| !b.started) {
+            state.link.send(&ToCoordinator::Started {
+                job_number,
+                attempt,
+                restored: report.restored.clone(),
+            });
+        }
+        for task in &report.finished_sources {
+            if before.is_none_or(|b| !b.finished_sources.contains(task)) {
+                state.link.send(&ToCoordinator::Event {
+                    job_number,
+                    attempt,
+                    event: WorkerEvent::SourceFinished { task: *task },
+                });
+            }
+        }
+    }
+    state.running.reported(&now);
 }
 
 fn read_message(stream: &mut TcpStream) -> Result<ToWorker, RuntimeError> {
