@@ -182,11 +182,6 @@ impl Cluster {
         &self.guard
     }
 
-    /// The term's control store.
-    pub fn store(&self) -> &Arc<dyn ControlStore> {
-        &self.store
-    }
-
     /// Leadership is over (a write was refused, or the store failed).
     pub fn lose_leadership(&self, error: &CoordinatorError) {
         self.guard.lose(crate::error::chain(error));

@@ -24,28 +24,9 @@ fn killing_random_workers_keeps_the_output_exactly_once() {
     // At 200,000 events/s the job runs 1.25 s per kill plus 2 s: longer
     // than the kill loop's longest (1.2 s per kill), so it never ends early.
     let events = format!("events={}", 400_000 + 250_000 * kills);
-    let mut submit: Vec<&str> = JOB.to_vec();
-    submit[2] = &events;
-    let out_arg = out.display().to_string();
-    submit.extend([
-        "-p",
-        "3",
-        "--checkpoint-interval",
-        "200ms",
-        "--max-restarts",
-        "1000",
-        "--output",
-        &out_arg,
-    ]);
-    let mut args = vec!["submit"];
-    args.extend(&submit);
-    let output = cluster.weir(&args);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let mut job: Vec<&str> = JOB.to_vec();
+    job[2] = &events;
+    let id = cluster.submit_chaos_job(&job, &out);
     let client = cluster.client();
     let mut killed = 0;
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -131,26 +131,7 @@ fn killing_the_leader_again_and_again_keeps_the_output_exactly_once() {
     let mut job: Vec<&str> = JOB.to_vec();
     job[2] = &events;
     job[8] = "rate=100000";
-    let out_arg = out.display().to_string();
-    let mut submit = vec!["submit"];
-    submit.extend(&job);
-    submit.extend([
-        "-p",
-        "3",
-        "--checkpoint-interval",
-        "200ms",
-        "--max-restarts",
-        "1000",
-        "--output",
-        &out_arg,
-    ]);
-    let output = cluster.weir(&submit);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let id = cluster.submit_chaos_job(&job, &out);
     let client = cluster.client();
     let mut term = term_of(&cluster, 0);
     for kill in 1..=kills {
@@ -256,8 +237,9 @@ fn a_leader_cut_off_from_etcd_steps_down_within_half_its_lease() {
     cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
     let old_term = term_of(&cluster, 0);
     let etcd_port: u16 = etcd.endpoint.rsplit_once(':').unwrap().1.parse().unwrap();
-    let cut_ms = now_ms();
     netns.cut_port(etcd_port);
+    // Renewals sent before this moment may have been confirmed; none after.
+    let cut_ms = now_ms();
     let step_down = cluster.wait_for_step_down(0);
     let after = step_down.at_ms.saturating_sub(cut_ms);
     println!(

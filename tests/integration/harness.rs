@@ -366,6 +366,27 @@ impl TestCluster {
         text(&output.stdout).trim().to_owned()
     }
 
+    /// Submits `job` for a chaos test: p=3, 200 ms checkpoints, restarts
+    /// without limit, exactly-once output into `out`; returns its id.
+    pub fn submit_chaos_job(&self, job: &[&str], out: &Path) -> String {
+        let out_arg = out.display().to_string();
+        let mut submit = vec!["submit"];
+        submit.extend(job);
+        submit.extend([
+            "-p",
+            "3",
+            "--checkpoint-interval",
+            "200ms",
+            "--max-restarts",
+            "1000",
+            "--output",
+            &out_arg,
+        ]);
+        let output = self.weir(&submit);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout).trim().to_owned()
+    }
+
     /// Waits until job `id` satisfies `done` (failing if it ends first).
     pub fn wait_for(&self, id: &str, what: &str, done: impl Fn(&JobStatus) -> bool) -> JobStatus {
         let client = self.client();
