@@ -19,14 +19,33 @@ fn scope(subtask: u32, parallelism: u32) -> StateScope {
     }
 }
 
+/// A directory for a backend's local files. Dropped (after the stores
+/// that used it), it waits for the RocksDB instances closing in the
+/// background: a test process that exits while one closes aborts in
+/// RocksDB's teardown ("pthread lock: Invalid argument").
+struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        weir_state::rocks::finish_background_closes();
+    }
+}
+
+fn scratch() -> Scratch {
+    Scratch(tempfile::tempdir().unwrap())
+}
+
 /// Every backend, with the directory its local files live in.
-fn backends() -> Vec<(Box<dyn StateBackend>, tempfile::TempDir)> {
-    let dir = tempfile::tempdir().unwrap();
+fn backends() -> Vec<(Box<dyn StateBackend>, Scratch)> {
+    let dir = scratch();
     let rocks = RocksDbBackend::new(dir.path(), 1000);
-    vec![
-        (Box::new(MemoryBackend), tempfile::tempdir().unwrap()),
-        (Box::new(rocks), dir),
-    ]
+    vec![(Box::new(MemoryBackend), scratch()), (Box::new(rocks), dir)]
 }
 
 /// A snapshot as written to checkpoint storage: its files and contents.
@@ -360,7 +379,7 @@ fn restoring_a_subset_of_key_groups_rescales_state() {
 
 #[test]
 fn heap_snapshots_restore_into_rocksdb() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let rocks = RocksDbBackend::new(dir.path(), 10);
     let mut heap = MemoryBackend.open_keyed(scope(0, 1)).unwrap();
     fill(&mut heap, 0..100);
@@ -373,7 +392,7 @@ fn heap_snapshots_restore_into_rocksdb() {
 
 #[test]
 fn rocksdb_snapshots_reuse_files_of_complete_checkpoints() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let backend = RocksDbBackend::new(dir.path(), 1000);
     let mut store = backend.open_keyed(scope(0, 1)).unwrap();
     let mut storage = Storage::new();
@@ -436,7 +455,7 @@ fn corrupt_snapshots_are_detected() {
 fn rocksdb_flushes_of_many_changes_ingest_files_and_restore() {
     // More changed keys than a write batch is used for: the flush writes an
     // SST file and ingests it; deletions must survive that path too.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let backend = RocksDbBackend::new(dir.path(), 100_000);
     let mut store = backend.open_keyed(scope(0, 1)).unwrap();
     let v = store.value_table::<u64, u64>("v").unwrap();

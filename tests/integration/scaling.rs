@@ -36,7 +36,10 @@ fn a_job_allowed_to_scale_down_goes_on_with_fewer_slots_and_scales_back_up() {
     let full = cluster.wait_for(&id, "running at parallelism 3 again", |s| {
         s.state == JobState::Running && s.running_parallelism == 3 && s.attempt > small.attempt
     });
-    assert_eq!(full.restarts, small.restarts, "a rescale is not a restart");
+    assert_eq!(
+        full.restarts, small.restarts,
+        "a rescale is not a restart: {full:?}"
+    );
     cluster.wait_finished(&id);
     assert_same(&out, &clean_long_run(dir.path()));
 }
