@@ -19,7 +19,7 @@ use crate::tracker::{CheckpointConfig, CheckpointTracker, CompletedCheckpoint, D
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use weir_protocol::checkpoint::{paths, MANIFEST_VERSION};
 use weir_protocol::{
     CheckpointManifest, ControlCommand, Epoch, JobGraph, OperatorState, SubtaskId, VertexKind,
@@ -104,14 +104,6 @@ pub struct CheckpointDriver {
     finished_before: Vec<SubtaskId>,
     /// Set once the fence refused: this coordinator no longer leads.
     deposed: bool,
-}
-
-fn wall_clock_ms(at: Instant) -> i64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let ago = Instant::now().saturating_duration_since(at);
-    now.saturating_sub(ago).as_millis() as i64
 }
 
 impl CheckpointDriver {
@@ -308,8 +300,8 @@ impl CheckpointDriver {
             version: MANIFEST_VERSION,
             job: job.to_owned(),
             epoch: completed.epoch,
-            triggered_at_ms: wall_clock_ms(completed.triggered_at),
-            completed_at_ms: wall_clock_ms(completed.completed_at),
+            triggered_at_ms: crate::time::wall_ms(completed.triggered_at) as i64,
+            completed_at_ms: crate::time::wall_ms(completed.completed_at) as i64,
             max_parallelism: self.graph.max_parallelism,
             is_final: completed.is_final,
             leader_term: self.fence.as_ref().map(|f| f.term()),

@@ -157,10 +157,6 @@ pub struct JobHandle {
 pub struct JobRecord {
     /// Its lifecycle.
     pub lifecycle: JobLifecycle,
-    /// Current attempt.
-    pub attempt: u32,
-    /// Restarts so far.
-    pub restarts: u32,
     /// Last failure.
     pub failure: Option<String>,
     /// Counters of the last finished attempt.
@@ -171,8 +167,6 @@ pub struct JobRecord {
     pub restored_from: Option<u64>,
     /// Checkpoints of all attempts.
     pub checkpoints: CheckpointStats,
-    /// Current placement.
-    pub placement: Vec<TaskPlacement>,
     /// When the first attempt was deployed.
     pub started: Option<Instant>,
     /// When the job ended.
@@ -187,8 +181,6 @@ pub struct JobRecord {
     pub last_restore: Vec<SubtaskRestore>,
     /// The running attempt's checkpoint figures, as its driver publishes them.
     pub live_checkpoints: Option<std::sync::Arc<Mutex<CheckpointStats>>>,
-    /// Parallelism of the current attempt (lower than asked when scaled down).
-    pub running_parallelism: u32,
     /// The parallelism `holders` is for.
     pub holders_parallelism: u32,
     /// Per slot, the workers holding the newest checkpoint's state.
@@ -250,11 +242,7 @@ impl JobHandle {
         guard: Arc<LeaseGuard>,
     ) -> Self {
         let mut record = JobRecord {
-            attempt: stored.attempt,
-            restarts: stored.restarts,
             failure: stored.failure.clone(),
-            placement: stored.placement.clone(),
-            running_parallelism: stored.running_parallelism,
             ..JobRecord::default()
         };
         if let Some(result) = &stored.result {
@@ -363,6 +351,8 @@ impl JobHandle {
     /// The job as reported by the API.
     pub fn status(&self) -> JobStatus {
         let record = self.record();
+        // Attempt, restarts and placement are the control store's record.
+        let stored = lock(&self.stored);
         let mut checkpoints = record.checkpoints.clone();
         if let Some(live) = &record.live_checkpoints {
             checkpoints.absorb(lock(live).clone());
@@ -377,10 +367,10 @@ impl JobHandle {
             job_id: self.job_id.clone(),
             job: self.spec.job.clone(),
             state: record.lifecycle.state(),
-            attempt: record.attempt,
+            attempt: stored.attempt,
             parallelism: self.spec.parallelism,
-            running_parallelism: record.running_parallelism,
-            restarts: record.restarts,
+            running_parallelism: stored.running_parallelism,
+            restarts: stored.restarts,
             failure: record.failure.clone(),
             events_in: record.events_in,
             records_out: record.records_out,
@@ -394,12 +384,12 @@ impl JobHandle {
                 .collect(),
             checkpoint_sizes: checkpoints.sizes,
             checkpoint_incremental_sizes: checkpoints.incremental_sizes,
-            placement: record.placement.clone(),
+            placement: stored.placement.clone(),
             last_loss: record.last_loss.clone(),
             last_recovery_ms: record.last_recovery_ms,
             restored: record.last_restore.clone(),
             transitions: record.lifecycle.history().to_vec(),
-            latest_checkpoint: lock(&self.stored).checkpoint.map(|c| c.epoch),
+            latest_checkpoint: stored.checkpoint.map(|c| c.epoch),
             adopted: record.adopted,
             leader_term: self.store.term(),
             elapsed_s: elapsed.as_secs_f64(),

@@ -12,7 +12,7 @@
 //!                 └──> Failed   (also from Scheduling, Running)
 //! ```
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::time::now_ms;
 use weir_protocol::JobState;
 
 /// Whether a job may go from `from` to `to`.
@@ -59,13 +59,6 @@ impl Default for JobLifecycle {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl JobLifecycle {

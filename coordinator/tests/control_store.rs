@@ -35,6 +35,11 @@ fn job(number: u32) -> StoredJob {
     )
 }
 
+/// A view of the control state of `cluster_id` in `etcd`, with 2 s leases.
+fn etcd_plane(url: &str, cluster_id: &str) -> EtcdPlane {
+    EtcdPlane::connect(url, cluster_id, Duration::from_secs(2)).unwrap()
+}
+
 fn fenced(result: Result<(), CoordinatorError>) -> bool {
     matches!(result, Err(CoordinatorError::Fenced { .. }))
 }
@@ -150,12 +155,11 @@ fn etcd_plane_keeps_the_contract() {
     let Some(etcd) = etcd::Etcd::start() else {
         return;
     };
-    let lease = Duration::from_secs(2);
-    let first = EtcdPlane::connect(&etcd.url(), "conformance", lease).unwrap();
-    let second = EtcdPlane::connect(&etcd.url(), "conformance", lease).unwrap();
+    let first = etcd_plane(&etcd.url(), "conformance");
+    let second = etcd_plane(&etcd.url(), "conformance");
     conformance(&first, &second);
     // Another cluster id is another control state.
-    let other = EtcdPlane::connect(&etcd.url(), "elsewhere", lease).unwrap();
+    let other = etcd_plane(&etcd.url(), "elsewhere");
     let leadership = other.campaign(&me(3)).unwrap();
     assert!(leadership.store.load().unwrap().jobs.is_empty());
     (leadership.resign)();
@@ -168,9 +172,8 @@ fn a_second_leader_forced_by_hand_fences_the_first() {
     let Some(etcd) = etcd::Etcd::start() else {
         return;
     };
-    let lease = Duration::from_secs(2);
-    let first_plane = EtcdPlane::connect(&etcd.url(), "forced", lease).unwrap();
-    let second_plane = EtcdPlane::connect(&etcd.url(), "forced", lease).unwrap();
+    let first_plane = etcd_plane(&etcd.url(), "forced");
+    let second_plane = etcd_plane(&etcd.url(), "forced");
     let first = first_plane.campaign(&me(1)).unwrap();
     first.store.put_job(&job(1)).unwrap();
     etcd.etcdctl(&["del", "--prefix", "/weir/forced/election"]);
@@ -199,12 +202,12 @@ fn a_standby_wins_when_the_leader_resigns() {
         return;
     };
     let lease = Duration::from_secs(2);
-    let leader_plane = EtcdPlane::connect(&etcd.url(), "standby", lease).unwrap();
+    let leader_plane = etcd_plane(&etcd.url(), "standby");
     let leader = leader_plane.campaign(&me(1)).unwrap();
     let standby = std::thread::spawn({
         let url = etcd.url();
         move || {
-            let plane = EtcdPlane::connect(&url, "standby", lease).unwrap();
+            let plane = etcd_plane(&url, "standby");
             let won = plane.campaign(&me(2)).unwrap();
             let term = won.term;
             (won.resign)();

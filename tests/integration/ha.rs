@@ -15,7 +15,8 @@ use crate::partition::Netns;
 use crate::recovery::{assert_same, Rng, JOB};
 use etcd::Etcd;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use weir::coordinator::time::now_ms;
 use weir::protocol::JobState;
 
 /// The leader's lease in these tests (the failover benchmark's too).
@@ -48,13 +49,6 @@ fn ha_cluster(
     }
     cluster.wait_for_workers(workers);
     cluster
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// (epoch, leader term) of every complete checkpoint of `job`.

@@ -5,6 +5,12 @@
 //! `.ci/run` installs it. Without it, tests that need etcd are skipped with
 //! a message, except under CI (`CI` set), where its absence is a failure.
 
+// Each support module brings its own copy (they are included by path
+// into several test crates).
+#[allow(clippy::duplicate_mod)]
+#[path = "service.rs"]
+mod service;
+
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,12 +19,8 @@ use std::time::{Duration, Instant};
 pub struct Etcd {
     child: Option<Child>,
     args: Vec<String>,
-    /// `127.0.0.1:PORT` of its client endpoint.
+    /// `HOST:PORT` of its client endpoint.
     pub endpoint: String,
-    /// The address to listen on that clients use (for partition tests:
-    /// the host side of a veth pair).
-    #[allow(dead_code)]
-    pub host: String,
     _data: tempfile::TempDir,
 }
 
@@ -39,18 +41,7 @@ impl Etcd {
 
     /// Starts etcd serving clients on `host` (and 127.0.0.1 for peers).
     pub fn start_on(host: &str) -> Option<Self> {
-        let installed = Command::new("etcd")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "etcd is not installed; .ci/run installs it (apt-get install etcd-server)"
-            );
-            eprintln!("skipping etcd test: etcd is not installed (apt-get install etcd-server)");
+        if !service::installed("etcd", "apt-get install etcd-server") {
             return None;
         }
         let data = tempfile::tempdir().unwrap();
@@ -83,7 +74,6 @@ impl Etcd {
             child: None,
             args,
             endpoint: format!("{host}:{client}"),
-            host: host.to_owned(),
             _data: data,
         };
         etcd.spawn();

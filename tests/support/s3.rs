@@ -5,6 +5,12 @@
 //! --locked`). Without it, tests that need S3 are skipped with a message,
 //! except under CI (`CI` set), where its absence is a failure.
 
+// Each support module brings its own copy (they are included by path
+// into several test crates).
+#[allow(clippy::duplicate_mod)]
+#[path = "service.rs"]
+mod service;
+
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,18 +34,10 @@ impl S3Server {
     /// Starts a server, or returns `None` (after saying why) when `s3s-fs`
     /// is not installed outside CI.
     pub fn start() -> Option<Self> {
-        let installed = Command::new("s3s-fs")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "s3s-fs is not installed; .ci/run installs it"
-            );
-            eprintln!("skipping S3 test: s3s-fs is not installed (cargo install s3s-fs@0.14.1 --features binary --locked)");
+        if !service::installed(
+            "s3s-fs",
+            "cargo install s3s-fs@0.14.1 --features binary --locked",
+        ) {
             return None;
         }
         let root = tempfile::tempdir().unwrap();

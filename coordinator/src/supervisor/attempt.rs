@@ -84,7 +84,8 @@ impl Checkpoints {
         let live = Arc::new(std::sync::Mutex::new(CheckpointStats::default()));
         job.record().live_checkpoints = Some(live.clone());
         let last_epoch = Some(Epoch(job.stored().last_epoch)).filter(|e| e.0 > 0);
-        let adopted = !finished.is_empty() || job.record().adopted;
+        // After a failover the latest checkpoint is older than usual.
+        let adopted = job.record().adopted;
         let mut driver =
             CheckpointDriver::new(catalog, &shape.graph, config, after.max(last_epoch))
                 // Storage that cannot even be listed will not get better by restarting.
@@ -179,11 +180,8 @@ pub(super) fn deploy(
     }
     {
         let mut record = job.record();
-        record.attempt = attempt;
         record.adopted = false;
         record.last_restore.clear();
-        record.running_parallelism = shape.spec.parallelism;
-        record.placement = placement.to_vec();
         record.started.get_or_insert_with(Instant::now);
     }
     let workers: Vec<WorkerId> = peers.iter().map(|p| p.worker).collect();
@@ -280,10 +278,7 @@ pub(super) fn adopted(
     let workers = progress.workers();
     {
         let mut record = job.record();
-        record.attempt = attempt;
         record.adopted = true;
-        record.running_parallelism = shape.spec.parallelism;
-        record.placement = placement.to_vec();
         record.started.get_or_insert_with(Instant::now);
     }
     let pointer = job.stored().checkpoint;

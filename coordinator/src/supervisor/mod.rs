@@ -287,7 +287,6 @@ fn supervise(
                 {
                     return;
                 }
-                job.record().restarts += 1;
                 // The backoff runs from when the failure was detected: the
                 // time spent stopping the attempt counts towards it.
                 let detected = job.record().recovering_since.unwrap_or_else(Instant::now);
