@@ -23,7 +23,7 @@ use cluster::ProcessCluster;
 use std::time::Duration;
 use weir::coordinator::JobStatus;
 use weir::embedded::run_embedded;
-use weir::jobs::JobRegistry;
+
 use weir::protocol::cluster::{BackendKind, RunSettings};
 use weir::protocol::SubmitRequest;
 
@@ -80,7 +80,7 @@ fn main() {
     // RocksDB instances of the embedded worker go under the data directory too.
     std::env::set_var("WEIR_DATA_DIR", data_dir.path());
     let checkpoints = data_dir.path().join("checkpoints").display().to_string();
-    let registry = JobRegistry::builtin();
+    let registry = weir::jobs::registry();
     let mut cluster: Option<ProcessCluster> = None;
     let mut configs = Vec::new();
     for emit in ["final", "updates"] {

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use weir_coordinator::api::{ClusterInfo, LeaderAnswer};
+use weir_coordinator::savepoint::{SavepointDone, SavepointOptions};
 use weir_coordinator::JobStatus;
 use weir_protocol::SubmitRequest;
 
@@ -17,6 +18,9 @@ const LEADER_PATIENCE: Duration = Duration::from_secs(5);
 /// How long asking one coordinator who leads may take: a paused or cut-off
 /// coordinator must not hold up finding the one that answers.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a savepoint request may take before the client gives up.
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Why a request to the coordinator failed.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +153,11 @@ impl Client {
         let mut request = self.http.request(method.clone(), &url);
         if path == "/v1/leader" {
             request = request.timeout(PROBE_TIMEOUT);
+        }
+        if path.ends_with("/savepoint") {
+            // The answer comes once the savepoint is written (and, with
+            // `stop`, the job ended): a checkpoint and a copy of its files.
+            request = request.timeout(SAVEPOINT_TIMEOUT);
         }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -288,6 +297,21 @@ impl Client {
             reqwest::Method::POST,
             &format!("/v1/jobs/{id}/cancel"),
             None,
+        )
+    }
+
+    /// Takes a savepoint of a job (and stops it, with `options.stop`);
+    /// returns once it is written.
+    pub fn savepoint(
+        &self,
+        id: &str,
+        options: &SavepointOptions,
+    ) -> Result<SavepointDone, ClientError> {
+        let body = serde_json::to_vec(options).expect("requests serialize");
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/jobs/{id}/savepoint"),
+            Some(body),
         )
     }
 

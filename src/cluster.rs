@@ -7,7 +7,7 @@ use crate::cli::error_chain;
 use std::path::PathBuf;
 use std::sync::Arc;
 use weir_coordinator::JobCatalog;
-use weir_jobs::{JobOptions, JobRegistry};
+use weir_operators::job::{JobOptions, JobRegistry};
 use weir_operators::Dataflow;
 use weir_protocol::{JobGraph, JobSpec};
 use weir_runtime::worker::DataflowBuilder;
@@ -15,7 +15,10 @@ use weir_runtime::worker::DataflowBuilder;
 /// The job registry as the coordinator sees it.
 pub struct RegistryCatalog(pub JobRegistry);
 
-fn build(registry: &JobRegistry, spec: &JobSpec) -> Result<Dataflow, weir_jobs::JobError> {
+fn build(
+    registry: &JobRegistry,
+    spec: &JobSpec,
+) -> Result<Dataflow, weir_operators::job::JobError> {
     registry.build(
         &spec.job,
         &spec.params,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use weir_coordinator::submission::{submit_job, SubmitError};
 use weir_coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, JobStatus, MemoryPlane};
-use weir_jobs::JobRegistry;
+use weir_operators::job::JobRegistry;
 use weir_protocol::{JobState, SubmitRequest};
 use weir_runtime::worker::{run_worker, FixedEndpoint, WorkerConfig};
 use weir_runtime::{CancelToken, RuntimeError};

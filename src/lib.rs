@@ -1,9 +1,11 @@
 //! Weir: fault-tolerant stream processing.
 //!
 //! This crate is the one users depend on. It re-exports the operator API
-//! (write a job), the reference jobs and their registry (run a job by name),
-//! the local engine (run a dataflow in this process), and the command-line
-//! interface, which a user's own binary can call with its own registry.
+//! (write a job), the job API (register jobs by name, with typed
+//! parameters), the local engine (run a dataflow in this process), and the
+//! command-line interface: a user's own binary registers its jobs and
+//! calls [`cli::main`] to get the whole `weir` command line for them
+//! (`examples/custom-job` is a template).
 //!
 //! ```
 //! use weir::prelude::*;
@@ -26,8 +28,11 @@
 //! - [`cluster`]: the job registry as the coordinator and workers use it.
 //! - [`embedded`]: the embedded cluster of `weir run`: a coordinator (its
 //!   control state in memory) and a worker in one process.
-//! - Re-exports: [`operators`] (and its [`prelude`]), [`jobs`], [`runtime`],
-//!   [`state`], [`protocol`].
+//! - [`testing`]: a cluster of real processes of a binary (coordinator and
+//!   workers on loopback), for a job crate's own tests.
+//! - Re-exports: [`job`] (jobs as a library: registry, definitions, typed
+//!   parameters), [`operators`] (and its [`prelude`]), [`jobs`] (Weir's
+//!   reference jobs), [`runtime`], [`state`], [`protocol`].
 
 #![warn(missing_docs)]
 
@@ -35,10 +40,12 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod embedded;
+pub mod testing;
 
 pub use weir_coordinator as coordinator;
 pub use weir_jobs as jobs;
 pub use weir_operators as operators;
+pub use weir_operators::job;
 pub use weir_operators::prelude;
 pub use weir_protocol as protocol;
 pub use weir_runtime as runtime;

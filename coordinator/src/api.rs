@@ -18,6 +18,7 @@
 use crate::cluster::{Cluster, WorkerInfo};
 use crate::control::{CoordinatorAddress, LeaderInfo};
 use crate::job::{JobHandle, JobStatus};
+use crate::savepoint::{take_savepoint, SavepointDone, SavepointError, SavepointOptions};
 use crate::server::Node;
 use crate::submission::{submit_job, SubmitError};
 use axum::body::Bytes;
@@ -102,6 +103,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(status))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/savepoint", post(savepoint))
         .route("/v1/cluster", get(cluster_info))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), standby))
@@ -276,6 +278,32 @@ async fn cancel(
     }
     job.cancel_requested.store(true, Ordering::Relaxed);
     Ok((StatusCode::ACCEPTED, Json(job.status())))
+}
+
+async fn savepoint(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<SavepointDone>, ApiError> {
+    let options: SavepointOptions = if body.is_empty() {
+        SavepointOptions::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| bad_request(format!("malformed savepoint request: {e}")))?
+    };
+    let cluster = leading(&state)?;
+    let job = find(&state, &id)?;
+    let done = tokio::task::spawn_blocking(move || {
+        take_savepoint(&job, &cluster.checkpoint_root, &options)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|error| match error {
+        SavepointError::Refused(problem) => ApiError(StatusCode::CONFLICT, problem),
+        SavepointError::Invalid(problem) => bad_request(problem),
+        SavepointError::Failed(problem) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, problem),
+    })?;
+    Ok(Json(done))
 }
 
 async fn cluster_info(State(state): State<ApiState>) -> Result<Json<ClusterInfo>, ApiError> {

@@ -113,6 +113,12 @@ impl CheckpointCatalog {
         &self.job
     }
 
+    /// Whether anything at all is stored under the job's directory.
+    pub fn exists(&self) -> Result<bool, CoordinatorError> {
+        let listing = self.storage.list_dir(&paths::job_dir(&self.job))?;
+        Ok(!listing.dirs.is_empty() || !listing.files.is_empty())
+    }
+
     /// Every checkpoint directory, oldest first.
     pub fn list(&self) -> Result<Vec<CheckpointEntry>, CoordinatorError> {
         let listing = self.storage.list_dir(&paths::job_dir(&self.job))?;
@@ -304,7 +310,7 @@ impl CheckpointCatalog {
     /// Keeps the newest `keep` complete checkpoints (at least 1) and
     /// deletes the directories of older ones and of any older checkpoint
     /// that never completed, plus shared files, except every file a kept
-    /// manifest references.
+    /// manifest references. Savepoints are never deleted.
     ///
     /// Nothing newer than the newest complete checkpoint is touched: it may
     /// be the checkpoint a running job has in flight. A checkpoint's commit
@@ -319,7 +325,13 @@ impl CheckpointCatalog {
         let Some(&newest) = complete.last() else {
             return Ok(RetentionReport::default());
         };
-        let kept: Vec<Epoch> = complete.iter().rev().take(keep.max(1)).copied().collect();
+        let mut kept: Vec<Epoch> = complete.iter().rev().take(keep.max(1)).copied().collect();
+        // Savepoints are kept until deleted by hand, whatever `keep` says.
+        for &epoch in &complete {
+            if !kept.contains(&epoch) && self.manifest(epoch)?.savepoint {
+                kept.push(epoch);
+            }
+        }
         let mut referenced = std::collections::HashSet::new();
         for &epoch in &kept {
             for file in self.manifest(epoch)?.files() {

@@ -15,6 +15,7 @@
 
 use crate::catalog::CheckpointCatalog;
 use crate::error::CoordinatorError;
+use crate::savepoint::{default_uid_warnings, write_savepoint, SavepointDone, SavepointRequest};
 use crate::tracker::{CheckpointConfig, CheckpointTracker, CompletedCheckpoint, Decision};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashSet};
@@ -40,6 +41,11 @@ pub trait CheckpointFence: Send + Sync {
     fn completing(&self, epoch: Epoch, is_final: bool) -> Result<(), CoordinatorError>;
     /// The leader's term, recorded in manifests.
     fn term(&self) -> u64;
+    /// The job stops with the savepoint at `location`: records it, so that
+    /// nothing runs the job again. Only after `Ok` may its sinks commit.
+    fn stopping(&self, _location: &str) -> Result<(), CoordinatorError> {
+        Ok(())
+    }
 }
 
 /// Checkpointing settings of one job.
@@ -104,6 +110,14 @@ pub struct CheckpointDriver {
     finished_before: Vec<SubtaskId>,
     /// Set once the fence refused: this coordinator no longer leads.
     deposed: bool,
+    /// Where savepoint requests arrive.
+    savepoint_requests: Option<Receiver<SavepointRequest>>,
+    /// The savepoint being taken, and its epoch once triggered.
+    savepoint: Option<(SavepointRequest, Option<Epoch>)>,
+    /// A stop-with-savepoint was triggered: no checkpoint follows it.
+    stopping: bool,
+    /// The stop-with-savepoint is written: the job is ending.
+    stopped: bool,
 }
 
 impl CheckpointDriver {
@@ -154,6 +168,10 @@ impl CheckpointDriver {
             fence: None,
             finished_before: Vec::new(),
             deposed: false,
+            savepoint_requests: None,
+            savepoint: None,
+            stopping: false,
+            stopped: false,
         })
     }
 
@@ -172,6 +190,12 @@ impl CheckpointDriver {
     /// For an adopted attempt: these sources had finished already.
     pub fn with_finished_sources(mut self, tasks: impl IntoIterator<Item = SubtaskId>) -> Self {
         self.finished_before.extend(tasks);
+        self
+    }
+
+    /// Takes savepoints asked for on `requests`.
+    pub fn with_savepoints(mut self, requests: Receiver<SavepointRequest>) -> Self {
+        self.savepoint_requests = Some(requests);
         self
     }
 
@@ -194,6 +218,7 @@ impl CheckpointDriver {
             }
         }
         loop {
+            self.take_savepoint_requests();
             let decision = match events.recv_timeout(TICK) {
                 Ok(event) => self.tracker.on_event(event, Instant::now()),
                 Err(RecvTimeoutError::Timeout) => self.tracker.tick(Instant::now()),
@@ -206,15 +231,107 @@ impl CheckpointDriver {
                 }
             }
         }
+        if let Some((request, _)) = self.savepoint.take() {
+            let _ = request.reply.send(Err(
+                "the job's attempt ended before the savepoint completed".into(),
+            ));
+        }
         self.stats
     }
 
+    /// Accepts a waiting savepoint request: its checkpoint is due at once.
+    fn take_savepoint_requests(&mut self) {
+        let Some(requests) = &self.savepoint_requests else {
+            return;
+        };
+        while let Ok(request) = requests.try_recv() {
+            if self.savepoint.is_some() || self.stopping || self.deposed {
+                let _ = request.reply.send(Err(if self.deposed {
+                    "this coordinator no longer leads".into()
+                } else {
+                    "a savepoint of this job is being taken already".into()
+                }));
+                continue;
+            }
+            tracing::info!(job = %self.catalog.job(), stop = request.stop, "savepoint requested");
+            self.tracker.due_now(Instant::now());
+            self.savepoint = Some((request, None));
+        }
+    }
+
+    /// Whether checkpoint `epoch` is a stop-with-savepoint's.
+    fn is_stop_savepoint(&self, epoch: Epoch) -> bool {
+        matches!(&self.savepoint, Some((request, Some(e))) if *e == epoch && request.stop)
+    }
+
+    /// Checkpoint `manifest` completed: if it is the savepoint's, writes the
+    /// savepoint and answers its request (for a stop, once the stop is
+    /// recorded). Returns whether that succeeded; `None` when `manifest`
+    /// is not the savepoint's.
+    fn finish_savepoint(&mut self, manifest: &CheckpointManifest) -> Option<Result<(), String>> {
+        let Some((_, Some(epoch))) = &self.savepoint else {
+            return None;
+        };
+        if *epoch != manifest.epoch {
+            return None;
+        }
+        let (request, _) = self.savepoint.take().expect("checked above");
+        let job = self.catalog.job().to_owned();
+        let outcome = write_savepoint(self.catalog.storage(), &job, manifest, &request.dir)
+            .map_err(|error| format!("writing the savepoint: {}", crate::error::chain(&error)))
+            .and_then(|location| {
+                if request.stop {
+                    if let Some(fence) = &self.fence {
+                        fence.stopping(&location).map_err(|error| {
+                            format!("recording the stop: {}", crate::error::chain(&error))
+                        })?;
+                    }
+                }
+                Ok(location)
+            });
+        let answer = match outcome {
+            Ok(location) => {
+                tracing::info!(job = %job, epoch = manifest.epoch.0, %location, stop = request.stop, "savepoint written");
+                self.stopped = request.stop;
+                Ok(SavepointDone {
+                    location,
+                    epoch: manifest.epoch.0,
+                    warnings: default_uid_warnings(manifest),
+                    stopped: request.stop,
+                })
+            }
+            Err(problem) => {
+                tracing::warn!(job = %job, epoch = manifest.epoch.0, %problem, "the savepoint failed");
+                Err(problem)
+            }
+        };
+        let result = answer.as_ref().map(|_| ()).map_err(Clone::clone);
+        let _ = request.reply.send(answer);
+        Some(result)
+    }
+
+    /// A savepoint's checkpoint was aborted: answers its request.
+    fn savepoint_failed(&mut self, epoch: Epoch, reason: &str) {
+        if let Some((request, Some(savepoint))) = &self.savepoint {
+            if *savepoint == epoch {
+                let _ = request.reply.send(Err(format!(
+                    "the savepoint's checkpoint {} failed: {reason}",
+                    epoch.0
+                )));
+                self.savepoint = None;
+            }
+        }
+    }
+
     fn execute(&mut self, decision: Decision, commands: &Sender<ControlCommand>) {
-        if self.deposed {
+        if self.deposed || self.stopped {
             return;
         }
         let job = self.catalog.job().to_owned();
         match decision {
+            // After a stop-with-savepoint the sources are gone: no more
+            // checkpoints.
+            Decision::Trigger { .. } if self.stopping => {}
             Decision::Trigger {
                 epoch, is_final, ..
             } => {
@@ -225,11 +342,25 @@ impl CheckpointDriver {
                         return;
                     }
                 }
-                tracing::debug!(job = %job, epoch = epoch.0, is_final, "triggering checkpoint");
-                let _ = commands.send(ControlCommand::TriggerCheckpoint { epoch, is_final });
+                let mut stop = false;
+                if matches!(&self.savepoint, Some((request, None)) if request.is_cancelled()) {
+                    // Its client gave up waiting before it began.
+                    self.savepoint = None;
+                }
+                if let Some((request, assigned @ None)) = &mut self.savepoint {
+                    *assigned = Some(epoch);
+                    stop = request.stop;
+                    self.stopping = stop;
+                }
+                tracing::debug!(job = %job, epoch = epoch.0, is_final, stop, "triggering checkpoint");
+                let _ = commands.send(ControlCommand::TriggerCheckpoint {
+                    epoch,
+                    is_final,
+                    stop,
+                });
             }
             Decision::Complete(completed) => match self.commit(&completed) {
-                Ok((size, added)) => {
+                Ok((size, added, manifest)) => {
                     let duration = completed
                         .completed_at
                         .saturating_duration_since(completed.triggered_at);
@@ -238,9 +369,30 @@ impl CheckpointDriver {
                     self.stats.durations.push(duration);
                     self.stats.sizes.push(size);
                     self.stats.incremental_sizes.push(added);
-                    let _ = commands.send(ControlCommand::CheckpointCompleted {
-                        epoch: completed.epoch,
-                    });
+                    if self.is_stop_savepoint(completed.epoch) {
+                        // Sinks commit only once the savepoint is written and
+                        // the stop recorded; otherwise the job resumes from
+                        // this (complete) checkpoint, whose restore commits
+                        // what they left pending.
+                        if let Some(Err(problem)) = self.finish_savepoint(&manifest) {
+                            self.stopping = false;
+                            let _ = commands.send(ControlCommand::FailJob {
+                                reason: format!("stop-with-savepoint: {problem}; resuming"),
+                            });
+                            return;
+                        }
+                        let _ = commands.send(ControlCommand::CheckpointCompleted {
+                            epoch: completed.epoch,
+                        });
+                    } else {
+                        // Sinks commit first; the savepoint's copy (if this
+                        // is one) is taken before retention may delete the
+                        // checkpoint.
+                        let _ = commands.send(ControlCommand::CheckpointCompleted {
+                            epoch: completed.epoch,
+                        });
+                        self.finish_savepoint(&manifest);
+                    }
                     if let Err(error) = self.catalog.retain(self.retained, false) {
                         tracing::warn!(job = %job, error = &error as &dyn std::error::Error, "retention cleanup failed");
                     }
@@ -251,15 +403,34 @@ impl CheckpointDriver {
                 Err(error) if self.deposed => {
                     tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "the checkpoint is not complete: this coordinator no longer leads");
                     self.deposed = true;
+                    if let Some((request, _)) = self.savepoint.take() {
+                        let _ = request.reply.send(Err(
+                            "this coordinator no longer leads; the next leader resumes the job"
+                                .into(),
+                        ));
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "committing checkpoint failed");
+                    self.savepoint_failed(completed.epoch, &error.to_string());
                     let next = self.tracker.on_commit_failed(&completed, error.to_string());
                     self.execute(next, commands);
                 }
             },
             Decision::Abort { epoch, reason } => {
                 tracing::warn!(job = %job, epoch = epoch.0, %reason, "checkpoint aborted");
+                self.savepoint_failed(epoch, &reason);
+                if self.stopping {
+                    // The sources stopped after its barrier: the job can
+                    // only go on from its last checkpoint.
+                    self.stopping = false;
+                    let _ = commands.send(ControlCommand::FailJob {
+                        reason: format!(
+                            "the stop-with-savepoint checkpoint {} failed: {reason}",
+                            epoch.0
+                        ),
+                    });
+                }
                 self.stats.aborted += 1;
                 let _ = commands.send(ControlCommand::CheckpointAborted { epoch });
                 if let Err(error) = self
@@ -271,6 +442,11 @@ impl CheckpointDriver {
                 }
             }
             Decision::FailJob { reason } => {
+                if let Some((request, Some(_))) = self.savepoint.take() {
+                    let _ = request
+                        .reply
+                        .send(Err(format!("the savepoint's checkpoint failed: {reason}")));
+                }
                 self.stats.aborted += 1;
                 let _ = commands.send(ControlCommand::FailJob { reason });
             }
@@ -280,7 +456,10 @@ impl CheckpointDriver {
     /// Writes the manifest, the pointer (through the fence), then the
     /// commit marker. Returns the state size and the bytes not referenced
     /// by the previous checkpoint.
-    fn commit(&mut self, completed: &CompletedCheckpoint) -> Result<(u64, u64), CoordinatorError> {
+    fn commit(
+        &mut self,
+        completed: &CompletedCheckpoint,
+    ) -> Result<(u64, u64, CheckpointManifest), CoordinatorError> {
         let job = self.catalog.job();
         let mut operators: BTreeMap<u32, OperatorState> = BTreeMap::new();
         for (task, state) in &completed.states {
@@ -290,6 +469,7 @@ impl CheckpointDriver {
                 .or_insert_with(|| OperatorState {
                     vertex: vertex.id,
                     name: vertex.name.clone(),
+                    uid: vertex.uid.clone(),
                     parallelism: vertex.parallelism,
                     subtasks: Vec::new(),
                 })
@@ -305,6 +485,7 @@ impl CheckpointDriver {
             max_parallelism: self.graph.max_parallelism,
             is_final: completed.is_final,
             leader_term: self.fence.as_ref().map(|f| f.term()),
+            savepoint: false,
             operators: operators.into_values().collect(),
         };
         let size = manifest.files().map(|f| f.size).sum();
@@ -336,6 +517,6 @@ impl CheckpointDriver {
             });
         }
         self.previous_files = manifest.files().map(|f| f.path.clone()).collect();
-        Ok((size, added))
+        Ok((size, added, manifest))
     }
 }

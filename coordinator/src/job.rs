@@ -7,6 +7,7 @@ use crate::detector::Loss;
 use crate::driver::CheckpointStats;
 use crate::error::CoordinatorError;
 use crate::lifecycle::{JobLifecycle, Transition};
+use crate::savepoint::SavepointRequest;
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,6 +120,9 @@ pub struct JobStatus {
     pub adopted: bool,
     /// The term of the leader reporting this status.
     pub leader_term: u64,
+    /// The location of the last savepoint taken in this coordinator's time.
+    #[serde(default)]
+    pub last_savepoint: Option<String>,
     /// Seconds from the first deployment to the end (or to now).
     pub elapsed_s: f64,
 }
@@ -139,6 +143,8 @@ pub struct JobHandle {
     pub cancel_requested: AtomicBool,
     /// The running attempt's inbox.
     pub inbox: Mutex<Option<AttemptInbox>>,
+    /// Where savepoint requests go while an attempt's checkpoint driver runs.
+    pub savepoints: Mutex<Option<Sender<SavepointRequest>>>,
     /// Lifecycle and report.
     pub record: Mutex<JobRecord>,
     /// Notified on every change of lifecycle state.
@@ -187,6 +193,8 @@ pub struct JobRecord {
     pub holders: std::collections::BTreeMap<u32, Vec<WorkerId>>,
     /// Whether the current attempt was adopted after a failover.
     pub adopted: bool,
+    /// The location of the last savepoint.
+    pub last_savepoint: Option<String>,
 }
 
 use crate::time::now_ms as wall_ms;
@@ -259,6 +267,7 @@ impl JobHandle {
             graph,
             cancel_requested: std::sync::atomic::AtomicBool::new(false),
             inbox: Mutex::new(None),
+            savepoints: Mutex::new(None),
             record: Mutex::new(record),
             state_changed: Condvar::new(),
             stored: Mutex::new(stored),
@@ -333,6 +342,25 @@ impl JobHandle {
         record.lifecycle.state()
     }
 
+    /// Waits until the job has ended, at most `patience`; its final state,
+    /// or `None` if it still runs.
+    pub fn wait_until_ended_for(&self, patience: std::time::Duration) -> Option<JobState> {
+        let deadline = Instant::now() + patience;
+        let mut record = self.record();
+        while !record.lifecycle.state().is_terminal() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            record = self
+                .state_changed
+                .wait_timeout(record, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Some(record.lifecycle.state())
+    }
+
     /// The job's record, locked.
     pub fn record(&self) -> MutexGuard<'_, JobRecord> {
         lock(&self.record)
@@ -392,6 +420,7 @@ impl JobHandle {
             latest_checkpoint: stored.checkpoint.map(|c| c.epoch),
             adopted: record.adopted,
             leader_term: self.store.term(),
+            last_savepoint: record.last_savepoint.clone(),
             elapsed_s: elapsed.as_secs_f64(),
         }
     }

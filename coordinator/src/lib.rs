@@ -12,6 +12,10 @@
 //!   retention, cleanup).
 //! - [`catalog`]: [`CheckpointCatalog`], a job's checkpoints in storage:
 //!   listing, manifests, verification, and the latest restorable one.
+//! - [`savepoint`]: savepoints: taken through the job's checkpoint driver,
+//!   copied self-contained under `{dir}/{job}/chk-…`, kept until deleted.
+//! - [`restore_check`]: whether saved state fits a job's graph (matched by
+//!   operator uid) before a restoring job is accepted (pure).
 //! - [`restart`]: [`RestartStrategy`], exponential backoff with reset and a
 //!   maximum number of attempts (pure).
 //! - [`detector`]: the failure detector (pure): heartbeats and `now` in,
@@ -68,7 +72,9 @@ pub mod error;
 pub mod job;
 pub mod lifecycle;
 pub mod restart;
+pub mod restore_check;
 pub mod rpc;
+pub mod savepoint;
 pub mod scaling;
 pub mod scheduler;
 pub mod server;

@@ -113,6 +113,7 @@ mod tests {
             graph.vertices.push(Vertex {
                 id: VertexId(i as u32),
                 name: format!("v{i}"),
+                uid: None,
                 kind,
                 parallelism,
                 keyed: false,

@@ -6,6 +6,7 @@
 use crate::catalog::CheckpointCatalog;
 use crate::cluster::{AddJobError, Cluster};
 use crate::job::JobHandle;
+use crate::restore_check::check_restore;
 use crate::scheduler::slots_needed;
 use crate::supervisor::{resolve_restore, restore_location, spawn_supervisor, Start};
 use std::sync::Arc;
@@ -33,7 +34,8 @@ pub enum SubmitError {
 
 /// Whether `id` can name a job's checkpoint directory.
 fn check_job_id(id: &str) -> Result<(), SubmitError> {
-    let fine = !id.is_empty()
+    let fine = id != crate::savepoint::DEFAULT_SAVEPOINT_DIR
+        && !id.is_empty()
         && id.len() <= 200
         && !id.starts_with('.')
         && id
@@ -43,7 +45,8 @@ fn check_job_id(id: &str) -> Result<(), SubmitError> {
         Ok(())
     } else {
         Err(SubmitError::Invalid(format!(
-            "job id '{id}' must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'"
+            "job id '{id}' must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.', and not '{}' (where savepoints go)",
+            crate::savepoint::DEFAULT_SAVEPOINT_DIR
         )))
     }
 }
@@ -88,12 +91,25 @@ pub fn submit_job(
         None
     };
     let mut restore = None;
+    let job_graph = graph.clone();
     let added = cluster.add_job(spec, settings, graph, |stored| {
         let Some(storage) = &storage else {
             return Ok(());
         };
         let point = resolve_restore(&stored.settings.restore, storage, &stored.job_id)
             .map_err(|e| crate::error::chain(&e))?;
+        if let Some(point) = &point {
+            let location = restore_location(point);
+            let warnings = check_restore(
+                &job_graph,
+                &point.manifest,
+                stored.settings.allow_non_restored_state,
+            )
+            .map_err(|e| format!("cannot restore {location}: {e}"))?;
+            for warning in warnings {
+                tracing::warn!(job = %stored.job_id, %location, "{warning}");
+            }
+        }
         stored.initial_restore = point.as_ref().map(restore_location);
         restore = point;
         stored.floor = CheckpointCatalog::new(storage.clone(), &stored.job_id)

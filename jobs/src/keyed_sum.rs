@@ -1,10 +1,9 @@
 //! `keyed-sum` (W1): a running count and sum per key over generated events.
 
-use crate::error::JobError;
-use crate::registry::{JobContext, JobDefinition, ParamKind, ParamSpec};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use weir_operators::job::{JobContext, JobDefinition, JobError, ParamKind, ParamSpec};
 use weir_operators::prelude::*;
 use weir_operators::{Dataflow, MAX_WATERMARK};
 
@@ -61,6 +60,12 @@ pub const DEFINITION: JobDefinition = JobDefinition {
             default: Some("output"),
             help:
                 "output: to --output (or stdout); discard: count and drop the records (benchmarks)",
+        },
+        ParamSpec {
+            name: "validate",
+            kind: ParamKind::Choice(&["off", "on"]),
+            default: Some("off"),
+            help: "on: drop events whose value is out of range before summing (an operator more: the job's second version, for upgrades)",
         },
     ],
     build,
@@ -202,14 +207,20 @@ fn build(ctx: &JobContext) -> Result<Dataflow, JobError> {
     }
     let job = ctx.builder();
     let generator = Generator::new(p.uint("events"), p.uint("keys"), p.uint("seed"));
+    // Uids on every operator with state: a savepoint restores into a later
+    // version of the job whatever operators it adds.
     let mut events = job
         .source(generator.with_rate(p.uint("rate")))
-        .named("events");
+        .named("events")
+        .uid("events");
     let fail_at = p.uint("fail_at");
     if fail_at > 0 {
         events = events
             .map(move |event| inject_fault(event, fail_at - 1))
             .named("fault");
+    }
+    if p.text("validate") == "on" {
+        events = events.filter(|e| (0..1000).contains(&e.value));
     }
     let sums = events
         .key_by(|e| e.key)
@@ -217,11 +228,12 @@ fn build(ctx: &JobContext) -> Result<Dataflow, JobError> {
             RunningSum::new(p.text("emit") == "updates")
                 .with_ballast(p.uint("state_bytes") as usize),
         )
-        .named("running-sum");
+        .named("running-sum")
+        .uid("running-sum");
     if p.text("sink") == "discard" {
-        sums.discard();
+        sums.discard().uid("output");
     } else {
-        ctx.sink(sums);
+        ctx.sink(sums).uid("output");
     }
     ctx.finish(job)
 }

@@ -1,27 +1,69 @@
-//! Weir's reference jobs, registered by name so that every process of a job
-//! can rebuild the same dataflow from its name and parameters.
+//! Weir's reference jobs: the benchmarks and examples every `weir` binary
+//! can run by name. They are written against the same job API a user's own
+//! crate uses ([`weir_operators::job`]); [`registry`] collects them.
 //!
 //! # Layout
 //!
-//! - [`registry`]: [`JobRegistry`], [`JobDefinition`] and typed, validated
-//!   job parameters ([`ParamSpec`], [`JobParams`]).
 //! - [`keyed_sum`]: `keyed-sum` (W1), a running count and sum per key.
 //! - [`wordcount`]: `wordcount` over a text file.
 //! - [`nexmark`]: Nexmark `q5` (hot items, sliding windows) and `q7`
 //!   (highest bid per tumbling window).
-//! - [`error`]: [`JobError`], the one error type of this crate.
 //!
-//! Each job module exports a [`JobDefinition`]; `registry` collects them.
+//! Each job module exports a [`JobDefinition`](weir_operators::job::JobDefinition).
 
 #![warn(missing_docs)]
 
-pub mod error;
 pub mod keyed_sum;
 pub mod nexmark;
-pub mod registry;
 pub mod wordcount;
 
-pub use error::JobError;
-pub use registry::{
-    JobContext, JobDefinition, JobOptions, JobParams, JobRegistry, ParamKind, ParamSpec,
-};
+use weir_operators::job::JobRegistry;
+
+/// Weir's reference jobs: keyed-sum, wordcount, nexmark-q5, nexmark-q7.
+pub fn registry() -> JobRegistry {
+    let mut registry = JobRegistry::new();
+    registry.register(keyed_sum::DEFINITION);
+    registry.register(wordcount::DEFINITION);
+    registry.register(nexmark::Q5);
+    registry.register(nexmark::Q7);
+    registry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::registry;
+    use weir_operators::job::{JobError, JobOptions, JobParams};
+
+    fn pairs(args: &[&str]) -> Vec<(String, String)> {
+        JobParams::split_pairs(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn reference_jobs_check_their_parameters() {
+        let registry = registry();
+        let err = registry
+            .build("nope", &[], &JobOptions::default())
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("unknown job 'nope' (available: keyed-sum"));
+        let err = registry
+            .build("keyed-sum", &pairs(&["events=12x"]), &JobOptions::default())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "parameter 'events' of job 'keyed-sum' must be a non-negative integer, got '12x'"
+        );
+        let err = registry
+            .build("wordcount", &[], &JobOptions::default())
+            .unwrap_err();
+        assert!(matches!(err, JobError::MissingParam { .. }), "{err}");
+        assert!(registry
+            .build(
+                "keyed-sum",
+                &pairs(&["events=1_000"]),
+                &JobOptions::default()
+            )
+            .is_ok());
+    }
+}

@@ -10,11 +10,10 @@
 //! window end), completing each window on an event-time timer when the
 //! watermark has passed it.
 
-use crate::error::JobError;
-use crate::registry::{JobContext, JobDefinition, ParamKind, ParamSpec};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
+use weir_operators::job::{JobContext, JobDefinition, JobError, ParamKind, ParamSpec};
 use weir_operators::prelude::*;
 use weir_operators::Dataflow;
 

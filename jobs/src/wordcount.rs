@@ -1,7 +1,6 @@
 //! `wordcount`: how often each word occurs in a text file.
 
-use crate::error::JobError;
-use crate::registry::{JobContext, JobDefinition, ParamKind, ParamSpec};
+use weir_operators::job::{JobContext, JobDefinition, JobError, ParamKind, ParamSpec};
 use weir_operators::prelude::*;
 use weir_operators::{Dataflow, MAX_WATERMARK};
 

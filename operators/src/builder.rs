@@ -26,6 +26,7 @@ use weir_protocol::{Edge, JobGraph, Partitioning, Vertex, VertexId, VertexKind};
 
 struct PendingVertex {
     name: String,
+    uid: Option<String>,
     kind: VertexKind,
     parallelism: u32,
     keyed: bool,
@@ -128,10 +129,25 @@ impl JobBuilder {
             graph.vertices.push(Vertex {
                 id: VertexId(i as u32),
                 name: unique_name(&v.name, &mut taken),
+                uid: v.uid.clone(),
                 kind: v.kind,
                 parallelism: v.parallelism,
                 keyed: v.keyed,
             });
+        }
+        // State is matched to operators by uid (or derived name): two
+        // operators with one id would restore each other's state.
+        let mut ids = HashSet::new();
+        for vertex in &graph.vertices {
+            if !ids.insert(vertex.state_id()) {
+                return Err(BuildError::Operator {
+                    operator: vertex.name.clone(),
+                    problem: format!(
+                        "its uid '{}' is also another operator's uid or name",
+                        vertex.state_id()
+                    ),
+                });
+            }
         }
         let mut key_hashers = Vec::with_capacity(state.edges.len());
         let mut codecs = Vec::with_capacity(state.edges.len());
@@ -185,6 +201,7 @@ pub(crate) fn add_vertex(
     let parallelism = state.default_parallelism;
     state.vertices.push(PendingVertex {
         name: name.to_owned(),
+        uid: None,
         kind,
         parallelism,
         keyed,
@@ -395,6 +412,21 @@ impl<T: Data> Stream<T> {
         self
     }
 
+    /// Gives the operator that produces this stream a stable id: its
+    /// checkpointed state is matched to it by this id when a savepoint or
+    /// checkpoint is restored, also into a changed job. Without one, the
+    /// operator's name derived from its place in the graph (`map-2`) is
+    /// used, which changes when operators are added before it.
+    pub fn uid(self, uid: &str) -> Self {
+        {
+            let mut state = self.graph.borrow_mut();
+            for id in &self.producers {
+                state.vertices[id.index()].uid = Some(uid.to_owned());
+            }
+        }
+        self
+    }
+
     /// Sets the parallelism of the operator that produces this stream.
     pub fn with_parallelism(self, parallelism: u32) -> Self {
         {
@@ -406,8 +438,8 @@ impl<T: Data> Stream<T> {
         self
     }
 
-    /// Ends the stream in `sink`. Returns the sink's vertex id.
-    pub fn sink<S: Sink<T>>(self, sink: S) -> VertexId {
+    /// Ends the stream in `sink`.
+    pub fn sink<S: Sink<T>>(self, sink: S) -> SinkVertex {
         let name = S::NAME;
         let factory = VertexFactory::Operator(Arc::new(move |info: &TaskInfo, _wiring| {
             SinkTask::boxed(info, sink.clone()).map(|t| t as Box<dyn OperatorTask>)
@@ -417,7 +449,7 @@ impl<T: Data> Stream<T> {
             key_hasher: None,
             codec: Some(BatchCodec::of::<T>()),
         };
-        add_vertex(
+        let id = add_vertex(
             &self.graph,
             name,
             VertexKind::Sink,
@@ -425,24 +457,54 @@ impl<T: Data> Stream<T> {
             factory,
             &self.producers,
             Some(connection),
-        )
+        );
+        SinkVertex {
+            graph: self.graph,
+            id,
+        }
     }
 
     /// Drops every record (counting them); for benchmarks.
-    pub fn discard(self) -> VertexId {
+    pub fn discard(self) -> SinkVertex {
         self.sink(BlackholeSink)
     }
 }
 
 impl<T: Data + Display> Stream<T> {
     /// Prints each record on its own line to standard output.
-    pub fn print(self) -> VertexId {
+    pub fn print(self) -> SinkVertex {
         self.sink(StdoutSink)
     }
 
     /// Writes each record on its own line into files under `dir`, one file
     /// per sink subtask.
-    pub fn write_to_dir(self, dir: impl Into<PathBuf>) -> VertexId {
+    pub fn write_to_dir(self, dir: impl Into<PathBuf>) -> SinkVertex {
         self.sink(FileSink::new(dir))
+    }
+}
+
+/// A sink added to a job: name it, or give it a stable uid (its pending
+/// transactions are state, matched by uid on restore like any operator's).
+pub struct SinkVertex {
+    graph: Rc<RefCell<GraphState>>,
+    id: VertexId,
+}
+
+impl SinkVertex {
+    /// The sink's vertex id.
+    pub fn id(&self) -> VertexId {
+        self.id
+    }
+
+    /// Renames the sink.
+    pub fn named(self, name: &str) -> Self {
+        self.graph.borrow_mut().vertices[self.id.index()].name = name.to_owned();
+        self
+    }
+
+    /// Gives the sink a stable id (see [`Stream::uid`]).
+    pub fn uid(self, uid: &str) -> Self {
+        self.graph.borrow_mut().vertices[self.id.index()].uid = Some(uid.to_owned());
+        self
     }
 }

@@ -213,4 +213,9 @@ pub enum Message {
     EndOfData,
     /// The channel is finished; nothing follows.
     EndOfStream,
+    /// The channel stops without its data ending (stop-with-savepoint):
+    /// nothing follows, and the receiver neither advances its watermark to
+    /// the end nor emits final results; it suspends its own outputs once
+    /// every input did, and ends when its commits are done.
+    Suspend,
 }

@@ -33,7 +33,11 @@
 //! - [`window`]: window assigners, [`AggregateFunction`], [`Windowed`] results.
 //! - [`sources`] and [`sinks`]: built-in connectors and the traits for new ones.
 //! - [`data`]: the [`Data`] and [`Key`] bounds, batches and stream messages.
-//! - [`error`]: [`OperatorError`] (at run time) and [`BuildError`] (at build time).
+//! - [`job`]: jobs as a library: [`JobDefinition`](job::JobDefinition),
+//!   [`JobRegistry`](job::JobRegistry), typed parameters, the
+//!   [`JobContext`](job::JobContext) a job is built from.
+//! - [`error`]: [`OperatorError`] (at run time), [`BuildError`] (when a
+//!   graph is built) and [`JobError`] (when a job is built by name).
 //!
 //! Runtime-facing (what `weir-runtime` drives; users rarely touch it):
 //! - [`task`]: [`Dataflow`], the task traits and their factories.
@@ -48,6 +52,7 @@ mod basic;
 pub mod builder;
 pub mod data;
 pub mod error;
+pub mod job;
 pub mod keyed;
 pub mod output;
 pub mod process;
@@ -60,7 +65,7 @@ pub mod window;
 pub use basic::TimestampFn;
 pub use builder::{JobBuilder, Stream};
 pub use data::{Batch, BatchCodec, Data, Key, Message, Timestamp, MAX_WATERMARK};
-pub use error::{BuildError, OperatorError};
+pub use error::{BuildError, JobError, OperatorError};
 pub use keyed::{KeyedStream, WindowedStream};
 pub use output::Output;
 pub use process::{

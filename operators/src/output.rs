@@ -261,6 +261,20 @@ impl<T: Data> Output<T> {
         Ok(())
     }
 
+    /// Flushes, then stops every channel without ending its data (a
+    /// stop-with-savepoint). Further calls, and `end_of_stream`, do nothing.
+    pub fn suspend(&mut self) -> Result<(), OperatorError> {
+        if self.ended {
+            return Ok(());
+        }
+        self.flush()?;
+        for edge in &mut self.edges {
+            edge.send_control(|| Message::Suspend)?;
+        }
+        self.ended = true;
+        Ok(())
+    }
+
     /// Flushes, then ends every channel. Further calls do nothing.
     pub fn end_of_stream(&mut self) -> Result<(), OperatorError> {
         if self.ended {

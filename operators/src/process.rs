@@ -481,4 +481,8 @@ impl<P: KeyedProcessFunction> OperatorTask for KeyedProcessOperator<P> {
     fn close(&mut self) -> Result<(), OperatorError> {
         self.out.end_of_stream()
     }
+
+    fn suspend(&mut self) -> Result<(), OperatorError> {
+        self.out.suspend()
+    }
 }

@@ -112,4 +112,8 @@ impl<O: RecordOperator> OperatorTask for RecordTask<O> {
     fn close(&mut self) -> Result<(), OperatorError> {
         self.out.end_of_stream()
     }
+
+    fn suspend(&mut self) -> Result<(), OperatorError> {
+        self.out.suspend()
+    }
 }

@@ -124,6 +124,9 @@ pub trait SourceTask: Send {
     fn end_of_data(&mut self) -> Result<(), OperatorError>;
     /// Ends the stream on every output.
     fn close(&mut self) -> Result<(), OperatorError>;
+    /// Stops every output without ending its data (stop-with-savepoint,
+    /// right after the savepoint's barrier).
+    fn suspend(&mut self) -> Result<(), OperatorError>;
 }
 
 /// A subtask with inputs as the runtime drives it.
@@ -157,6 +160,9 @@ pub trait OperatorTask: Send {
     fn finish(&mut self) -> Result<(), OperatorError>;
     /// All inputs closed: close the outputs.
     fn close(&mut self) -> Result<(), OperatorError>;
+    /// All inputs stopped with a stop-with-savepoint (no final results):
+    /// stop the outputs the same way.
+    fn suspend(&mut self) -> Result<(), OperatorError>;
     /// Whether the task holds output that a checkpoint still has to commit;
     /// the runtime keeps it alive until it does not.
     fn has_pending_commits(&self) -> bool {

@@ -76,10 +76,28 @@ pub struct OperatorState {
     pub vertex: VertexId,
     /// Its name.
     pub name: String,
+    /// Its uid, when it had one (its state is restored by
+    /// [`state_id`](Self::state_id)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// Its parallelism when the checkpoint was taken.
     pub parallelism: u32,
     /// One entry per subtask, by subtask index.
     pub subtasks: Vec<SubtaskState>,
+}
+
+impl OperatorState {
+    /// The id its state is matched by on restore: its uid, or its name.
+    pub fn state_id(&self) -> &str {
+        self.uid.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Whether it saved anything (keyed files or operator state).
+    pub fn has_state(&self) -> bool {
+        self.subtasks
+            .iter()
+            .any(|s| !s.files.is_empty() || s.operator_state.is_some())
+    }
 }
 
 /// The description of a checkpoint, written before its commit marker.
@@ -103,6 +121,11 @@ pub struct CheckpointManifest {
     /// manifests of builds without a control store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_term: Option<u64>,
+    /// Whether this is a savepoint: self-contained (every file it
+    /// references is under its own directory), kept until deleted, never
+    /// touched by a job's retention.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub savepoint: bool,
     /// Every operator's state.
     pub operators: Vec<OperatorState>,
 }
@@ -119,6 +142,23 @@ impl CheckpointManifest {
     /// The state of operator `name`, if it took part.
     pub fn operator(&self, name: &str) -> Option<&OperatorState> {
         self.operators.iter().find(|o| o.name == name)
+    }
+
+    /// The state saved under `state_id` (an operator's uid, or its name
+    /// when it had none), if any.
+    pub fn operator_by_state_id(&self, state_id: &str) -> Option<&OperatorState> {
+        self.operators.iter().find(|o| o.state_id() == state_id)
+    }
+
+    /// The state that operator `vertex` restores: saved under its state id
+    /// or, for state saved without a uid (by builds before uids, or by an
+    /// operator that had none), under its name.
+    pub fn state_of(&self, vertex: &crate::graph::Vertex) -> Option<&OperatorState> {
+        self.operator_by_state_id(vertex.state_id()).or_else(|| {
+            self.operators
+                .iter()
+                .find(|o| o.uid.is_none() && o.name == vertex.name)
+        })
     }
 }
 

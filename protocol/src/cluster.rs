@@ -90,6 +90,9 @@ pub struct RunSettings {
     /// When too few slots are free, run at a lower parallelism (and scale
     /// back up when slots return) instead of failing.
     pub allow_scale_down: bool,
+    /// When restoring, drop saved state that no operator of the job takes
+    /// (by uid) instead of refusing the submission.
+    pub allow_non_restored_state: bool,
 }
 
 impl Default for RunSettings {
@@ -107,6 +110,7 @@ impl Default for RunSettings {
             batch_size: 1024,
             replicas: 1,
             allow_scale_down: false,
+            allow_non_restored_state: false,
         }
     }
 }

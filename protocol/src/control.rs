@@ -16,6 +16,11 @@ pub enum ControlCommand {
         /// The final checkpoint, taken once every source has finished: sources
         /// close their outputs after its barrier.
         is_final: bool,
+        /// A stop-with-savepoint: sources emit nothing after its barrier and
+        /// suspend their outputs (no final watermark, no final results);
+        /// the job ends once the checkpoint completed and sinks committed.
+        #[serde(default)]
+        stop: bool,
     },
     /// The checkpoint is complete (its commit marker is written): commit
     /// what it covers (transactional sinks).

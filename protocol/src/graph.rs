@@ -43,6 +43,10 @@ pub struct Vertex {
     pub id: VertexId,
     /// Human-readable, unique name (used in errors, logs and checkpoints).
     pub name: String,
+    /// The stable id the user gave it (`.uid("…")`), by which checkpointed
+    /// state finds it again; `None` uses `name`, derived from the graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// Source, operator or sink.
     pub kind: VertexKind,
     /// Number of parallel subtasks.
@@ -73,6 +77,13 @@ pub struct JobGraph {
     pub vertices: Vec<Vertex>,
     /// Streams between operators.
     pub edges: Vec<Edge>,
+}
+
+impl Vertex {
+    /// The id its state is saved and restored under: its uid, or its name.
+    pub fn state_id(&self) -> &str {
+        self.uid.as_deref().unwrap_or(&self.name)
+    }
 }
 
 impl JobGraph {
@@ -213,6 +224,7 @@ mod tests {
         Vertex {
             id: VertexId(id),
             name: name.into(),
+            uid: None,
             kind,
             parallelism,
             keyed: false,

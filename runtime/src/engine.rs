@@ -419,9 +419,17 @@ fn route_commands(
         }
         let Some(receiver) = commands else { continue };
         match op.recv(receiver) {
-            Ok(ControlCommand::TriggerCheckpoint { epoch, is_final }) => {
+            Ok(ControlCommand::TriggerCheckpoint {
+                epoch,
+                is_final,
+                stop,
+            }) => {
                 for (_, control) in controls.iter().filter(|(source, _)| *source) {
-                    let _ = control.send(TaskCommand::Trigger { epoch, is_final });
+                    let _ = control.send(TaskCommand::Trigger {
+                        epoch,
+                        is_final,
+                        stop,
+                    });
                 }
             }
             Ok(ControlCommand::CheckpointCompleted { epoch }) => {

@@ -13,7 +13,9 @@ use weir_state::{snapshot, CheckpointStorage, RestoredDb};
 
 /// The state every subtask of `graph` resumes from, by (vertex, subtask).
 ///
-/// Operators are matched by name. Keyed state is redistributed by key
+/// Operators are matched by state id (uid, or name without one); the
+/// coordinator has checked that saved state fits the graph before it
+/// accepted the job (`weir_coordinator::restore_check`). Keyed state is redistributed by key
 /// group, so the parallelism may differ from the checkpoint's; every file
 /// read is checked against its checksum first.
 /// Only the subtasks `local` selects are loaded; for each restored one,
@@ -44,14 +46,6 @@ pub fn load_restored_tasks(
             manifest.max_parallelism, graph.max_parallelism
         )));
     }
-    for operator in &manifest.operators {
-        if !graph.vertices.iter().any(|v| v.name == operator.name) {
-            return Err(incompatible(format!(
-                "it holds state of operator '{}', which the job does not have",
-                operator.name
-            )));
-        }
-    }
     let mut files: HashMap<String, (Vec<u8>, RestoreTier)> = HashMap::new();
     let mut restored = HashMap::new();
     let mut tiers = Vec::new();
@@ -62,7 +56,7 @@ pub fn load_restored_tasks(
         epoch: manifest.epoch,
     };
     for vertex in &graph.vertices {
-        let Some(operator) = manifest.operator(&vertex.name) else {
+        let Some(operator) = manifest.state_of(vertex) else {
             tracing::warn!(operator = %vertex.name, epoch = manifest.epoch.0, "operator not in checkpoint; it starts empty");
             continue;
         };

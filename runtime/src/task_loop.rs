@@ -35,12 +35,15 @@ pub enum TaskExit {
 /// What the engine tells one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskCommand {
-    /// Sources: take checkpoint `epoch` (closing afterwards if final).
+    /// Sources: take checkpoint `epoch` (closing afterwards if final,
+    /// suspending if it is a stop-with-savepoint).
     Trigger {
         /// The checkpoint.
         epoch: Epoch,
         /// Whether it is the final one.
         is_final: bool,
+        /// Whether the job stops after it (no data after its barrier).
+        stop: bool,
     },
     /// Checkpoint `epoch` is complete.
     Completed(Epoch),
@@ -123,6 +126,8 @@ fn source_loop(
     ctx: &TaskContext<'_>,
 ) -> Result<TaskExit, OperatorError> {
     let mut data_done = false;
+    // The stop-with-savepoint this source stopped at.
+    let mut stopped_at: Option<Epoch> = None;
     // How long to wait for a command before polling the source again.
     let mut wait = Duration::ZERO;
     loop {
@@ -130,18 +135,34 @@ fn source_loop(
             return Ok(TaskExit::Cancelled);
         }
         match ctx.control.recv_timeout(wait) {
-            Ok(TaskCommand::Trigger { epoch, is_final }) => {
+            Ok(TaskCommand::Trigger {
+                epoch,
+                is_final,
+                stop,
+            }) => {
                 let snapshot = task.checkpoint(epoch)?;
                 ctx.submit(epoch, snapshot);
                 if is_final {
                     task.close()?;
                     return Ok(TaskExit::Finished);
                 }
+                if stop {
+                    // Not `end_of_data`: downstream must not emit final
+                    // results that the resumed job would emit again.
+                    task.suspend()?;
+                    stopped_at = Some(epoch);
+                }
+            }
+            // The job ends only once its stop-with-savepoint completed: if
+            // it fails instead, the job is cancelled and resumes from its
+            // last checkpoint.
+            Ok(TaskCommand::Completed(epoch)) if stopped_at.is_some_and(|s| epoch >= s) => {
+                return Ok(TaskExit::Finished);
             }
             Ok(TaskCommand::Completed(_)) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(TaskExit::Cancelled),
         }
-        if data_done {
+        if data_done || stopped_at.is_some() {
             wait = POLL_INTERVAL;
             continue;
         }
@@ -185,6 +206,8 @@ struct OperatorLoop {
     aligner: BarrierAligner,
     data_ended: Vec<bool>,
     closed: Vec<bool>,
+    /// An input stopped with a stop-with-savepoint.
+    suspended: bool,
     finished: bool,
     outputs_closed: bool,
 }
@@ -196,6 +219,7 @@ impl OperatorLoop {
             aligner: BarrierAligner::new(channels),
             data_ended: vec![false; channels],
             closed: vec![false; channels],
+            suspended: false,
             finished: false,
             outputs_closed: false,
         }
@@ -215,10 +239,14 @@ impl OperatorLoop {
                 return Ok(TaskExit::Cancelled);
             }
             if self.closed.iter().all(|c| *c) && !self.outputs_closed {
-                if !self.finished {
-                    self.end_data(task)?;
+                if self.suspended && !self.finished {
+                    task.suspend()?;
+                } else {
+                    if !self.finished {
+                        self.end_data(task)?;
+                    }
+                    task.close()?;
                 }
-                task.close()?;
                 self.outputs_closed = true;
             }
             if self.outputs_closed && !task.has_pending_commits() {
@@ -307,6 +335,14 @@ impl OperatorLoop {
                 }
             }
             Message::EndOfData => self.channel_data_ended(task, channel)?,
+            Message::Suspend => {
+                self.suspended = true;
+                self.closed[channel] = true;
+                if let Alignment::Aligned(epoch) = self.aligner.on_closed(channel) {
+                    let snapshot = task.checkpoint(epoch)?;
+                    ctx.submit(epoch, snapshot);
+                }
+            }
             Message::EndOfStream => {
                 self.channel_data_ended(task, channel)?;
                 self.closed[channel] = true;

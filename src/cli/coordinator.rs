@@ -7,7 +7,7 @@ use clap::Args;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_coordinator::{ControlPlane, Coordinator, CoordinatorConfig, DirPlane, EtcdPlane};
-use weir_jobs::JobRegistry;
+use weir_operators::job::JobRegistry;
 use weir_state::storage::default_checkpoint_dir;
 
 /// Arguments of `weir coordinator`.

@@ -5,7 +5,7 @@ use crate::cli::parse_duration;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
-use weir_jobs::JobParams;
+use weir_operators::job::JobParams;
 use weir_protocol::cluster::{BackendKind, JobSpec, RestoreFrom, RunSettings};
 use weir_protocol::SubmitRequest;
 
@@ -79,6 +79,10 @@ pub struct JobArgs {
     /// scale back up once slots return.
     #[arg(long)]
     pub allow_scale_down: bool,
+    /// With `--restore`: drop saved state that no operator of the job takes
+    /// (matched by uid) instead of refusing to start.
+    #[arg(long)]
+    pub allow_non_restored_state: bool,
 }
 
 impl JobArgs {
@@ -118,6 +122,7 @@ impl JobArgs {
                 batch_size: self.batch_size.max(1),
                 replicas: self.replicas,
                 allow_scale_down: self.allow_scale_down,
+                allow_non_restored_state: self.allow_non_restored_state,
             },
         })
     }

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use std::io::Write;
 use std::time::{Duration, Instant};
 use weir_coordinator::JobStatus;
-use weir_jobs::JobRegistry;
+use weir_operators::job::JobRegistry;
 use weir_protocol::cluster::RestoreTier;
 use weir_protocol::JobState;
 
@@ -52,6 +52,9 @@ pub enum JobsCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Take a savepoint of a running job (self-contained, kept until
+    /// deleted); with `--stop`, end the job after it. Prints its location.
+    Savepoint(crate::cli::savepoint::SavepointArgs),
     /// Wait until a job ends; exits non-zero unless it Finished.
     Wait {
         /// The job's id or number.
@@ -102,6 +105,7 @@ pub fn run(command: JobsCommand, registry: &JobRegistry) -> Result<(), Box<dyn s
             println!("{rows}");
             Ok(())
         }
+        JobsCommand::Savepoint(args) => crate::cli::savepoint::run(args),
         JobsCommand::Status { job, remote } => {
             let status = client(&remote)?.job(&job)?;
             print_status(&status, remote.json)
@@ -168,7 +172,7 @@ pub fn run(command: JobsCommand, registry: &JobRegistry) -> Result<(), Box<dyn s
     }
 }
 
-fn client(remote: &Remote) -> Result<Client, std::io::Error> {
+pub(crate) fn client(remote: &Remote) -> Result<Client, std::io::Error> {
     Client::new(&remote.coordinator, remote.token.clone())
 }
 
@@ -228,6 +232,10 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
             status
                 .latest_checkpoint
                 .map_or("-".into(), |e| format!("{e}")),
+        ),
+        (
+            "last savepoint",
+            status.last_savepoint.clone().unwrap_or_else(|| "-".into()),
         ),
         (
             "last failure",

@@ -5,6 +5,7 @@
 //! - [`worker`]: `weir worker --coordinator A[,B…]`.
 //! - [`submit`]: `weir submit JOB …`, a job for the cluster.
 //! - [`jobs`]: `weir jobs available|list|status|cancel|wait`.
+//! - [`savepoint`]: `weir jobs savepoint JOB_ID [--stop] [--dir URL]`.
 //! - [`checkpoints`]: `weir checkpoints list|show|verify|dump|diff|gc`, straight from storage.
 //! - [`job_args`]: the job options `run` and `submit` share.
 
@@ -13,12 +14,13 @@ pub mod coordinator;
 pub mod job_args;
 pub mod jobs;
 pub mod run;
+pub mod savepoint;
 pub mod submit;
 pub mod worker;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use weir_jobs::JobRegistry;
+use weir_operators::job::JobRegistry;
 
 /// Weir: fault-tolerant stream processing.
 #[derive(Debug, Parser)]
@@ -61,6 +63,15 @@ pub fn install_tracing() {
         .try_init();
 }
 
+/// The whole `weir` command line for a binary whose jobs are `registry`:
+/// parses the arguments, installs logging and runs the command. A user's
+/// own binary is `fn main() -> ExitCode { weir::cli::main(my_registry()) }`.
+pub fn main(registry: JobRegistry) -> ExitCode {
+    let args = Cli::parse();
+    install_tracing();
+    run(args, &registry)
+}
+
 /// Runs a parsed command against `registry`; prints an error as one line
 /// (with its causes) and returns a failure exit code.
 pub fn run(cli: Cli, registry: &JobRegistry) -> ExitCode {
@@ -82,49 +93,9 @@ pub fn run(cli: Cli, registry: &JobRegistry) -> ExitCode {
 }
 
 /// Parses a duration: `0`, `off`, `250ms`, `1s`, `1.5s`, `2m`, `1h`.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    if text == "0" || text == "off" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("'{text}' needs a unit: ms, s, m or h"))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' does not start with a number"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit '{other}' in '{text}' (use ms, s, m or h)"
-            ))
-        }
-    };
-    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
-}
+pub use weir_operators::job::parse_duration;
 
 /// An error and its sources, joined by ": ".
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     weir_protocol::error::chain(error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
-        assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
-    }
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 use weir_coordinator::JobStatus;
-use weir_jobs::{JobOptions, JobRegistry};
+use weir_operators::job::{JobOptions, JobRegistry};
 use weir_state::storage::default_checkpoint_dir;
 
 /// Arguments of `weir run`.

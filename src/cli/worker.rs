@@ -3,7 +3,7 @@
 use clap::Args;
 use std::sync::Arc;
 use std::time::Duration;
-use weir_jobs::JobRegistry;
+use weir_operators::job::JobRegistry;
 use weir_runtime::worker::{run_worker, FindLeader, WorkerConfig};
 use weir_runtime::CancelToken;
 

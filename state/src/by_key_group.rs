@@ -112,6 +112,20 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], table: &str) -> Result<T, StateError> {
     postcard::from_bytes(bytes).map_err(|source| StateError::Decode {
         table: table.to_owned(),
+        key_group: None,
+        source,
+    })
+}
+
+/// [`decode`]s the snapshot section of `key_group`, naming it on failure.
+pub(crate) fn decode_group<T: DeserializeOwned>(
+    bytes: &[u8],
+    table: &str,
+    key_group: KeyGroup,
+) -> Result<T, StateError> {
+    postcard::from_bytes(bytes).map_err(|source| StateError::Decode {
+        table: table.to_owned(),
+        key_group: Some(key_group),
         source,
     })
 }

@@ -46,11 +46,14 @@ pub enum StateError {
         #[source]
         source: postcard::Error,
     },
-    /// Snapshot bytes could not be decoded.
-    #[error("decoding state '{table}'")]
+    /// Snapshot bytes could not be decoded (the state's declared type
+    /// changed since they were written, or they are corrupt).
+    #[error("decoding state '{table}'{}: its declared type does not read what was saved", key_group.map(|g| format!(" of key group {g}")).unwrap_or_default())]
     Decode {
         /// The table.
         table: String,
+        /// The key group being read, when known.
+        key_group: Option<u16>,
         /// The decoder's error.
         #[source]
         source: postcard::Error,

@@ -141,6 +141,32 @@ impl CheckpointStorage {
                         .map_err(|e| bad(format!("unknown S3 setting '{key}': {e}")))?;
                     builder = builder.with_config(key, *value);
                 }
+                // Without credentials, the S3 client falls back to the EC2
+                // instance-metadata address and fails on the first request
+                // with an error about that address: say what is missing.
+                let configured = |key| builder.get_config_value(&key).is_some();
+                let web_identity = std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_some()
+                    || std::env::var_os("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some();
+                let has_keys = configured(AmazonS3ConfigKey::AccessKeyId)
+                    && configured(AmazonS3ConfigKey::SecretAccessKey);
+                let instance = configured(AmazonS3ConfigKey::MetadataEndpoint);
+                let anonymous = builder
+                    .get_config_value(&AmazonS3ConfigKey::SkipSignature)
+                    .is_some_and(|v| v == "true");
+                if !(has_keys || web_identity || instance || anonymous) {
+                    let missing: Vec<&str> = [
+                        (AmazonS3ConfigKey::AccessKeyId, "AWS_ACCESS_KEY_ID"),
+                        (AmazonS3ConfigKey::SecretAccessKey, "AWS_SECRET_ACCESS_KEY"),
+                    ]
+                    .into_iter()
+                    .filter(|(key, _)| !configured(*key))
+                    .map(|(_, name)| name)
+                    .collect();
+                    return Err(bad(format!(
+                        "no S3 credentials: set {} (with AWS_ENDPOINT, AWS_REGION and AWS_ALLOW_HTTP=true for a server of your own), or AWS_METADATA_ENDPOINT to use an EC2 instance's role",
+                        missing.join(" and ")
+                    )));
+                }
                 let store = builder
                     .build()
                     .map_err(|e| bad(format!("cannot configure S3: {e}")))?;

@@ -11,7 +11,7 @@
 //! Access takes the key group computed once per record by the caller (see
 //! [`KeyedStateStore::key_group_of`](crate::KeyedStateStore::key_group_of)).
 
-use crate::by_key_group::{decode, ByKeyGroup};
+use crate::by_key_group::{decode, decode_group, ByKeyGroup};
 use crate::error::StateError;
 use crate::rocks::tables::{RocksList, RocksMap, RocksTable, RocksValue};
 use crate::store::{to_json, ErasedTable, FrozenTable, JsonEntry, StateKey, StateKind, StateValue};
@@ -134,7 +134,7 @@ impl<K: StateKey, V: StateValue> ErasedTable for ValueTable<K, V> {
         }
     }
     fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
-        let entries: Vec<(K, V)> = decode(bytes, self.name())?;
+        let entries: Vec<(K, V)> = decode_group(bytes, self.name(), key_group)?;
         match &mut self.storage {
             ValueStorage::Heap(heap) => {
                 heap.group_mut(key_group)?.extend(entries);
@@ -304,7 +304,7 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> ErasedTable for MapTable<K, MK, 
         Ok(())
     }
     fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
-        let entries: Vec<(K, FxHashMap<MK, MV>)> = decode(bytes, self.name())?;
+        let entries: Vec<(K, FxHashMap<MK, MV>)> = decode_group(bytes, self.name(), key_group)?;
         match &mut self.storage {
             MapStorage::Heap(heap) => heap.group_mut(key_group)?.extend(entries),
             MapStorage::Rocks(rocks) => {
@@ -467,7 +467,7 @@ impl<K: StateKey, V: StateValue> ErasedTable for ListTable<K, V> {
         Ok(())
     }
     fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
-        let entries: Vec<(K, Vec<V>)> = decode(bytes, self.name())?;
+        let entries: Vec<(K, Vec<V>)> = decode_group(bytes, self.name(), key_group)?;
         match &mut self.storage {
             ListStorage::Heap(heap) => heap.group_mut(key_group)?.extend(entries),
             ListStorage::Rocks(rocks) => {

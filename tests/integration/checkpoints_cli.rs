@@ -147,6 +147,27 @@ fn bad_locations_and_corrupt_manifests_are_one_line_errors() {
     );
     let (ok, _, err) = weir(dir.path(), &["checkpoints", "list", "ftp://host/x/job"]);
     assert!(!ok && err.contains("unsupported scheme 'ftp'"), "{err}");
+    // A typo is not "no checkpoints yet".
+    let typo = dir.path().join("ck/no-such-job");
+    let (ok, out, err) = weir(dir.path(), &["checkpoints", "list", typo.to_str().unwrap()]);
+    assert!(
+        !ok && out.is_empty() && err.contains("nothing is at"),
+        "{err}"
+    );
+    // S3 without credentials names the settings, not an instance-metadata PUT.
+    let output = weir_command(dir.path())
+        .args(["checkpoints", "list", "s3://bucket/ck/job"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_METADATA_ENDPOINT")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{err}");
+    assert!(
+        err.contains("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+        "{err}"
+    );
 
     let chk = dir.path().join("ck/job/chk-0000000001");
     std::fs::create_dir_all(&chk).unwrap();

@@ -14,6 +14,7 @@ mod partition;
 mod recovery;
 mod reference_jobs;
 mod s3;
+mod savepoints;
 mod scaling;
 mod semantics;
 mod sources;

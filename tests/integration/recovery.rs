@@ -101,6 +101,8 @@ fn exactly_once_view(dir: &Path) -> ExactlyOnceView {
     ExactlyOnceView { counts, totals }
 }
 
+/// Asserts the `emit=updates` output in `got` is the one in `clean`: every
+/// (key, count) once and the same totals.
 pub fn assert_same(got: &Path, clean: &Path) {
     let (got, clean) = (exactly_once_view(got), exactly_once_view(clean));
     assert_eq!(got.counts.len(), clean.counts.len(), "number of updates");

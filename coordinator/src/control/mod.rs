@@ -125,6 +125,10 @@ pub struct StoredJob {
     pub checkpoint: Option<CheckpointPointer>,
     /// Set once the job ended: a new leader never reruns it.
     pub result: Option<JobResult>,
+    /// The savepoint the job was stopped with: from then on it never runs
+    /// again (the savepoint's restore commits what its sinks left pending).
+    #[serde(default)]
+    pub stopped_with_savepoint: Option<String>,
 }
 
 impl StoredJob {
@@ -148,6 +152,7 @@ impl StoredJob {
             last_epoch: 0,
             checkpoint: None,
             result: None,
+            stopped_with_savepoint: None,
         }
     }
 }

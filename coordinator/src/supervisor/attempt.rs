@@ -48,6 +48,11 @@ impl CheckpointFence for JobFence {
     fn term(&self) -> u64 {
         self.0.term()
     }
+
+    fn stopping(&self, location: &str) -> Result<(), CoordinatorError> {
+        self.0
+            .persist(|stored| stored.stopped_with_savepoint = Some(location.to_owned()))
+    }
 }
 
 /// The checkpoint driver of a running attempt and where its commands go.
@@ -96,6 +101,9 @@ impl Checkpoints {
         if adopted {
             driver = driver.checkpoint_at_once();
         }
+        let (savepoints_tx, savepoints_rx) = crossbeam_channel::unbounded();
+        driver = driver.with_savepoints(savepoints_rx);
+        *crate::cluster::lock(&job.savepoints) = Some(savepoints_tx);
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name(format!("checkpoints-{}", job.number))
@@ -132,6 +140,9 @@ impl Checkpoints {
         placement: &[TaskPlacement],
         workers: &[WorkerId],
     ) {
+        // Requests from now on find no driver (one still queued is
+        // answered as the driver ends).
+        *crate::cluster::lock(&job.savepoints) = None;
         let Some(thread) = self.thread else { return };
         let stats = thread.join().unwrap_or_default();
         let mut record = job.record();

@@ -170,6 +170,10 @@ fn supervise(
 ) {
     let settings = &job.settings;
     let stored = job.stored();
+    if stored.stopped_with_savepoint.is_some() {
+        // Stopped with a savepoint before a failover: it never runs again.
+        return end_job(job, JobState::Finished, None);
+    }
     // A restart resumes from a checkpoint of this job's own attempts (above
     // `floor`, the newest epoch in storage before it started) or else from
     // where the first attempt started: never from an earlier run's.
@@ -242,6 +246,13 @@ fn supervise(
                 return end_job(job, JobState::Finished, None);
             }
             AttemptEnd::Cancelled => return end_job(job, JobState::Cancelled, None),
+            _ if job.stored().stopped_with_savepoint.is_some() => {
+                // The attempt failed after its stop-with-savepoint was
+                // recorded: the savepoint holds everything, and restoring it
+                // commits what the sinks had pending.
+                tracing::warn!(job = %job.job_id, "the attempt ended badly after the job was stopped with a savepoint; the job stays stopped");
+                return end_job(job, JobState::Finished, None);
+            }
             AttemptEnd::Rescale => {
                 tracing::info!(job = %job.job_id, "slots are back: redeploying at full parallelism");
                 match choose_restore(job, storage.as_ref(), floor, false) {

@@ -62,6 +62,14 @@ pub trait Sink<T>: Clone + Send + Sync + 'static {
     fn has_pending_commits(&self) -> bool {
         false
     }
+
+    /// The job stops after a savepoint whose barrier has passed: drop what
+    /// was written after it (processing-time timers may have fired since;
+    /// the job resumed from the savepoint writes it again) and keep what
+    /// the savepoint's commit covers.
+    fn suspend(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
 }
 
 /// Runs a [`Sink`] as a task.
@@ -121,6 +129,10 @@ impl<T: Data, S: Sink<T>> OperatorTask for SinkTask<T, S> {
 
     fn close(&mut self) -> Result<(), OperatorError> {
         Ok(())
+    }
+
+    fn suspend(&mut self) -> Result<(), OperatorError> {
+        self.sink.suspend()
     }
 
     fn has_pending_commits(&self) -> bool {

@@ -117,6 +117,10 @@ impl<S: Source> SourceTask for SourceRunner<S> {
     fn close(&mut self) -> Result<(), OperatorError> {
         self.out.end_of_stream()
     }
+
+    fn suspend(&mut self) -> Result<(), OperatorError> {
+        self.out.suspend()
+    }
 }
 
 /// Splits `0..total` into `parallelism` contiguous parts; returns part `index`.

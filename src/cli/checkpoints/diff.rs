@@ -6,7 +6,7 @@ use clap::Args;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use weir_coordinator::CheckpointCatalog;
-use weir_jobs::JobRegistry;
+use weir_operators::job::JobRegistry;
 use weir_protocol::CheckpointManifest;
 use weir_state::StateRow;
 

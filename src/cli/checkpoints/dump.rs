@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use weir_coordinator::CheckpointCatalog;
-use weir_jobs::{JobOptions, JobParams, JobRegistry};
+use weir_operators::job::{JobOptions, JobParams, JobRegistry};
 use weir_operators::output::{OutputWiring, TaskCounters};
 use weir_operators::task::{OperatorTask, VertexFactory};
 use weir_operators::TaskInfo;
@@ -44,7 +44,7 @@ pub enum DumpFormat {
 pub struct DumpArgs {
     /// The checkpoint directory: `{checkpoint-dir}/{job}/chk-NNNNNNNNNN` (URL or path).
     pub checkpoint: String,
-    /// The operator whose keyed state to decode.
+    /// The operator whose keyed state to decode (its name or uid).
     #[arg(long)]
     pub operator: String,
     /// Only this state (by name).
@@ -86,7 +86,7 @@ fn open_operator(
         .graph()
         .vertices
         .iter()
-        .find(|v| v.name == operator)
+        .find(|v| v.name == operator || v.uid.as_deref() == Some(operator))
         .ok_or_else(|| format!("job '{job}' has no operator '{operator}'"))?;
     let VertexFactory::Operator(make) = dataflow.factory(vertex.id) else {
         return Err(format!("operator '{operator}' is a source; it has no keyed state").into());
@@ -157,7 +157,9 @@ pub(crate) fn keyed_rows(
     params: &[String],
 ) -> Result<Vec<StateRow>, Box<dyn std::error::Error>> {
     let state = manifest
-        .operator(operator)
+        .operators
+        .iter()
+        .find(|o| o.name == operator || o.uid.as_deref() == Some(operator))
         .ok_or_else(|| format!("checkpoint {} has no operator '{operator}'", manifest.epoch))?;
     let mut task = open_operator(registry, job, params, manifest, operator)?;
     let store = task

@@ -26,6 +26,8 @@ pub struct CheckpointRow {
     pub status: &'static str,
     /// Whether it is the final checkpoint of a finished run.
     pub is_final: Option<bool>,
+    /// Whether it is a savepoint (self-contained, kept until deleted).
+    pub savepoint: bool,
     /// When it was triggered, ms since the Unix epoch.
     pub triggered_at_ms: Option<i64>,
     /// From trigger to last ack, ms.
@@ -44,6 +46,13 @@ pub fn run(args: ListArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
     let mut previous: HashSet<String> = HashSet::new();
     let entries = catalog.list()?;
+    if entries.is_empty() && !catalog.exists()? {
+        return Err(format!(
+            "nothing is at {}: no checkpoints and no directory (a job's checkpoints are in {{checkpoint-dir}}/{{job-id}})",
+            args.job_root
+        )
+        .into());
+    }
     let newest_complete = entries
         .iter()
         .filter(|e| e.status == CheckpointStatus::Complete)
@@ -68,6 +77,7 @@ pub fn run(args: ListArgs) -> Result<(), Box<dyn std::error::Error>> {
                 epoch: entry.epoch.0,
                 status,
                 is_final: None,
+                savepoint: false,
                 triggered_at_ms: None,
                 duration_ms: None,
                 size_bytes: None,
@@ -85,6 +95,7 @@ pub fn run(args: ListArgs) -> Result<(), Box<dyn std::error::Error>> {
                     epoch: entry.epoch.0,
                     status,
                     is_final: Some(m.is_final),
+                    savepoint: m.savepoint,
                     triggered_at_ms: Some(m.triggered_at_ms),
                     duration_ms: Some(m.completed_at_ms - m.triggered_at_ms),
                     size_bytes: Some(m.files().map(|f| f.size).sum()),
@@ -111,9 +122,10 @@ pub fn run(args: ListArgs) -> Result<(), Box<dyn std::error::Error>> {
     ]);
     let dash = || "-".to_string();
     for row in &rows {
-        let status = match (row.status, row.is_final) {
-            ("complete", Some(true)) => "complete (final)".to_string(),
-            (status, _) => status.replace('_', " "),
+        let status = match (row.status, row.is_final, row.savepoint) {
+            ("complete", _, true) => "savepoint".to_string(),
+            ("complete", Some(true), _) => "complete (final)".to_string(),
+            (status, _, _) => status.replace('_', " "),
         };
         out.add_row(vec![
             row.epoch.to_string(),

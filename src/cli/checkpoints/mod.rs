@@ -19,7 +19,7 @@ pub mod verify;
 use clap::Subcommand;
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
-use weir_jobs::JobRegistry;
+use weir_operators::job::JobRegistry;
 
 /// Subcommands of `weir checkpoints`.
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@
 //! is full; map and list tables read and write the database directly.
 
 use super::{key_prefix, rocks_error, table_id, RocksDb};
-use crate::by_key_group::{decode, encode, encode_into};
+use crate::by_key_group::{decode_group, encode, encode_into};
 use crate::error::StateError;
 use crate::store::{StateKey, StateValue};
 use rocksdb::{Direction, IngestExternalFileOptions, IteratorMode, SstFileWriter, WriteBatch};
@@ -144,7 +144,7 @@ impl<K: StateKey, V: StateValue> RocksValue<K, V> {
             }
             let stored = self.table.get_raw(&self.table.key(key_group, key)?)?;
             let value = match stored {
-                Some(bytes) => Some(decode(&bytes, &self.table.name)?),
+                Some(bytes) => Some(decode_group(&bytes, &self.table.name, key_group)?),
                 None => None,
             };
             self.cache.insert(
@@ -308,7 +308,7 @@ impl RocksMap {
             .table
             .get_raw(&self.entry_key(key_group, key, user_key)?)?
         {
-            Some(bytes) => Ok(Some(decode(&bytes, &self.table.name)?)),
+            Some(bytes) => Ok(Some(decode_group(&bytes, &self.table.name, key_group)?)),
             None => Ok(None),
         }
     }
@@ -333,7 +333,7 @@ impl RocksMap {
     ) -> Result<Option<MV>, StateError> {
         let entry = self.entry_key(key_group, key, user_key)?;
         let old = match self.table.get_raw(&entry)? {
-            Some(bytes) => Some(decode(&bytes, &self.table.name)?),
+            Some(bytes) => Some(decode_group(&bytes, &self.table.name, key_group)?),
             None => None,
         };
         if old.is_some() {
@@ -353,8 +353,8 @@ impl RocksMap {
             .into_iter()
             .map(|(k, v)| {
                 Ok((
-                    decode(&k[prefix.len()..], &self.table.name)?,
-                    decode(&v, &self.table.name)?,
+                    decode_group(&k[prefix.len()..], &self.table.name, key_group)?,
+                    decode_group(&v, &self.table.name, key_group)?,
                 ))
             })
             .collect()
@@ -386,7 +386,7 @@ impl RocksList {
     ) -> Result<Vec<V>, StateError> {
         self.table.check(key_group)?;
         match self.table.get_raw(&self.table.key(key_group, key)?)? {
-            Some(bytes) => decode(&bytes, &self.table.name),
+            Some(bytes) => decode_group(&bytes, &self.table.name, key_group),
             None => Ok(Vec::new()),
         }
     }
