@@ -282,6 +282,34 @@ impl ProcessCluster {
     }
 }
 
+/// Every line of the committed output files a file sink (`--output DIR`)
+/// wrote into `dir`, sorted; hidden files are its uncommitted ones.
+pub fn committed_lines(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path())?;
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    lines.sort();
+    Ok(lines)
+}
+
+/// The complete checkpoints (with a commit marker) in a job's local
+/// checkpoint directory `job_dir`, oldest first.
+pub fn complete_checkpoints(job_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(job_dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("COMMITTED").exists())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 fn log_file(dir: &Path, name: &str, binary: &Path) -> Result<std::fs::File, TestClusterError> {
     std::fs::File::create(dir.join(name)).map_err(|source| TestClusterError::Spawn {
         what: "a log file",

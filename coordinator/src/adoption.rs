@@ -23,6 +23,21 @@ pub struct ExpectedAttempt {
     pub workers: BTreeSet<WorkerId>,
     /// Whether the job's final checkpoint is complete (its pointer written).
     pub final_completed: bool,
+    /// Where the job stands with a stop-with-savepoint.
+    pub stop: StopState,
+}
+
+/// Where a job stands with a stop-with-savepoint, by its control record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StopState {
+    /// None was triggered (or the attempt that triggered one restarted).
+    #[default]
+    None,
+    /// One was triggered and not recorded as done: its sources stopped,
+    /// and only the leader that triggered it could have finished it.
+    InFlight,
+    /// It is recorded as done: the job never runs again.
+    Done,
 }
 
 /// What the new leader heard from one worker of the attempt.
@@ -39,6 +54,9 @@ pub enum AdoptionDecision {
     Finished,
     /// The attempt cannot be adopted: restart from the latest checkpoint.
     Restart(String),
+    /// The job was stopped with a savepoint: cancel what still runs and
+    /// end it (restoring the savepoint commits what its sinks had pending).
+    Stopped,
 }
 
 /// Decides from what the workers reported (`None`: the worker registered
@@ -49,6 +67,15 @@ pub fn decide(
     deadline_passed: bool,
 ) -> AdoptionDecision {
     let attempt = expected.attempt;
+    match expected.stop {
+        StopState::Done => return AdoptionDecision::Stopped,
+        StopState::InFlight => {
+            return AdoptionDecision::Restart(
+                "a stop-with-savepoint was in flight when the leader changed; resuming from the latest checkpoint".into(),
+            )
+        }
+        StopState::None => {}
+    }
     for (worker, report) in heard {
         if !expected.workers.contains(worker) {
             continue;
@@ -119,6 +146,7 @@ mod tests {
             attempt: 4,
             workers: workers.iter().map(|w| WorkerId(*w)).collect(),
             final_completed: false,
+            stop: StopState::None,
         }
     }
 
@@ -236,5 +264,17 @@ mod tests {
         let e = expected(&[1]);
         let h = heard(&[(1, running(4)), (9, None)]);
         assert_eq!(decide(&e, &h, false), AdoptionDecision::Adopt);
+    }
+
+    #[test]
+    fn a_stop_in_flight_restarts_and_a_recorded_stop_ends_the_job() {
+        let mut e = expected(&[1, 2]);
+        e.stop = StopState::InFlight;
+        assert!(matches!(
+            decide(&e, &Heard::new(), false),
+            AdoptionDecision::Restart(_)
+        ));
+        e.stop = StopState::Done;
+        assert_eq!(decide(&e, &Heard::new(), false), AdoptionDecision::Stopped);
     }
 }

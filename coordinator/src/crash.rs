@@ -8,6 +8,8 @@
 //! | `after-manifest` | a checkpoint's manifest is written, its pointer is not |
 //! | `after-pointer` | its pointer is written, its commit marker is not, and no sink was told |
 //! | `during-retention` | retention deleted one file of an old checkpoint |
+//! | `after-stop-trigger` | a stop-with-savepoint's trigger was handed to the workers' connections |
+//! | `after-stop-recorded` | its savepoint is written and the stop recorded, and no sink was told |
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;

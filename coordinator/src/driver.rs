@@ -33,9 +33,10 @@ const TICK: Duration = Duration::from_millis(5);
 /// The control store's side of a job's checkpoints: the fenced writes a
 /// checkpoint needs.
 pub trait CheckpointFence: Send + Sync {
-    /// Records that `epoch` is about to be triggered. An error means this
-    /// coordinator must not trigger it (it no longer leads).
-    fn triggering(&self, epoch: Epoch) -> Result<(), CoordinatorError>;
+    /// Records that `epoch` is about to be triggered (`stop`: as a
+    /// stop-with-savepoint). An error means this coordinator must not
+    /// trigger it (it no longer leads).
+    fn triggering(&self, epoch: Epoch, stop: bool) -> Result<(), CoordinatorError>;
     /// Every task acked `epoch` and its manifest is written: writes the
     /// job's checkpoint pointer. Only after `Ok` is the checkpoint complete.
     fn completing(&self, epoch: Epoch, is_final: bool) -> Result<(), CoordinatorError>;
@@ -261,7 +262,7 @@ impl CheckpointDriver {
 
     /// Whether checkpoint `epoch` is a stop-with-savepoint's.
     fn is_stop_savepoint(&self, epoch: Epoch) -> bool {
-        matches!(&self.savepoint, Some((request, Some(e))) if *e == epoch && request.stop)
+        self.stopping && matches!(&self.savepoint, Some((_, Some(e))) if *e == epoch)
     }
 
     /// Checkpoint `manifest` completed: if it is the savepoint's, writes the
@@ -280,7 +281,7 @@ impl CheckpointDriver {
         let outcome = write_savepoint(self.catalog.storage(), &job, manifest, &request.dir)
             .map_err(|error| format!("writing the savepoint: {}", crate::error::chain(&error)))
             .and_then(|location| {
-                if request.stop {
+                if self.stopping {
                     if let Some(fence) = &self.fence {
                         fence.stopping(&location).map_err(|error| {
                             format!("recording the stop: {}", crate::error::chain(&error))
@@ -292,11 +293,12 @@ impl CheckpointDriver {
         let answer = match outcome {
             Ok(location) => {
                 tracing::info!(job = %job, epoch = manifest.epoch.0, %location, stop = request.stop, "savepoint written");
-                self.stopped = request.stop;
+                self.stopped = self.stopping;
                 Ok(SavepointDone {
                     location,
                     epoch: manifest.epoch.0,
                     warnings: default_uid_warnings(manifest),
+                    // On the final checkpoint the job ends by itself.
                     stopped: request.stop,
                 })
             }
@@ -329,27 +331,26 @@ impl CheckpointDriver {
         }
         let job = self.catalog.job().to_owned();
         match decision {
-            // After a stop-with-savepoint the sources are gone: no more
-            // checkpoints.
-            Decision::Trigger { .. } if self.stopping => {}
             Decision::Trigger {
                 epoch, is_final, ..
             } => {
+                if matches!(&self.savepoint, Some((request, None)) if request.is_cancelled()) {
+                    // Its client gave up waiting before it began.
+                    self.savepoint = None;
+                }
+                // A stop on the final checkpoint is a plain savepoint: the
+                // job ends after it anyway.
+                let stop =
+                    matches!(&self.savepoint, Some((request, None)) if request.stop && !is_final);
                 if let Some(fence) = &self.fence {
-                    if let Err(error) = fence.triggering(epoch) {
+                    if let Err(error) = fence.triggering(epoch, stop) {
                         tracing::warn!(job = %job, epoch = epoch.0, error = &error as &dyn std::error::Error, "not triggering the checkpoint: this coordinator no longer leads");
                         self.deposed = true;
                         return;
                     }
                 }
-                let mut stop = false;
-                if matches!(&self.savepoint, Some((request, None)) if request.is_cancelled()) {
-                    // Its client gave up waiting before it began.
-                    self.savepoint = None;
-                }
-                if let Some((request, assigned @ None)) = &mut self.savepoint {
+                if let Some((_, assigned @ None)) = &mut self.savepoint {
                     *assigned = Some(epoch);
-                    stop = request.stop;
                     self.stopping = stop;
                 }
                 tracing::debug!(job = %job, epoch = epoch.0, is_final, stop, "triggering checkpoint");
@@ -381,6 +382,7 @@ impl CheckpointDriver {
                             });
                             return;
                         }
+                        crate::crash::point("after-stop-recorded");
                         let _ = commands.send(ControlCommand::CheckpointCompleted {
                             epoch: completed.epoch,
                         });
@@ -478,7 +480,9 @@ impl CheckpointDriver {
         }
         let manifest = CheckpointManifest {
             version: MANIFEST_VERSION,
-            job: job.to_owned(),
+            // The registered job's name (tools rebuild the job from it),
+            // not the job id its directory is named after.
+            job: self.graph.name.clone(),
             epoch: completed.epoch,
             triggered_at_ms: crate::time::wall_ms(completed.triggered_at) as i64,
             completed_at_ms: crate::time::wall_ms(completed.completed_at) as i64,

@@ -420,7 +420,10 @@ impl JobHandle {
             latest_checkpoint: stored.checkpoint.map(|c| c.epoch),
             adopted: record.adopted,
             leader_term: self.store.term(),
-            last_savepoint: record.last_savepoint.clone(),
+            last_savepoint: stored
+                .stopped_with_savepoint
+                .clone()
+                .or_else(|| record.last_savepoint.clone()),
             elapsed_s: elapsed.as_secs_f64(),
         }
     }

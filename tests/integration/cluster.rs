@@ -179,15 +179,23 @@ fn a_token_is_required_when_set_and_beyond_loopback() {
     );
 }
 
+/// The coordinator's next frame other than a heartbeat (a registered
+/// connection gets those every 100 ms, and a loaded machine may read one
+/// before the answer it waits for).
 fn read_answer(stream: &mut TcpStream) -> ToWorker {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).unwrap();
-    let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
-    stream.read_exact(&mut body).unwrap();
-    decode_control(&body).unwrap()
+    loop {
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+        stream.read_exact(&mut body).unwrap();
+        match decode_control(&body).unwrap() {
+            ToWorker::Heartbeat => continue,
+            answer => return answer,
+        }
+    }
 }
 
 fn registration(token: Option<&str>, data_addr: &str) -> Vec<u8> {

@@ -31,18 +31,7 @@ pub fn weir_run(args: &[&str]) -> String {
 
 /// All lines of the committed (visible) files in `dir`, sorted.
 pub fn sorted_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        // Hidden files are the sink's uncommitted (in-progress, pending) ones.
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let text = std::fs::read_to_string(entry.path()).unwrap();
-        lines.extend(text.lines().map(str::to_owned));
-    }
-    lines.sort();
-    lines
+    weir::testing::committed_lines(dir).unwrap()
 }
 
 #[test]

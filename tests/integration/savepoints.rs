@@ -12,6 +12,7 @@ use weir::operators::Dataflow;
 use weir::prelude::*;
 use weir::protocol::cluster::{BackendKind, JobSpec, RestoreFrom, RunSettings};
 use weir::protocol::{CheckpointManifest, JobState, SubmitRequest};
+use weir::testing::complete_checkpoints;
 
 /// Copies directory `from` (recursively) to `to`.
 fn copy_dir(from: &Path, to: &Path) {
@@ -25,6 +26,37 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// Submits [`long_job`] at parallelism `p` (200 ms checkpoints, output
+/// into `out`) as `job_id`, with `extra` flags, and waits for `checkpoints`
+/// completed checkpoints.
+fn submit_long_job(
+    cluster: &TestCluster,
+    p: &str,
+    job_id: &str,
+    out: &Path,
+    extra: &[&str],
+    checkpoints: u32,
+) {
+    let out_arg = out.display().to_string();
+    let mut submit = vec!["submit"];
+    submit.extend(long_job());
+    submit.extend([
+        "-p",
+        p,
+        "--checkpoint-interval",
+        "200ms",
+        "--job-id",
+        job_id,
+    ]);
+    submit.extend(["--output", &out_arg]);
+    submit.extend(extra);
+    let output = cluster.weir(&submit);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    cluster.wait_for(job_id, "checkpoints", |s| {
+        s.checkpoints_completed >= checkpoints
+    });
 }
 
 /// A local savepoint's directory from its `file://` location.
@@ -58,21 +90,14 @@ fn upgrade_through_a_savepoint(backend: &str) {
     let out = dir.path().join("out");
     let out_arg = out.display().to_string();
 
-    let mut submit = vec!["submit"];
-    submit.extend(&job);
-    submit.extend([
-        "-p",
+    submit_long_job(
+        &cluster,
         "2",
-        "--checkpoint-interval",
-        "200ms",
-        "--job-id",
         "ks-v1",
-    ]);
-    submit.extend(["--state-backend", backend]);
-    submit.extend(["--output", &out_arg]);
-    let output = cluster.weir(&submit);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    cluster.wait_for("ks-v1", "two checkpoints", |s| s.checkpoints_completed >= 2);
+        &out,
+        &["--state-backend", backend],
+        2,
+    );
 
     let output = cluster.weir(&["jobs", "savepoint", "ks-v1", "--stop"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -187,21 +212,7 @@ fn a_failed_stop_resumes_the_job_and_a_plain_savepoint_leaves_it_running() {
     let clean = clean_run_of(dir.path(), "clean", &job);
     let cluster = TestCluster::start(dir.path(), 1, 2, &[]);
     let out = dir.path().join("out");
-    let out_arg = out.display().to_string();
-    let mut submit = vec!["submit"];
-    submit.extend(&job);
-    submit.extend([
-        "-p",
-        "2",
-        "--checkpoint-interval",
-        "200ms",
-        "--job-id",
-        "ks",
-    ]);
-    submit.extend(["--output", &out_arg]);
-    let output = cluster.weir(&submit);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    cluster.wait_for("ks", "a checkpoint", |s| s.checkpoints_completed >= 1);
+    submit_long_job(&cluster, "2", "ks", &out, &[], 1);
 
     let output = cluster.weir(&["jobs", "savepoint", "ks"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -234,6 +245,52 @@ fn a_failed_stop_resumes_the_job_and_a_plain_savepoint_leaves_it_running() {
     assert_same(&out, &clean);
 }
 
+/// The coordinator crashes during a stop-with-savepoint and starts again:
+/// with the stop in flight (its barrier sent) the job resumes from its
+/// latest checkpoint; with the stop recorded (savepoint written, no sink
+/// told to commit) the job stays stopped, its workers' part is cancelled,
+/// and restoring the savepoint commits what its sinks had pending. Either
+/// way the output is that of one clean run.
+#[test]
+fn a_coordinator_crash_during_a_stop_resumes_the_job_or_keeps_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = clean_run_of(dir.path(), "clean", &long_job());
+    for point in ["after-stop-trigger", "after-stop-recorded"] {
+        let run = dir.path().join(point);
+        std::fs::create_dir_all(&run).unwrap();
+        let mut cluster = TestCluster::empty(&run, &[]);
+        cluster.add_coordinator(&[], &[(weir::coordinator::crash::VARIABLE, point)], &[]);
+        cluster.wait_for_leader();
+        cluster.add_worker(3);
+        cluster.add_worker(3);
+        cluster.wait_for_workers(2);
+        let out = run.join("out");
+        submit_long_job(&cluster, "2", "ks", &out, &[], 2);
+        let output = cluster.weir(&["jobs", "savepoint", "ks", "--stop"]);
+        assert!(!output.status.success(), "{point}: the coordinator crashed");
+        while !cluster.coordinators[0].has_exited() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        cluster.restart_coordinator(0);
+        let status = cluster.wait_for("ks", "its end", |s| s.state.is_terminal());
+        assert_eq!(status.state, JobState::Finished, "{point}: {status:?}");
+        if point == "after-stop-recorded" {
+            let location = status.last_savepoint.clone().expect("the stop's savepoint");
+            assert!(sorted_lines(&out).len() < 1_000_000);
+            // Ended at once; its workers come back and their part of it is
+            // cancelled.
+            cluster.wait_for_workers(2);
+            let mut submit = vec!["submit"];
+            submit.extend(long_job());
+            submit.extend(["-p", "2", "--job-id", "ks-resumed", "--restore", &location]);
+            let out_arg = out.display().to_string();
+            submit.extend(["--output", &out_arg]);
+            cluster.submit_and_wait(&submit[1..]);
+        }
+        assert_same(&out, &clean);
+    }
+}
+
 /// Saved state with no operator to go to is refused, naming the operator,
 /// unless it may be dropped; so is a changed number of key groups.
 #[test]
@@ -248,12 +305,9 @@ fn state_that_does_not_fit_the_job_is_refused_with_the_operator_named() {
         "50ms",
     ]);
     let job_dir = cluster.data_dir.join("checkpoints").join(&id);
-    let newest = std::fs::read_dir(&job_dir)
+    let newest = complete_checkpoints(&job_dir)
         .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("COMMITTED").exists())
-        .max()
+        .pop()
         .expect("a complete checkpoint");
     let checkpoint = newest.display().to_string();
     let refused = |args: &[&str], expected: &str| {
@@ -409,13 +463,9 @@ fn type_change_fails_the_job(backend: BackendKind) {
         ))
         .unwrap();
     // An early checkpoint: input remains, so RocksDB reads the keys.
-    let checkpoint = std::fs::read_dir(root.join("counter"))
+    let checkpoint = complete_checkpoints(&root.join("counter"))
         .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("COMMITTED").exists())
-        .min()
-        .unwrap();
+        .remove(0);
     let error = cluster
         .run(request(
             "counter-v2",

@@ -129,6 +129,11 @@ pub struct StoredJob {
     /// again (the savepoint's restore commits what its sinks left pending).
     #[serde(default)]
     pub stopped_with_savepoint: Option<String>,
+    /// The epoch of a stop-with-savepoint the current attempt triggered
+    /// (its sources stop after it): a new leader never adopts such an
+    /// attempt unless the stop is recorded as done.
+    #[serde(default)]
+    pub stop_triggered: Option<u64>,
 }
 
 impl StoredJob {
@@ -153,6 +158,7 @@ impl StoredJob {
             checkpoint: None,
             result: None,
             stopped_with_savepoint: None,
+            stop_triggered: None,
         }
     }
 }

@@ -5,7 +5,7 @@
 use super::attempt;
 use super::ends::Progress;
 use super::AttemptEnd;
-use crate::adoption::{decide, AdoptionDecision, ExpectedAttempt, Heard};
+use crate::adoption::{decide, AdoptionDecision, ExpectedAttempt, Heard, StopState};
 use crate::cluster::Cluster;
 use crate::job::{AttemptInbox, AttemptReport, JobHandle};
 use crate::scaling::Shape;
@@ -57,6 +57,11 @@ impl Adoption {
                 attempt: stored.attempt,
                 workers: workers.into_iter().collect(),
                 final_completed: stored.checkpoint.is_some_and(|c| c.is_final),
+                stop: match (&stored.stopped_with_savepoint, stored.stop_triggered) {
+                    (Some(_), _) => StopState::Done,
+                    (None, Some(_)) => StopState::InFlight,
+                    (None, None) => StopState::None,
+                },
             },
             placement: stored.placement,
             reports,
@@ -182,6 +187,12 @@ pub(super) fn run(
                     events_in,
                     records_out,
                 };
+            }
+            AdoptionDecision::Stopped => {
+                tracing::info!(job = %job.job_id, attempt, "the job was stopped with a savepoint before the leader changed");
+                cancel_heard(&heard);
+                close_inbox(cluster, job, attempt, &reports);
+                return AttemptEnd::Stopped;
             }
             AdoptionDecision::Restart(reason) => {
                 tracing::warn!(job = %job.job_id, attempt, %reason, "cannot adopt the running attempt; restarting from the latest checkpoint");

@@ -28,9 +28,13 @@ use weir_state::CheckpointStorage;
 struct JobFence(Arc<JobHandle>);
 
 impl CheckpointFence for JobFence {
-    fn triggering(&self, epoch: Epoch) -> Result<(), CoordinatorError> {
-        self.0
-            .persist(|stored| stored.last_epoch = stored.last_epoch.max(epoch.0))
+    fn triggering(&self, epoch: Epoch, stop: bool) -> Result<(), CoordinatorError> {
+        self.0.persist(|stored| {
+            stored.last_epoch = stored.last_epoch.max(epoch.0);
+            if stop {
+                stored.stop_triggered = Some(epoch.0);
+            }
+        })
     }
 
     fn completing(&self, epoch: Epoch, is_final: bool) -> Result<(), CoordinatorError> {
@@ -127,6 +131,12 @@ impl Checkpoints {
                             command: command.clone(),
                         });
                     }
+                    if matches!(
+                        command,
+                        ControlCommand::TriggerCheckpoint { stop: true, .. }
+                    ) {
+                        crate::crash::point("after-stop-trigger");
+                    }
                 }
             });
         Ok(Self { thread })
@@ -184,6 +194,8 @@ pub(super) fn deploy(
             stored.placement = placement.to_vec();
             stored.peers = peers.clone();
             stored.running_parallelism = shape.spec.parallelism;
+            // A stop an earlier attempt triggered is abandoned with it.
+            stored.stop_triggered = None;
         })
         .is_err()
     {

@@ -49,6 +49,8 @@ pub(crate) enum AttemptEnd {
     Rescale,
     /// This coordinator no longer leads: stop, and leave the job to the next.
     Deposed,
+    /// The job was stopped with a savepoint (found so after a failover).
+    Stopped,
 }
 
 /// How a supervisor begins.
@@ -170,8 +172,11 @@ fn supervise(
 ) {
     let settings = &job.settings;
     let stored = job.stored();
-    if stored.stopped_with_savepoint.is_some() {
-        // Stopped with a savepoint before a failover: it never runs again.
+    if stored.stopped_with_savepoint.is_some() && matches!(start, Start::Resumed { adoption: None })
+    {
+        // Stopped with a savepoint before a failover, nothing deployed: it
+        // never runs again. (An attempt still deployed is cancelled by the
+        // adoption.)
         return end_job(job, JobState::Finished, None);
     }
     // A restart resumes from a checkpoint of this job's own attempts (above
@@ -246,6 +251,7 @@ fn supervise(
                 return end_job(job, JobState::Finished, None);
             }
             AttemptEnd::Cancelled => return end_job(job, JobState::Cancelled, None),
+            AttemptEnd::Stopped => return end_job(job, JobState::Finished, None),
             _ if job.stored().stopped_with_savepoint.is_some() => {
                 // The attempt failed after its stop-with-savepoint was
                 // recorded: the savepoint holds everything, and restoring it

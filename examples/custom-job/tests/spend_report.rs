@@ -52,20 +52,44 @@ fn expected(events: u64, customers: u64, seed: u64, window: i64, history: i64) -
     lines
 }
 
-/// Every line of the committed output files in `dir`, sorted (hidden
-/// files are the sink's uncommitted ones).
 fn committed_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("the output directory exists") {
-        let entry = entry.unwrap();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
+    weir::testing::committed_lines(dir).expect("the output directory reads")
+}
+
+/// `checkpoints dump` of this binary decodes this crate's state types: the
+/// newest checkpoint in `job_dir` (the final one) holds each customer's
+/// lifetime total, which is the total in their last report of `want`.
+fn assert_dump_holds_the_totals(job_dir: &Path, want: &[String]) {
+    let last = weir::testing::complete_checkpoints(job_dir)
+        .unwrap()
+        .pop()
+        .expect("a complete checkpoint");
+    let output = Command::new(BINARY)
+        .args(["checkpoints", "dump"])
+        .arg(&last)
+        .args(["--operator", "spend-tracker", "--state", "lifetime-cents"])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "checkpoints dump failed: {stderr}");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let dumped: BTreeMap<u64, u64> = rows
+        .iter()
+        .map(|r| (r["key"].as_u64().unwrap(), r["value"].as_u64().unwrap()))
+        .collect();
+    let mut totals = BTreeMap::new();
+    for line in want {
+        let fields: Vec<&str> = line.split(',').collect();
+        let customer: u64 = fields[0].parse().unwrap();
+        let start: i64 = fields[1].parse().unwrap();
+        let entry = totals.entry(customer).or_insert((start, 0u64));
+        if start >= entry.0 {
+            *entry = (start, fields[4].parse().unwrap());
         }
-        let text = std::fs::read_to_string(entry.path()).unwrap();
-        lines.extend(text.lines().map(str::to_owned));
     }
-    lines.sort();
-    lines
+    let totals: BTreeMap<u64, u64> = totals.into_iter().map(|(c, (_, t))| (c, t)).collect();
+    assert_eq!(dumped, totals);
 }
 
 #[test]
@@ -88,43 +112,7 @@ fn embedded_run_writes_what_the_model_computes() {
     assert_eq!(lines, want);
     assert!(lines.len() > 100, "{} lines", lines.len());
 
-    // `checkpoints dump` of this binary decodes this crate's state types:
-    // the final checkpoint holds each customer's lifetime total, which is
-    // the total of their last report.
-    let job_dir = dir.path().join("checkpoints/spend-report");
-    let last = std::fs::read_dir(&job_dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("COMMITTED").exists())
-        .max()
-        .expect("a complete checkpoint");
-    let output = Command::new(BINARY)
-        .args(["checkpoints", "dump"])
-        .arg(&last)
-        .args(["--operator", "spend-tracker", "--state", "lifetime-cents"])
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "checkpoints dump failed: {stderr}");
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
-    let dumped: BTreeMap<u64, u64> = rows
-        .iter()
-        .map(|r| (r["key"].as_u64().unwrap(), r["value"].as_u64().unwrap()))
-        .collect();
-    let mut totals = BTreeMap::new();
-    for line in &want {
-        let fields: Vec<&str> = line.split(',').collect();
-        let (customer, start, total) = (fields[0], fields[1], fields[4]);
-        let (customer, start): (u64, i64) = (customer.parse().unwrap(), start.parse().unwrap());
-        let entry = totals.entry(customer).or_insert((start, 0u64));
-        if start >= entry.0 {
-            *entry = (start, total.parse().unwrap());
-        }
-    }
-    let totals: BTreeMap<u64, u64> = totals.into_iter().map(|(c, (_, t))| (c, t)).collect();
-    assert_eq!(dumped, totals);
+    assert_dump_holds_the_totals(&dir.path().join("checkpoints/spend-report"), &want);
 
     // The binary's `jobs available` lists this crate's job, and a
     // malformed parameter is a one-line error naming it.
@@ -176,5 +164,8 @@ fn a_cluster_of_this_binary_survives_a_killed_worker() {
         status.restarts >= 1,
         "the kill restarted the job: {status:?}"
     );
-    assert_eq!(committed_lines(&out), expected(120_000, 50, 7, 1000, 5000));
+    let want = expected(120_000, 50, 7, 1000, 5000);
+    assert_eq!(committed_lines(&out), want);
+    // Checkpoints a cluster wrote (under the job's id) decode too.
+    assert_dump_holds_the_totals(&dir.path().join("cluster/checkpoints").join(&job), &want);
 }

@@ -294,7 +294,8 @@ impl<T: Data + Display> Sink<T> for FileSink {
     }
 
     fn suspend(&mut self) -> Result<(), OperatorError> {
-        if self.writer.take().is_some() {
+        // Without checkpoints there is no savepoint to stop at.
+        if self.transactional && self.writer.take().is_some() {
             std::fs::remove_file(&self.current).map_err(Self::io(&self.current, "removing"))?;
         }
         Ok(())

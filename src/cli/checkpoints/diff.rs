@@ -96,7 +96,7 @@ pub fn run(args: DiffArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::er
     let (catalog_a, epoch_a) = CheckpointCatalog::open_checkpoint(&args.a)?;
     let (catalog_b, epoch_b) = CheckpointCatalog::open_checkpoint(&args.b)?;
     let (a, b) = (catalog_a.manifest(epoch_a)?, catalog_b.manifest(epoch_b)?);
-    let job = args.job.clone().unwrap_or_else(|| a.job.clone());
+    let job = super::dump::job_of(registry, &a, args.job.as_deref())?;
     let keyed = |m: &CheckpointManifest| -> BTreeSet<String> {
         m.operators
             .iter()

@@ -146,6 +146,26 @@ fn decode_rows(
     Ok(rows)
 }
 
+/// The registered job that wrote `manifest`: `given` (`--job`), or the one
+/// the manifest names, which must be registered.
+pub(crate) fn job_of(
+    registry: &JobRegistry,
+    manifest: &CheckpointManifest,
+    given: Option<&str>,
+) -> Result<String, Box<dyn std::error::Error>> {
+    if let Some(job) = given {
+        return Ok(job.to_owned());
+    }
+    match registry.get(&manifest.job) {
+        Ok(_) => Ok(manifest.job.clone()),
+        Err(error) => Err(format!(
+            "{error}: pass --job with the name of the job that wrote checkpoint {} (checkpoints of a cluster written before savepoints existed name the job id instead)",
+            manifest.epoch
+        )
+        .into()),
+    }
+}
+
 /// Every keyed-state entry of `operator` in checkpoint `manifest`,
 /// decoded with the code of registered job `job`.
 pub(crate) fn keyed_rows(
@@ -177,7 +197,7 @@ pub(crate) fn keyed_rows(
 pub fn run(args: DumpArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
     let (catalog, epoch) = CheckpointCatalog::open_checkpoint(&args.checkpoint)?;
     let manifest = catalog.manifest(epoch)?;
-    let job = args.job.clone().unwrap_or_else(|| manifest.job.clone());
+    let job = job_of(registry, &manifest, args.job.as_deref())?;
     let mut rows = keyed_rows(
         registry,
         &catalog,
