@@ -123,6 +123,10 @@ pub struct JobStatus {
     /// The location of the last savepoint taken in this coordinator's time.
     #[serde(default)]
     pub last_savepoint: Option<String>,
+    /// What the user should know about how the job restored (state matched
+    /// by derived names, dropped, or operators starting empty).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Seconds from the first deployment to the end (or to now).
     pub elapsed_s: f64,
 }
@@ -195,6 +199,8 @@ pub struct JobRecord {
     pub adopted: bool,
     /// The location of the last savepoint.
     pub last_savepoint: Option<String>,
+    /// Warnings of the restore check when the job was submitted.
+    pub warnings: Vec<String>,
 }
 
 use crate::time::now_ms as wall_ms;
@@ -424,6 +430,7 @@ impl JobHandle {
                 .stopped_with_savepoint
                 .clone()
                 .or_else(|| record.last_savepoint.clone()),
+            warnings: record.warnings.clone(),
             elapsed_s: elapsed.as_secs_f64(),
         }
     }

@@ -91,6 +91,7 @@ pub fn submit_job(
         None
     };
     let mut restore = None;
+    let mut restore_warnings = Vec::new();
     let job_graph = graph.clone();
     let added = cluster.add_job(spec, settings, graph, |stored| {
         let Some(storage) = &storage else {
@@ -106,9 +107,10 @@ pub fn submit_job(
                 stored.settings.allow_non_restored_state,
             )
             .map_err(|e| format!("cannot restore {location}: {e}"))?;
-            for warning in warnings {
+            for warning in &warnings {
                 tracing::warn!(job = %stored.job_id, %location, "{warning}");
             }
+            restore_warnings = warnings;
         }
         stored.initial_restore = point.as_ref().map(restore_location);
         restore = point;
@@ -129,6 +131,7 @@ pub fn submit_job(
             )))
         }
     };
+    job.record().warnings = restore_warnings;
     spawn_supervisor(
         cluster.clone(),
         job.clone(),

@@ -213,9 +213,10 @@ pub enum Message {
     EndOfData,
     /// The channel is finished; nothing follows.
     EndOfStream,
-    /// The channel stops without its data ending (stop-with-savepoint):
-    /// nothing follows, and the receiver neither advances its watermark to
-    /// the end nor emits final results; it suspends its own outputs once
-    /// every input did, and ends when its commits are done.
-    Suspend,
+    /// The barrier of a stop-with-savepoint: everything before it belongs
+    /// to checkpoint `epoch`, and nothing follows on this channel. The
+    /// receiver neither advances its watermark to the end nor emits final
+    /// results: once aligned it snapshots, sends a stop barrier on, and
+    /// ends when its commits are done.
+    StopBarrier(Epoch),
 }

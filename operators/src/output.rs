@@ -153,6 +153,8 @@ pub struct Output<T> {
     batch_size: usize,
     counters: Arc<TaskCounters>,
     ended: bool,
+    /// The next barrier is a stop barrier ([`Output::suspend`]).
+    stop_at_barrier: bool,
 }
 
 impl<T: Data> Output<T> {
@@ -198,6 +200,7 @@ impl<T: Data> Output<T> {
             batch_size,
             counters: wiring.counters,
             ended: false,
+            stop_at_barrier: false,
         })
     }
 
@@ -243,11 +246,22 @@ impl<T: Data> Output<T> {
         Ok(())
     }
 
-    /// Flushes, then sends `Barrier(epoch)` on every channel.
+    /// Flushes, then sends `Barrier(epoch)` on every channel; after
+    /// [`suspend`](Self::suspend), a stop barrier that ends the channels.
     pub fn emit_barrier(&mut self, epoch: Epoch) -> Result<(), OperatorError> {
         self.flush()?;
+        let stop = self.stop_at_barrier;
         for edge in &mut self.edges {
-            edge.send_control(|| Message::Barrier(epoch))?;
+            edge.send_control(|| {
+                if stop {
+                    Message::StopBarrier(epoch)
+                } else {
+                    Message::Barrier(epoch)
+                }
+            })?;
+        }
+        if stop {
+            self.ended = true;
         }
         Ok(())
     }
@@ -261,18 +275,11 @@ impl<T: Data> Output<T> {
         Ok(())
     }
 
-    /// Flushes, then stops every channel without ending its data (a
-    /// stop-with-savepoint). Further calls, and `end_of_stream`, do nothing.
-    pub fn suspend(&mut self) -> Result<(), OperatorError> {
-        if self.ended {
-            return Ok(());
-        }
-        self.flush()?;
-        for edge in &mut self.edges {
-            edge.send_control(|| Message::Suspend)?;
-        }
-        self.ended = true;
-        Ok(())
+    /// The next barrier is a stop-with-savepoint's: it goes out as a stop
+    /// barrier, and ends every channel without ending its data (no final
+    /// watermark follows). `end_of_stream` after it does nothing.
+    pub fn suspend(&mut self) {
+        self.stop_at_barrier = true;
     }
 
     /// Flushes, then ends every channel. Further calls do nothing.

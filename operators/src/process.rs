@@ -483,6 +483,7 @@ impl<P: KeyedProcessFunction> OperatorTask for KeyedProcessOperator<P> {
     }
 
     fn suspend(&mut self) -> Result<(), OperatorError> {
-        self.out.suspend()
+        self.out.suspend();
+        Ok(())
     }
 }

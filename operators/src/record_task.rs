@@ -114,6 +114,7 @@ impl<O: RecordOperator> OperatorTask for RecordTask<O> {
     }
 
     fn suspend(&mut self) -> Result<(), OperatorError> {
-        self.out.suspend()
+        self.out.suspend();
+        Ok(())
     }
 }

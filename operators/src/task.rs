@@ -124,8 +124,9 @@ pub trait SourceTask: Send {
     fn end_of_data(&mut self) -> Result<(), OperatorError>;
     /// Ends the stream on every output.
     fn close(&mut self) -> Result<(), OperatorError>;
-    /// Stops every output without ending its data (stop-with-savepoint,
-    /// right after the savepoint's barrier).
+    /// The next checkpoint is a stop-with-savepoint's: its barrier goes
+    /// out as a stop barrier, which ends every output without ending its
+    /// data (no final watermark, no final results).
     fn suspend(&mut self) -> Result<(), OperatorError>;
 }
 
@@ -160,8 +161,10 @@ pub trait OperatorTask: Send {
     fn finish(&mut self) -> Result<(), OperatorError>;
     /// All inputs closed: close the outputs.
     fn close(&mut self) -> Result<(), OperatorError>;
-    /// All inputs stopped with a stop-with-savepoint (no final results):
-    /// stop the outputs the same way.
+    /// Every input delivered a stop-with-savepoint's barrier: the
+    /// checkpoint that follows sends a stop barrier on (no final results),
+    /// and a sink drops anything it holds beyond what that checkpoint
+    /// commits.
     fn suspend(&mut self) -> Result<(), OperatorError>;
     /// Whether the task holds output that a checkpoint still has to commit;
     /// the runtime keeps it alive until it does not.

@@ -166,8 +166,8 @@ mod exchange_frames {
         EndOfData,
         /// The channel is finished.
         EndOfStream,
-        /// The channel stops without its data ending (stop-with-savepoint).
-        Suspend,
+        /// The barrier of a stop-with-savepoint; nothing follows.
+        StopBarrier(u64),
     }
 
     /// A frame on a data-exchange connection between two workers.

@@ -140,17 +140,18 @@ fn source_loop(
                 is_final,
                 stop,
             }) => {
+                if stop && !is_final {
+                    // A stop barrier, not `end_of_data`: downstream must not
+                    // emit final results that the resumed job would emit
+                    // again, nor anything after the barrier.
+                    task.suspend()?;
+                    stopped_at = Some(epoch);
+                }
                 let snapshot = task.checkpoint(epoch)?;
                 ctx.submit(epoch, snapshot);
                 if is_final {
                     task.close()?;
                     return Ok(TaskExit::Finished);
-                }
-                if stop {
-                    // Not `end_of_data`: downstream must not emit final
-                    // results that the resumed job would emit again.
-                    task.suspend()?;
-                    stopped_at = Some(epoch);
                 }
             }
             // The job ends only once its stop-with-savepoint completed: if
@@ -206,7 +207,8 @@ struct OperatorLoop {
     aligner: BarrierAligner,
     data_ended: Vec<bool>,
     closed: Vec<bool>,
-    /// An input stopped with a stop-with-savepoint.
+    /// Every input delivered a stop-with-savepoint's barrier and the
+    /// outputs ended with it.
     suspended: bool,
     finished: bool,
     outputs_closed: bool,
@@ -239,20 +241,18 @@ impl OperatorLoop {
                 return Ok(TaskExit::Cancelled);
             }
             if self.closed.iter().all(|c| *c) && !self.outputs_closed {
-                if self.suspended && !self.finished {
-                    task.suspend()?;
-                } else {
-                    if !self.finished {
-                        self.end_data(task)?;
-                    }
-                    task.close()?;
+                if !self.finished {
+                    self.end_data(task)?;
                 }
+                task.close()?;
                 self.outputs_closed = true;
             }
             if self.outputs_closed && !task.has_pending_commits() {
                 return Ok(TaskExit::Finished);
             }
-            let deadline = if self.finished {
+            // Nothing fires after the end, nor after a stop barrier (its
+            // timers are in the savepoint and fire in the resumed job).
+            let deadline = if self.finished || self.suspended {
                 None
             } else {
                 task.next_processing_deadline()
@@ -335,12 +335,16 @@ impl OperatorLoop {
                 }
             }
             Message::EndOfData => self.channel_data_ended(task, channel)?,
-            Message::Suspend => {
-                self.suspended = true;
+            Message::StopBarrier(epoch) => {
                 self.closed[channel] = true;
-                if let Alignment::Aligned(epoch) = self.aligner.on_closed(channel) {
+                if let Alignment::Aligned(epoch) = self.aligner.on_barrier(channel, epoch) {
+                    // Every input stopped at this barrier: snapshot and pass
+                    // the stop on; the outputs end with it.
+                    self.suspended = true;
+                    task.suspend()?;
                     let snapshot = task.checkpoint(epoch)?;
                     ctx.submit(epoch, snapshot);
+                    self.outputs_closed = true;
                 }
             }
             Message::EndOfStream => {

@@ -24,6 +24,9 @@ pub fn run(args: SubmitArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.remote.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
+        for warning in &status.warnings {
+            eprintln!("warning: {warning}");
+        }
         println!("{}", status.job_id);
     }
     Ok(())

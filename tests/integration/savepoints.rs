@@ -346,6 +346,11 @@ fn state_that_does_not_fit_the_job_is_refused_with_the_operator_named() {
         "--allow-non-restored-state",
     ]);
     assert!(output.status.success(), "{}", text(&output.stderr));
+    let warnings = text(&output.stderr);
+    assert!(
+        warnings.contains("warning: the state of operator 'events' (uid 'events') is dropped"),
+        "{warnings}"
+    );
     let id = text(&output.stdout).trim().to_owned();
     cluster.wait_finished(&id);
 }

@@ -293,14 +293,6 @@ impl<T: Data + Display> Sink<T> for FileSink {
         self.close_current().map(|_| ())
     }
 
-    fn suspend(&mut self) -> Result<(), OperatorError> {
-        // Without checkpoints there is no savepoint to stop at.
-        if self.transactional && self.writer.take().is_some() {
-            std::fs::remove_file(&self.current).map_err(Self::io(&self.current, "removing"))?;
-        }
-        Ok(())
-    }
-
     fn has_pending_commits(&self) -> bool {
         self.transactional && (self.writer.is_some() || !self.pending.is_empty())
     }

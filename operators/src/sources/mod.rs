@@ -119,7 +119,8 @@ impl<S: Source> SourceTask for SourceRunner<S> {
     }
 
     fn suspend(&mut self) -> Result<(), OperatorError> {
-        self.out.suspend()
+        self.out.suspend();
+        Ok(())
     }
 }
 

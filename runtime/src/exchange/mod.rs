@@ -467,7 +467,7 @@ impl Exchange {
                     FrameBody::Barrier(epoch) => Message::Barrier(Epoch(epoch)),
                     FrameBody::EndOfData => Message::EndOfData,
                     FrameBody::EndOfStream => Message::EndOfStream,
-                    FrameBody::Suspend => Message::Suspend,
+                    FrameBody::StopBarrier(epoch) => Message::StopBarrier(Epoch(epoch)),
                 };
                 inbound
                     .queue
@@ -663,7 +663,7 @@ impl OutputChannel for RemoteSender {
             Message::Barrier(epoch) => FrameBody::Barrier(epoch.0),
             Message::EndOfData => FrameBody::EndOfData,
             Message::EndOfStream => FrameBody::EndOfStream,
-            Message::Suspend => FrameBody::Suspend,
+            Message::StopBarrier(epoch) => FrameBody::StopBarrier(epoch.0),
         };
         let frame = encode_exchange_body(&ExchangeFrame::Message {
             key: self.key,
