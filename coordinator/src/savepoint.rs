@@ -233,9 +233,8 @@ pub fn write_savepoint(
 ) -> Result<String, CoordinatorError> {
     let epoch = manifest.epoch;
     let directory = paths::checkpoint_dir(job_id, epoch);
-    if !target.list_dir(&directory)?.files.is_empty()
-        || !target.list_dir(&directory)?.dirs.is_empty()
-    {
+    let existing = target.list_dir(&directory)?;
+    if !existing.files.is_empty() || !existing.dirs.is_empty() {
         return Err(CoordinatorError::NotRestorable {
             location: location(target, job_id, epoch),
             problem: "a savepoint (or something else) is already there; choose another --dir"
