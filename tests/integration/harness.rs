@@ -113,6 +113,22 @@ impl TestCluster {
         env: &[(&str, &str)],
         wrapper: &[&str],
     ) -> usize {
+        // A port picked free can be taken by another test's process before
+        // the coordinator binds it: pick again then.
+        for _ in 0..3 {
+            if let Some(index) = self.try_add_coordinator(extra, env, wrapper) {
+                return index;
+            }
+        }
+        panic!("coordinator did not start: its ports were taken three times");
+    }
+
+    fn try_add_coordinator(
+        &mut self,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Option<usize> {
         let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // Inside a namespace, this one's loopback stands in for picking a
         // port (the namespace has nothing listening).
@@ -162,7 +178,13 @@ impl TestCluster {
                 .collect(),
             wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
         });
-        self.spawn_coordinator(index);
+        if let Err(problem) = self.spawn_coordinator(index) {
+            if problem.contains("Address already in use") {
+                self.coordinators.pop();
+                return None;
+            }
+            panic!("coordinator {index} did not start: {problem}");
+        }
         self.api = self
             .coordinators
             .iter()
@@ -170,10 +192,12 @@ impl TestCluster {
             .collect::<Vec<_>>()
             .join(",");
         self.worker_endpoint = self.coordinators[0].worker_endpoint.clone();
-        index
+        Some(index)
     }
 
-    fn spawn_coordinator(&mut self, index: usize) {
+    /// Starts coordinator `index`; what it said instead of its address if
+    /// it did not start.
+    fn spawn_coordinator(&mut self, index: usize) -> Result<(), String> {
         let data_dir = self.data_dir.clone();
         let process = &mut self.coordinators[index];
         let mut command = match process.wrapper.split_first() {
@@ -205,14 +229,18 @@ impl TestCluster {
             .unwrap();
         // "weir coordinator listening on ADDR (workers: ADDR, …"
         let words: Vec<&str> = first.split_whitespace().collect();
-        assert!(
-            first.starts_with("weir coordinator listening on"),
-            "coordinator {index} did not start: {first}{}",
-            std::fs::read_to_string(&process.log).unwrap_or_default()
-        );
+        if !first.starts_with("weir coordinator listening on") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{first}{}",
+                std::fs::read_to_string(&process.log).unwrap_or_default()
+            ));
+        }
         process.api = words[4].to_owned();
         process.worker_endpoint = words[6].trim_end_matches(',').to_owned();
         process.child = Some(child);
+        Ok(())
     }
 
     /// SIGKILLs coordinator `index`.
@@ -227,7 +255,9 @@ impl TestCluster {
     /// (after it was killed, or crashed).
     pub fn restart_coordinator(&mut self, index: usize) {
         self.kill_coordinator(index);
-        self.spawn_coordinator(index);
+        if let Err(problem) = self.spawn_coordinator(index) {
+            panic!("coordinator {index} did not start again: {problem}");
+        }
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to coordinator `index`.
