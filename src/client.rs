@@ -142,22 +142,19 @@ impl Client {
             .clone()
     }
 
+    /// One request to `base`; `timeout` replaces the client's default.
     fn send(
         &self,
         base: &str,
         method: &reqwest::Method,
         path: &str,
         body: Option<&[u8]>,
+        timeout: Option<Duration>,
     ) -> Result<Answer, ClientError> {
         let url = format!("{base}{path}");
         let mut request = self.http.request(method.clone(), &url);
-        if path == "/v1/leader" {
-            request = request.timeout(PROBE_TIMEOUT);
-        }
-        if path.ends_with("/savepoint") {
-            // The answer comes once the savepoint is written (and, with
-            // `stop`, the job ended): a checkpoint and a copy of its files.
-            request = request.timeout(SAVEPOINT_TIMEOUT);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
         }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -198,6 +195,7 @@ impl Client {
         method: &reqwest::Method,
         path: &str,
         body: Option<&[u8]>,
+        timeout: Option<Duration>,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), ClientError> {
         let current = self.current();
         let mut queue: Vec<String> = std::iter::once(current.clone())
@@ -211,7 +209,7 @@ impl Client {
                 continue;
             }
             asked.push(base.clone());
-            match self.send(&base, method, path, body) {
+            match self.send(&base, method, path, body, timeout) {
                 Ok(Answer::Done(status, bytes)) => {
                     *self.current.lock().unwrap_or_else(|p| p.into_inner()) = base;
                     return Ok((status, bytes));
@@ -247,9 +245,20 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
+        self.call_within(method, path, body, None)
+    }
+
+    /// [`call`](Self::call) with its own timeout instead of the default.
+    fn call_within<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<T, ClientError> {
         let started = Instant::now();
         let (status, bytes) = loop {
-            match self.ask(&method, path, body.as_deref()) {
+            match self.ask(&method, path, body.as_deref(), timeout) {
                 Ok(answer) => break answer,
                 // A failover: a leader is elected within a lease or so.
                 Err(ClientError::NoLeader { .. }) if started.elapsed() < LEADER_PATIENCE => {
@@ -308,10 +317,13 @@ impl Client {
         options: &SavepointOptions,
     ) -> Result<SavepointDone, ClientError> {
         let body = serde_json::to_vec(options).expect("requests serialize");
-        self.call(
+        // The answer comes once the savepoint is written (and, with `stop`,
+        // the job ended): a checkpoint and a copy of its files.
+        self.call_within(
             reqwest::Method::POST,
             &format!("/v1/jobs/{id}/savepoint"),
             Some(body),
+            Some(SAVEPOINT_TIMEOUT),
         )
     }
 
@@ -325,7 +337,13 @@ impl Client {
         self.bases
             .iter()
             .map(|base| {
-                let answer = match self.send(base, &reqwest::Method::GET, "/v1/leader", None) {
+                let answer = match self.send(
+                    base,
+                    &reqwest::Method::GET,
+                    "/v1/leader",
+                    None,
+                    Some(PROBE_TIMEOUT),
+                ) {
                     Ok(Answer::Done(status, bytes)) if status.is_success() => {
                         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
                             url: format!("{base}/v1/leader"),

@@ -38,12 +38,13 @@ pub enum EmbeddedError {
     },
 }
 
-/// A coordinator and one worker of `slots` slots, in this process.
+/// A coordinator and one worker of `slots` slots, in this process; both
+/// stop when it is dropped.
 pub struct EmbeddedCluster {
-    coordinator: Coordinator,
+    coordinator: Option<Coordinator>,
     cluster: Arc<weir_coordinator::Cluster>,
     stop: CancelToken,
-    worker: std::thread::JoinHandle<Result<(), RuntimeError>>,
+    worker: Option<std::thread::JoinHandle<Result<(), RuntimeError>>>,
 }
 
 impl EmbeddedCluster {
@@ -82,15 +83,15 @@ impl EmbeddedCluster {
                     source,
                 })
             })?;
-        let embedded = Self {
-            coordinator,
+        let mut embedded = Self {
+            coordinator: Some(coordinator),
             cluster,
             stop,
-            worker,
+            worker: Some(worker),
         };
         while embedded.cluster.workers().is_empty() {
-            if embedded.worker.is_finished() {
-                let result = embedded.worker.join();
+            if embedded.worker.as_ref().is_some_and(|w| w.is_finished()) {
+                let result = embedded.worker.take().expect("checked").join();
                 return Err(EmbeddedError::Worker(match result {
                     Ok(Err(error)) => error,
                     _ => RuntimeError::CoordinatorLost {
@@ -121,9 +122,19 @@ impl EmbeddedCluster {
 
     /// Stops the worker and the coordinator.
     pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for EmbeddedCluster {
+    fn drop(&mut self) {
         self.stop.cancel();
-        let _ = self.worker.join();
-        self.coordinator.shutdown();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+        if let Some(coordinator) = self.coordinator.take() {
+            coordinator.shutdown();
+        }
     }
 }
 

@@ -70,6 +70,8 @@ pub enum TestClusterError {
 /// A coordinator and its workers, processes of one binary; all killed on drop.
 pub struct ProcessCluster {
     binary: PathBuf,
+    /// One client for every poll (each builds a runtime of its own).
+    client: Client,
     data_dir: PathBuf,
     coordinator: Child,
     api: String,
@@ -124,7 +126,13 @@ impl ProcessCluster {
                 output: format!("{first}{log}"),
             });
         };
+        let client = Client::new(&api, None).map_err(|source| TestClusterError::Spawn {
+            what: "a client",
+            binary: binary.clone(),
+            source,
+        })?;
         let mut cluster = Self {
+            client,
             binary,
             data_dir: data_dir.to_owned(),
             coordinator,
@@ -143,18 +151,14 @@ impl ProcessCluster {
     }
 
     /// A client of the coordinator's REST API.
-    pub fn client(&self) -> Result<Client, TestClusterError> {
-        Client::new(&self.api, None).map_err(|source| TestClusterError::Spawn {
-            what: "a client",
-            binary: self.binary.clone(),
-            source,
-        })
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Starts one more worker of `slots` slots and waits until it registered.
     pub fn add_worker(&mut self, slots: u32) -> Result<usize, TestClusterError> {
         let index = self.workers.len();
-        let before = self.client()?.cluster()?.workers.len();
+        let before = self.client.cluster()?.workers.len();
         let log = log_file(&self.data_dir, &format!("worker-{index}.log"), &self.binary)?;
         let child = Command::new(&self.binary)
             .args(["worker", "--coordinator", &self.api, "--slots"])
@@ -170,7 +174,7 @@ impl ProcessCluster {
             })?;
         self.workers.push(Some(child));
         self.wait(&format!("worker {index} to register"), || {
-            Ok(self.client()?.cluster()?.workers.len() > before)
+            Ok(self.client.cluster()?.workers.len() > before)
         })?;
         Ok(index)
     }
@@ -212,7 +216,7 @@ impl ProcessCluster {
 
     /// The job's status.
     pub fn status(&self, job: &str) -> Result<JobStatus, TestClusterError> {
-        Ok(self.client()?.job(job)?)
+        Ok(self.client.job(job)?)
     }
 
     /// Waits until the job has completed at least `count` checkpoints in
@@ -300,14 +304,16 @@ pub fn committed_lines(dir: &Path) -> std::io::Result<Vec<String>> {
 
 /// The complete checkpoints (with a commit marker) in a job's local
 /// checkpoint directory `job_dir`, oldest first.
-pub fn complete_checkpoints(job_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(job_dir)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("COMMITTED").exists())
-        .collect();
-    found.sort();
-    Ok(found)
+pub fn complete_checkpoints(
+    job_dir: &Path,
+) -> Result<Vec<PathBuf>, weir_coordinator::CoordinatorError> {
+    let catalog = weir_coordinator::CheckpointCatalog::open_job(&job_dir.display().to_string())?;
+    Ok(catalog
+        .list()?
+        .into_iter()
+        .filter(|e| e.status == weir_coordinator::CheckpointStatus::Complete)
+        .map(|e| job_dir.join(weir_protocol::checkpoint::paths::checkpoint_name(e.epoch)))
+        .collect())
 }
 
 fn log_file(dir: &Path, name: &str, binary: &Path) -> Result<std::fs::File, TestClusterError> {

@@ -272,7 +272,7 @@ mod tests {
         e.stop = StopState::InFlight;
         assert!(matches!(
             decide(&e, &Heard::new(), false),
-            AdoptionDecision::Restart(_)
+            AdoptionDecision::Restart(reason) if reason.contains("stop-with-savepoint was in flight")
         ));
         e.stop = StopState::Done;
         assert_eq!(decide(&e, &Heard::new(), false), AdoptionDecision::Stopped);

@@ -60,6 +60,9 @@ pub struct LeaderAnswer {
     /// When and why this coordinator last stopped leading.
     #[serde(default)]
     pub last_step_down: Option<crate::server::StepDown>,
+    /// When its term began (ms since the Unix epoch), while it leads.
+    #[serde(default)]
+    pub leading_since_ms: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -195,6 +198,7 @@ async fn leader(State(state): State<ApiState>) -> Json<LeaderAnswer> {
         leader,
         problem,
         last_step_down,
+        leading_since_ms: node.leading_since_ms(),
     })
 }
 

@@ -183,21 +183,28 @@ impl CheckpointCatalog {
     /// checksum; the first problem found is the error.
     pub fn verify(&self, manifest: &CheckpointManifest) -> Result<(), StateError> {
         for file in manifest.files() {
-            let path = format!("{}/{}", paths::job_dir(&self.job), file.path);
-            let bytes = self.storage.get(&path)?;
-            if bytes.len() as u64 != file.size {
-                return Err(StateError::Corrupt {
-                    path,
-                    problem: format!("size {} but the manifest says {}", bytes.len(), file.size),
-                });
-            }
-            if file.rocksdb_name.is_some() {
-                snapshot::verify_checksum(&bytes, file.crc32c, &path)?;
-            } else {
-                snapshot::verify(&bytes, file.crc32c, &path)?;
-            }
+            self.read_checked(file)?;
         }
         Ok(())
+    }
+
+    /// The bytes of a file a manifest references, checked against its size
+    /// and checksum.
+    pub fn read_checked(&self, file: &weir_protocol::StateFile) -> Result<Vec<u8>, StateError> {
+        let path = format!("{}/{}", paths::job_dir(&self.job), file.path);
+        let bytes = self.storage.get(&path)?;
+        if bytes.len() as u64 != file.size {
+            return Err(StateError::Corrupt {
+                path,
+                problem: format!("size {} but the manifest says {}", bytes.len(), file.size),
+            });
+        }
+        if file.rocksdb_name.is_some() {
+            snapshot::verify_checksum(&bytes, file.crc32c, &path)?;
+        } else {
+            snapshot::verify(&bytes, file.crc32c, &path)?;
+        }
+        Ok(bytes)
     }
 
     /// The newest complete checkpoint whose manifest parses and whose files

@@ -114,9 +114,6 @@ pub struct Term {
     pub counters: Counters,
     /// The leader's lease, told to workers (their leaderless window).
     pub lease: Option<Duration>,
-    /// How long a new leader waits for the workers of a running attempt
-    /// to report before it restarts the attempt instead of adopting it.
-    pub adopt_within: Duration,
 }
 
 /// The coordinator's state, shared by its endpoints and supervisors.
@@ -126,8 +123,6 @@ pub struct Cluster {
     pub catalog: Arc<dyn JobCatalog>,
     /// Checkpoint storage root URL.
     pub checkpoint_root: String,
-    /// The shared token clients and workers must present, if any.
-    pub token: Option<String>,
     /// This leader's term number.
     pub term: u64,
     store: Arc<dyn ControlStore>,
@@ -135,8 +130,6 @@ pub struct Cluster {
     counters: Mutex<Counters>,
     /// The leader's lease, told to workers when they register.
     pub lease: Option<Duration>,
-    /// How long a new leader waits for the workers of a running attempt.
-    pub adopt_within: Duration,
 }
 
 impl Cluster {
@@ -144,7 +137,6 @@ impl Cluster {
     pub fn new(
         catalog: Arc<dyn JobCatalog>,
         checkpoint_root: String,
-        token: Option<String>,
         heartbeat_timeout: Duration,
         term: Term,
     ) -> Self {
@@ -158,13 +150,11 @@ impl Cluster {
             }),
             catalog,
             checkpoint_root,
-            token,
             term: term.term,
             store: term.store,
             guard: term.guard,
             counters: Mutex::new(term.counters),
             lease: term.lease,
-            adopt_within: term.adopt_within,
         }
     }
 
@@ -300,13 +290,7 @@ impl Cluster {
         }
         for (job_number, attempt) in stale {
             tracing::info!(worker = %id, job = job_number, attempt, "cancelling a deployment no job adopts");
-            self.send(
-                id,
-                ToWorker::Cancel {
-                    job_number,
-                    attempt,
-                },
-            );
+            self.cancel([&id], job_number, attempt);
         }
         Ok(id)
     }
@@ -390,6 +374,24 @@ impl Cluster {
             .workers
             .get(&worker)
             .is_some_and(|w| w.outbox.send(message).is_ok())
+    }
+
+    /// Tells each of `workers` to cancel `attempt` of job `job_number`.
+    pub fn cancel<'a>(
+        &self,
+        workers: impl IntoIterator<Item = &'a WorkerId>,
+        job_number: u32,
+        attempt: u32,
+    ) {
+        for worker in workers {
+            self.send(
+                *worker,
+                ToWorker::Cancel {
+                    job_number,
+                    attempt,
+                },
+            );
+        }
     }
 
     /// The channel to `worker`, if it is registered.

@@ -232,12 +232,15 @@ impl CheckpointDriver {
                 }
             }
         }
-        if let Some((request, _)) = self.savepoint.take() {
-            let _ = request.reply.send(Err(
-                "the job's attempt ended before the savepoint completed".into(),
-            ));
-        }
+        self.abandon_savepoint("the job's attempt ended before the savepoint completed".into());
         self.stats
+    }
+
+    /// Answers the savepoint being taken, if any, with `problem`.
+    fn abandon_savepoint(&mut self, problem: String) {
+        if let Some((request, _)) = self.savepoint.take() {
+            let _ = request.reply.send(Err(problem));
+        }
     }
 
     /// Accepts a waiting savepoint request: its checkpoint is due at once.
@@ -278,7 +281,7 @@ impl CheckpointDriver {
         }
         let (request, _) = self.savepoint.take().expect("checked above");
         let job = self.catalog.job().to_owned();
-        let outcome = write_savepoint(self.catalog.storage(), &job, manifest, &request.dir)
+        let outcome = write_savepoint(&self.catalog, manifest, &request.dir)
             .map_err(|error| format!("writing the savepoint: {}", crate::error::chain(&error)))
             .and_then(|location| {
                 if self.stopping {
@@ -314,14 +317,11 @@ impl CheckpointDriver {
 
     /// A savepoint's checkpoint was aborted: answers its request.
     fn savepoint_failed(&mut self, epoch: Epoch, reason: &str) {
-        if let Some((request, Some(savepoint))) = &self.savepoint {
-            if *savepoint == epoch {
-                let _ = request.reply.send(Err(format!(
-                    "the savepoint's checkpoint {} failed: {reason}",
-                    epoch.0
-                )));
-                self.savepoint = None;
-            }
+        if matches!(&self.savepoint, Some((_, Some(e))) if *e == epoch) {
+            self.abandon_savepoint(format!(
+                "the savepoint's checkpoint {} failed: {reason}",
+                epoch.0
+            ));
         }
     }
 
@@ -404,13 +404,9 @@ impl CheckpointDriver {
                 // find complete.
                 Err(error) if self.deposed => {
                     tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "the checkpoint is not complete: this coordinator no longer leads");
-                    self.deposed = true;
-                    if let Some((request, _)) = self.savepoint.take() {
-                        let _ = request.reply.send(Err(
-                            "this coordinator no longer leads; the next leader resumes the job"
-                                .into(),
-                        ));
-                    }
+                    self.abandon_savepoint(
+                        "this coordinator no longer leads; the next leader resumes the job".into(),
+                    );
                 }
                 Err(error) => {
                     tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "committing checkpoint failed");
@@ -444,10 +440,8 @@ impl CheckpointDriver {
                 }
             }
             Decision::FailJob { reason } => {
-                if let Some((request, Some(_))) = self.savepoint.take() {
-                    let _ = request
-                        .reply
-                        .send(Err(format!("the savepoint's checkpoint failed: {reason}")));
+                if matches!(&self.savepoint, Some((_, Some(_)))) {
+                    self.abandon_savepoint(format!("the savepoint's checkpoint failed: {reason}"));
                 }
                 self.stats.aborted += 1;
                 let _ = commands.send(ControlCommand::FailJob { reason });

@@ -65,10 +65,9 @@ pub fn check_restore(
                     state_id: saved.state_id().to_owned(),
                 })
             }
-            Some(vertex) if vertex.uid.is_none() && saved.has_state() => warnings.push(format!(
-                "operator '{}' has no uid: its state was matched by the name derived from the job's graph, which changes when operators are added before it; give it `.uid(\"…\")`",
-                vertex.name
-            )),
+            Some(vertex) if vertex.uid.is_none() && saved.has_state() => {
+                warnings.push(no_uid_warning(&vertex.name, "was matched"))
+            }
             Some(_) => {}
             None if !saved.has_state() => {}
             None if allow_non_restored_state => warnings.push(format!(
@@ -94,6 +93,14 @@ pub fn check_restore(
         }
     }
     Ok(warnings)
+}
+
+/// The warning for operator `name`, whose state `what` ("is saved", "was
+/// matched") under the name derived from the job's graph.
+pub fn no_uid_warning(name: &str, what: &str) -> String {
+    format!(
+        "operator '{name}' has no uid: its state {what} under the name derived from the job's graph, which changes when operators are added before it; give it `.uid(\"…\")`"
+    )
 }
 
 /// Whether an operator saved keyed state files.

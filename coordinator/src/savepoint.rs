@@ -15,6 +15,7 @@
 //! job ends once it is complete and its sinks committed (no final
 //! watermark: the job resumed from the savepoint emits what is left).
 
+use crate::catalog::CheckpointCatalog;
 use crate::error::CoordinatorError;
 use crate::job::JobHandle;
 use crossbeam_channel::{RecvTimeoutError, Sender};
@@ -202,12 +203,7 @@ pub fn default_uid_warnings(manifest: &CheckpointManifest) -> Vec<String> {
         .operators
         .iter()
         .filter(|o| o.uid.is_none() && o.has_state())
-        .map(|o| {
-            format!(
-                "operator '{}' has no uid: its state is saved under the name derived from the job's graph, which changes when operators are added before it; give it `.uid(\"…\")`",
-                o.name
-            )
-        })
+        .map(|o| crate::restore_check::no_uid_warning(&o.name, "is saved"))
         .collect()
 }
 
@@ -223,14 +219,14 @@ pub fn savepoint_path(path: &str, epoch: Epoch) -> String {
     }
 }
 
-/// Copies completed checkpoint `manifest` of `job_id` (in `source`) into
+/// Copies completed checkpoint `manifest` of the job `source` holds into
 /// `target` as a self-contained savepoint; returns its location.
 pub fn write_savepoint(
-    source: &CheckpointStorage,
-    job_id: &str,
+    source: &CheckpointCatalog,
     manifest: &CheckpointManifest,
     target: &CheckpointStorage,
 ) -> Result<String, CoordinatorError> {
+    let job_id = source.job();
     let epoch = manifest.epoch;
     let directory = paths::checkpoint_dir(job_id, epoch);
     let existing = target.list_dir(&directory)?;
@@ -241,7 +237,7 @@ pub fn write_savepoint(
                 .into(),
         });
     }
-    let written = copy_into(source, job_id, manifest, target);
+    let written = copy_into(source, manifest, target);
     if written.is_err() {
         // Nothing restores from a directory without its commit marker, but
         // do not leave the copies behind.
@@ -251,19 +247,18 @@ pub fn write_savepoint(
 }
 
 fn copy_into(
-    source: &CheckpointStorage,
-    job_id: &str,
+    source: &CheckpointCatalog,
     manifest: &CheckpointManifest,
     target: &CheckpointStorage,
 ) -> Result<String, CoordinatorError> {
+    let job_id = source.job();
     let epoch = manifest.epoch;
     let mut saved = manifest.clone();
     saved.savepoint = true;
     for operator in &mut saved.operators {
         for subtask in &mut operator.subtasks {
             for file in &mut subtask.files {
-                let bytes = source.get(&format!("{}/{}", paths::job_dir(job_id), file.path))?;
-                weir_state::snapshot::verify_checksum(&bytes, file.crc32c, &file.path)?;
+                let bytes = source.read_checked(file)?;
                 file.path = savepoint_path(&file.path, epoch);
                 target.put(&format!("{}/{}", paths::job_dir(job_id), file.path), bytes)?;
             }

@@ -62,6 +62,8 @@ pub struct Node {
     leading: Mutex<Option<Arc<Cluster>>>,
     leading_changed: Condvar,
     last_step_down: Mutex<Option<StepDown>>,
+    /// When this coordinator last won the election, ms since the Unix epoch.
+    won_at_ms: Mutex<Option<u64>>,
 }
 
 /// When and why this coordinator last stopped leading.
@@ -107,6 +109,11 @@ impl Node {
     fn set_leading(&self, cluster: Option<Arc<Cluster>>) {
         *crate::cluster::lock(&self.leading) = cluster;
         self.leading_changed.notify_all();
+    }
+
+    /// When this coordinator's term began, while it leads.
+    pub fn leading_since_ms(&self) -> Option<u64> {
+        self.cluster().and(*crate::cluster::lock(&self.won_at_ms))
     }
 
     /// When and why this coordinator last stepped down, if it did.
@@ -203,11 +210,11 @@ impl Coordinator {
             leading: Mutex::new(None),
             leading_changed: Condvar::new(),
             last_step_down: Mutex::new(None),
+            won_at_ms: Mutex::new(None),
         });
         let settings = TermSettings {
             catalog,
             checkpoint_root: config.checkpoint_dir.clone(),
-            token: config.token.clone(),
             heartbeat_timeout: config.heartbeat_timeout,
             lease: plane.lease(),
             adopt_within: config.adopt_within,
@@ -290,6 +297,7 @@ fn lead(node: &Node, settings: &TermSettings) {
             }
         };
         let term = leadership.term;
+        *crate::cluster::lock(&node.won_at_ms) = Some(crate::time::now_ms());
         let (cluster, jobs) = match take_over(settings, &leadership) {
             Ok(taken) => taken,
             Err(error) => {

@@ -24,8 +24,6 @@ pub struct TermSettings {
     pub catalog: Arc<dyn JobCatalog>,
     /// Checkpoint storage root URL.
     pub checkpoint_root: String,
-    /// The shared token.
-    pub token: Option<String>,
     /// Silence after which a worker is declared lost.
     pub heartbeat_timeout: Duration,
     /// The leader's lease, told to workers.
@@ -51,7 +49,6 @@ pub fn take_over(
     let cluster = Arc::new(Cluster::new(
         settings.catalog.clone(),
         settings.checkpoint_root.clone(),
-        settings.token.clone(),
         settings.heartbeat_timeout,
         Term {
             term: leadership.term,
@@ -59,7 +56,6 @@ pub fn take_over(
             guard: leadership.guard.clone(),
             counters: state.counters,
             lease: settings.lease,
-            adopt_within: settings.adopt_within,
         },
     ));
     let mut resumed = Vec::new();

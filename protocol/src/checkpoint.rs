@@ -139,9 +139,11 @@ impl CheckpointManifest {
             .flat_map(|s| s.files.iter())
     }
 
-    /// The state of operator `name`, if it took part.
+    /// The state of the operator named (or with uid) `name`, if it took part.
     pub fn operator(&self, name: &str) -> Option<&OperatorState> {
-        self.operators.iter().find(|o| o.name == name)
+        self.operators
+            .iter()
+            .find(|o| o.name == name || o.uid.as_deref() == Some(name))
     }
 
     /// The state saved under `state_id` (an operator's uid, or its name

@@ -207,9 +207,6 @@ struct OperatorLoop {
     aligner: BarrierAligner,
     data_ended: Vec<bool>,
     closed: Vec<bool>,
-    /// Every input delivered a stop-with-savepoint's barrier and the
-    /// outputs ended with it.
-    suspended: bool,
     finished: bool,
     outputs_closed: bool,
 }
@@ -221,7 +218,6 @@ impl OperatorLoop {
             aligner: BarrierAligner::new(channels),
             data_ended: vec![false; channels],
             closed: vec![false; channels],
-            suspended: false,
             finished: false,
             outputs_closed: false,
         }
@@ -250,9 +246,10 @@ impl OperatorLoop {
             if self.outputs_closed && !task.has_pending_commits() {
                 return Ok(TaskExit::Finished);
             }
-            // Nothing fires after the end, nor after a stop barrier (its
-            // timers are in the savepoint and fire in the resumed job).
-            let deadline = if self.finished || self.suspended {
+            // Nothing fires after the end, nor after a stop barrier ended
+            // the outputs (its timers are in the savepoint and fire in the
+            // resumed job).
+            let deadline = if self.finished || self.outputs_closed {
                 None
             } else {
                 task.next_processing_deadline()
@@ -340,7 +337,6 @@ impl OperatorLoop {
                 if let Alignment::Aligned(epoch) = self.aligner.on_barrier(channel, epoch) {
                     // Every input stopped at this barrier: snapshot and pass
                     // the stop on; the outputs end with it.
-                    self.suspended = true;
                     task.suspend()?;
                     let snapshot = task.checkpoint(epoch)?;
                     ctx.submit(epoch, snapshot);

@@ -243,6 +243,19 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Waits until coordinator `index` has exited (crashed); `what` names
+    /// what should have made it.
+    pub fn wait_for_exit(&mut self, index: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.coordinators[index].has_exited() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} never stopped coordinator {index}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILLs coordinator `index`.
     pub fn kill_coordinator(&mut self, index: usize) {
         if let Some(mut child) = self.coordinators[index].child.take() {

@@ -97,41 +97,26 @@ impl Netns {
     /// Drops the namespace's TCP traffic with the host's `port` only.
     pub fn cut_port(&self, port: u16) {
         let port = port.to_string();
-        let inner = &self.name;
-        assert!(sh(&[
-            "ip",
-            "netns",
-            "exec",
-            inner,
-            "iptables",
-            "-A",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "-d",
-            &self.host_ip,
-            "--dport",
-            &port,
-            "-j",
-            "DROP"
-        ]));
-        assert!(sh(&[
-            "ip",
-            "netns",
-            "exec",
-            inner,
-            "iptables",
-            "-A",
-            "INPUT",
-            "-p",
-            "tcp",
-            "-s",
-            &self.host_ip,
-            "--sport",
-            &port,
-            "-j",
-            "DROP"
-        ]));
+        // Outgoing to the port, and incoming from it.
+        for (chain, host, service) in [("OUTPUT", "-d", "--dport"), ("INPUT", "-s", "--sport")] {
+            assert!(sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.name,
+                "iptables",
+                "-A",
+                chain,
+                "-p",
+                "tcp",
+                host,
+                &self.host_ip,
+                service,
+                &port,
+                "-j",
+                "DROP"
+            ]));
+        }
     }
 
     pub fn heal(&self) {

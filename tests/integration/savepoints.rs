@@ -268,9 +268,7 @@ fn a_coordinator_crash_during_a_stop_resumes_the_job_or_keeps_it_stopped() {
         submit_long_job(&cluster, "2", "ks", &out, &[], 2);
         let output = cluster.weir(&["jobs", "savepoint", "ks", "--stop"]);
         assert!(!output.status.success(), "{point}: the coordinator crashed");
-        while !cluster.coordinators[0].has_exited() {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        cluster.wait_for_exit(0, &format!("the crash hook {point}"));
         cluster.restart_coordinator(0);
         let status = cluster.wait_for("ks", "its end", |s| s.state.is_terminal());
         assert_eq!(status.state, JobState::Finished, "{point}: {status:?}");

@@ -13,7 +13,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_protocol::cluster::{DeploymentOutcome, DeploymentReport, TaskPlacement};
-use weir_protocol::wire::ToWorker;
 use weir_protocol::{JobSpec, JobState, WorkerEvent, WorkerId};
 use weir_state::CheckpointStorage;
 
@@ -106,13 +105,7 @@ fn close_inbox(
     for (worker, report) in reports.try_iter() {
         if let AttemptReport::Reattached(Some(report)) = report {
             if report.ended.is_none() {
-                cluster.send(
-                    worker,
-                    ToWorker::Cancel {
-                        job_number: job.number,
-                        attempt,
-                    },
-                );
+                cluster.cancel([&worker], job.number, attempt);
             }
         }
     }
@@ -136,17 +129,11 @@ pub(super) fn run(
     job.advance(JobState::Scheduling);
     let mut heard = Heard::new();
     let cancel_heard = |heard: &Heard| {
-        for (worker, report) in heard {
-            if report.as_ref().is_some_and(|r| r.ended.is_none()) {
-                cluster.send(
-                    *worker,
-                    ToWorker::Cancel {
-                        job_number: job.number,
-                        attempt,
-                    },
-                );
-            }
-        }
+        let running = heard
+            .iter()
+            .filter(|(_, report)| report.as_ref().is_some_and(|r| r.ended.is_none()))
+            .map(|(worker, _)| worker);
+        cluster.cancel(running, job.number, attempt);
     };
     loop {
         if !job.leads() {

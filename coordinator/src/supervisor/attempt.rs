@@ -325,15 +325,7 @@ pub(super) fn adopted(
             ) {
                 Ok(started) => driver = Some(started),
                 Err(error) => {
-                    for worker in &workers {
-                        cluster.send(
-                            *worker,
-                            ToWorker::Cancel {
-                                job_number: job.number,
-                                attempt,
-                            },
-                        );
-                    }
+                    cluster.cancel(&workers, job.number, attempt);
                     *job.inbox() = None;
                     return AttemptEnd::Fatal(error);
                 }

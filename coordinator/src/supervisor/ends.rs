@@ -12,7 +12,6 @@ use crossbeam_channel::RecvTimeoutError;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use weir_protocol::cluster::DeploymentOutcome;
-use weir_protocol::wire::ToWorker;
 use weir_protocol::{JobState, WorkerId};
 
 /// How often a scaled-down attempt looks for free slots.
@@ -94,15 +93,7 @@ pub(super) fn collect_ends(
     let mut failure: Option<String> = None;
     let mut stopping_since: Option<Instant> = None;
     let stop_all = |pending: &BTreeSet<WorkerId>| {
-        for worker in pending {
-            cluster.send(
-                *worker,
-                ToWorker::Cancel {
-                    job_number: job.number,
-                    attempt,
-                },
-            );
-        }
+        cluster.cancel(pending, job.number, attempt);
     };
     let all_running = |job: &JobHandle| {
         job.advance(JobState::Running);

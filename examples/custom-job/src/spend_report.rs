@@ -265,9 +265,7 @@ fn build(ctx: &JobContext) -> Result<Dataflow, JobError> {
         .uid("timestamps");
     let reports = purchases
         .key_by(|p| p.customer)
-        .window(TumblingWindows::of(std::time::Duration::from_millis(
-            window_ms as u64,
-        )))
+        .window(TumblingWindows::of(p.duration("window")))
         .aggregate(Spend)
         .uid("spend-per-window")
         .key_by(|w| w.key)

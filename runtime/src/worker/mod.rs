@@ -209,10 +209,10 @@ pub fn run_worker(
         me: Mutex::new(None),
         lease: Mutex::new(None),
     };
-    let mut registered_once = false;
     let started = Instant::now();
-    let mut since_last_session = Instant::now();
-    let mut leaderless_since: Option<Instant> = None;
+    // When the last session with a leader ended (none yet: never registered);
+    // the leaderless window runs from then.
+    let mut last_session: Option<Instant> = None;
     let mut backoff = Duration::from_millis(50);
     loop {
         let outcome = session::run(config, &state, shutdown);
@@ -223,16 +223,18 @@ pub fn run_worker(
         }
         match outcome {
             Ok(()) => {
-                registered_once = true;
-                since_last_session = Instant::now();
-                leaderless_since = Some(Instant::now());
+                last_session = Some(Instant::now());
                 backoff = Duration::from_millis(50);
             }
-            Err(error @ RuntimeError::Rejected { .. }) if !registered_once => return Err(error),
-            Err(error) if !registered_once && started.elapsed() > FIRST_REGISTRATION => {
+            Err(error @ RuntimeError::Rejected { .. }) if last_session.is_none() => {
                 return Err(error)
             }
-            Err(error) if since_last_session.elapsed() > config.reconnect_for => return Err(error),
+            Err(error) if last_session.is_none() && started.elapsed() > FIRST_REGISTRATION => {
+                return Err(error)
+            }
+            Err(error) if last_session.unwrap_or(started).elapsed() > config.reconnect_for => {
+                return Err(error)
+            }
             Err(error) => {
                 tracing::warn!(
                     error = &error as &dyn std::error::Error,
@@ -241,7 +243,7 @@ pub fn run_worker(
             }
         }
         let window = state.leaderless_window(config);
-        if let Some(since) = leaderless_since {
+        if let Some(since) = last_session {
             if since.elapsed() > window && !state.running.is_empty() {
                 tracing::warn!(window = ?window, "no leader within the leaderless window: stopping every deployment");
                 state.running.stop_all(Duration::from_secs(10));

@@ -177,9 +177,7 @@ pub(crate) fn keyed_rows(
     params: &[String],
 ) -> Result<Vec<StateRow>, Box<dyn std::error::Error>> {
     let state = manifest
-        .operators
-        .iter()
-        .find(|o| o.name == operator || o.uid.as_deref() == Some(operator))
+        .operator(operator)
         .ok_or_else(|| format!("checkpoint {} has no operator '{operator}'", manifest.epoch))?;
     let mut task = open_operator(registry, job, params, manifest, operator)?;
     let store = task
