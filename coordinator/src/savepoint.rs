@@ -229,50 +229,40 @@ pub fn write_savepoint(
     let job_id = source.job();
     let epoch = manifest.epoch;
     let directory = paths::checkpoint_dir(job_id, epoch);
+    let location = location(target, job_id, epoch);
     let existing = target.list_dir(&directory)?;
     if !existing.files.is_empty() || !existing.dirs.is_empty() {
         return Err(CoordinatorError::NotRestorable {
-            location: location(target, job_id, epoch),
+            location,
             problem: "a savepoint (or something else) is already there; choose another --dir"
                 .into(),
         });
     }
-    let written = copy_into(source, manifest, target);
-    if written.is_err() {
+    let copy = || -> Result<(), CoordinatorError> {
+        let mut saved = manifest.clone();
+        saved.savepoint = true;
+        for operator in &mut saved.operators {
+            for subtask in &mut operator.subtasks {
+                for file in &mut subtask.files {
+                    let bytes = source.read_checked(file)?;
+                    file.path = savepoint_path(&file.path, epoch);
+                    target.put(&format!("{}/{}", paths::job_dir(job_id), file.path), bytes)?;
+                }
+            }
+        }
+        let json = serde_json::to_vec_pretty(&saved).expect("manifests serialize");
+        target.put(&paths::manifest(job_id, epoch), json)?;
+        // Create-only, last: a savepoint is complete once its marker is.
+        target.put_if_absent(&paths::committed(job_id, epoch), Vec::new())?;
+        Ok(())
+    };
+    if let Err(error) = copy() {
         // Nothing restores from a directory without its commit marker, but
         // do not leave the copies behind.
         let _ = target.delete_dir(&directory);
+        return Err(error);
     }
-    written
-}
-
-fn copy_into(
-    source: &CheckpointCatalog,
-    manifest: &CheckpointManifest,
-    target: &CheckpointStorage,
-) -> Result<String, CoordinatorError> {
-    let job_id = source.job();
-    let epoch = manifest.epoch;
-    let mut saved = manifest.clone();
-    saved.savepoint = true;
-    for operator in &mut saved.operators {
-        for subtask in &mut operator.subtasks {
-            for file in &mut subtask.files {
-                let bytes = source.read_checked(file)?;
-                file.path = savepoint_path(&file.path, epoch);
-                target.put(&format!("{}/{}", paths::job_dir(job_id), file.path), bytes)?;
-            }
-        }
-    }
-    let json = serde_json::to_vec_pretty(&saved).expect("manifests serialize");
-    target.put(&paths::manifest(job_id, epoch), json)?;
-    if !target.put_if_absent(&paths::committed(job_id, epoch), Vec::new())? {
-        return Err(CoordinatorError::NotRestorable {
-            location: location(target, job_id, epoch),
-            problem: "a savepoint of this epoch is already there".into(),
-        });
-    }
-    Ok(location(target, job_id, epoch))
+    Ok(location)
 }
 
 /// The URL of the savepoint of `job_id` at `epoch` in `target`.
