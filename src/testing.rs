@@ -158,7 +158,6 @@ impl ProcessCluster {
     /// Starts one more worker of `slots` slots and waits until it registered.
     pub fn add_worker(&mut self, slots: u32) -> Result<usize, TestClusterError> {
         let index = self.workers.len();
-        let before = self.client.cluster()?.workers.len();
         let log = log_file(&self.data_dir, &format!("worker-{index}.log"), &self.binary)?;
         let child = Command::new(&self.binary)
             .args(["worker", "--coordinator", &self.api, "--slots"])
@@ -172,9 +171,17 @@ impl ProcessCluster {
                 binary: self.binary.clone(),
                 source,
             })?;
+        // Workers are named after their process (a count of workers would
+        // also see one just killed and not yet gone).
+        let name = format!("worker-{}", child.id());
         self.workers.push(Some(child));
         self.wait(&format!("worker {index} to register"), || {
-            Ok(self.client.cluster()?.workers.len() > before)
+            Ok(self
+                .client
+                .cluster()?
+                .workers
+                .iter()
+                .any(|w| w.name == name))
         })?;
         Ok(index)
     }

@@ -90,7 +90,7 @@ pub fn decide(
             ));
         }
         match &report.ended {
-            Some(DeploymentOutcome::Failed { error }) => {
+            Some(DeploymentOutcome::Failed { error, .. }) => {
                 return AdoptionDecision::Restart(format!("{worker}'s part failed: {error}"))
             }
             Some(DeploymentOutcome::Cancelled) => {
@@ -215,6 +215,7 @@ mod tests {
                     1,
                     ended(DeploymentOutcome::Failed {
                         error: "boom".into(),
+                        kind: weir_protocol::FailureKind::Task,
                     }),
                 )]),
                 "failed: boom",

@@ -29,7 +29,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use weir_protocol::SubmitRequest;
 
@@ -280,7 +279,7 @@ async fn cancel(
             format!("job '{}' has already ended ({current})", job.job_id),
         ));
     }
-    job.cancel_requested.store(true, Ordering::Relaxed);
+    job.request_cancel();
     Ok((StatusCode::ACCEPTED, Json(job.status())))
 }
 

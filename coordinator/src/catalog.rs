@@ -210,6 +210,8 @@ impl CheckpointCatalog {
     /// The newest complete checkpoint whose manifest parses and whose files
     /// verify. Checkpoints that fail are skipped with a warning naming the
     /// problem (a corrupt file falls back to the checkpoint before it).
+    /// Storage that does not answer is an error, never a reason to skip: an
+    /// outage must not look like a store without checkpoints.
     pub fn latest_restorable(&self) -> Result<Option<CheckpointManifest>, CoordinatorError> {
         self.latest_checked(true)
     }
@@ -283,6 +285,8 @@ impl CheckpointCatalog {
         for &epoch in newest_first {
             let manifest = match self.manifest(epoch) {
                 Ok(manifest) => manifest,
+                // An outage is not an answer: this checkpoint may be fine.
+                Err(error) if weir_state::storage_unavailable_in(&error) => return Err(error),
                 Err(error) => {
                     tracing::warn!(job = %self.job, epoch = epoch.0, error = &error as &dyn std::error::Error, "skipping checkpoint with an unreadable manifest");
                     continue;
@@ -295,6 +299,7 @@ impl CheckpointCatalog {
             };
             match checked {
                 Ok(()) => return Ok(Some(manifest)),
+                Err(error) if error.is_storage_unavailable() => return Err(error.into()),
                 Err(error) => {
                     tracing::warn!(job = %self.job, epoch = epoch.0, error = &error as &dyn std::error::Error, "skipping checkpoint that fails verification; falling back to the one before");
                 }

@@ -172,9 +172,12 @@ impl Cluster {
         &self.guard
     }
 
-    /// Leadership is over (a write was refused, or the store failed).
+    /// A write of the control store failed with `error`: leadership is
+    /// over, unless the store keeps its term through such a failure.
     pub fn lose_leadership(&self, error: &CoordinatorError) {
-        self.guard.lose(crate::error::chain(error));
+        if !self.store.survives_failed_write(error) {
+            self.guard.lose(crate::error::chain(error));
+        }
     }
 
     /// Hands out the next id of a counter, durably (ids never repeat).
@@ -351,6 +354,7 @@ impl Cluster {
                         worker,
                         AttemptReport::Ended(DeploymentOutcome::Failed {
                             error: format!("worker {worker} was lost: {cause}"),
+                            kind: weir_protocol::FailureKind::Task,
                         }),
                     ));
                 }

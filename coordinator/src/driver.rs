@@ -15,16 +15,20 @@
 
 use crate::catalog::CheckpointCatalog;
 use crate::error::CoordinatorError;
+pub use crate::history::CheckpointStats;
+use crate::history::{CheckpointOutcome, CheckpointRecord, Outage, StorageWaitPhase};
 use crate::savepoint::{default_uid_warnings, write_savepoint, SavepointDone, SavepointRequest};
-use crate::tracker::{CheckpointConfig, CheckpointTracker, CompletedCheckpoint, Decision};
+use crate::tracker::{
+    CheckpointConfig, CheckpointTracker, CompletedCheckpoint, Decision, FailedCheckpoint,
+};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_protocol::checkpoint::{paths, MANIFEST_VERSION};
 use weir_protocol::{
-    CheckpointManifest, ControlCommand, Epoch, JobGraph, OperatorState, SubtaskId, VertexKind,
-    WorkerEvent,
+    CheckpointManifest, ControlCommand, Epoch, FailureKind, JobGraph, OperatorState, SubtaskId,
+    VertexKind, WorkerEvent,
 };
 
 /// How often the driver looks at the clock when no event arrives.
@@ -67,39 +71,14 @@ impl Default for DriverConfig {
     }
 }
 
-/// What the checkpoints of one run amounted to.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CheckpointStats {
-    /// Checkpoints completed.
-    pub completed: u32,
-    /// Checkpoints aborted.
-    pub aborted: u32,
-    /// Time from trigger to commit of each completed checkpoint.
-    pub durations: Vec<Duration>,
-    /// Total state size of each completed checkpoint, in bytes.
-    pub sizes: Vec<u64>,
-    /// Bytes each completed checkpoint added: files the checkpoint before
-    /// it did not reference (all of them for full checkpoints).
-    pub incremental_sizes: Vec<u64>,
-}
-
-impl CheckpointStats {
-    /// Adds the figures of a later run.
-    pub fn absorb(&mut self, later: CheckpointStats) {
-        self.completed += later.completed;
-        self.aborted += later.aborted;
-        self.durations.extend(later.durations);
-        self.sizes.extend(later.sizes);
-        self.incremental_sizes.extend(later.incremental_sizes);
-    }
-}
-
 /// Drives the checkpoints of one running job.
 pub struct CheckpointDriver {
     catalog: CheckpointCatalog,
     graph: JobGraph,
     tracker: CheckpointTracker,
     retained: usize,
+    /// Failed checkpoints in a row tolerated before the job fails over.
+    tolerable_failures: u32,
     stats: CheckpointStats,
     /// Files referenced by the last completed checkpoint.
     previous_files: HashSet<String>,
@@ -111,6 +90,10 @@ pub struct CheckpointDriver {
     finished_before: Vec<SubtaskId>,
     /// Set once the fence refused: this coordinator no longer leads.
     deposed: bool,
+    /// A checkpoint whose pointer write failed on storage: it may have
+    /// landed, so its files are kept (a later coordinator may resume from
+    /// it); retention removes them once a later checkpoint completes.
+    in_doubt: Option<Epoch>,
     /// Where savepoint requests arrive.
     savepoint_requests: Option<Receiver<SavepointRequest>>,
     /// The savepoint being taken, and its epoch once triggered.
@@ -163,12 +146,14 @@ impl CheckpointDriver {
             graph: graph.clone(),
             tracker,
             retained: config.retained.max(1),
+            tolerable_failures: config.checkpoint.tolerable_failures,
             stats: CheckpointStats::default(),
             previous_files: HashSet::new(),
             live: None,
             fence: None,
             finished_before: Vec::new(),
             deposed: false,
+            in_doubt: None,
             savepoint_requests: None,
             savepoint: None,
             stopping: false,
@@ -344,6 +329,22 @@ impl CheckpointDriver {
                     matches!(&self.savepoint, Some((request, None)) if request.stop && !is_final);
                 if let Some(fence) = &self.fence {
                     if let Err(error) = fence.triggering(epoch, stop) {
+                        if weir_state::storage_unavailable_in(&error) {
+                            // The control records live in checkpoint
+                            // storage, which is away: this checkpoint fails
+                            // like one whose files could not be written.
+                            let reason =
+                                format!("recording the trigger: {}", crate::error::chain(&error));
+                            let failed = self.tracker.on_trigger_failed(
+                                Instant::now(),
+                                reason,
+                                FailureKind::StorageUnavailable,
+                            );
+                            if let Some(failed) = failed {
+                                self.execute(failed, commands);
+                            }
+                            return;
+                        }
                         tracing::warn!(job = %job, epoch = epoch.0, error = &error as &dyn std::error::Error, "not triggering the checkpoint: this coordinator no longer leads");
                         self.deposed = true;
                         return;
@@ -366,6 +367,21 @@ impl CheckpointDriver {
                         .completed_at
                         .saturating_duration_since(completed.triggered_at);
                     tracing::info!(job = %job, epoch = completed.epoch.0, ?duration, size, "checkpoint complete");
+                    self.tracker.on_committed();
+                    if let Some(outage) = self.stats.outage.take() {
+                        tracing::info!(job = %job, epoch = completed.epoch.0, waited_s = outage.waited().as_secs_f64(), "checkpoint storage is back");
+                    }
+                    self.stats.failed_in_a_row = 0;
+                    self.stats.remember(CheckpointRecord {
+                        epoch: completed.epoch.0,
+                        outcome: CheckpointOutcome::Completed,
+                        is_final: completed.is_final,
+                        triggered_at_ms: crate::time::wall_ms(completed.triggered_at),
+                        duration_ms: duration.as_secs_f64() * 1000.0,
+                        size_bytes: Some(size),
+                        cause: None,
+                        storage_unavailable: false,
+                    });
                     self.stats.completed += 1;
                     self.stats.durations.push(duration);
                     self.stats.sizes.push(size);
@@ -410,42 +426,92 @@ impl CheckpointDriver {
                 }
                 Err(error) => {
                     tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "committing checkpoint failed");
-                    self.savepoint_failed(completed.epoch, &error.to_string());
-                    let next = self.tracker.on_commit_failed(&completed, error.to_string());
+                    let kind = if weir_state::storage_unavailable_in(&error) {
+                        FailureKind::StorageUnavailable
+                    } else {
+                        FailureKind::Task
+                    };
+                    let reason = format!("committing: {}", crate::error::chain(&error));
+                    let next = self.tracker.on_commit_failed(&completed, reason, kind);
                     self.execute(next, commands);
                 }
             },
-            Decision::Abort { epoch, reason } => {
-                tracing::warn!(job = %job, epoch = epoch.0, %reason, "checkpoint aborted");
-                self.savepoint_failed(epoch, &reason);
-                if self.stopping {
-                    // The sources stopped after its barrier: the job can
-                    // only go on from its last checkpoint.
-                    self.stopping = false;
-                    let _ = commands.send(ControlCommand::FailJob {
-                        reason: format!(
-                            "the stop-with-savepoint checkpoint {} failed: {reason}",
-                            epoch.0
-                        ),
-                    });
-                }
-                self.stats.aborted += 1;
-                let _ = commands.send(ControlCommand::CheckpointAborted { epoch });
-                if let Err(error) = self
-                    .catalog
-                    .storage()
-                    .delete_dir(&paths::checkpoint_dir(&job, epoch))
-                {
-                    tracing::warn!(job = %job, epoch = epoch.0, error = &error as &dyn std::error::Error, "cleaning up an aborted checkpoint failed");
-                }
-            }
-            Decision::FailJob { reason } => {
-                if matches!(&self.savepoint, Some((_, Some(_)))) {
-                    self.abandon_savepoint(format!("the savepoint's checkpoint failed: {reason}"));
-                }
-                self.stats.aborted += 1;
-                let _ = commands.send(ControlCommand::FailJob { reason });
-            }
+            Decision::Abort(failed) => self.abort(failed, commands),
+        }
+    }
+
+    /// A checkpoint failed: records it, cleans up its files, and fails the
+    /// job over when more failed in a row than tolerated.
+    fn abort(&mut self, failed: FailedCheckpoint, commands: &Sender<ControlCommand>) {
+        let job = self.catalog.job().to_owned();
+        let FailedCheckpoint {
+            epoch,
+            is_final,
+            ref reason,
+            kind,
+            failed_in_a_row,
+            ..
+        } = failed;
+        let storage = kind == FailureKind::StorageUnavailable;
+        if storage {
+            Outage::go_on(
+                &mut self.stats.outage,
+                StorageWaitPhase::Checkpoints,
+                reason.clone(),
+            );
+            let waited_s = self
+                .stats
+                .outage
+                .as_ref()
+                .map_or(0.0, |o| o.waited().as_secs_f64());
+            tracing::warn!(job = %job, epoch = epoch.0, is_final, failed_in_a_row, waited_s, %reason, "checkpoint aborted: waiting for checkpoint storage");
+        } else {
+            tracing::warn!(job = %job, epoch = epoch.0, is_final, failed_in_a_row, %reason, "checkpoint aborted");
+        }
+        self.stats.failed_in_a_row = failed_in_a_row;
+        self.stats.remember(CheckpointRecord {
+            epoch: epoch.0,
+            outcome: CheckpointOutcome::Aborted,
+            is_final,
+            triggered_at_ms: crate::time::wall_ms(failed.triggered_at),
+            duration_ms: failed.triggered_at.elapsed().as_secs_f64() * 1000.0,
+            size_bytes: None,
+            cause: Some(reason.clone()),
+            storage_unavailable: storage,
+        });
+        self.savepoint_failed(epoch, reason);
+        if self.stopping {
+            // The sources stopped after its barrier: the job can only go on
+            // from its last checkpoint.
+            self.stopping = false;
+            let _ = commands.send(ControlCommand::FailJob {
+                reason: format!(
+                    "the stop-with-savepoint checkpoint {} failed: {reason}",
+                    epoch.0
+                ),
+            });
+        } else if failed.fail_over {
+            tracing::error!(job = %job, epoch = epoch.0, failed_in_a_row, tolerable = self.tolerable_failures, "more checkpoints failed in a row than tolerated: failing the job over");
+            let cause = format!(
+                "{failed_in_a_row} checkpoints failed in a row (tolerable: {}); the last: {reason}",
+                self.tolerable_failures
+            );
+            self.stats.failed_over = Some((cause.clone(), kind));
+            let _ = commands.send(ControlCommand::FailJob { reason: cause });
+        }
+        self.stats.aborted += 1;
+        let _ = commands.send(ControlCommand::CheckpointAborted { epoch });
+        if self.in_doubt == Some(epoch) {
+            return;
+        }
+        // During an outage this fails as well; retention removes what is
+        // left once a later checkpoint completes.
+        if let Err(error) = self
+            .catalog
+            .storage()
+            .delete_dir(&paths::checkpoint_dir(&job, epoch))
+        {
+            tracing::debug!(job = %job, epoch = epoch.0, error = &error as &dyn std::error::Error, "cleaning up an aborted checkpoint failed");
         }
     }
 
@@ -499,7 +565,14 @@ impl CheckpointDriver {
         let marker = paths::committed(job, completed.epoch);
         if let Some(fence) = &self.fence {
             if let Err(error) = fence.completing(completed.epoch, completed.is_final) {
-                self.deposed = true;
+                // An outage of the storage holding the records is a failed
+                // commit (the sinks hear nothing of it); anything else means
+                // another coordinator may lead.
+                if weir_state::storage_unavailable_in(&error) {
+                    self.in_doubt = Some(completed.epoch);
+                } else {
+                    self.deposed = true;
+                }
                 return Err(error);
             }
             crate::crash::point("after-pointer");

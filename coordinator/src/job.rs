@@ -6,6 +6,7 @@ use crate::control::{ControlStore, LeaseGuard, StoredJob};
 use crate::detector::Loss;
 use crate::driver::CheckpointStats;
 use crate::error::CoordinatorError;
+use crate::history::{CheckpointRecord, Outage, StorageWait};
 use crate::lifecycle::{JobLifecycle, Transition};
 use crate::savepoint::SavepointRequest;
 use crossbeam_channel::Sender;
@@ -129,6 +130,20 @@ pub struct JobStatus {
     pub warnings: Vec<String>,
     /// Seconds from the first deployment to the end (or to now).
     pub elapsed_s: f64,
+    /// Set while the job waits for checkpoint storage: its checkpoints
+    /// fail on storage, or a restart waits to choose or read its checkpoint.
+    #[serde(default)]
+    pub storage_wait: Option<StorageWait>,
+    /// Checkpoints failed in a row (a completed one ends the run).
+    #[serde(default)]
+    pub failed_checkpoints_in_a_row: u32,
+    /// Failed checkpoints in a row tolerated before the job fails over.
+    #[serde(default)]
+    pub tolerable_failed_checkpoints: u32,
+    /// The newest checkpoints in this coordinator's time, oldest first:
+    /// completed and aborted, with the cause of each abort.
+    #[serde(default)]
+    pub checkpoint_history: Vec<CheckpointRecord>,
 }
 
 /// A job known to the coordinator.
@@ -201,6 +216,9 @@ pub struct JobRecord {
     pub last_savepoint: Option<String>,
     /// Warnings of the restore check when the job was submitted.
     pub warnings: Vec<String>,
+    /// The supervisor waiting for checkpoint storage (to restore, or to
+    /// write the job's record), while it lasts.
+    pub waiting_for_storage: Option<Outage>,
 }
 
 use crate::time::now_ms as wall_ms;
@@ -290,7 +308,9 @@ impl JobHandle {
 
     /// Changes the job's control-store record durably: `change` applies to
     /// a copy, which is written (fenced by the leader's term) and only then
-    /// kept. A refused or failed write ends this coordinator's leadership.
+    /// kept. A refused or failed write ends this coordinator's leadership,
+    /// unless the store keeps its term through the failure (an outage of
+    /// a standalone coordinator's storage): then only the write failed.
     pub fn persist(&self, change: impl FnOnce(&mut StoredJob)) -> Result<(), CoordinatorError> {
         let _writing = lock(&self.writing);
         let mut next = self.stored();
@@ -303,7 +323,9 @@ impl JobHandle {
             });
         }
         if let Err(error) = self.store.put_job(&next) {
-            self.guard.lose(crate::error::chain(&error));
+            if !self.store.survives_failed_write(&error) {
+                self.guard.lose(crate::error::chain(&error));
+            }
             return Err(error);
         }
         *lock(&self.stored) = next;
@@ -351,12 +373,20 @@ impl JobHandle {
     /// Waits until the job has ended, at most `patience`; its final state,
     /// or `None` if it still runs.
     pub fn wait_until_ended_for(&self, patience: std::time::Duration) -> Option<JobState> {
+        let ended = |record: &JobRecord| record.lifecycle.state().is_terminal();
+        self.wait_for(patience, ended)
+            .then(|| self.record().lifecycle.state())
+    }
+
+    /// Waits until `done` holds of the record (checked on every change of
+    /// state and every cancel request), at most `patience`; whether it did.
+    fn wait_for(&self, patience: std::time::Duration, done: impl Fn(&JobRecord) -> bool) -> bool {
         let deadline = Instant::now() + patience;
         let mut record = self.record();
-        while !record.lifecycle.state().is_terminal() {
+        while !done(&record) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return None;
+                return false;
             }
             record = self
                 .state_changed
@@ -364,7 +394,7 @@ impl JobHandle {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        Some(record.lifecycle.state())
+        true
     }
 
     /// The job's record, locked.
@@ -375,6 +405,18 @@ impl JobHandle {
     /// The running attempt's inbox, locked.
     pub fn inbox(&self) -> MutexGuard<'_, Option<AttemptInbox>> {
         lock(&self.inbox)
+    }
+
+    /// Asks the job to stop, waking its supervisor if it is waiting.
+    pub fn request_cancel(&self) {
+        let _record = self.record();
+        self.cancel_requested.store(true, Ordering::Relaxed);
+        self.state_changed.notify_all();
+    }
+
+    /// Waits `wait` or until a cancel is requested; whether it was.
+    pub fn pause(&self, wait: std::time::Duration) -> bool {
+        self.wait_for(wait, |_| self.is_cancel_requested())
     }
 
     /// Whether a client asked to cancel.
@@ -432,6 +474,14 @@ impl JobHandle {
                 .or_else(|| record.last_savepoint.clone()),
             warnings: record.warnings.clone(),
             elapsed_s: elapsed.as_secs_f64(),
+            storage_wait: record
+                .waiting_for_storage
+                .as_ref()
+                .or(checkpoints.outage.as_ref())
+                .map(Outage::report),
+            failed_checkpoints_in_a_row: checkpoints.failed_in_a_row,
+            tolerable_failed_checkpoints: self.settings.tolerable_failed_checkpoints,
+            checkpoint_history: checkpoints.history.into_iter().collect(),
         }
     }
 }

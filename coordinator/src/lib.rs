@@ -6,7 +6,10 @@
 //! # Layout
 //!
 //! - [`tracker`]: [`CheckpointTracker`], the pure decisions of when to
-//!   trigger, complete and abort checkpoints.
+//!   trigger, complete and abort checkpoints, and when failed checkpoints
+//!   fail the job over (a failed final checkpoint is triggered again).
+//! - [`history`]: what a job's checkpoints amounted to: figures, the recent
+//!   history with causes, and an outage of checkpoint storage while it lasts.
 //! - [`driver`]: [`CheckpointDriver`], which runs the tracker against a job's
 //!   event stream and checkpoint storage (manifest, commit marker,
 //!   retention, cleanup).
@@ -69,6 +72,7 @@ pub mod crash;
 pub mod detector;
 pub mod driver;
 pub mod error;
+pub mod history;
 pub mod job;
 pub mod lifecycle;
 pub mod restart;

@@ -2,6 +2,8 @@
 //!
 //! Exponential backoff between attempts, reset after a healthy period, and
 //! a maximum number of consecutive failures after which the job fails.
+//! Waits for checkpoint storage back off the same way but never give up:
+//! only cancelling the job ends them.
 
 use std::time::Duration;
 
@@ -29,6 +31,32 @@ impl Default for RestartStrategy {
             max_attempts: 5,
             reset_after: Duration::from_secs(60),
         }
+    }
+}
+
+impl RestartStrategy {
+    /// The wait before retry `n` (1-based) of a run of consecutive ones:
+    /// the initial backoff, multiplied for each retry before, at most the
+    /// maximum.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let factor = u64::from(self.multiplier.max(1)).saturating_pow(n.saturating_sub(1));
+        self.initial_backoff
+            .saturating_mul(u32::try_from(factor).unwrap_or(u32::MAX))
+            .min(self.max_backoff)
+    }
+}
+
+/// The shortest and the longest wait between two asks of checkpoint
+/// storage that did not answer: an ask is one listing or read, so storage
+/// is asked often enough that a job goes on within about 2 s of its
+/// return, whatever the restart backoff.
+const STORAGE_WAIT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+
+impl RestartStrategy {
+    /// The wait before ask `n` (1-based) of storage that did not answer:
+    /// [`backoff`](Self::backoff), kept within 100 ms and 2 s.
+    pub fn storage_backoff(&self, n: u32) -> Duration {
+        self.backoff(n).clamp(STORAGE_WAIT.0, STORAGE_WAIT.1)
     }
 }
 
@@ -80,14 +108,12 @@ impl RestartTracker {
                 failures: self.consecutive,
             };
         }
-        let factor =
-            u64::from(self.strategy.multiplier.max(1)).saturating_pow(self.consecutive - 1);
-        let wait = self
-            .strategy
-            .initial_backoff
-            .saturating_mul(u32::try_from(factor).unwrap_or(u32::MAX))
-            .min(self.strategy.max_backoff);
-        RestartDecision::RestartAfter(wait)
+        RestartDecision::RestartAfter(self.strategy.backoff(self.consecutive))
+    }
+
+    /// The strategy it follows.
+    pub fn strategy(&self) -> &RestartStrategy {
+        &self.strategy
     }
 
     /// Consecutive failures so far.
@@ -120,6 +146,26 @@ mod tests {
             [100, 200, 350, 350].map(|ms| RestartDecision::RestartAfter(Duration::from_millis(ms)))
         );
         assert_eq!(t.on_failure(short), RestartDecision::GiveUp { failures: 5 });
+    }
+
+    #[test]
+    fn storage_waits_back_off_like_restarts_up_to_the_cap() {
+        let s = strategy();
+        let waits: Vec<u128> = (1..=6).map(|n| s.backoff(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 350, 350, 350, 350]);
+        assert_eq!(s.backoff(u32::MAX), Duration::from_millis(350));
+        // However the restarts back off, storage is asked again within
+        // 100 ms and 2 s.
+        let eager = RestartStrategy {
+            initial_backoff: Duration::ZERO,
+            ..s
+        };
+        assert_eq!(eager.storage_backoff(1), Duration::from_millis(100));
+        let patient = RestartStrategy {
+            max_backoff: Duration::from_secs(60),
+            ..s
+        };
+        assert_eq!(patient.storage_backoff(30), Duration::from_secs(2));
     }
 
     #[test]

@@ -1,12 +1,20 @@
-//! The checkpoint tracker: when to trigger, complete or abort a checkpoint.
+//! The checkpoint tracker: when to trigger, complete or abort a checkpoint,
+//! and when failed checkpoints mean the job must fail over.
 //!
 //! Pure decision logic: facts (time passing, acks, declines, finished
 //! sources) go in with the current time, decisions come out. The driver
 //! does the I/O. At most one checkpoint is in flight.
+//!
+//! The failure policy: checkpoints keep being triggered at the interval
+//! while they fail; more than `tolerable_failures` failures in a row fail
+//! the job over. A failed final checkpoint (every source has finished) is
+//! triggered again at the interval under a new epoch, however often it
+//! fails: its records were all processed, and only storage or a sink
+//! stands between the job and its end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use weir_protocol::{Epoch, SubtaskId, SubtaskState, WorkerEvent};
+use weir_protocol::{Epoch, FailureKind, SubtaskId, SubtaskState, WorkerEvent};
 
 /// When checkpoints are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +25,8 @@ pub struct CheckpointConfig {
     pub timeout: Duration,
     /// Time between the end of one checkpoint and the next trigger.
     pub min_pause: Duration,
+    /// Failed checkpoints in a row tolerated before the job fails over.
+    pub tolerable_failures: u32,
 }
 
 impl Default for CheckpointConfig {
@@ -25,6 +35,7 @@ impl Default for CheckpointConfig {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(60),
             min_pause: Duration::ZERO,
+            tolerable_failures: weir_protocol::cluster::DEFAULT_TOLERABLE_FAILED_CHECKPOINTS,
         }
     }
 }
@@ -44,18 +55,27 @@ pub enum Decision {
     /// Every task acked: write the manifest, then the commit marker.
     Complete(CompletedCheckpoint),
     /// The checkpoint cannot complete: clean up its files.
-    Abort {
-        /// The checkpoint.
-        epoch: Epoch,
-        /// Why.
-        reason: String,
-    },
-    /// The final checkpoint failed: the job must restart from its last
-    /// complete checkpoint.
-    FailJob {
-        /// Why.
-        reason: String,
-    },
+    Abort(FailedCheckpoint),
+}
+
+/// A checkpoint that failed, and what follows from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedCheckpoint {
+    /// The checkpoint.
+    pub epoch: Epoch,
+    /// Whether it was a final one (another is triggered at the interval).
+    pub is_final: bool,
+    /// When it was triggered.
+    pub triggered_at: Instant,
+    /// Why it failed.
+    pub reason: String,
+    /// Whether checkpoint storage failed, or a task.
+    pub kind: FailureKind,
+    /// Checkpoints failed in a row, this one included.
+    pub failed_in_a_row: u32,
+    /// More failed in a row than tolerated: the job must fail over
+    /// (restart from its last complete checkpoint). Never for a final one.
+    pub fail_over: bool,
 }
 
 /// A checkpoint all of whose acks arrived.
@@ -92,7 +112,11 @@ pub struct CheckpointTracker {
     pending: Option<Pending>,
     last_trigger: Instant,
     last_end: Option<Instant>,
+    /// A final checkpoint is in flight or complete: nothing else triggers.
     final_triggered: bool,
+    /// A final checkpoint failed: the next waits for the interval.
+    final_failed: bool,
+    failed_in_a_row: u32,
 }
 
 impl CheckpointTracker {
@@ -116,6 +140,8 @@ impl CheckpointTracker {
             last_trigger: now,
             last_end: None,
             final_triggered: false,
+            final_failed: false,
+            failed_in_a_row: 0,
         }
     }
 
@@ -130,12 +156,17 @@ impl CheckpointTracker {
         self.pending.as_ref().map(|p| p.epoch)
     }
 
+    /// Checkpoints failed in a row so far.
+    pub fn failed_in_a_row(&self) -> u32 {
+        self.failed_in_a_row
+    }
+
     /// Time passed: trigger a due checkpoint, or abort one that timed out.
     pub fn tick(&mut self, now: Instant) -> Option<Decision> {
         if let Some(pending) = &self.pending {
             if now.saturating_duration_since(pending.triggered_at) >= self.config.timeout {
                 let reason = format!("not complete after {:?}", self.config.timeout);
-                return Some(self.fail_pending(now, reason));
+                return Some(self.fail_pending(now, reason, FailureKind::Task));
             }
             return None;
         }
@@ -147,7 +178,10 @@ impl CheckpointTracker {
         let pause_over = self
             .last_end
             .is_none_or(|end| now.saturating_duration_since(end) >= self.config.min_pause);
-        if all_sources_done || (interval_due && pause_over) {
+        // The first final checkpoint goes out as soon as the sources are
+        // done; one after a failed final one waits like any other.
+        let final_due = all_sources_done && !self.final_failed;
+        if final_due || (interval_due && pause_over) {
             return Some(self.trigger(now, all_sources_done));
         }
         None
@@ -179,11 +213,12 @@ impl CheckpointTracker {
                 epoch,
                 task,
                 reason,
+                kind,
             } => {
                 if self.pending() != Some(epoch) {
                     return None;
                 }
-                Some(self.fail_pending(now, format!("task {task} declined: {reason}")))
+                Some(self.fail_pending(now, format!("task {task} declined: {reason}"), kind))
             }
             WorkerEvent::SourceFinished { task } => {
                 if self.sources.contains(&task) {
@@ -194,25 +229,38 @@ impl CheckpointTracker {
         }
     }
 
-    /// The driver could not write the checkpoint's manifest or marker.
+    /// The driver could not record the trigger of the pending checkpoint
+    /// (so it never went out): it failed.
+    pub fn on_trigger_failed(
+        &mut self,
+        now: Instant,
+        reason: String,
+        kind: FailureKind,
+    ) -> Option<Decision> {
+        self.pending.as_ref()?;
+        Some(self.fail_pending(now, reason, kind))
+    }
+
+    /// The driver wrote the checkpoint's manifest and pointer: it is
+    /// complete, and the failures in a row are over.
+    pub fn on_committed(&mut self) {
+        self.failed_in_a_row = 0;
+    }
+
+    /// The driver could not write the checkpoint's manifest or pointer.
     pub fn on_commit_failed(
         &mut self,
         completed: &CompletedCheckpoint,
         reason: String,
+        kind: FailureKind,
     ) -> Decision {
-        if completed.is_final {
-            Decision::FailJob {
-                reason: format!(
-                    "final checkpoint {} could not be committed: {reason}",
-                    completed.epoch
-                ),
-            }
-        } else {
-            Decision::Abort {
-                epoch: completed.epoch,
-                reason,
-            }
-        }
+        self.failed(
+            completed.epoch,
+            completed.is_final,
+            completed.triggered_at,
+            reason,
+            kind,
+        )
     }
 
     fn trigger(&mut self, now: Instant, is_final: bool) -> Decision {
@@ -233,19 +281,41 @@ impl CheckpointTracker {
         }
     }
 
-    fn fail_pending(&mut self, now: Instant, reason: String) -> Decision {
+    fn fail_pending(&mut self, now: Instant, reason: String, kind: FailureKind) -> Decision {
         let pending = self.pending.take().expect("a pending checkpoint");
         self.last_end = Some(now);
-        if pending.is_final {
-            Decision::FailJob {
-                reason: format!("final checkpoint {} failed: {reason}", pending.epoch),
-            }
-        } else {
-            Decision::Abort {
-                epoch: pending.epoch,
-                reason,
-            }
+        self.failed(
+            pending.epoch,
+            pending.is_final,
+            pending.triggered_at,
+            reason,
+            kind,
+        )
+    }
+
+    fn failed(
+        &mut self,
+        epoch: Epoch,
+        is_final: bool,
+        triggered_at: Instant,
+        reason: String,
+        kind: FailureKind,
+    ) -> Decision {
+        self.failed_in_a_row += 1;
+        if is_final {
+            // Triggered again at the interval: the sources wait for it.
+            self.final_triggered = false;
+            self.final_failed = true;
         }
+        Decision::Abort(FailedCheckpoint {
+            epoch,
+            is_final,
+            triggered_at,
+            reason,
+            kind,
+            failed_in_a_row: self.failed_in_a_row,
+            fail_over: !is_final && self.failed_in_a_row > self.config.tolerable_failures,
+        })
     }
 }
 
@@ -279,6 +349,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(5),
             min_pause: Duration::from_millis(500),
+            tolerable_failures: 2,
         };
         CheckpointTracker::new(config, [task(0, 0), task(1, 0)], [task(0, 0)], Epoch(1), t0)
     }
@@ -355,10 +426,11 @@ mod tests {
         t.tick(secs(t0, 1.0));
         assert!(matches!(
             t.tick(secs(t0, 6.0)),
-            Some(Decision::Abort {
+            Some(Decision::Abort(FailedCheckpoint {
                 epoch: Epoch(1),
+                fail_over: false,
                 ..
-            })
+            }))
         ));
         let trigger = t.tick(secs(t0, 7.0));
         assert!(matches!(
@@ -372,12 +444,96 @@ mod tests {
             epoch: Epoch(2),
             task: task(1, 0),
             reason: "disk full".into(),
+            kind: FailureKind::Task,
         };
-        let Some(Decision::Abort { epoch, reason }) = t.on_event(declined, secs(t0, 7.1)) else {
+        let Some(Decision::Abort(failed)) = t.on_event(declined, secs(t0, 7.1)) else {
             panic!("expected abort")
         };
-        assert_eq!(epoch, Epoch(2));
-        assert!(reason.contains("disk full"));
+        assert_eq!(failed.epoch, Epoch(2));
+        assert!(failed.reason.contains("disk full"));
+        assert_eq!((failed.failed_in_a_row, failed.fail_over), (2, false));
+    }
+
+    fn storage_decline(epoch: u64) -> WorkerEvent {
+        WorkerEvent::Declined {
+            epoch: Epoch(epoch),
+            task: task(1, 0),
+            reason: "writing keyed.state: connection refused".into(),
+            kind: FailureKind::StorageUnavailable,
+        }
+    }
+
+    #[test]
+    fn more_failures_in_a_row_than_tolerated_fail_the_job_over() {
+        let t0 = Instant::now();
+        let mut t = tracker(t0);
+        let mut outcomes = Vec::new();
+        // Checkpoints keep being triggered at the interval while they fail.
+        for (n, at) in [1.0, 2.0, 3.0].into_iter().enumerate() {
+            let Some(Decision::Trigger { epoch, .. }) = t.tick(secs(t0, at)) else {
+                panic!("checkpoint {n} is triggered at {at} s")
+            };
+            let Some(Decision::Abort(failed)) =
+                t.on_event(storage_decline(epoch.0), secs(t0, at + 0.1))
+            else {
+                panic!("expected abort")
+            };
+            assert_eq!(failed.kind, FailureKind::StorageUnavailable);
+            outcomes.push((failed.failed_in_a_row, failed.fail_over));
+        }
+        // Two tolerated; the third in a row fails the job over.
+        assert_eq!(outcomes, [(1, false), (2, false), (3, true)]);
+    }
+
+    #[test]
+    fn a_completed_checkpoint_ends_the_failures_in_a_row() {
+        let t0 = Instant::now();
+        let mut t = tracker(t0);
+        for at in [1.0, 2.0] {
+            t.tick(secs(t0, at));
+            let epoch = t.pending().unwrap();
+            t.on_event(storage_decline(epoch.0), secs(t0, at + 0.1));
+        }
+        assert_eq!(t.failed_in_a_row(), 2);
+        let Some(Decision::Trigger { epoch, .. }) = t.tick(secs(t0, 3.0)) else {
+            panic!("expected a trigger")
+        };
+        t.on_event(ack(epoch.0, task(0, 0)), secs(t0, 3.1));
+        let Some(Decision::Complete(_)) = t.on_event(ack(epoch.0, task(1, 0)), secs(t0, 3.2))
+        else {
+            panic!("expected completion")
+        };
+        t.on_committed();
+        assert_eq!(t.failed_in_a_row(), 0);
+        t.tick(secs(t0, 4.0));
+        let Some(Decision::Abort(failed)) =
+            t.on_event(storage_decline(t.pending().unwrap().0), secs(t0, 4.1))
+        else {
+            panic!("expected abort")
+        };
+        assert_eq!((failed.failed_in_a_row, failed.fail_over), (1, false));
+    }
+
+    #[test]
+    fn a_checkpoint_whose_commit_failed_counts_as_failed() {
+        let t0 = Instant::now();
+        let mut t = tracker(t0);
+        let Some(Decision::Trigger { epoch, .. }) = t.tick(secs(t0, 1.0)) else {
+            panic!("expected a trigger")
+        };
+        t.on_event(ack(epoch.0, task(0, 0)), secs(t0, 1.1));
+        let Some(Decision::Complete(done)) = t.on_event(ack(epoch.0, task(1, 0)), secs(t0, 1.2))
+        else {
+            panic!("expected completion")
+        };
+        let Decision::Abort(failed) = t.on_commit_failed(
+            &done,
+            "writing manifest.json".into(),
+            FailureKind::StorageUnavailable,
+        ) else {
+            panic!("expected abort")
+        };
+        assert_eq!((failed.epoch, failed.failed_in_a_row), (epoch, 1));
     }
 
     #[test]
@@ -405,16 +561,58 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_final_checkpoint_fails_the_job() {
+    fn a_failed_final_checkpoint_is_triggered_again_at_the_interval_however_often() {
         let t0 = Instant::now();
         let mut t = tracker(t0);
-        t.on_event(
+        let Some(Decision::Trigger {
+            epoch: Epoch(1),
+            is_final: true,
+            ..
+        }) = t.on_event(
             WorkerEvent::SourceFinished { task: task(0, 0) },
             secs(t0, 0.1),
-        );
-        assert!(matches!(
-            t.tick(secs(t0, 6.0)),
-            Some(Decision::FailJob { .. })
-        ));
+        )
+        else {
+            panic!("expected the final trigger")
+        };
+        // Timed out (5 s): aborted, never failed over.
+        let Some(Decision::Abort(failed)) = t.tick(secs(t0, 5.1)) else {
+            panic!("expected abort")
+        };
+        assert!(failed.is_final && !failed.fail_over);
+        // Far more failures than tolerated (2): each is triggered again,
+        // once the interval and the minimum pause have passed.
+        let mut at = 5.1;
+        for epoch in 2..=6 {
+            assert_eq!(t.tick(secs(t0, at + 0.4)), None, "the minimum pause first");
+            let Some(Decision::Trigger {
+                epoch: triggered,
+                is_final: true,
+                ..
+            }) = t.tick(secs(t0, at + 0.5))
+            else {
+                panic!("final checkpoint {epoch} is triggered again")
+            };
+            assert_eq!(triggered, Epoch(epoch));
+            let Some(Decision::Abort(failed)) =
+                t.on_event(storage_decline(epoch), secs(t0, at + 0.6))
+            else {
+                panic!("expected abort")
+            };
+            assert!(failed.is_final && !failed.fail_over);
+            at += 1.0;
+        }
+        // Storage is back: the next one completes, and nothing follows it.
+        let Some(Decision::Trigger { epoch, .. }) = t.tick(secs(t0, at + 0.5)) else {
+            panic!("expected a trigger")
+        };
+        t.on_event(ack(epoch.0, task(0, 0)), secs(t0, at + 0.6));
+        let Some(Decision::Complete(done)) =
+            t.on_event(ack(epoch.0, task(1, 0)), secs(t0, at + 0.7))
+        else {
+            panic!("expected completion")
+        };
+        assert!(done.is_final);
+        assert_eq!(t.tick(secs(t0, at + 10.0)), None);
     }
 }

@@ -56,6 +56,7 @@ fn start(root: &std::path::Path) -> Running {
             interval: Duration::from_secs(3600),
             timeout: Duration::from_secs(30),
             min_pause: Duration::ZERO,
+            ..CheckpointConfig::default()
         },
         retained: 3,
     };

@@ -93,7 +93,18 @@ pub struct RunSettings {
     /// When restoring, drop saved state that no operator of the job takes
     /// (by uid) instead of refusing the submission.
     pub allow_non_restored_state: bool,
+    /// Consecutive failed checkpoints tolerated before the job fails over
+    /// (restarts from its last complete checkpoint); a failed final
+    /// checkpoint is retried instead and never counts.
+    pub tolerable_failed_checkpoints: u32,
 }
+
+/// The default of [`RunSettings::tolerable_failed_checkpoints`]: a failover
+/// cannot bring back checkpoint storage, and the restore after it would
+/// wait for the same storage, so an outage is ridden out in place for a
+/// while (about a minute at the default 1 s interval); the tolerance ends
+/// only where a task keeps failing its snapshots for reasons of its own.
+pub const DEFAULT_TOLERABLE_FAILED_CHECKPOINTS: u32 = 60;
 
 impl Default for RunSettings {
     fn default() -> Self {
@@ -111,6 +122,7 @@ impl Default for RunSettings {
             replicas: 1,
             allow_scale_down: false,
             allow_non_restored_state: false,
+            tolerable_failed_checkpoints: DEFAULT_TOLERABLE_FAILED_CHECKPOINTS,
         }
     }
 }
@@ -170,6 +182,11 @@ pub struct RestorePoint {
 /// One attempt of a job on a set of workers: what each worker must run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
+    /// Unique to this deployment, the same on every worker: what its
+    /// tasks name their files after (a file sink's hidden files), so that
+    /// they can tell files of this deployment from those of earlier ones.
+    #[serde(default)]
+    pub deployment_id: String,
     /// The coordinator's number for the job (in every data frame).
     pub job_number: u32,
     /// The job's id (checkpoint directory name).
@@ -298,6 +315,10 @@ pub enum DeploymentOutcome {
     Failed {
         /// The error and its causes, for status and logs.
         error: String,
+        /// Whether checkpoint storage failed (then the coordinator waits for
+        /// it before it redeploys) or the deployment itself.
+        #[serde(default)]
+        kind: crate::control::FailureKind,
     },
     /// The deployment was cancelled.
     Cancelled,

@@ -14,7 +14,8 @@ pub enum ControlCommand {
         /// The new checkpoint.
         epoch: Epoch,
         /// The final checkpoint, taken once every source has finished: sources
-        /// close their outputs after its barrier.
+        /// close their outputs once a final checkpoint completed (a failed one
+        /// is triggered again under a new epoch).
         is_final: bool,
         /// A stop-with-savepoint: sources emit nothing after its barrier and
         /// suspend their outputs (no final watermark, no final results);
@@ -41,6 +42,18 @@ pub enum ControlCommand {
     },
 }
 
+/// What failed: decides whether waiting for checkpoint storage can help.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The task or the deployment itself failed.
+    #[default]
+    Task,
+    /// Checkpoint storage did not answer or answered with an error (not
+    /// "not found" or "corrupt"): the same step may succeed once it is back.
+    StorageUnavailable,
+}
+
 /// From a worker to the coordinator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkerEvent {
@@ -55,6 +68,10 @@ pub enum WorkerEvent {
         task: SubtaskId,
         /// Why, for logs.
         reason: String,
+        /// Whether checkpoint storage failed (the job waits for it) or the
+        /// task itself.
+        #[serde(default)]
+        kind: FailureKind,
     },
     /// A source has emitted all of its input and waits for the final checkpoint.
     SourceFinished {

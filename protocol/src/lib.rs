@@ -38,7 +38,7 @@ pub mod wire;
 
 pub use checkpoint::{CheckpointManifest, OperatorState, StateFile, SubtaskState, TaskAck};
 pub use cluster::{JobSpec, JobState, RunSettings, SubmitRequest, WorkerId};
-pub use control::{ControlCommand, WorkerEvent};
+pub use control::{ControlCommand, FailureKind, WorkerEvent};
 pub use error::{ProtocolError, WireError};
 pub use graph::{Edge, JobGraph, Partitioning, Vertex, VertexKind};
 pub use ids::{Epoch, SubtaskId, VertexId};

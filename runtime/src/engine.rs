@@ -262,6 +262,12 @@ impl LocalEngine {
             None => HashMap::new(),
         };
         let attempt = match part {
+            // One id across the deployment's workers: a file sink tells
+            // its deployment's hidden files from earlier ones' by it.
+            Some(part) if !part.deployment.deployment_id.is_empty() => format!(
+                "{}-{}",
+                part.deployment.attempt, part.deployment.deployment_id
+            ),
             Some(part) => format!("{}-{}", part.deployment.attempt, new_attempt_id()),
             None => new_attempt_id(),
         };
@@ -281,6 +287,7 @@ impl LocalEngine {
             on_running: part.and_then(|p| p.on_running.clone()),
             restored: std::mem::take(&mut restored_tiers),
         });
+        let mut aborted = None;
         let (writer, commands, shared) = match checkpoints {
             Some(run) => {
                 let (writer, submitter) = SnapshotWriter::start(
@@ -290,6 +297,7 @@ impl LocalEngine {
                     self.config.snapshot_threads,
                     run.replication.clone(),
                 );
+                aborted = Some(writer.aborted());
                 let shared = Shared {
                     cancel: job_cancel.clone(),
                     failure: Arc::new(Mutex::new(None)),
@@ -346,7 +354,7 @@ impl LocalEngine {
         let failure = shared.failure.clone();
         drop(shared);
         route_commands(
-            commands.as_ref(),
+            (commands.as_ref(), aborted.as_ref()),
             &mut controls,
             &finished,
             handles.len(),
@@ -396,7 +404,10 @@ impl LocalEngine {
 
 /// Passes the coordinator's commands to the tasks until every task has ended.
 fn route_commands(
-    commands: Option<&Receiver<ControlCommand>>,
+    (commands, aborted): (
+        Option<&Receiver<ControlCommand>>,
+        Option<&crate::snapshots::AbortedCheckpoints>,
+    ),
     controls: &mut [(bool, Sender<TaskCommand>)],
     finished: &Receiver<()>,
     tasks: usize,
@@ -437,7 +448,11 @@ fn route_commands(
                     let _ = control.send(TaskCommand::Completed(epoch));
                 }
             }
-            Ok(ControlCommand::CheckpointAborted { .. }) => {}
+            Ok(ControlCommand::CheckpointAborted { epoch }) => {
+                if let Some(aborted) = aborted {
+                    aborted.abort(epoch);
+                }
+            }
             Ok(ControlCommand::FailJob { reason }) => {
                 tracing::error!(%reason, "the checkpoint coordinator failed the job");
                 cancel.cancel();

@@ -7,12 +7,14 @@
 
 use crate::replicas::Replication;
 use crossbeam_channel::{Receiver, Sender};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use weir_operators::task::TaskSnapshot;
 use weir_protocol::checkpoint::paths;
-use weir_protocol::{Epoch, KeyGroupRange, SubtaskId, SubtaskState, TaskAck, WorkerEvent};
+use weir_protocol::{
+    Epoch, FailureKind, KeyGroupRange, SubtaskId, SubtaskState, TaskAck, WorkerEvent,
+};
 use weir_state::{CheckpointStorage, StateError};
 
 /// One task's snapshot to write and acknowledge.
@@ -29,6 +31,24 @@ pub struct SnapshotWriter {
     jobs: Option<Sender<WriteJob>>,
     threads: Vec<JoinHandle<()>>,
     abandoned: Arc<AtomicBool>,
+    aborted: AbortedCheckpoints,
+}
+
+/// The highest checkpoint the coordinator aborted: snapshots of it and of
+/// earlier ones are not written (during a storage outage they would pile
+/// up, and be uploaded for nothing once storage is back).
+#[derive(Debug, Clone, Default)]
+pub struct AbortedCheckpoints(Arc<AtomicU64>);
+
+impl AbortedCheckpoints {
+    /// Checkpoint `epoch` was aborted.
+    pub fn abort(&self, epoch: Epoch) {
+        self.0.fetch_max(epoch.0, Ordering::Relaxed);
+    }
+
+    fn covers(&self, epoch: Epoch) -> bool {
+        epoch.0 <= self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// A task's handle for submitting snapshots.
@@ -76,6 +96,7 @@ impl SnapshotSubmitter {
                 epoch,
                 task,
                 reason: "snapshot writer stopped".into(),
+                kind: FailureKind::Task,
             });
         }
     }
@@ -92,11 +113,13 @@ impl SnapshotWriter {
     ) -> (Self, SnapshotSubmitter) {
         let (jobs, queue) = crossbeam_channel::unbounded::<WriteJob>();
         let abandoned = Arc::new(AtomicBool::new(false));
+        let aborted = AbortedCheckpoints::default();
         let handles = (0..threads.max(1))
             .map(|i| {
                 let (queue, storage, events) = (queue.clone(), storage.clone(), events.clone());
                 let replication = replication.clone();
                 let abandoned = abandoned.clone();
+                let aborted = aborted.clone();
                 std::thread::Builder::new()
                     .name(format!("snapshot-writer-{i}"))
                     .spawn(move || {
@@ -105,7 +128,7 @@ impl SnapshotWriter {
                             &storage,
                             &events,
                             replication.as_deref(),
-                            &abandoned,
+                            (&abandoned, &aborted),
                         )
                     })
                     .expect("spawning a snapshot writer thread")
@@ -121,9 +144,15 @@ impl SnapshotWriter {
                 jobs: Some(jobs),
                 threads: handles,
                 abandoned,
+                aborted,
             },
             submitter,
         )
+    }
+
+    /// Where the coordinator's aborts go.
+    pub fn aborted(&self) -> AbortedCheckpoints {
+        self.aborted.clone()
     }
 
     /// Waits for queued snapshots to be written, then stops the threads;
@@ -144,15 +173,17 @@ fn write_loop(
     storage: &CheckpointStorage,
     events: &Sender<WorkerEvent>,
     replication: Option<&Replication>,
-    abandoned: &AtomicBool,
+    (abandoned, aborted): (&AtomicBool, &AbortedCheckpoints),
 ) {
     for job in queue {
-        if abandoned.load(Ordering::Relaxed) {
+        if abandoned.load(Ordering::Relaxed) || aborted.covers(job.epoch) {
             continue;
         }
         let (epoch, task) = (job.epoch, job.task);
-        let event = match write(job, storage, replication, abandoned) {
+        let event = match write(job, storage, replication, (abandoned, aborted)) {
             Ok(ack) => WorkerEvent::Ack(ack),
+            // Nobody waits for it.
+            Err(StateError::Abandoned) if aborted.covers(epoch) => continue,
             Err(error) => {
                 tracing::warn!(
                     epoch = epoch.0,
@@ -164,6 +195,11 @@ fn write_loop(
                     epoch,
                     task,
                     reason: weir_protocol::error::chain(&error),
+                    kind: if error.is_storage_unavailable() {
+                        FailureKind::StorageUnavailable
+                    } else {
+                        FailureKind::Task
+                    },
                 }
             }
         };
@@ -175,14 +211,14 @@ fn write(
     job: WriteJob,
     storage: &CheckpointStorage,
     replication: Option<&Replication>,
-    abandoned: &AtomicBool,
+    (abandoned, aborted): (&AtomicBool, &AbortedCheckpoints),
 ) -> Result<TaskAck, StateError> {
     let files = match &job.snapshot.keyed {
         Some(keyed) => {
             let task_dir = paths::subtask_file(job.epoch, job.task, "");
             let job_dir = paths::job_dir(&job.job);
             keyed.write(task_dir.trim_end_matches('/'), &mut |relative, bytes| {
-                if abandoned.load(Ordering::Relaxed) {
+                if abandoned.load(Ordering::Relaxed) || aborted.covers(job.epoch) {
                     return Err(StateError::Abandoned);
                 }
                 if let Some(replication) = replication {

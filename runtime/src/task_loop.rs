@@ -35,8 +35,8 @@ pub enum TaskExit {
 /// What the engine tells one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskCommand {
-    /// Sources: take checkpoint `epoch` (closing afterwards if final,
-    /// suspending if it is a stop-with-savepoint).
+    /// Sources: take checkpoint `epoch` (closing once it completed if it
+    /// is final, suspending if it is a stop-with-savepoint).
     Trigger {
         /// The checkpoint.
         epoch: Epoch,
@@ -113,7 +113,7 @@ fn now_millis() -> Timestamp {
 }
 
 /// Runs a source until it is exhausted (and, when the job checkpoints,
-/// until the final checkpoint's barrier) or the job is cancelled.
+/// until a final checkpoint completed) or the job is cancelled.
 pub fn run_source(
     task: &mut dyn SourceTask,
     ctx: &TaskContext<'_>,
@@ -128,6 +128,10 @@ fn source_loop(
     let mut data_done = false;
     // The stop-with-savepoint this source stopped at.
     let mut stopped_at: Option<Epoch> = None;
+    // The last final checkpoint this source took part in: it closes once
+    // one completed. A failed one is triggered again (a new epoch), and
+    // the source must still be there to take it.
+    let mut final_at: Option<Epoch> = None;
     // How long to wait for a command before polling the source again.
     let mut wait = Duration::ZERO;
     loop {
@@ -150,14 +154,17 @@ fn source_loop(
                 let snapshot = task.checkpoint(epoch)?;
                 ctx.submit(epoch, snapshot);
                 if is_final {
-                    task.close()?;
-                    return Ok(TaskExit::Finished);
+                    final_at = Some(epoch);
                 }
             }
             // The job ends only once its stop-with-savepoint completed: if
             // it fails instead, the job is cancelled and resumes from its
             // last checkpoint.
             Ok(TaskCommand::Completed(epoch)) if stopped_at.is_some_and(|s| epoch >= s) => {
+                return Ok(TaskExit::Finished);
+            }
+            Ok(TaskCommand::Completed(epoch)) if final_at.is_some_and(|f| epoch >= f) => {
+                task.close()?;
                 return Ok(TaskExit::Finished);
             }
             Ok(TaskCommand::Completed(_)) | Err(RecvTimeoutError::Timeout) => {}

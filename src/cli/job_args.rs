@@ -79,6 +79,12 @@ pub struct JobArgs {
     /// scale back up once slots return.
     #[arg(long)]
     pub allow_scale_down: bool,
+    /// Failed checkpoints in a row tolerated before the job fails over
+    /// (restarts from its last complete checkpoint). Checkpoints go on at
+    /// the interval while they fail; a failed final checkpoint is retried
+    /// until it completes and never counts.
+    #[arg(long, value_name = "N", default_value_t = weir_protocol::cluster::DEFAULT_TOLERABLE_FAILED_CHECKPOINTS)]
+    pub tolerable_failed_checkpoints: u32,
     /// With `--restore`: drop saved state that no operator of the job takes
     /// (matched by uid) instead of refusing to start.
     #[arg(long)]
@@ -123,6 +129,7 @@ impl JobArgs {
                 replicas: self.replicas,
                 allow_scale_down: self.allow_scale_down,
                 allow_non_restored_state: self.allow_non_restored_state,
+                tolerable_failed_checkpoints: self.tolerable_failed_checkpoints,
             },
         })
     }

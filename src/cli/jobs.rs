@@ -5,6 +5,7 @@ use crate::client::Client;
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::time::{Duration, Instant};
+use weir_coordinator::history::{StorageWait, StorageWaitPhase};
 use weir_coordinator::JobStatus;
 use weir_operators::job::JobRegistry;
 use weir_protocol::cluster::RestoreTier;
@@ -44,6 +45,8 @@ pub enum JobsCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// A job's newest checkpoints: completed and aborted, with causes.
+    History(crate::cli::history::HistoryArgs),
     /// Ask a job to stop.
     Cancel {
         /// The job's id or number.
@@ -106,6 +109,7 @@ pub fn run(command: JobsCommand, registry: &JobRegistry) -> Result<(), Box<dyn s
             Ok(())
         }
         JobsCommand::Savepoint(args) => crate::cli::savepoint::run(args),
+        JobsCommand::History(args) => crate::cli::history::run(args),
         JobsCommand::Status { job, remote } => {
             let status = client(&remote)?.job(&job)?;
             print_status(&status, remote.json)
@@ -195,6 +199,14 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
             status.checkpoints_completed, status.checkpoints_aborted
         ),
     };
+    let checkpoints = if status.failed_checkpoints_in_a_row > 0 {
+        format!(
+            "{checkpoints}; {} failed in a row (fails over after {})",
+            status.failed_checkpoints_in_a_row, status.tolerable_failed_checkpoints
+        )
+    } else {
+        checkpoints
+    };
     let mut placement: Vec<String> = Vec::new();
     for p in &status.placement {
         placement.push(format!("v{}/{}@{}", p.vertex, p.subtask, p.worker));
@@ -216,6 +228,13 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
             },
         ),
         ("restarts", status.restarts.to_string()),
+        (
+            "storage",
+            status
+                .storage_wait
+                .as_ref()
+                .map_or("-".into(), storage_line),
+        ),
         (
             "leader",
             if status.adopted {
@@ -266,6 +285,19 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
     }
     println!("{rows}");
     Ok(())
+}
+
+/// `waiting for checkpoint storage for 12.3 s (…): error`.
+pub(crate) fn storage_line(wait: &StorageWait) -> String {
+    let holding = match wait.phase {
+        StorageWaitPhase::Checkpoints => "checkpoints fail; the job runs on",
+        StorageWaitPhase::Restore => "the restart waits to choose and read its checkpoint",
+        StorageWaitPhase::JobRecord => "the job's record waits to be written",
+    };
+    format!(
+        "waiting for checkpoint storage for {:.1} s ({holding}): {}",
+        wait.waited_s, wait.last_error
+    )
 }
 
 fn restore_line(status: &JobStatus) -> String {

@@ -5,12 +5,14 @@
 //! - [`worker`]: `weir worker --coordinator A[,B…]`.
 //! - [`submit`]: `weir submit JOB …`, a job for the cluster.
 //! - [`jobs`]: `weir jobs available|list|status|cancel|wait`.
+//! - [`history`]: `weir jobs history JOB`, its newest checkpoints with causes.
 //! - [`savepoint`]: `weir jobs savepoint JOB_ID [--stop] [--dir URL]`.
 //! - [`checkpoints`]: `weir checkpoints list|show|verify|dump|diff|gc`, straight from storage.
 //! - [`job_args`]: the job options `run` and `submit` share.
 
 pub mod checkpoints;
 pub mod coordinator;
+pub mod history;
 pub mod job_args;
 pub mod jobs;
 pub mod run;
@@ -53,6 +55,7 @@ pub enum Command {
 /// Logs go to standard error; `WEIR_LOG` (or `RUST_LOG`) sets the filter,
 /// default `warn`.
 pub fn install_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("WEIR_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
@@ -60,6 +63,9 @@ pub fn install_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs piped to a file or a test stay
+        // plain text (`field=value`).
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

@@ -132,3 +132,88 @@ pub enum StateError {
         problem: String,
     },
 }
+
+impl StateError {
+    /// Whether checkpoint storage failed to answer (unreachable, timed out,
+    /// refused, erroring, or refusing these credentials, which an operator
+    /// may fix while the job waits): the same operation may succeed once it
+    /// is back. "Not found", corrupt or mismatching files, and requests the
+    /// store can never serve (unsupported, bad path) are answers, not
+    /// outages.
+    pub fn is_storage_unavailable(&self) -> bool {
+        use object_store::Error as Store;
+        match self {
+            StateError::Storage { source, .. } => matches!(
+                **source,
+                Store::Generic { .. }
+                    | Store::JoinError { .. }
+                    | Store::PermissionDenied { .. }
+                    | Store::Unauthenticated { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `error` or any of its causes is a [`StateError`] saying that
+/// checkpoint storage is unavailable (see
+/// [`StateError::is_storage_unavailable`]).
+pub fn storage_unavailable_in(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error
+            .downcast_ref::<StateError>()
+            .is_some_and(StateError::is_storage_unavailable)
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error of a caller's own, caused by a state error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("restoring")]
+    struct Restoring(#[source] StateError);
+
+    #[test]
+    fn an_outage_is_found_along_the_chain_and_answers_are_not_outages() {
+        let outage = StateError::Storage {
+            op: "reading",
+            path: "job/chk-0000000001/manifest.json".into(),
+            source: Box::new(object_store::Error::Generic {
+                store: "S3",
+                source: "connection refused".into(),
+            }),
+        };
+        assert!(outage.is_storage_unavailable());
+        assert!(storage_unavailable_in(&Restoring(outage)));
+        for answer in [
+            StateError::NotFound { path: "x".into() },
+            StateError::Corrupt {
+                path: "x".into(),
+                problem: "size 3 but the manifest says 4".into(),
+            },
+            StateError::ChecksumMismatch {
+                path: "x".into(),
+                expected: 1,
+                actual: 2,
+            },
+            StateError::Storage {
+                op: "creating",
+                path: "x".into(),
+                source: Box::new(object_store::Error::NotImplemented {
+                    operation: "conditional put".into(),
+                    implementer: "store".into(),
+                }),
+            },
+        ] {
+            assert!(!storage_unavailable_in(&Restoring(answer)));
+        }
+    }
+}

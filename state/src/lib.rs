@@ -20,7 +20,8 @@
 //! - [`storage`]: [`CheckpointStorage`], checkpoint files on `object_store`
 //!   (local disk; S3 by URL) behind a blocking API with a stated contract.
 //! - [`timers`]: [`TimerTable`], event-time and processing-time timers per key.
-//! - [`error`]: [`StateError`], the one error type of this crate.
+//! - [`error`]: [`StateError`], the one error type of this crate, and
+//!   whether an error means that checkpoint storage is unavailable.
 //!
 //! `backend` creates `store`s; a `store` owns `tables` and `timers`.
 
@@ -37,7 +38,7 @@ pub mod tables;
 pub mod timers;
 
 pub use backend::{MemoryBackend, StateBackend, StateScope};
-pub use error::StateError;
+pub use error::{storage_unavailable_in, StateError};
 pub use rocks::{RestoredDb, RocksDbBackend};
 pub use snapshot::{EncodedSnapshot, StoreSnapshot};
 pub use storage::CheckpointStorage;

@@ -47,6 +47,24 @@ pub fn data_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(".weir")
 }
 
+/// How one request to an object store is retried: a blip is absorbed
+/// within the request (3 retries, at most 5 s); a longer outage surfaces as
+/// an error, so that Weir's own policy takes over where it shows: the
+/// checkpoint is declined and tried again at the next interval, a restore
+/// waits for storage. Longer retries here would hide the outage and keep
+/// the first checkpoint after it asleep in a backoff of up to 15 s.
+fn request_retries() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(1),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(5),
+    }
+}
+
 /// A directory listing: immediate subdirectories and files with sizes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
@@ -168,6 +186,7 @@ impl CheckpointStorage {
                     )));
                 }
                 let store = builder
+                    .with_retry(request_retries())
                     .build()
                     .map_err(|e| bad(format!("cannot configure S3: {e}")))?;
                 let root = Path::parse(prefix.trim_matches('/'))

@@ -8,7 +8,7 @@
 //! `WEIR_HA_CHAOS_KILLS=30 cargo test --test integration ha:: -- --nocapture`.
 
 #[path = "../support/etcd.rs"]
-mod etcd;
+pub mod etcd;
 
 use crate::harness::{clean_long_run, clean_run_of, TestCluster};
 use crate::partition::Netns;
@@ -22,7 +22,7 @@ use weir::protocol::{CheckpointManifest, JobState};
 /// The leader's lease in these tests (the failover benchmark's too).
 const LEASE: &str = "2s";
 
-fn ha_flags<'a>(etcd: &'a str, cluster_id: &'a str) -> Vec<&'a str> {
+pub fn ha_flags<'a>(etcd: &'a str, cluster_id: &'a str) -> Vec<&'a str> {
     vec!["--ha", etcd, "--cluster-id", cluster_id, "--lease", LEASE]
 }
 

@@ -71,6 +71,9 @@ pub struct TestCluster {
     pub token: Option<String>,
     pub coordinators: Vec<CoordinatorProcess>,
     workers: Vec<Child>,
+    /// Environment every worker started from now on gets (for example the
+    /// S3 settings of checkpoint storage).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestCluster {
@@ -101,6 +104,7 @@ impl TestCluster {
             token,
             coordinators: Vec::new(),
             workers: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -357,6 +361,7 @@ impl TestCluster {
             .arg(slots.to_string())
             .args(["--coordinator-timeout", TEST_HEARTBEAT_TIMEOUT])
             .args(extra)
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(token) = &self.token {

@@ -18,6 +18,7 @@ mod savepoints;
 mod scaling;
 mod semantics;
 mod sources;
+mod storage_outage;
 
 use weir::operators::JobBuilder;
 use weir::runtime::{CancelToken, EngineConfig, JobReport, LocalEngine, RuntimeError};

@@ -4,7 +4,7 @@ use crate::recovery::{assert_same, clean_run, restartable_run, wait_for_a_checkp
 use crate::reference_jobs::weir_command;
 
 #[path = "../support/s3.rs"]
-mod s3_server;
+pub mod s3_server;
 
 #[test]
 fn checkpoints_on_s3_survive_kill_9_and_restore_exactly_once() {

@@ -24,9 +24,12 @@ pub const BUCKET: &str = "weir-test";
 
 /// A running `s3s-fs`.
 pub struct S3Server {
-    child: Child,
+    child: Option<Child>,
+    /// While the server is down: what holds its port (see [`PortHolder`]).
+    holder: Option<PortHolder>,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    port: u16,
     root: tempfile::TempDir,
 }
 
@@ -47,25 +50,57 @@ impl S3Server {
             .local_addr()
             .unwrap()
             .port();
+        let mut server = Self {
+            child: None,
+            holder: None,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+            root,
+        };
+        server.restart();
+        Some(server)
+    }
+
+    /// SIGKILLs the server: the outage begins. Its port stays held (every
+    /// connection is closed at once), so that no other test's process
+    /// takes it before [`restart`](Self::restart).
+    #[allow(dead_code)]
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            self.holder = Some(PortHolder::hold(self.port));
+        }
+    }
+
+    /// Starts the server (again) on its port and data, and waits until it
+    /// listens.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.holder.take();
         let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(root.path())
+            .arg(self.root.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("s3s-fs starts");
-        let server = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            root,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start listening");
+        while !answers_http(self.port) {
+            let child = self.child.as_mut().expect("just started");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "s3s-fs exited: another process took port {}",
+                self.port
+            );
+            assert!(Instant::now() < deadline, "s3s-fs did not start answering");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(server)
     }
 
     /// The directory holding the server's buckets.
@@ -95,9 +130,80 @@ impl S3Server {
     }
 }
 
+/// Whether an HTTP server answers on `port` (a held port closes at once).
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut answer = [0u8; 5];
+    stream
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .and_then(|()| stream.read_exact(&mut answer))
+        .is_ok_and(|()| &answer == b"HTTP/")
+}
+
+/// Holds a port while its server is down: a listener that closes every
+/// connection it accepts, so clients fail at once as they would against a
+/// dead server, and the port stays reserved.
+struct PortHolder {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PortHolder {
+    fn hold(port: u16) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound, is_bound) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                // The killed server's connections linger in TIME_WAIT.
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.set_reuseaddr(true).unwrap();
+                socket
+                    .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                    .unwrap();
+                let listener = socket.listen(64).unwrap();
+                bound.send(()).unwrap();
+                tokio::pin!(stopped);
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        accepted = listener.accept() => drop(accepted),
+                    }
+                }
+            });
+        });
+        is_bound.recv().expect("the port holder binds the port");
+        Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for PortHolder {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.holder.take();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -141,6 +141,13 @@ impl ControlStore for DirStore {
         let path = format!("{JOBS}/{:010}.json", job.number);
         Ok(self.storage.put(&path, to_json(job))?)
     }
+
+    /// One coordinator writes here: storage that does not answer is an
+    /// outage to wait out, not another leader (that one raises the term
+    /// in `leader.json`, which the next write reads).
+    fn survives_failed_write(&self, error: &CoordinatorError) -> bool {
+        weir_state::storage_unavailable_in(error)
+    }
 }
 
 impl ControlPlane for DirPlane {

@@ -202,6 +202,13 @@ pub trait ControlStore: Send + Sync {
     fn put_counters(&self, counters: &Counters) -> Result<(), CoordinatorError>;
     /// Creates or replaces the record of job `job.number`.
     fn put_job(&self, job: &StoredJob) -> Result<(), CoordinatorError>;
+    /// Whether the term holds after a write failed with `error`. By
+    /// default no: a store that cannot be written may have a new leader
+    /// (etcd). A store no other coordinator writes keeps its term through
+    /// an outage of the storage under it; the write is tried again later.
+    fn survives_failed_write(&self, _error: &CoordinatorError) -> bool {
+        false
+    }
 }
 
 /// A won election: the term, its fenced store, and the guard that says

@@ -21,7 +21,7 @@ use weir_protocol::cluster::{
     TaskPlacement,
 };
 use weir_protocol::wire::ToWorker;
-use weir_protocol::{ControlCommand, Epoch, SubtaskId, WorkerEvent, WorkerId};
+use weir_protocol::{ControlCommand, Epoch, FailureKind, SubtaskId, WorkerEvent, WorkerId};
 use weir_state::CheckpointStorage;
 
 /// The control store's side of one job's checkpoints.
@@ -79,7 +79,7 @@ impl Checkpoints {
         after: Option<Epoch>,
         finished: Vec<SubtaskId>,
         events: Receiver<WorkerEvent>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AttemptEnd> {
         let settings = &job.settings;
         let catalog = CheckpointCatalog::new(storage.clone(), &job.job_id);
         let config = DriverConfig {
@@ -87,6 +87,7 @@ impl Checkpoints {
                 interval: Duration::from_millis(settings.checkpoint_interval_ms),
                 timeout: Duration::from_millis(settings.checkpoint_timeout_ms),
                 min_pause: Duration::from_millis(settings.min_pause_ms),
+                tolerable_failures: settings.tolerable_failed_checkpoints,
             },
             retained: settings.retain,
         };
@@ -97,8 +98,7 @@ impl Checkpoints {
         let adopted = job.record().adopted;
         let mut driver =
             CheckpointDriver::new(catalog, &shape.graph, config, after.max(last_epoch))
-                // Storage that cannot even be listed will not get better by restarting.
-                .map_err(|error| crate::error::chain(&error))?
+                .map_err(|error| AttemptEnd::of_storage_error(&error))?
                 .publish_to(live)
                 .fenced_by(Arc::new(JobFence(job.clone())))
                 .with_finished_sources(finished);
@@ -149,12 +149,13 @@ impl Checkpoints {
         shape: &Shape,
         placement: &[TaskPlacement],
         workers: &[WorkerId],
-    ) {
+    ) -> Option<(String, FailureKind)> {
         // Requests from now on find no driver (one still queued is
         // answered as the driver ends).
         *crate::cluster::lock(&job.savepoints) = None;
-        let Some(thread) = self.thread else { return };
-        let stats = thread.join().unwrap_or_default();
+        let thread = self.thread?;
+        let mut stats = thread.join().unwrap_or_default();
+        let failed_over = stats.failed_over.take();
         let mut record = job.record();
         record.live_checkpoints = None;
         if stats.completed > 0 {
@@ -164,6 +165,10 @@ impl Checkpoints {
             record.holders_parallelism = shape.spec.parallelism;
         }
         record.checkpoints.absorb(stats);
+        // An outage the attempt saw is over for it; a restart that meets
+        // it again shows its own wait.
+        record.checkpoints.outage = None;
+        failed_over
     }
 }
 
@@ -188,18 +193,19 @@ pub(super) fn deploy(
     // The attempt is recorded before any worker hears of it: a new leader
     // then knows which attempt may be running, and where.
     let attempt = job.stored().attempt + 1;
-    if job
-        .persist(|stored| {
+    let recorded =
+        super::restore::persist_waiting(job, &super::restart_strategy(settings), |stored| {
             stored.attempt = attempt;
             stored.placement = placement.to_vec();
             stored.peers = peers.clone();
             stored.running_parallelism = shape.spec.parallelism;
             // A stop an earlier attempt triggered is abandoned with it.
             stored.stop_triggered = None;
-        })
-        .is_err()
-    {
-        return AttemptEnd::Deposed;
+        });
+    match recorded {
+        Ok(()) => {}
+        Err(_) if job.leads() && job.is_cancel_requested() => return AttemptEnd::Cancelled,
+        Err(_) => return AttemptEnd::Deposed,
     }
     {
         let mut record = job.record();
@@ -227,7 +233,7 @@ pub(super) fn deploy(
             events_rx,
         ) {
             Ok(started) => driver = Some(started),
-            Err(error) => return AttemptEnd::Fatal(error),
+            Err(end) => return end,
         }
         events = Some(events_tx);
         checkpoints = Some(DeploymentCheckpoints {
@@ -244,6 +250,7 @@ pub(super) fn deploy(
         adopting: false,
     });
     let deployment = Deployment {
+        deployment_id: uuid::Uuid::new_v4().simple().to_string(),
         job_number: job.number,
         job_id: job.job_id.clone(),
         attempt,
@@ -262,6 +269,7 @@ pub(super) fn deploy(
                 *worker,
                 AttemptReport::Ended(DeploymentOutcome::Failed {
                     error: format!("worker {worker} is gone"),
+                    kind: weir_protocol::FailureKind::Task,
                 }),
             ));
         }
@@ -324,10 +332,10 @@ pub(super) fn adopted(
                 events,
             ) {
                 Ok(started) => driver = Some(started),
-                Err(error) => {
+                Err(end) => {
                     cluster.cancel(&workers, job.number, attempt);
                     *job.inbox() = None;
-                    return AttemptEnd::Fatal(error);
+                    return end;
                 }
             }
         }
@@ -387,10 +395,16 @@ fn finish(
     );
     // Dropping the inbox closes the driver's event channel: it stops.
     *job.inbox() = None;
-    if let Some(driver) = driver {
-        driver.finish(job, shape, placement, workers);
+    let failed_over = driver.and_then(|driver| driver.finish(job, shape, placement, workers));
+    match (end, failed_over) {
+        // The workers only saw a cancel: the cause is the driver's, and a
+        // failover for storage does not count against the restarts.
+        (AttemptEnd::Failed(_), Some((cause, FailureKind::StorageUnavailable))) => {
+            AttemptEnd::StorageUnavailable(cause)
+        }
+        (AttemptEnd::Failed(_), Some((cause, FailureKind::Task))) => AttemptEnd::Failed(cause),
+        (end, _) => end,
     }
-    end
 }
 
 /// For each slot, the workers holding the state its subtasks checkpointed:

@@ -12,7 +12,7 @@ use crossbeam_channel::RecvTimeoutError;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use weir_protocol::cluster::DeploymentOutcome;
-use weir_protocol::{JobState, WorkerId};
+use weir_protocol::{FailureKind, JobState, WorkerId};
 
 /// How often a scaled-down attempt looks for free slots.
 const SLOT_CHECK: Duration = Duration::from_millis(200);
@@ -90,7 +90,7 @@ pub(super) fn collect_ends(
     } = progress;
     let mut rescale = false;
     let mut looked_at_slots = Instant::now();
-    let mut failure: Option<String> = None;
+    let mut failure: Option<(String, FailureKind)> = None;
     let mut stopping_since: Option<Instant> = None;
     let stop_all = |pending: &BTreeSet<WorkerId>| {
         cluster.cancel(pending, job.number, attempt);
@@ -126,16 +126,20 @@ pub(super) fn collect_ends(
                         events_in += e;
                         records_out += r;
                     }
-                    DeploymentOutcome::Failed { error } => {
+                    DeploymentOutcome::Failed { error, kind } => {
                         let error = format!("{worker}: {error}");
                         // Keep the root cause, not the cancellations it caused.
-                        if failure.as_ref().is_none_or(|f| f.contains("was cancelled")) {
-                            failure = Some(error);
+                        if failure
+                            .as_ref()
+                            .is_none_or(|(f, _)| f.contains("was cancelled"))
+                        {
+                            failure = Some((error, kind));
                         }
                     }
                     DeploymentOutcome::Cancelled => {
                         if stopping_since.is_none() && failure.is_none() {
-                            failure = Some(format!("{worker} cancelled its part"));
+                            failure =
+                                Some((format!("{worker} cancelled its part"), FailureKind::Task));
                         }
                     }
                 }
@@ -177,7 +181,8 @@ pub(super) fn collect_ends(
     match failure {
         _ if job.is_cancel_requested() => AttemptEnd::Cancelled,
         _ if rescale => AttemptEnd::Rescale,
-        Some(cause) => AttemptEnd::Failed(cause),
+        Some((cause, FailureKind::StorageUnavailable)) => AttemptEnd::StorageUnavailable(cause),
+        Some((cause, FailureKind::Task)) => AttemptEnd::Failed(cause),
         _ => AttemptEnd::Finished {
             events_in,
             records_out,

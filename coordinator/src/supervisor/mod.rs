@@ -13,14 +13,21 @@
 //! - [`adopt`]: after a failover, waiting for the workers' reports and
 //!   acting on the [adoption decision](crate::adoption).
 //! - [`ends`]: collecting the workers' ends of an attempt.
+//! - [`restore`]: where an attempt restores from, waiting for checkpoint
+//!   storage while it does not answer.
 
 mod adopt;
 mod attempt;
 mod ends;
+mod restore;
 
+use crate::history::{Outage, StorageWaitPhase};
 pub use adopt::Adoption;
+use restore::{
+    choose_restore, open_restore_point, persist_waiting, until_storage_answers, Unanswered,
+};
+pub use restore::{resolve_restore, restore_location};
 
-use crate::catalog::CheckpointCatalog;
 use crate::cluster::{Cluster, Reservation};
 use crate::control::JobResult;
 use crate::error::CoordinatorError;
@@ -30,8 +37,7 @@ use crate::scaling::{next_shape, Shape};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_protocol::checkpoint::paths;
-use weir_protocol::cluster::{RestoreFrom, RestorePoint};
+use weir_protocol::cluster::RestorePoint;
 use weir_protocol::{Epoch, JobState};
 use weir_state::CheckpointStorage;
 
@@ -51,6 +57,23 @@ pub(crate) enum AttemptEnd {
     Deposed,
     /// The job was stopped with a savepoint (found so after a failover).
     Stopped,
+    /// Checkpoint storage did not answer (a restore could not read state,
+    /// or the driver could not list checkpoints): redeployed once it
+    /// answers, without counting against the restart strategy.
+    StorageUnavailable(String),
+}
+
+impl AttemptEnd {
+    /// The end of an attempt that met `error` before it began: waiting
+    /// helps when storage was unavailable; nothing else would.
+    pub(crate) fn of_storage_error(error: &CoordinatorError) -> Self {
+        let cause = crate::error::chain(error);
+        if weir_state::storage_unavailable_in(error) {
+            Self::StorageUnavailable(cause)
+        } else {
+            Self::Fatal(cause)
+        }
+    }
 }
 
 /// How a supervisor begins.
@@ -66,49 +89,6 @@ pub enum Start {
         /// The attempt to adopt, when one was deployed.
         adoption: Option<Adoption>,
     },
-}
-
-/// Resolves where the first attempt restores from; `storage` is the
-/// checkpoint root, `job_id` the job's directory in it.
-pub fn resolve_restore(
-    request: &RestoreFrom,
-    storage: &CheckpointStorage,
-    job_id: &str,
-) -> Result<Option<RestorePoint>, CoordinatorError> {
-    match request {
-        RestoreFrom::Nothing => Ok(None),
-        RestoreFrom::Latest => {
-            let catalog = CheckpointCatalog::new(storage.clone(), job_id);
-            let found = catalog.latest_restorable()?.map(|manifest| RestorePoint {
-                storage_url: storage.url().to_owned(),
-                job_id: job_id.to_owned(),
-                manifest,
-            });
-            if found.is_none() {
-                tracing::warn!(job = %job_id, "no complete checkpoint to restore; starting from the beginning");
-            }
-            Ok(found)
-        }
-        RestoreFrom::Checkpoint(location) => open_restore_point(location).map(Some),
-    }
-}
-
-fn open_restore_point(location: &str) -> Result<RestorePoint, CoordinatorError> {
-    let (catalog, manifest) = CheckpointCatalog::open_restorable(location)?;
-    Ok(RestorePoint {
-        storage_url: catalog.storage().url().to_owned(),
-        job_id: catalog.job().to_owned(),
-        manifest,
-    })
-}
-
-/// The directory URL of a restore point (what the control store keeps).
-pub fn restore_location(point: &RestorePoint) -> String {
-    format!(
-        "{}/{}",
-        point.storage_url.trim_end_matches('/'),
-        paths::checkpoint_dir(&point.job_id, point.manifest.epoch)
-    )
 }
 
 /// Starts the supervisor of `job`.
@@ -156,11 +136,30 @@ fn end_job(job: &JobHandle, state: JobState, failure: Option<String>) {
         ended_at_ms: crate::time::now_ms(),
     };
     // Recorded before the state is shown: a job that a client sees ended
-    // is never run again by a new leader.
-    if let Err(error) = job.persist(|stored| stored.result = Some(result)) {
-        tracing::warn!(job = %job.job_id, error = &error as &dyn std::error::Error, "could not record the end of the job; the next leader will finish it");
-        return;
+    // is never run again by a new leader. An outage of the storage holding
+    // the record is waited out (a cancel does not cut it short).
+    let strategy = restart_strategy(&job.settings);
+    let mut probes = 0;
+    loop {
+        match job.persist(|stored| stored.result = Some(result.clone())) {
+            Ok(()) => break,
+            Err(error) if weir_state::storage_unavailable_in(&error) && job.leads() => {
+                probes += 1;
+                tracing::warn!(job = %job.job_id, error = &error as &dyn std::error::Error, "waiting for checkpoint storage to record the end of the job");
+                Outage::go_on(
+                    &mut job.record().waiting_for_storage,
+                    StorageWaitPhase::JobRecord,
+                    crate::error::chain(&error),
+                );
+                std::thread::sleep(strategy.storage_backoff(probes));
+            }
+            Err(error) => {
+                tracing::warn!(job = %job.job_id, error = &error as &dyn std::error::Error, "could not record the end of the job; the next leader will finish it");
+                return;
+            }
+        }
     }
+    job.record().waiting_for_storage = None;
     job.advance(state);
 }
 
@@ -179,6 +178,9 @@ fn supervise(
         // adoption.)
         return end_job(job, JobState::Finished, None);
     }
+    let mut restarts =
+        RestartTracker::with_failures(restart_strategy(settings), stored.consecutive_failures);
+    let strategy = *restarts.strategy();
     // A restart resumes from a checkpoint of this job's own attempts (above
     // `floor`, the newest epoch in storage before it started) or else from
     // where the first attempt started: never from an earlier run's.
@@ -195,33 +197,33 @@ fn supervise(
         } => Next::Adopt(adoption),
         Start::Resumed { adoption: None } => match stored.initial_restore.as_deref() {
             None => Next::Deploy(None),
-            Some(location) => match open_restore_point(location) {
-                Ok(point) => Next::Deploy(Some(point)),
-                Err(error) => {
-                    return end_job(
-                        job,
-                        JobState::Failed,
-                        Some(format!(
-                            "its restore point is gone: {}",
-                            crate::error::chain(&error)
-                        )),
-                    )
+            Some(location) => {
+                match until_storage_answers(job, &strategy, StorageWaitPhase::Restore, None, || {
+                    open_restore_point(location)
+                }) {
+                    Ok(point) => Next::Deploy(Some(point)),
+                    Err(Unanswered::Stopped) => return stopped(job),
+                    Err(Unanswered::Failed(error)) => {
+                        return end_job(
+                            job,
+                            JobState::Failed,
+                            Some(format!(
+                                "its restore point is gone: {}",
+                                crate::error::chain(&error)
+                            )),
+                        )
+                    }
                 }
-            },
+            }
         },
     };
-    let mut restarts = RestartTracker::with_failures(
-        RestartStrategy {
-            initial_backoff: Duration::from_millis(settings.restart_backoff_ms),
-            max_attempts: settings.max_restarts,
-            ..RestartStrategy::default()
-        },
-        stored.consecutive_failures,
-    );
     let full = Shape {
         spec: job.spec.clone(),
         graph: job.graph.clone(),
     };
+    // Attempts in a row that met a storage outage (they do not count
+    // against the restart strategy, but back off like it).
+    let mut storage_failures = 0;
     loop {
         if !job.leads() {
             return;
@@ -234,7 +236,7 @@ fn supervise(
             Next::Adopt(adoption) => adopt::run(cluster, job, adoption, storage.as_ref()),
             Next::Deploy(restore) => deploy(cluster, job, &full, storage.as_ref(), restore),
         };
-        let cause = match end {
+        let (cause, storage_caused) = match end {
             AttemptEnd::Deposed => {
                 tracing::info!(job = %job.job_id, "no longer leading: leaving the job to the next leader");
                 return;
@@ -261,11 +263,21 @@ fn supervise(
             }
             AttemptEnd::Rescale => {
                 tracing::info!(job = %job.job_id, "slots are back: redeploying at full parallelism");
-                match choose_restore(job, storage.as_ref(), floor, false) {
+                let Some(storage) = storage.as_ref() else {
+                    return end_job(
+                        job,
+                        JobState::Failed,
+                        Some("rescaling needs checkpoints".into()),
+                    );
+                };
+                match until_storage_answers(job, &strategy, StorageWaitPhase::Restore, None, || {
+                    choose_restore(job, storage, floor, false)
+                }) {
                     Ok(Some(point)) => {
                         next = Next::Deploy(Some(point));
                         continue;
                     }
+                    Err(Unanswered::Stopped) => return stopped(job),
                     _ => {
                         return end_job(
                             job,
@@ -276,94 +288,108 @@ fn supervise(
                 }
             }
             AttemptEnd::Fatal(cause) => return end_job(job, JobState::Failed, Some(cause)),
-            AttemptEnd::Failed(cause) => cause,
+            AttemptEnd::Failed(cause) => (cause, false),
+            AttemptEnd::StorageUnavailable(cause) => (cause, true),
         };
-        tracing::warn!(job = %job.job_id, %cause, "attempt failed");
+        tracing::warn!(job = %job.job_id, %cause, storage_caused, "attempt failed");
         job.record().failure = Some(cause.clone());
-        if storage.is_none() {
+        let Some(storage) = storage.as_ref() else {
             // Without checkpoints there is nothing consistent to restart from.
             return end_job(job, JobState::Failed, None);
+        };
+        // An attempt that failed before all of it ran may have met a
+        // corrupt checkpoint file: then verify every checksum (and fall
+        // back past it); otherwise the workers check them as they read,
+        // and listing the files is enough.
+        let ran = job.record().lifecycle.state() == JobState::Running;
+        let wait = if storage_caused {
+            // Storage, not the job, failed: wait for it as long as it takes
+            // (backing off until an attempt runs a healthy while).
+            storage_failures = if started.elapsed() >= strategy.reset_after {
+                1
+            } else {
+                storage_failures + 1
+            };
+            strategy.storage_backoff(storage_failures)
+        } else {
+            storage_failures = 0;
+            match restarts.on_failure(started.elapsed()) {
+                RestartDecision::GiveUp { .. } => return end_job(job, JobState::Failed, None),
+                RestartDecision::RestartAfter(wait) => wait,
+            }
+        };
+        job.advance(JobState::Recovering);
+        let failures = restarts.failures();
+        let recorded = persist_waiting(job, &strategy, |stored| {
+            stored.restarts += 1;
+            stored.consecutive_failures = failures;
+            stored.failure = Some(cause.clone());
+        });
+        if let Err(stop) = recorded {
+            return stopped_by(job, stop);
         }
-        match restarts.on_failure(started.elapsed()) {
-            RestartDecision::GiveUp { .. } => return end_job(job, JobState::Failed, None),
-            RestartDecision::RestartAfter(wait) => {
-                // An attempt that failed before all of it ran may have met a
-                // corrupt checkpoint file: then verify every checksum (and
-                // fall back past it); otherwise the workers check them as
-                // they read, and listing the files is enough.
-                let ran = job.record().lifecycle.state() == JobState::Running;
-                job.advance(JobState::Recovering);
-                let failures = restarts.failures();
-                if job
-                    .persist(|stored| {
-                        stored.restarts += 1;
-                        stored.consecutive_failures = failures;
-                        stored.failure = Some(cause.clone());
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-                // The backoff runs from when the failure was detected: the
-                // time spent stopping the attempt counts towards it.
-                let detected = job.record().recovering_since.unwrap_or_else(Instant::now);
-                let until = detected + wait;
-                let chosen = choose_restore(job, storage.as_ref(), floor, !ran);
-                while Instant::now() < until && !job.is_cancel_requested() && job.leads() {
-                    std::thread::sleep(Duration::from_millis(10).min(wait));
-                }
-                match chosen {
-                    Ok(Some(point)) => next = Next::Deploy(Some(point)),
-                    Ok(None) => next = Next::Deploy(initial_point(job, &mut initial)),
-                    Err(error) => {
-                        return end_job(
-                            job,
-                            JobState::Failed,
-                            Some(format!(
-                                "choosing a checkpoint to restore: {}",
-                                crate::error::chain(&error)
-                            )),
-                        )
-                    }
-                }
+        // The backoff runs from when the failure was detected: the time
+        // spent stopping the attempt counts towards it. The checkpoint is
+        // chosen meanwhile.
+        let detected = job.record().recovering_since.unwrap_or_else(Instant::now);
+        let chosen = choose_restore(job, storage, floor, !ran);
+        if job.pause((detected + wait).saturating_duration_since(Instant::now())) {
+            continue;
+        }
+        let chosen = until_storage_answers(
+            job,
+            &strategy,
+            StorageWaitPhase::Restore,
+            Some(chosen),
+            || choose_restore(job, storage, floor, !ran),
+        )
+        .and_then(|chosen| match chosen {
+            Some(point) => Ok(Some(point)),
+            None => restore::without_checkpoint(job, &strategy, floor, &mut initial),
+        });
+        match chosen {
+            Ok(point) => next = Next::Deploy(point),
+            Err(Unanswered::Stopped) => continue,
+            Err(Unanswered::Failed(error)) => {
+                return end_job(
+                    job,
+                    JobState::Failed,
+                    Some(format!(
+                        "choosing a checkpoint to restore: {}",
+                        crate::error::chain(&error)
+                    )),
+                )
             }
         }
     }
 }
 
-/// Where the first attempt started (re-read from storage after a failover).
-fn initial_point(job: &JobHandle, initial: &mut Option<RestorePoint>) -> Option<RestorePoint> {
-    if initial.is_none() {
-        let location = job.stored().initial_restore?;
-        match open_restore_point(&location) {
-            Ok(point) => *initial = Some(point),
-            Err(error) => {
-                tracing::warn!(job = %job.job_id, %location, error = &error as &dyn std::error::Error, "the first attempt's restore point is gone; starting from the beginning");
-            }
-        }
+/// A wait was cut short: by a cancel (the job ends cancelled) or by the
+/// end of this coordinator's term (the next leader takes the job over).
+fn stopped(job: &JobHandle) {
+    if job.leads() && job.is_cancel_requested() {
+        end_job(job, JobState::Cancelled, None);
     }
-    initial.clone()
 }
 
-/// The newest checkpoint the job's pointer allows, above its floor.
-fn choose_restore(
-    job: &JobHandle,
-    storage: Option<&CheckpointStorage>,
-    floor: Option<Epoch>,
-    checksums: bool,
-) -> Result<Option<RestorePoint>, CoordinatorError> {
-    let Some(storage) = storage else {
-        return Ok(None);
-    };
-    let pointer = job.stored().checkpoint.map(|c| Epoch(c.epoch));
-    let catalog = CheckpointCatalog::new(storage.clone(), &job.job_id);
-    Ok(catalog
-        .latest_for_restart(pointer, floor, checksums)?
-        .map(|manifest| RestorePoint {
-            storage_url: storage.url().to_owned(),
-            job_id: job.job_id.clone(),
-            manifest,
-        }))
+/// A record could not be written: the wait was cut short, or this
+/// coordinator no longer leads (its write was refused).
+fn stopped_by(job: &JobHandle, stop: Unanswered) {
+    match stop {
+        Unanswered::Stopped => stopped(job),
+        Unanswered::Failed(error) => {
+            tracing::warn!(job = %job.job_id, error = &error as &dyn std::error::Error, "could not record the job's restart; leaving it to the next leader");
+        }
+    }
+}
+
+/// The restart strategy of a job's settings.
+pub(crate) fn restart_strategy(settings: &weir_protocol::RunSettings) -> RestartStrategy {
+    RestartStrategy {
+        initial_backoff: Duration::from_millis(settings.restart_backoff_ms),
+        max_attempts: settings.max_restarts,
+        ..RestartStrategy::default()
+    }
 }
 
 /// Places and deploys a new attempt, restoring `restore`, and runs it to

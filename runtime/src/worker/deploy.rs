@@ -13,7 +13,7 @@ use crate::replicas::{Replication, StateReplicas};
 use std::sync::Arc;
 use weir_protocol::cluster::{BackendKind, Deployment, DeploymentOutcome, SubtaskRestore};
 use weir_protocol::wire::ToCoordinator;
-use weir_protocol::{ControlCommand, WorkerEvent, WorkerId};
+use weir_protocol::{ControlCommand, FailureKind, WorkerEvent, WorkerId};
 use weir_state::{CheckpointStorage, MemoryBackend, StateBackend};
 
 /// What every deployment thread of this worker shares.
@@ -50,8 +50,16 @@ impl DeployContext {
                     Err(_) if cancel.is_cancelled() => DeploymentOutcome::Cancelled,
                     Err(error) => {
                         tracing::error!(job = %deployment.job_id, attempt, error = &error as &dyn std::error::Error, "deployment failed");
+                        // A restore that met a storage outage is retried by
+                        // the coordinator once storage answers again.
+                        let kind = if weir_state::storage_unavailable_in(&error) {
+                            FailureKind::StorageUnavailable
+                        } else {
+                            FailureKind::Task
+                        };
                         DeploymentOutcome::Failed {
                             error: weir_protocol::error::chain(&error),
+                            kind,
                         }
                     }
                 };
@@ -67,6 +75,7 @@ impl DeployContext {
         if let Err(error) = spawned {
             let outcome = DeploymentOutcome::Failed {
                 error: format!("could not start the deployment thread: {error}"),
+                kind: FailureKind::Task,
             };
             self.running.ended(job, attempt, outcome.clone());
             self.link.send(&ToCoordinator::Ended {
