@@ -6,9 +6,10 @@
 //! new leader, reports the deployments it runs ([`DeploymentReport`]). The
 //! attempt is adopted once every one of its workers reported it running
 //! (or finished); it is restarted from the latest checkpoint as soon as one
-//! cannot take part (it runs another attempt, failed, or the final
-//! checkpoint was in flight, after which the sources have closed), or when
-//! the workers have not all reported by the deadline.
+//! cannot take part (it runs another attempt, or failed), or when the
+//! workers have not all reported by the deadline. A final checkpoint in
+//! flight is no reason to restart: sources wait until a final checkpoint
+//! completed, so the new leader takes another one at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use weir_protocol::cluster::{DeploymentOutcome, DeploymentReport};
@@ -21,8 +22,6 @@ pub struct ExpectedAttempt {
     pub attempt: u32,
     /// The workers it was deployed to.
     pub workers: BTreeSet<WorkerId>,
-    /// Whether the job's final checkpoint is complete (its pointer written).
-    pub final_completed: bool,
     /// Where the job stands with a stop-with-savepoint.
     pub stop: StopState,
 }
@@ -96,13 +95,7 @@ pub fn decide(
             Some(DeploymentOutcome::Cancelled) => {
                 return AdoptionDecision::Restart(format!("{worker}'s part was cancelled"))
             }
-            Some(DeploymentOutcome::Finished { .. }) => {}
-            None if report.final_triggered && !expected.final_completed => {
-                return AdoptionDecision::Restart(
-                    "the final checkpoint was in flight when the leader changed".into(),
-                )
-            }
-            None => {}
+            Some(DeploymentOutcome::Finished { .. }) | None => {}
         }
     }
     let missing: Vec<String> = expected
@@ -145,7 +138,6 @@ mod tests {
         ExpectedAttempt {
             attempt: 4,
             workers: workers.iter().map(|w| WorkerId(*w)).collect(),
-            final_completed: false,
             stop: StopState::None,
         }
     }
@@ -246,17 +238,13 @@ mod tests {
     }
 
     #[test]
-    fn an_in_flight_final_checkpoint_cannot_be_adopted_but_a_completed_one_can() {
-        let mut e = expected(&[1]);
+    fn a_final_checkpoint_in_flight_is_adopted() {
+        let e = expected(&[1]);
         let mut report = running(4);
         report.as_mut().unwrap().final_triggered = true;
         let h = heard(&[(1, report)]);
-        assert!(matches!(
-            decide(&e, &h, false),
-            AdoptionDecision::Restart(_)
-        ));
-        // Completed but not yet told to the sinks: adopt, and tell them.
-        e.final_completed = true;
+        // The sources still wait: the new leader takes another (or, when
+        // its pointer says it completed, tells the sinks).
         assert_eq!(decide(&e, &h, false), AdoptionDecision::Adopt);
     }
 

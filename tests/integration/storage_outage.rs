@@ -231,6 +231,34 @@ fn a_20s_storage_outage_across_the_end_of_the_input_retries_the_final_checkpoint
     assert!(final_aborted, "final checkpoints were aborted: {stderr}");
 }
 
+/// Past the tolerance the job fails over, and the restart waits for
+/// storage; a failover caused by storage does not count against the
+/// restarts (none are allowed here), so the job still finishes.
+#[test]
+fn past_the_tolerance_the_job_fails_over_and_its_restart_waits_for_storage() {
+    // 15 s of input; the outage (8 s) fails 3 checkpoints well within it.
+    let extra = ["--tolerable-failed-checkpoints", "2", "--max-restarts", "0"];
+    let Some(mut outage) = OutageRun::start(300_000, 20_000, &extra) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(outage.run.is_running(), "the restart waits for storage");
+    outage.server.restart();
+    let (stderr, stats) = outage.finish();
+    assert!(
+        stats["restarts"].as_u64().unwrap() >= 1,
+        "failed over: {stats}"
+    );
+    assert!(
+        stderr.contains("more checkpoints failed in a row than tolerated"),
+        "{stderr}"
+    );
+    let restart_waited = stderr
+        .lines()
+        .any(|line| line.contains("waiting for checkpoint storage") && line.contains("supervisor"));
+    assert!(restart_waited, "the restart waited for storage: {stderr}");
+}
+
 /// A cluster of one coordinator and four one-slot workers whose processes
 /// read the S3 settings from their environment. The coordinator keeps its
 /// records in etcd when given, else (standalone) in checkpoint storage.

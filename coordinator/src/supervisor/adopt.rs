@@ -55,7 +55,6 @@ impl Adoption {
             expected: ExpectedAttempt {
                 attempt: stored.attempt,
                 workers: workers.into_iter().collect(),
-                final_completed: stored.checkpoint.is_some_and(|c| c.is_final),
                 stop: match (&stored.stopped_with_savepoint, stored.stop_triggered) {
                     (Some(_), _) => StopState::Done,
                     (None, Some(_)) => StopState::InFlight,

@@ -3,12 +3,14 @@
 //! command forwarding and the collection of its workers' ends.
 
 use super::ends::{collect_ends, Progress};
+use super::restore::Unanswered;
 use super::AttemptEnd;
 use crate::catalog::CheckpointCatalog;
 use crate::cluster::Cluster;
 use crate::control::CheckpointPointer;
 use crate::driver::{CheckpointDriver, CheckpointFence, CheckpointStats, DriverConfig};
 use crate::error::CoordinatorError;
+use crate::history::StorageWaitPhase;
 use crate::job::{AttemptInbox, AttemptReport, JobHandle};
 use crate::scaling::Shape;
 use crate::tracker::CheckpointConfig;
@@ -96,12 +98,28 @@ impl Checkpoints {
         let last_epoch = Some(Epoch(job.stored().last_epoch)).filter(|e| e.0 > 0);
         // After a failover the latest checkpoint is older than usual.
         let adopted = job.record().adopted;
-        let mut driver =
-            CheckpointDriver::new(catalog, &shape.graph, config, after.max(last_epoch))
-                .map_err(|error| AttemptEnd::of_storage_error(&error))?
-                .publish_to(live)
-                .fenced_by(Arc::new(JobFence(job.clone())))
-                .with_finished_sources(finished);
+        // Epochs continue after those in storage: wait for it to answer
+        // (an adopted attempt keeps running meanwhile).
+        let strategy = super::restart_strategy(settings);
+        let driver = super::restore::until_storage_answers(
+            job,
+            &strategy,
+            StorageWaitPhase::Checkpoints,
+            None,
+            || CheckpointDriver::new(catalog.clone(), &shape.graph, config, after.max(last_epoch)),
+        );
+        let mut driver = match driver {
+            Ok(driver) => driver,
+            Err(Unanswered::Stopped) if job.leads() => return Err(AttemptEnd::Cancelled),
+            Err(Unanswered::Stopped) => return Err(AttemptEnd::Deposed),
+            Err(Unanswered::Failed(error)) => {
+                return Err(AttemptEnd::Fatal(crate::error::chain(&error)))
+            }
+        };
+        driver = driver
+            .publish_to(live)
+            .fenced_by(Arc::new(JobFence(job.clone())))
+            .with_finished_sources(finished);
         if adopted {
             driver = driver.checkpoint_at_once();
         }

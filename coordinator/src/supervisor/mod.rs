@@ -30,7 +30,6 @@ pub use restore::{resolve_restore, restore_location};
 
 use crate::cluster::{Cluster, Reservation};
 use crate::control::JobResult;
-use crate::error::CoordinatorError;
 use crate::job::JobHandle;
 use crate::restart::{RestartDecision, RestartStrategy, RestartTracker};
 use crate::scaling::{next_shape, Shape};
@@ -61,19 +60,6 @@ pub(crate) enum AttemptEnd {
     /// or the driver could not list checkpoints): redeployed once it
     /// answers, without counting against the restart strategy.
     StorageUnavailable(String),
-}
-
-impl AttemptEnd {
-    /// The end of an attempt that met `error` before it began: waiting
-    /// helps when storage was unavailable; nothing else would.
-    pub(crate) fn of_storage_error(error: &CoordinatorError) -> Self {
-        let cause = crate::error::chain(error);
-        if weir_state::storage_unavailable_in(error) {
-            Self::StorageUnavailable(cause)
-        } else {
-            Self::Fatal(cause)
-        }
-    }
 }
 
 /// How a supervisor begins.
