@@ -182,17 +182,10 @@ impl Readiness {
 /// tier each restored subtask's state came from.
 pub type OnRunning = Arc<dyn Fn(&[SubtaskRestore]) + Send + Sync>;
 
-/// A unique id for one deployment of a job.
+/// A unique id for one run of a job on this engine (without a
+/// coordinator's deployment id).
 fn new_attempt_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:x}{:05x}",
-        nanos & 0xffff_ffff_ffff,
-        std::process::id() & 0xfffff
-    )
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl LocalEngine {
