@@ -175,9 +175,7 @@ impl Cluster {
     /// A write of the control store failed with `error`: leadership is
     /// over, unless the store keeps its term through such a failure.
     pub fn lose_leadership(&self, error: &CoordinatorError) {
-        if !self.store.survives_failed_write(error) {
-            self.guard.lose(crate::error::chain(error));
-        }
+        self.guard.write_failed(&*self.store, error);
     }
 
     /// Hands out the next id of a counter, durably (ids never repeat).

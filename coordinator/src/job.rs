@@ -323,9 +323,7 @@ impl JobHandle {
             });
         }
         if let Err(error) = self.store.put_job(&next) {
-            if !self.store.survives_failed_write(&error) {
-                self.guard.lose(crate::error::chain(&error));
-            }
+            self.guard.write_failed(&*self.store, &error);
             return Err(error);
         }
         *lock(&self.stored) = next;

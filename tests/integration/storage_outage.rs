@@ -5,7 +5,7 @@
 use crate::ha::etcd::Etcd;
 use crate::ha::ha_flags;
 use crate::harness::{clean_run_of, text, TestCluster};
-use crate::recovery::{args, assert_same};
+use crate::recovery::{args, assert_same, wait_for_a_checkpoint};
 use crate::reference_jobs::weir_command;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -146,9 +146,7 @@ impl OutageRun {
         }
         let run = Run::start(dir.path(), &list, &server.env());
         let job_dir = root.join("keyed-sum");
-        wait_until("a checkpoint completed", || {
-            !committed_epochs(&job_dir).is_empty()
-        });
+        wait_for_a_checkpoint(&job_dir);
         server.kill();
         Some(Self {
             server,
@@ -324,22 +322,53 @@ fn with_records_in_etcd_a_restart_during_a_storage_outage_waits_to_restore() {
     worker_killed_during_an_outage(Some(&etcd));
 }
 
+/// The job (30 s of input) on a cluster over the bucket, whose storage went
+/// away once a checkpoint completed.
+struct ClusterOutage {
+    server: s3_server::S3Server,
+    cluster: TestCluster,
+    out: PathBuf,
+    id: String,
+    /// The job's status before the outage.
+    running: JobStatus,
+}
+
+const CLUSTER_JOB: (u64, u64) = (600_000, 20_000);
+
+impl ClusterOutage {
+    fn start(dir: &Path, etcd: Option<&Etcd>) -> Option<Self> {
+        let mut server = s3_server::S3Server::start()?;
+        let cluster = s3_cluster(dir, &server, etcd);
+        let out = dir.join("out");
+        let id = submit(&cluster, CLUSTER_JOB.0, CLUSTER_JOB.1, &out);
+        let running = cluster.wait_for(&id, "a checkpoint completed", |s| {
+            s.latest_checkpoint.is_some()
+        });
+        server.kill();
+        Some(Self {
+            server,
+            cluster,
+            out,
+            id,
+            running,
+        })
+    }
+}
+
 fn worker_killed_during_an_outage(etcd: Option<&Etcd>) {
-    let Some(mut server) = s3_server::S3Server::start() else {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = clean(dir.path(), CLUSTER_JOB.0);
+    let Some(outage) = ClusterOutage::start(dir.path(), etcd) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (events, rate) = (600_000, 20_000);
-    let clean = clean(dir.path(), events);
-    let mut cluster = s3_cluster(dir.path(), &server, etcd);
-    let out = dir.path().join("out");
-    let id = submit(&cluster, events, rate, &out);
-    let running = cluster.wait_for(&id, "a checkpoint completed", |s| {
-        s.latest_checkpoint.is_some()
-    });
-
-    server.kill();
     let down = Instant::now();
+    let ClusterOutage {
+        mut server,
+        mut cluster,
+        out,
+        id,
+        running,
+    } = outage;
     let failing = cluster.wait_for(&id, "checkpoints fail on storage", |s| {
         waiting_in(s, StorageWaitPhase::Checkpoints)
     });
@@ -395,19 +424,18 @@ fn worker_killed_during_an_outage(etcd: Option<&Etcd>) {
 /// instead of starting over and committing its output twice.
 #[test]
 fn a_store_that_lost_every_checkpoint_fails_the_job_instead_of_starting_over() {
-    let Some(mut server) = s3_server::S3Server::start() else {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(ClusterOutage {
+        mut server,
+        mut cluster,
+        out,
+        id,
+        running,
+    }) = ClusterOutage::start(dir.path(), None)
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (events, rate) = (600_000, 20_000);
-    let mut cluster = s3_cluster(dir.path(), &server, None);
-    let out = dir.path().join("out");
-    let id = submit(&cluster, events, rate, &out);
-    let running = cluster.wait_for(&id, "a checkpoint completed", |s| {
-        s.latest_checkpoint.is_some()
-    });
     // While storage is away no checkpoint can complete: delete them all.
-    server.kill();
     let (_, root) = checkpoint_root(&server);
     let job_dir = root.join(&id);
     for entry in std::fs::read_dir(&job_dir).unwrap().flatten() {

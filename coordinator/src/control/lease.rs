@@ -105,6 +105,18 @@ impl LeaseGuard {
         self.changed.notify_all();
     }
 
+    /// A write of `store` failed with `error`: leadership is over, unless
+    /// the store keeps its term through such a failure.
+    pub fn write_failed(
+        &self,
+        store: &dyn super::ControlStore,
+        error: &crate::error::CoordinatorError,
+    ) {
+        if !store.survives_failed_write(error) {
+            self.lose(crate::error::chain(error));
+        }
+    }
+
     /// Why leadership was lost, if it was: also when the clock lapsed.
     pub fn lost(&self) -> Option<String> {
         let mut state = self.state();

@@ -21,7 +21,7 @@ mod attempt;
 mod ends;
 mod restore;
 
-use crate::history::{Outage, StorageWaitPhase};
+use crate::history::StorageWaitPhase;
 pub use adopt::Adoption;
 use restore::{
     choose_restore, open_restore_point, persist_waiting, until_storage_answers, Unanswered,
@@ -124,28 +124,24 @@ fn end_job(job: &JobHandle, state: JobState, failure: Option<String>) {
     // Recorded before the state is shown: a job that a client sees ended
     // is never run again by a new leader. An outage of the storage holding
     // the record is waited out (a cancel does not cut it short).
-    let strategy = restart_strategy(&job.settings);
-    let mut probes = 0;
-    loop {
-        match job.persist(|stored| stored.result = Some(result.clone())) {
-            Ok(()) => break,
-            Err(error) if weir_state::storage_unavailable_in(&error) && job.leads() => {
-                probes += 1;
-                tracing::warn!(job = %job.job_id, error = &error as &dyn std::error::Error, "waiting for checkpoint storage to record the end of the job");
-                Outage::go_on(
-                    &mut job.record().waiting_for_storage,
-                    StorageWaitPhase::JobRecord,
-                    crate::error::chain(&error),
-                );
-                std::thread::sleep(strategy.storage_backoff(probes));
-            }
-            Err(error) => {
-                tracing::warn!(job = %job.job_id, error = &error as &dyn std::error::Error, "could not record the end of the job; the next leader will finish it");
-                return;
-            }
+    let recorded = restore::wait_for_storage(
+        job,
+        &restart_strategy(&job.settings),
+        (StorageWaitPhase::JobRecord, restore::Cancel::Waits),
+        None,
+        || job.persist(|stored| stored.result = Some(result.clone())),
+    );
+    match recorded {
+        Ok(()) => {}
+        Err(Unanswered::Failed(error)) => {
+            tracing::warn!(job = %job.job_id, error = &error as &dyn std::error::Error, "could not record the end of the job; the next leader will finish it");
+            return;
+        }
+        Err(Unanswered::Stopped) => {
+            tracing::warn!(job = %job.job_id, "no longer leading before the end of the job was recorded; the next leader will finish it");
+            return;
         }
     }
-    job.record().waiting_for_storage = None;
     job.advance(state);
 }
 
@@ -190,14 +186,7 @@ fn supervise(
                     Ok(point) => Next::Deploy(Some(point)),
                     Err(Unanswered::Stopped) => return stopped(job),
                     Err(Unanswered::Failed(error)) => {
-                        return end_job(
-                            job,
-                            JobState::Failed,
-                            Some(format!(
-                                "its restore point is gone: {}",
-                                crate::error::chain(&error)
-                            )),
-                        )
+                        return fail(job, "its restore point is gone", &error)
                     }
                 }
             }
@@ -337,17 +326,16 @@ fn supervise(
             Ok(point) => next = Next::Deploy(point),
             Err(Unanswered::Stopped) => continue,
             Err(Unanswered::Failed(error)) => {
-                return end_job(
-                    job,
-                    JobState::Failed,
-                    Some(format!(
-                        "choosing a checkpoint to restore: {}",
-                        crate::error::chain(&error)
-                    )),
-                )
+                return fail(job, "choosing a checkpoint to restore", &error)
             }
         }
     }
+}
+
+/// Ends the job Failed: `what` went wrong with `error`.
+fn fail(job: &JobHandle, what: &str, error: &crate::error::CoordinatorError) {
+    let cause = format!("{what}: {}", crate::error::chain(error));
+    end_job(job, JobState::Failed, Some(cause));
 }
 
 /// A wait was cut short: by a cancel (the job ends cancelled) or by the

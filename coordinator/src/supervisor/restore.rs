@@ -80,6 +80,26 @@ pub(super) fn until_storage_answers<T>(
     strategy: &RestartStrategy,
     phase: StorageWaitPhase,
     first: Option<Result<T, CoordinatorError>>,
+    ask: impl FnMut() -> Result<T, CoordinatorError>,
+) -> Result<T, Unanswered> {
+    wait_for_storage(job, strategy, (phase, Cancel::Stops), first, ask)
+}
+
+/// Whether a cancel request cuts a wait for storage short.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cancel {
+    /// It does: the wait ends [`Unanswered::Stopped`].
+    Stops,
+    /// It does not (recording how the job ended).
+    Waits,
+}
+
+/// [`until_storage_answers`], with a choice of what a cancel does.
+pub(super) fn wait_for_storage<T>(
+    job: &JobHandle,
+    strategy: &RestartStrategy,
+    (phase, cancel): (StorageWaitPhase, Cancel),
+    first: Option<Result<T, CoordinatorError>>,
     mut ask: impl FnMut() -> Result<T, CoordinatorError>,
 ) -> Result<T, Unanswered> {
     let mut answer = first.unwrap_or_else(&mut ask);
@@ -108,7 +128,15 @@ pub(super) fn until_storage_answers<T>(
                         .map_or(0.0, |o| o.waited().as_secs_f64())
                 };
                 tracing::warn!(job = %job.job_id, waited_s, retry_in = ?wait, error = &error as &dyn std::error::Error, "waiting for checkpoint storage");
-                if job.pause(wait) || !job.leads() {
+                let cancelled = match cancel {
+                    Cancel::Stops => job.pause(wait),
+                    Cancel::Waits => {
+                        // Nothing but the backoff can end this wait.
+                        std::thread::sleep(wait);
+                        false
+                    }
+                };
+                if cancelled || !job.leads() {
                     job.record().waiting_for_storage = None;
                     return Err(Unanswered::Stopped);
                 }
