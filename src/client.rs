@@ -300,6 +300,20 @@ impl Client {
         self.call(reqwest::Method::GET, &format!("/v1/jobs/{id}"), None)
     }
 
+    /// One job's status once it has ended, or once `patience` (at most a
+    /// minute) passed: the coordinator answers when the job ends, so a
+    /// waiting client asks once instead of polling.
+    pub fn job_when_ended(&self, id: &str, patience: Duration) -> Result<JobStatus, ClientError> {
+        let wait_ms = patience.as_millis() as u64;
+        self.call_within(
+            reqwest::Method::GET,
+            &format!("/v1/jobs/{id}?wait_ms={wait_ms}"),
+            None,
+            // The answer may take the whole wait.
+            Some(patience + Duration::from_secs(10)),
+        )
+    }
+
     /// Asks a job to stop.
     pub fn cancel(&self, id: &str) -> Result<JobStatus, ClientError> {
         self.call(

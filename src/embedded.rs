@@ -64,10 +64,12 @@ impl EmbeddedCluster {
                 problem: "the embedded coordinator did not take the lead".into(),
             }));
         };
+        let (registered, first_registration) = crossbeam_channel::bounded(1);
         let worker_config = WorkerConfig {
             coordinator: Arc::new(FixedEndpoint(coordinator.worker_addr().to_owned())),
             slots: slots.max(1),
             name: "embedded".into(),
+            registered: Some(registered),
             ..WorkerConfig::default()
         };
         let stop = CancelToken::new();
@@ -89,17 +91,16 @@ impl EmbeddedCluster {
             stop,
             worker: Some(worker),
         };
-        while embedded.cluster.workers().is_empty() {
-            if embedded.worker.as_ref().is_some_and(|w| w.is_finished()) {
-                let result = embedded.worker.take().expect("checked").join();
-                return Err(EmbeddedError::Worker(match result {
-                    Ok(Err(error)) => error,
-                    _ => RuntimeError::CoordinatorLost {
-                        problem: "the worker ended before registering".into(),
-                    },
-                }));
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        // The worker drops its config (and the sender in it) when it ends:
+        // a disconnected channel before any id means it never registered.
+        if first_registration.recv().is_err() {
+            let result = embedded.worker.take().expect("started above").join();
+            return Err(EmbeddedError::Worker(match result {
+                Ok(Err(error)) => error,
+                _ => RuntimeError::CoordinatorLost {
+                    problem: "the worker ended before registering".into(),
+                },
+            }));
         }
         Ok(embedded)
     }

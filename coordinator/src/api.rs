@@ -22,7 +22,7 @@ use crate::savepoint::{take_savepoint, SavepointDone, SavepointError, SavepointO
 use crate::server::Node;
 use crate::submission::{submit_job, SubmitError};
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -30,10 +30,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
 use weir_protocol::SubmitRequest;
 
 /// How long `GET /v1/leader` waits for the election to name the leader.
-const LEADER_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+const LEADER_ANSWER_WITHIN: Duration = Duration::from_millis(500);
 
 /// What `GET /v1/cluster` returns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -260,11 +261,27 @@ fn find(state: &ApiState, id: &str) -> Result<Arc<JobHandle>, ApiError> {
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job '{id}'")))
 }
 
+/// `GET /v1/jobs/{id}`'s query: `wait_ms` makes the answer wait until the
+/// job has ended or that long passed (at most [`MAX_STATUS_WAIT`]), so that
+/// a client waiting for the end asks once instead of polling.
+#[derive(Debug, serde::Deserialize)]
+struct StatusQuery {
+    wait_ms: Option<u64>,
+}
+
+/// The longest a status request waits for a job to end.
+const MAX_STATUS_WAIT: Duration = Duration::from_secs(60);
+
 async fn status(
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    Query(query): Query<StatusQuery>,
 ) -> Result<Json<JobStatus>, ApiError> {
-    Ok(Json(find(&state, &id)?.status()))
+    let job = find(&state, &id)?;
+    if let Some(wait) = query.wait_ms.map(Duration::from_millis) {
+        job.ended_within(wait.min(MAX_STATUS_WAIT)).await;
+    }
+    Ok(Json(job.status()))
 }
 
 async fn cancel(

@@ -3,7 +3,7 @@
 use crate::error::CoordinatorError;
 use weir_protocol::checkpoint::{paths, MANIFEST_VERSION};
 use weir_protocol::{CheckpointManifest, Epoch};
-use weir_state::{snapshot, CheckpointStorage, StateError};
+use weir_state::{CheckpointStorage, StateError};
 
 /// How far a checkpoint got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -191,20 +191,7 @@ impl CheckpointCatalog {
     /// The bytes of a file a manifest references, checked against its size
     /// and checksum.
     pub fn read_checked(&self, file: &weir_protocol::StateFile) -> Result<Vec<u8>, StateError> {
-        let path = format!("{}/{}", paths::job_dir(&self.job), file.path);
-        let bytes = self.storage.get(&path)?;
-        if bytes.len() as u64 != file.size {
-            return Err(StateError::Corrupt {
-                path,
-                problem: format!("size {} but the manifest says {}", bytes.len(), file.size),
-            });
-        }
-        if file.rocksdb_name.is_some() {
-            snapshot::verify_checksum(&bytes, file.crc32c, &path)?;
-        } else {
-            snapshot::verify(&bytes, file.crc32c, &path)?;
-        }
-        Ok(bytes)
+        self.storage.get_checked(&self.job, file)
     }
 
     /// The newest complete checkpoint whose manifest parses and whose files

@@ -321,6 +321,11 @@ impl Cluster {
         }
     }
 
+    /// When the failure detector would next declare a silent worker lost.
+    pub fn next_silence_deadline(&self) -> Option<Instant> {
+        self.inner().detector.next_deadline()
+    }
+
     /// Tells every worker the coordinator is alive.
     pub fn heartbeat_workers(&self) {
         if !self.leads() {

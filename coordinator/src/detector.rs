@@ -75,6 +75,15 @@ impl FailureDetector {
         lost
     }
 
+    /// The first instant at which [`tick`](Self::tick) would declare a
+    /// worker lost if nothing arrives from it before; `None` without live
+    /// workers. The coordinator sleeps until then instead of ticking.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let oldest = self.last_heard.values().min()?;
+        // `tick` wants more than the timeout of silence.
+        oldest.checked_add(self.timeout + Duration::from_nanos(1))
+    }
+
     /// Whether `worker` is considered alive.
     pub fn is_alive(&self, worker: WorkerId) -> bool {
         self.last_heard.contains_key(&worker)
@@ -86,6 +95,26 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_next_deadline_is_when_the_quietest_worker_is_lost() {
+        let t0 = Instant::now();
+        let mut detector = FailureDetector::new(TIMEOUT);
+        assert_eq!(detector.next_deadline(), None);
+        detector.heard(WorkerId(1), t0);
+        detector.heard(WorkerId(2), t0 + Duration::from_millis(300));
+        let deadline = detector.next_deadline().unwrap();
+        assert!(detector.tick(deadline - Duration::from_nanos(1)).is_empty());
+        let lost = detector.tick(deadline);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].0, WorkerId(1));
+        // Then the other one's.
+        let deadline = detector.next_deadline().unwrap();
+        assert_eq!(
+            deadline,
+            t0 + Duration::from_millis(1300) + Duration::from_nanos(1)
+        );
+    }
 
     #[test]
     fn a_silent_worker_is_lost_after_the_timeout_once() {

@@ -21,18 +21,25 @@ use crate::savepoint::{default_uid_warnings, write_savepoint, SavepointDone, Sav
 use crate::tracker::{
     CheckpointConfig, CheckpointTracker, CompletedCheckpoint, Decision, FailedCheckpoint,
 };
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Select, Sender};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use weir_protocol::checkpoint::{paths, MANIFEST_VERSION};
 use weir_protocol::{
     CheckpointManifest, ControlCommand, Epoch, FailureKind, JobGraph, OperatorState, SubtaskId,
     VertexKind, WorkerEvent,
 };
 
-/// How often the driver looks at the clock when no event arrives.
-const TICK: Duration = Duration::from_millis(5);
+/// What woke the driver up.
+enum Woke {
+    /// The tracker's next decision is due.
+    Due,
+    /// An event, or `None`: every task has ended.
+    Event(Option<WorkerEvent>),
+    /// A savepoint request, or `None`: nobody can ask any more.
+    Savepoint(Option<SavepointRequest>),
+}
 
 /// The control store's side of a job's checkpoints: the fenced writes a
 /// checkpoint needs.
@@ -203,12 +210,50 @@ impl CheckpointDriver {
                 self.execute(decision, commands);
             }
         }
+        // Savepoint requests stop being waited on once their sender is gone.
+        let mut savepoint_requests = self.savepoint_requests.clone();
         loop {
             self.take_savepoint_requests();
-            let decision = match events.recv_timeout(TICK) {
-                Ok(event) => self.tracker.on_event(event, Instant::now()),
-                Err(RecvTimeoutError::Timeout) => self.tracker.tick(Instant::now()),
-                Err(RecvTimeoutError::Disconnected) => break,
+            // The tracker says when its next decision is due; until then
+            // only an event or a savepoint request can change anything.
+            // Events come first even when a decision is overdue (a deadline
+            // in the past selects what is ready without waiting): a driver
+            // whose every turn is due (checkpoints failing slowly) still
+            // notices that its attempt ended.
+            let due = self.tracker.next_due();
+            let woke = {
+                let mut select = Select::new();
+                let event = select.recv(events);
+                if let Some(requests) = &savepoint_requests {
+                    select.recv(requests);
+                }
+                let ready = match due {
+                    Some(due) => select.select_deadline(due).ok(),
+                    None => Some(select.select()),
+                };
+                match ready {
+                    None => Woke::Due,
+                    Some(op) if op.index() == event => Woke::Event(op.recv(events).ok()),
+                    Some(op) => {
+                        let requests = savepoint_requests.as_ref().expect("selected");
+                        Woke::Savepoint(op.recv(requests).ok())
+                    }
+                }
+            };
+            let decision = match woke {
+                Woke::Due => self.tracker.tick(Instant::now()),
+                Woke::Event(Some(event)) => self.tracker.on_event(event, Instant::now()),
+                // Every task has ended.
+                Woke::Event(None) => break,
+                Woke::Savepoint(Some(request)) => {
+                    self.accept_savepoint(request);
+                    continue;
+                }
+                Woke::Savepoint(None) => {
+                    savepoint_requests = None;
+                    self.savepoint_requests = None;
+                    continue;
+                }
             };
             if let Some(decision) = decision {
                 self.execute(decision, commands);
@@ -230,22 +275,28 @@ impl CheckpointDriver {
 
     /// Accepts a waiting savepoint request: its checkpoint is due at once.
     fn take_savepoint_requests(&mut self) {
-        let Some(requests) = &self.savepoint_requests else {
-            return;
-        };
-        while let Ok(request) = requests.try_recv() {
-            if self.savepoint.is_some() || self.stopping || self.deposed {
-                let _ = request.reply.send(Err(if self.deposed {
-                    "this coordinator no longer leads".into()
-                } else {
-                    "a savepoint of this job is being taken already".into()
-                }));
-                continue;
-            }
-            tracing::info!(job = %self.catalog.job(), stop = request.stop, "savepoint requested");
-            self.tracker.due_now(Instant::now());
-            self.savepoint = Some((request, None));
+        while let Some(request) = self
+            .savepoint_requests
+            .as_ref()
+            .and_then(|r| r.try_recv().ok())
+        {
+            self.accept_savepoint(request);
         }
+    }
+
+    /// Takes a savepoint request, or refuses it.
+    fn accept_savepoint(&mut self, request: SavepointRequest) {
+        if self.savepoint.is_some() || self.stopping || self.deposed {
+            let _ = request.reply.send(Err(if self.deposed {
+                "this coordinator no longer leads".into()
+            } else {
+                "a savepoint of this job is being taken already".into()
+            }));
+            return;
+        }
+        tracing::info!(job = %self.catalog.job(), stop = request.stop, "savepoint requested");
+        self.tracker.due_now(Instant::now());
+        self.savepoint = Some((request, None));
     }
 
     /// Whether checkpoint `epoch` is a stop-with-savepoint's.
@@ -376,7 +427,7 @@ impl CheckpointDriver {
                         epoch: completed.epoch.0,
                         outcome: CheckpointOutcome::Completed,
                         is_final: completed.is_final,
-                        triggered_at_ms: crate::time::wall_ms(completed.triggered_at),
+                        triggered_at_ms: weir_protocol::time::wall_ms(completed.triggered_at),
                         duration_ms: duration.as_secs_f64() * 1000.0,
                         size_bytes: Some(size),
                         cause: None,
@@ -473,7 +524,7 @@ impl CheckpointDriver {
             epoch: epoch.0,
             outcome: CheckpointOutcome::Aborted,
             is_final,
-            triggered_at_ms: crate::time::wall_ms(failed.triggered_at),
+            triggered_at_ms: weir_protocol::time::wall_ms(failed.triggered_at),
             duration_ms: failed.triggered_at.elapsed().as_secs_f64() * 1000.0,
             size_bytes: None,
             cause: Some(reason.clone()),
@@ -544,8 +595,8 @@ impl CheckpointDriver {
             // not the job id its directory is named after.
             job: self.graph.name.clone(),
             epoch: completed.epoch,
-            triggered_at_ms: crate::time::wall_ms(completed.triggered_at) as i64,
-            completed_at_ms: crate::time::wall_ms(completed.completed_at) as i64,
+            triggered_at_ms: weir_protocol::time::wall_ms(completed.triggered_at) as i64,
+            completed_at_ms: weir_protocol::time::wall_ms(completed.completed_at) as i64,
             max_parallelism: self.graph.max_parallelism,
             is_final: completed.is_final,
             leader_term: self.fence.as_ref().map(|f| f.term()),

@@ -90,7 +90,7 @@ impl Outage {
                 *outage = Some(Outage {
                     phase,
                     since: Instant::now(),
-                    since_ms: crate::time::now_ms(),
+                    since_ms: weir_protocol::time::now_ms(),
                     last_error: error,
                 })
             }

@@ -168,6 +168,11 @@ pub struct JobHandle {
     pub record: Mutex<JobRecord>,
     /// Notified on every change of lifecycle state.
     pub state_changed: Condvar,
+    /// `state_changed` for async waiters (the API's long-polled status).
+    state_changes: tokio::sync::Notify,
+    /// Wakes the supervisor's wait for its attempt's reports: a cancel was
+    /// requested, or leadership was lost (holds at most one wake-up).
+    wake: (Sender<()>, crossbeam_channel::Receiver<()>),
     /// Its record in the control store, as last written.
     stored: Mutex<StoredJob>,
     /// Held while a change of the record is written (not `stored`, which
@@ -221,7 +226,7 @@ pub struct JobRecord {
     pub waiting_for_storage: Option<Outage>,
 }
 
-use crate::time::now_ms as wall_ms;
+use weir_protocol::time::now_ms as wall_ms;
 
 impl JobRecord {
     /// A worker of the running attempt was declared lost at `detected`.
@@ -294,6 +299,8 @@ impl JobHandle {
             savepoints: Mutex::new(None),
             record: Mutex::new(record),
             state_changed: Condvar::new(),
+            state_changes: tokio::sync::Notify::new(),
+            wake: crossbeam_channel::bounded(1),
             stored: Mutex::new(stored),
             writing: Mutex::new(()),
             store,
@@ -335,6 +342,11 @@ impl JobHandle {
         self.guard.leads()
     }
 
+    /// When the leader's lease lapses unless renewed (none without a lease).
+    pub fn lease_lapses_at(&self) -> Option<Instant> {
+        self.guard.lapses_at()
+    }
+
     /// The leader's term.
     pub fn term(&self) -> u64 {
         self.store.term()
@@ -353,7 +365,24 @@ impl JobHandle {
                 record.ended = Some(Instant::now());
             }
             self.state_changed.notify_all();
+            self.state_changes.notify_waiters();
         }
+    }
+
+    /// Waits, without holding a thread, until the job has ended or
+    /// `patience` passed.
+    pub async fn ended_within(&self, patience: std::time::Duration) {
+        let waiting = async {
+            loop {
+                // Registered before the check, so an end in between wakes it.
+                let changed = self.state_changes.notified();
+                if self.record().lifecycle.state().is_terminal() {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(patience, waiting).await;
     }
 
     /// Waits until the job has ended; returns its final state.
@@ -410,6 +439,18 @@ impl JobHandle {
         let _record = self.record();
         self.cancel_requested.store(true, Ordering::Relaxed);
         self.state_changed.notify_all();
+        self.wake();
+    }
+
+    /// Wakes the supervisor to look at the job's cancel request and the
+    /// coordinator's leadership.
+    pub fn wake(&self) {
+        let _ = self.wake.0.try_send(());
+    }
+
+    /// Where [`wake`](Self::wake)s arrive, for the supervisor to select on.
+    pub fn wakeups(&self) -> &crossbeam_channel::Receiver<()> {
+        &self.wake.1
     }
 
     /// Waits `wait` or until a cancel is requested; whether it was.

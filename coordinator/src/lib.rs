@@ -52,7 +52,6 @@
 //! - [`server`]: [`Coordinator`], both endpoints on one runtime, and the
 //!   leadership loop (campaign, lead, step down).
 //! - [`crash`]: crash hooks that tests arm to abort at dangerous moments.
-//! - [`time`]: wall-clock milliseconds.
 //! - [`error`]: [`CoordinatorError`], the one error type of this crate.
 //!
 //! `driver` uses `tracker`, `catalog` and (through its fence) the job's
@@ -85,7 +84,6 @@ pub mod server;
 pub mod session;
 pub mod submission;
 pub mod supervisor;
-pub mod time;
 pub mod tracker;
 
 pub use catalog::{CheckpointCatalog, CheckpointEntry, CheckpointStatus, RetentionReport};

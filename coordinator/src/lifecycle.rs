@@ -12,7 +12,7 @@
 //!                 └──> Failed   (also from Scheduling, Running)
 //! ```
 
-use crate::time::now_ms;
+use weir_protocol::time::now_ms;
 use weir_protocol::JobState;
 
 /// Whether a job may go from `from` to `to`.

@@ -15,21 +15,10 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use weir_protocol::wire::{frame, frame_len, ToCoordinator, ToWorker, PROTOCOL_VERSION};
+use weir_protocol::wire::{
+    decode_control, encode_control, frame_len, ToCoordinator, ToWorker, PROTOCOL_VERSION,
+};
 use weir_protocol::{WireError, WorkerId};
-
-/// A frame for a worker: the message's JSON after its length.
-fn encode_control(message: &ToWorker) -> Vec<u8> {
-    frame(&serde_json::to_vec(message).expect("control messages serialize"))
-}
-
-/// A worker's message from a frame's body.
-fn decode_control<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
-    serde_json::from_slice(body).map_err(|e| WireError::Malformed {
-        what: "control frame",
-        problem: e.to_string(),
-    })
-}
 
 /// Why a connection ended when the worker closed it.
 const CLOSED: &str = "connection closed";

@@ -47,9 +47,6 @@ impl CoordinatorConfig {
     }
 }
 
-/// How often the failure detector looks at the clock.
-const DETECTOR_TICK: Duration = Duration::from_millis(10);
-
 /// This coordinator process as its endpoints see it: where it serves, how
 /// it is elected, and the cluster it leads while it leads.
 pub struct Node {
@@ -61,6 +58,8 @@ pub struct Node {
     pub token: Option<String>,
     leading: Mutex<Option<Arc<Cluster>>>,
     leading_changed: Condvar,
+    /// `leading_changed` for async waiters (the failure detector's task).
+    leadership: tokio::sync::Notify,
     last_step_down: Mutex<Option<StepDown>>,
     /// When this coordinator last won the election, ms since the Unix epoch.
     won_at_ms: Mutex<Option<u64>>,
@@ -109,6 +108,7 @@ impl Node {
     fn set_leading(&self, cluster: Option<Arc<Cluster>>) {
         *crate::cluster::lock(&self.leading) = cluster;
         self.leading_changed.notify_all();
+        self.leadership.notify_waiters();
     }
 
     /// When this coordinator's term began, while it leads.
@@ -209,6 +209,7 @@ impl Coordinator {
             token: config.token.clone(),
             leading: Mutex::new(None),
             leading_changed: Condvar::new(),
+            leadership: tokio::sync::Notify::new(),
             last_step_down: Mutex::new(None),
             won_at_ms: Mutex::new(None),
         });
@@ -228,14 +229,16 @@ impl Coordinator {
                 source,
             })?;
         let ticking = node.clone();
-        let beat_every = config.heartbeat_interval.max(DETECTOR_TICK);
+        let beat_every = config.heartbeat_interval.max(Duration::from_millis(1));
         runtime.spawn(async move {
-            let mut tick = tokio::time::interval(DETECTOR_TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut last_beat = Instant::now();
             loop {
-                tick.tick().await;
+                // Registered before the check, so a term that begins in
+                // between still wakes it.
+                let leadership = ticking.leadership.notified();
                 let Some(cluster) = ticking.cluster() else {
+                    // A standby: nothing to detect or send until it leads.
+                    leadership.await;
                     continue;
                 };
                 let now = Instant::now();
@@ -244,6 +247,13 @@ impl Coordinator {
                     cluster.heartbeat_workers();
                     last_beat = now;
                 }
+                // Until the next heartbeat out is due or the detector's
+                // next worker would be silent too long, whichever is first.
+                let next_beat = last_beat + beat_every;
+                let wake = cluster
+                    .next_silence_deadline()
+                    .map_or(next_beat, |deadline| deadline.min(next_beat));
+                tokio::time::sleep_until(wake.into()).await;
             }
         });
         runtime.spawn(crate::rpc::serve_workers(workers, node.clone()));
@@ -297,7 +307,7 @@ fn lead(node: &Node, settings: &TermSettings) {
             }
         };
         let term = leadership.term;
-        *crate::cluster::lock(&node.won_at_ms) = Some(crate::time::now_ms());
+        *crate::cluster::lock(&node.won_at_ms) = Some(weir_protocol::time::now_ms());
         let (cluster, jobs) = match take_over(settings, &leadership) {
             Ok(taken) => taken,
             Err(error) => {
@@ -317,10 +327,14 @@ fn lead(node: &Node, settings: &TermSettings) {
         node.set_leading(Some(cluster.clone()));
         resume(&cluster, jobs);
         let reason = leadership.guard.wait_lost();
+        // Supervisors waiting for their workers look at leadership now.
+        for job in cluster.jobs() {
+            job.wake();
+        }
         // A lapsed lease lapsed at its deadline, whenever this thread woke.
         let at_ms = match leadership.guard.lapses_at() {
-            Some(at) if at <= Instant::now() => crate::time::wall_ms(at),
-            _ => crate::time::now_ms(),
+            Some(at) if at <= Instant::now() => weir_protocol::time::wall_ms(at),
+            _ => weir_protocol::time::now_ms(),
         };
         node.set_leading(None);
         *crate::cluster::lock(&node.last_step_down) = Some(StepDown {

@@ -70,7 +70,7 @@ pub fn take_over(
                         failure: Some(format!("the new leader cannot build the job: {problem}")),
                         events_in: 0,
                         records_out: 0,
-                        ended_at_ms: crate::time::now_ms(),
+                        ended_at_ms: weir_protocol::time::now_ms(),
                     });
                     cluster.put_job(&stored)?;
                 }

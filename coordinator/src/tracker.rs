@@ -161,6 +161,30 @@ impl CheckpointTracker {
         self.failed_in_a_row
     }
 
+    /// When [`tick`](Self::tick) has its next decision: the pending
+    /// checkpoint's timeout, or the next trigger (a final one at once).
+    /// `None` while nothing but an event can change anything (a final
+    /// checkpoint is in flight or complete). Exact: `tick` at any time at
+    /// or after it decides something, so the driver waits for events until
+    /// then and never looks at the clock in between.
+    pub fn next_due(&self) -> Option<Instant> {
+        if let Some(pending) = &self.pending {
+            return pending.triggered_at.checked_add(self.config.timeout);
+        }
+        if self.final_triggered {
+            return None;
+        }
+        if self.finished_sources.len() == self.sources.len() && !self.final_failed {
+            // Due at once (the last trigger is in the past).
+            return Some(self.last_trigger);
+        }
+        let interval = self.last_trigger.checked_add(self.config.interval)?;
+        match self.last_end {
+            Some(end) => Some(interval.max(end.checked_add(self.config.min_pause)?)),
+            None => Some(interval),
+        }
+    }
+
     /// Time passed: trigger a due checkpoint, or abort one that timed out.
     pub fn tick(&mut self, now: Instant) -> Option<Decision> {
         if let Some(pending) = &self.pending {
@@ -356,6 +380,45 @@ mod tests {
 
     fn secs(t0: Instant, s: f64) -> Instant {
         t0 + Duration::from_secs_f64(s)
+    }
+
+    /// `next_due` is exactly when `tick` next decides: never earlier (the
+    /// driver would wake for nothing), never later (it would decide late).
+    #[test]
+    fn next_due_is_exactly_when_tick_decides() {
+        let t0 = Instant::now();
+        let mut tracker = tracker(t0);
+        let just_before = |at: Instant| at - Duration::from_millis(1);
+        let due = tracker.next_due().unwrap();
+        assert_eq!(due, secs(t0, 1.0));
+        assert_eq!(tracker.tick(just_before(due)), None);
+        assert!(matches!(tracker.tick(due), Some(Decision::Trigger { .. })));
+        // In flight: its timeout.
+        let due = tracker.next_due().unwrap();
+        assert_eq!(due, secs(t0, 6.0));
+        assert_eq!(tracker.tick(just_before(due)), None);
+        // Completed late: the minimum pause decides.
+        tracker.on_event(ack(1, task(0, 0)), secs(t0, 1.8));
+        tracker.on_event(ack(1, task(1, 0)), secs(t0, 1.8));
+        let due = tracker.next_due().unwrap();
+        assert_eq!(due, secs(t0, 2.3));
+        assert_eq!(tracker.tick(just_before(due)), None);
+        assert!(matches!(tracker.tick(due), Some(Decision::Trigger { .. })));
+        // Timed out at its deadline.
+        let due = tracker.next_due().unwrap();
+        assert!(matches!(tracker.tick(due), Some(Decision::Abort(_))));
+        // The sources are done: the final checkpoint is due at once, and
+        // once it is in flight only its timeout is.
+        let now = secs(t0, 7.4);
+        let decision = tracker.on_event(WorkerEvent::SourceFinished { task: task(0, 0) }, now);
+        assert!(matches!(
+            decision,
+            Some(Decision::Trigger { is_final: true, .. })
+        ));
+        assert_eq!(tracker.next_due(), Some(now + Duration::from_secs(5)));
+        tracker.on_event(ack(3, task(0, 0)), secs(t0, 7.5));
+        tracker.on_event(ack(3, task(1, 0)), secs(t0, 7.5));
+        assert_eq!(tracker.next_due(), None);
     }
 
     #[test]

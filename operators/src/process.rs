@@ -14,7 +14,6 @@ use crate::record_task::records_of;
 use crate::task::{OperatorTask, TaskInfo, TaskSnapshot};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use weir_protocol::{Epoch, KeyGroup};
 use weir_state::{
     KeyedStateStore, ListTable, MapTable, StateKey, StateValue, TableId, TimeDomain, TimerTable,
@@ -126,7 +125,7 @@ impl<K: Key, O: Data> KeyedContext<'_, K, O> {
 
     /// The wall clock, in ms since the Unix epoch.
     pub fn processing_time(&self) -> Timestamp {
-        now_millis()
+        weir_protocol::time::now_timestamp()
     }
 
     /// Emits a record downstream.
@@ -333,14 +332,6 @@ impl<K: Key, V: StateValue> ListState<K, V> {
     pub fn take<O: Data>(&self, ctx: &mut KeyedContext<'_, K, O>) -> Result<Vec<V>, OperatorError> {
         Ok(ctx.store.table_mut(self.id)?.take(ctx.key_group, ctx.key)?)
     }
-}
-
-/// Wall-clock time in ms since the Unix epoch.
-pub(crate) fn now_millis() -> Timestamp {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Timestamp)
-        .unwrap_or(0)
 }
 
 /// Runs a [`KeyedProcessFunction`] as a task.

@@ -20,10 +20,16 @@
 //! - [`wire`]: the frames between processes: JSON control frames between
 //!   workers and the coordinator, rkyv exchange frames between workers,
 //!   with length limits and decode errors.
+//! - [`framing`]: the length-prefixed frame both connections use, read
+//!   from a blocking stream.
+//! - [`time`]: wall-clock milliseconds since the epoch, the unit of every
+//!   timestamp.
 //! - [`error`]: [`ProtocolError`], the one error type of this crate.
 //!
-//! Everything here is plain data plus pure functions, so it can be shared by
-//! the coordinator and the workers without either importing the other.
+//! Everything here is plain data plus pure functions (and the two edges
+//! every process needs the same way: reading a frame from a stream, and
+//! the wall clock), so it can be shared by the coordinator and the workers
+//! without either importing the other.
 
 #![warn(missing_docs)]
 
@@ -31,9 +37,11 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod control;
 pub mod error;
+pub mod framing;
 pub mod graph;
 pub mod ids;
 pub mod key_group;
+pub mod time;
 pub mod wire;
 
 pub use checkpoint::{CheckpointManifest, OperatorState, StateFile, SubtaskState, TaskAck};

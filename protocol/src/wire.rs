@@ -232,6 +232,19 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// A control message as a whole frame: its JSON after its length.
+pub fn encode_control<T: serde::Serialize>(message: &T) -> Vec<u8> {
+    frame(&serde_json::to_vec(message).expect("control messages serialize"))
+}
+
+/// A control message from a frame's body.
+pub fn decode_control<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    serde_json::from_slice(body).map_err(|e| WireError::Malformed {
+        what: "control frame",
+        problem: e.to_string(),
+    })
+}
+
 /// The body of an encoded exchange frame (aligned, as rkyv writes it).
 pub type ExchangeBody = rkyv::util::AlignedVec;
 
@@ -251,7 +264,7 @@ pub fn decode_exchange(body: &[u8]) -> Result<ExchangeFrame, WireError> {
     // rkyv reads archived data in place and needs it aligned; a buffer
     // from the allocator usually is, so copying is rarely needed.
     let copy;
-    let aligned: &[u8] = if (body.as_ptr() as usize) % 16 == 0 {
+    let aligned: &[u8] = if (body.as_ptr() as usize).is_multiple_of(16) {
         body
     } else {
         let mut buffer = rkyv::util::AlignedVec::<16>::with_capacity(body.len());

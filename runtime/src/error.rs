@@ -80,6 +80,17 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    /// A local file or directory could not be set up.
+    #[error("{action} {path}")]
+    LocalIo {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A peer worker of a deployment could not be reached.
     #[error("cannot reach the data exchange of worker w{peer} at {address}")]
     PeerUnreachable {

@@ -2,55 +2,49 @@
 //!
 //! # Layout
 //!
-//! - [`engine`]: [`LocalEngine`], which instantiates every subtask of a
-//!   dataflow on its own thread, wires them with channels, waits for the job
-//!   to end and reports it; the first failure cancels the rest.
-//! - [`wiring`]: the plan of every local subtask of a deployment and the
-//!   channels of every edge, local or through `exchange`.
-//! - [`task_loop`]: the loop each subtask thread runs: receive, process,
-//!   merge watermarks, fire processing-time timers, flush when idle.
-//! - [`channels`]: bounded crossbeam channels as the operator API's
-//!   [`OutputChannel`](weir_operators::output::OutputChannel); a full
-//!   channel blocks its producer (back-pressure).
-//! - [`exchange`]: data exchange between workers: one TCP connection per
-//!   worker pair, rkyv frames, credit-based flow control, attempt fencing.
-//! - [`aligner`]: [`BarrierAligner`](aligner::BarrierAligner), the pure
-//!   decision of when an operator has a checkpoint's barrier on every input.
-//! - [`snapshots`]: writes task snapshots to checkpoint storage off the task
-//!   threads and sends the acks.
-//! - [`replicas`]: the worker's local copies of checkpoint files (its own
-//!   and those peers push to it), the first two tiers of replicated state.
-//! - [`restore`]: which state each subtask of a new deployment resumes from.
-//! - [`watermarks`]: [`InputWatermarks`], the pure merge of per-channel
-//!   watermarks into an operator's watermark.
+//! - [`cancel`]: [`CancelToken`], the leaf everything waits on besides its
+//!   own channels: a cancelled token disconnects a channel threads select
+//!   on and wakes registered condition variables.
+//! - [`task`]: what runs on each subtask thread: the source and operator
+//!   loops, with the pure [`aligner`](task::aligner) (when a barrier is on
+//!   every input) and [`watermarks`](task::watermarks) (merging
+//!   per-channel watermarks).
+//! - [`local`]: bounded in-process channels, and the wiring of a
+//!   deployment's subtasks and edges (local or remote).
+//! - [`net`]: the data exchange between workers: one TCP connection per
+//!   worker pair, rkyv frames, credit-based flow control, attempt fencing,
+//!   and file pushes to a peer.
+//! - [`checkpoint`]: snapshots written off the task threads, the local
+//!   and peer copies of checkpoint files and the replication service that
+//!   makes them, and which state a restored subtask resumes from.
+//! - [`engine`]: [`LocalEngine`], which restores state, wires the
+//!   subtasks, runs each on its own thread, routes the coordinator's
+//!   commands to them and reports the run; the first failure cancels it.
 //! - [`worker`]: [`run_worker`](worker::run_worker), a worker process:
 //!   finds the leader coordinator, registers, heartbeats, and runs each
 //!   deployment it is given with the engine, wired to its peers through
-//!   `exchange`; it keeps its deployments through a leaderless window and
+//!   `net`; it keeps its deployments through a leaderless window and
 //!   reports them to the next leader, which adopts them.
 //! - [`error`]: [`RuntimeError`], the one error type of this crate.
 //!
-//! `engine` builds `channels`, loads `restore`d state, starts `snapshots`
-//! and runs `task_loop` on each thread; `task_loop` uses `watermarks` and
-//! `aligner`.
+//! Imports point one way: `worker` → `engine` → `local`, `task`,
+//! `checkpoint` → `net` → `cancel`, `error`. The exchange knows nothing of
+//! checkpoints: replication pushes files through it, and pushed files
+//! reach the replicas through its `FileInbox`.
 
 #![warn(missing_docs)]
 
-pub mod aligner;
-pub mod channels;
+pub mod cancel;
+pub mod checkpoint;
 pub mod engine;
 pub mod error;
-pub mod exchange;
-pub mod replicas;
-pub mod restore;
-pub mod snapshots;
-pub mod task_loop;
-pub mod watermarks;
-pub mod wiring;
+pub mod local;
+pub mod net;
+pub mod task;
 pub mod worker;
 
-pub use engine::{
-    CancelToken, CheckpointRun, EngineConfig, JobReport, LocalEngine, RestoreSource, WorkerPart,
-};
+pub use cancel::CancelToken;
+pub use engine::config::{CheckpointRun, EngineConfig, JobReport, OnRunning, RestoreSource};
+pub use engine::{LocalEngine, WorkerPart};
 pub use error::{RuntimeError, TaskFailure};
-pub use watermarks::InputWatermarks;
+pub use task::watermarks::InputWatermarks;

@@ -14,7 +14,7 @@ use weir_protocol::wire::{
     encode_exchange, ChannelKey, ExchangeFrame, FrameBody, PROTOCOL_VERSION,
 };
 use weir_protocol::{Epoch, WorkerId};
-use weir_runtime::exchange::Exchange;
+use weir_runtime::net::Exchange;
 use weir_runtime::CancelToken;
 
 const CAPACITY: usize = 8;

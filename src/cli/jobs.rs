@@ -15,6 +15,9 @@ use weir_protocol::JobState;
 /// reached or has no leader.
 const TRANSIENT_PATIENCE: Duration = Duration::from_secs(60);
 
+/// How long one status request of `jobs wait` waits on the coordinator.
+const WAIT_PER_ASK: Duration = Duration::from_secs(10);
+
 /// How to reach the coordinator.
 #[derive(Debug, Args)]
 pub struct Remote {
@@ -133,7 +136,15 @@ pub fn run(command: JobsCommand, registry: &JobRegistry) -> Result<(), Box<dyn s
             // A failover (no leader for a while) is waited out, up to a point.
             let mut failing_since: Option<Instant> = None;
             let status = loop {
-                let status = match client.job(&job) {
+                // Each ask waits on the coordinator for the job to end, a
+                // bounded while, so a failover in between is noticed.
+                let left = if timeout.is_zero() {
+                    WAIT_PER_ASK
+                } else {
+                    timeout.saturating_sub(started.elapsed()).min(WAIT_PER_ASK)
+                };
+                let asked = Instant::now();
+                let status = match client.job_when_ended(&job, left) {
                     Ok(status) => status,
                     Err(error)
                         if error.is_transient()
@@ -149,6 +160,12 @@ pub fn run(command: JobsCommand, registry: &JobRegistry) -> Result<(), Box<dyn s
                 if status.state.is_terminal() {
                     break status;
                 }
+                // A coordinator that answered before the wait it was asked
+                // for (one that does not long-poll) is asked again at a
+                // polite pace rather than in a tight loop.
+                if asked.elapsed() + Duration::from_millis(100) < left {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 if !timeout.is_zero() && started.elapsed() > timeout {
                     return Err(format!(
                         "job '{}' is still {} after {timeout:?}",
@@ -156,7 +173,6 @@ pub fn run(command: JobsCommand, registry: &JobRegistry) -> Result<(), Box<dyn s
                     )
                     .into());
                 }
-                std::thread::sleep(Duration::from_millis(100));
             };
             print_status(&status, remote.json)?;
             match status.state {

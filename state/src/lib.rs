@@ -19,6 +19,9 @@
 //!   checksum, written from frozen (copy-on-write) tables.
 //! - [`storage`]: [`CheckpointStorage`], checkpoint files on `object_store`
 //!   (local disk; S3 by URL) behind a blocking API with a stated contract.
+//! - [`owned_dir`]: [`OwnedDir`](owned_dir::OwnedDir), a local directory a
+//!   process owns under a shared parent, held by a file lock so that the
+//!   next process deletes those of killed ones.
 //! - [`timers`]: [`TimerTable`], event-time and processing-time timers per key.
 //! - [`error`]: [`StateError`], the one error type of this crate, and
 //!   whether an error means that checkpoint storage is unavailable.
@@ -30,6 +33,7 @@
 pub mod backend;
 mod by_key_group;
 pub mod error;
+pub mod owned_dir;
 pub mod rocks;
 pub mod snapshot;
 pub mod storage;

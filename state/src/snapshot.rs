@@ -184,6 +184,25 @@ pub fn verify(bytes: &[u8], expected_crc32c: u32, path: &str) -> Result<(), Stat
     Ok(())
 }
 
+/// Checks checkpoint file `file`'s `bytes` (read from `path`) against what
+/// the manifest records: its size, its checksum, and for a keyed-state
+/// section file its header. Every reader of checkpoint files (restore,
+/// the coordinator's restore-point check, `weir checkpoints verify`, the
+/// local replica tiers) checks them through this one function.
+pub fn check_file(bytes: &[u8], file: &StateFile, path: &str) -> Result<(), StateError> {
+    if bytes.len() as u64 != file.size {
+        return Err(StateError::Corrupt {
+            path: path.to_owned(),
+            problem: format!("size {} but the manifest says {}", bytes.len(), file.size),
+        });
+    }
+    if file.rocksdb_name.is_some() {
+        verify_checksum(bytes, file.crc32c, path)
+    } else {
+        verify(bytes, file.crc32c, path)
+    }
+}
+
 /// The section of key group `span` in a verified file.
 pub fn section<'a>(
     bytes: &'a [u8],

@@ -24,7 +24,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::runtime::Runtime;
 
 /// Where checkpoints are written by default, under the data directory.
@@ -63,6 +63,23 @@ fn request_retries() -> object_store::RetryConfig {
         max_retries: 3,
         retry_timeout: std::time::Duration::from_secs(5),
     }
+}
+
+/// The I/O runtime every storage handle of the process shares: opening
+/// storage is cheap (the CLI, the catalog and each restore open their own
+/// handle), and all of them drive `object_store` on the same two threads.
+fn io_runtime() -> std::io::Result<Arc<Runtime>> {
+    static IO: OnceLock<Arc<Runtime>> = OnceLock::new();
+    if let Some(io) = IO.get() {
+        return Ok(io.clone());
+    }
+    let built = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("weir-io")
+        .enable_all()
+        .build()?;
+    // Two threads may race here; the loser's runtime is dropped unused.
+    Ok(IO.get_or_init(|| Arc::new(built)).clone())
 }
 
 /// A directory listing: immediate subdirectories and files with sizes.
@@ -115,14 +132,7 @@ impl CheckpointStorage {
             Some((scheme, rest)) => (scheme, rest),
             None => ("file", location),
         };
-        let io = Arc::new(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("weir-io")
-                .enable_all()
-                .build()
-                .map_err(|e| bad(format!("cannot start I/O threads: {e}")))?,
-        );
+        let io = io_runtime().map_err(|e| bad(format!("cannot start I/O threads: {e}")))?;
         match scheme {
             "file" => {
                 if rest.is_empty() {
@@ -270,6 +280,24 @@ impl CheckpointStorage {
             })
             .map(|b| b.to_vec())
             .map_err(Self::storage_error("reading", path))
+    }
+
+    /// Reads checkpoint file `file` of job `job_id` (its path is relative to
+    /// the job's directory), checked against its size and checksum
+    /// ([`snapshot::check_file`](crate::snapshot::check_file)).
+    pub fn get_checked(
+        &self,
+        job_id: &str,
+        file: &weir_protocol::StateFile,
+    ) -> Result<Vec<u8>, StateError> {
+        let path = format!(
+            "{}/{}",
+            weir_protocol::checkpoint::paths::job_dir(job_id),
+            file.path
+        );
+        let bytes = self.get(&path)?;
+        crate::snapshot::check_file(&bytes, file, &path)?;
+        Ok(bytes)
     }
 
     /// Whether an object exists at `path`.

@@ -8,9 +8,10 @@ use crate::reference_jobs::{sorted_lines, weir_command, weir_run};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
-use weir::protocol::wire::{ToCoordinator, ToWorker, PROTOCOL_VERSION};
+use weir::protocol::wire::{
+    decode_control, encode_control, ToCoordinator, ToWorker, PROTOCOL_VERSION,
+};
 use weir::protocol::JobState;
-use weir::runtime::worker::{decode_control, encode_control};
 
 /// The acceptance test of the distributed runtime: one coordinator and
 /// three workers run keyed-sum and a Nexmark query to the same output as

@@ -16,7 +16,7 @@ use crate::recovery::{assert_same, Rng, JOB};
 use etcd::Etcd;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use weir::coordinator::time::now_ms;
+use weir::protocol::time::now_ms;
 use weir::protocol::{CheckpointManifest, JobState};
 
 /// The leader's lease in these tests (the failover benchmark's too).

@@ -161,7 +161,7 @@ impl ControlPlane for DirPlane {
         let file = LeaderFile {
             term,
             address: me.clone(),
-            since_ms: crate::time::now_ms(),
+            since_ms: weir_protocol::time::now_ms(),
         };
         self.storage.put(LEADER, to_json(&file))?;
         Ok(Leadership {

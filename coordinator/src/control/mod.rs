@@ -144,7 +144,7 @@ impl StoredJob {
             job_id,
             spec,
             settings,
-            submitted_at_ms: crate::time::now_ms(),
+            submitted_at_ms: weir_protocol::time::now_ms(),
             floor: None,
             initial_restore: None,
             attempt: 0,

@@ -46,7 +46,7 @@ impl CheckpointFence for JobFence {
                 epoch: epoch.0,
                 is_final,
                 term,
-                completed_at_ms: crate::time::now_ms(),
+                completed_at_ms: weir_protocol::time::now_ms(),
             })
         })
     }

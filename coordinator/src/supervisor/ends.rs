@@ -8,7 +8,6 @@ use crate::adoption::Heard;
 use crate::cluster::Cluster;
 use crate::job::{AttemptReport, JobHandle};
 use crate::scaling::should_scale_up;
-use crossbeam_channel::RecvTimeoutError;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use weir_protocol::cluster::DeploymentOutcome;
@@ -71,6 +70,14 @@ impl Progress {
     }
 }
 
+/// Why the wait for a report ended without one.
+enum Woken {
+    /// A wake-up or a deadline: look at the job and the clock.
+    Looked,
+    /// Every report sender is gone.
+    Disconnected,
+}
+
 /// Waits for every worker's end of the attempt; on the first failure (or a
 /// cancel request) tells the others to stop.
 pub(super) fn collect_ends(
@@ -107,7 +114,37 @@ pub(super) fn collect_ends(
         if !job.leads() {
             return AttemptEnd::Deposed;
         }
-        match reports.recv_timeout(Duration::from_millis(20)) {
+        // Reports and wake-ups (a cancel request, leadership lost) are
+        // signals; the rest are deadlines: the lease lapsing, the next look
+        // at free slots, the end of the grace the workers have to confirm.
+        let deadline = [
+            job.lease_lapses_at(),
+            (stopping_since.is_none() && slots < full_slots).then(|| looked_at_slots + SLOT_CHECK),
+            stopping_since.map(|since| since + END_GRACE),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let report = {
+            let mut select = crossbeam_channel::Select::new();
+            let report = select.recv(reports);
+            select.recv(job.wakeups());
+            let ready = match deadline {
+                Some(deadline) => select.select_deadline(deadline).ok(),
+                None => Some(select.select()),
+            };
+            match ready {
+                Some(op) if op.index() == report => {
+                    op.recv(reports).map_err(|_| Woken::Disconnected)
+                }
+                Some(op) => {
+                    let _ = op.recv(job.wakeups());
+                    Err(Woken::Looked)
+                }
+                None => Err(Woken::Looked),
+            }
+        };
+        match report {
             Ok((worker, AttemptReport::Started(restored))) => {
                 job.record().last_restore.extend(restored);
                 if starting.remove(&worker) && starting.is_empty() && failure.is_none() {
@@ -145,10 +182,10 @@ pub(super) fn collect_ends(
                 }
             }
             Ok((_, AttemptReport::Reattached(_))) => {}
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(Woken::Looked) => {}
+            Err(Woken::Disconnected) => break,
         }
-        if stopping_since.is_none() && slots < full_slots && looked_at_slots.elapsed() > SLOT_CHECK
+        if stopping_since.is_none() && slots < full_slots && looked_at_slots.elapsed() >= SLOT_CHECK
         {
             looked_at_slots = Instant::now();
             let free: u32 = cluster.free_slots().values().sum();
@@ -173,7 +210,7 @@ pub(super) fn collect_ends(
             stop_all(&pending);
             stopping_since = Some(Instant::now());
         }
-        if stopping_since.is_some_and(|since| since.elapsed() > END_GRACE) {
+        if stopping_since.is_some_and(|since| since.elapsed() >= END_GRACE) {
             tracing::warn!(job = %job.job_id, attempt, ?pending, "workers did not confirm the end of the attempt");
             break;
         }

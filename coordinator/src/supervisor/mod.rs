@@ -119,7 +119,7 @@ fn end_job(job: &JobHandle, state: JobState, failure: Option<String>) {
         failure: failure.or_else(|| job.record().failure.clone()),
         events_in,
         records_out,
-        ended_at_ms: crate::time::now_ms(),
+        ended_at_ms: weir_protocol::time::now_ms(),
     };
     // Recorded before the state is shown: a job that a client sees ended
     // is never run again by a new leader. An outage of the storage holding

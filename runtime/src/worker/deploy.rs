@@ -4,12 +4,13 @@
 
 use super::deployments::Running;
 use super::{ControlLink, DataflowBuilder, RunningMap};
-use crate::engine::{
-    CancelToken, CheckpointRun, EngineConfig, LocalEngine, RestoreSource, WorkerPart,
-};
+use crate::cancel::CancelToken;
+use crate::checkpoint::replicas::StateReplicas;
+use crate::checkpoint::replication::Replication;
+use crate::engine::config::{CheckpointRun, EngineConfig, RestoreSource};
+use crate::engine::{LocalEngine, WorkerPart};
 use crate::error::RuntimeError;
-use crate::exchange::Exchange;
-use crate::replicas::{Replication, StateReplicas};
+use crate::net::Exchange;
 use std::sync::Arc;
 use weir_protocol::cluster::{BackendKind, Deployment, DeploymentOutcome, SubtaskRestore};
 use weir_protocol::wire::ToCoordinator;
@@ -91,7 +92,7 @@ impl DeployContext {
         deployment: &Deployment,
         commands: crossbeam_channel::Receiver<ControlCommand>,
         cancel: &CancelToken,
-    ) -> Result<crate::engine::JobReport, RuntimeError> {
+    ) -> Result<crate::engine::config::JobReport, RuntimeError> {
         let dataflow = (self.build)(&deployment.spec).map_err(|source| RuntimeError::Build {
             job: deployment.spec.job.clone(),
             source,

@@ -5,7 +5,7 @@
 //! registration ended. A leader adopts an attempt from these reports
 //! instead of restarting it.
 
-use crate::engine::CancelToken;
+use crate::cancel::CancelToken;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};

@@ -28,10 +28,10 @@ mod deploy;
 mod deployments;
 mod session;
 
-use crate::engine::CancelToken;
+use crate::cancel::CancelToken;
+use crate::checkpoint::replicas::StateReplicas;
 use crate::error::RuntimeError;
-use crate::exchange::Exchange;
-use crate::replicas::StateReplicas;
+use crate::net::Exchange;
 use deployments::Deployments;
 use std::io::Write;
 use std::net::TcpStream;
@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_operators::Dataflow;
 use weir_protocol::cluster::JobSpec;
-use weir_protocol::wire::{frame, ToCoordinator};
-use weir_protocol::{WireError, WorkerId};
+use weir_protocol::wire::{encode_control, ToCoordinator};
+use weir_protocol::WorkerId;
 use weir_state::{RocksDbBackend, StateBackend};
 
 /// Builds a job's dataflow from its spec: the binary's job registry.
@@ -91,6 +91,9 @@ pub struct WorkerConfig {
     pub reconnect_for: Duration,
     /// Messages a channel buffers, locally and (as credits) remotely.
     pub channel_capacity: usize,
+    /// Told the worker's id at every registration with a leader (for an
+    /// embedding process that waits until its worker is registered).
+    pub registered: Option<crossbeam_channel::Sender<WorkerId>>,
 }
 
 /// Added to the leader's lease for the leaderless window: time for a
@@ -117,21 +120,9 @@ impl Default for WorkerConfig {
             leaderless_timeout: None,
             reconnect_for: Duration::from_secs(60),
             channel_capacity: 16,
+            registered: None,
         }
     }
-}
-
-/// A control message as a whole frame: its JSON after its length.
-pub fn encode_control<T: serde::Serialize>(message: &T) -> Vec<u8> {
-    frame(&serde_json::to_vec(message).expect("control messages serialize"))
-}
-
-/// A control message from a frame's body.
-pub fn decode_control<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
-    serde_json::from_slice(body).map_err(|e| WireError::Malformed {
-        what: "control frame",
-        problem: e.to_string(),
-    })
 }
 
 /// The sending half of the control connection to the current leader,
@@ -175,6 +166,13 @@ pub(crate) struct WorkerState {
 }
 
 impl WorkerState {
+    /// The worker is told to stop: its deployments end, RocksDB instances
+    /// finish closing.
+    fn shut_down(&self) {
+        self.running.stop_all(Duration::from_secs(10));
+        weir_state::rocks::finish_background_closes();
+    }
+
     fn leaderless_window(&self, config: &WorkerConfig) -> Duration {
         config.leaderless_timeout.unwrap_or_else(|| {
             match *self.lease.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -194,7 +192,16 @@ pub fn run_worker(
     build: DataflowBuilder,
     shutdown: &CancelToken,
 ) -> Result<(), RuntimeError> {
-    let replicas = Arc::new(StateReplicas::default_location());
+    let replicas = Arc::new(StateReplicas::default_location().map_err(|source| {
+        RuntimeError::LocalIo {
+            action: "claiming a directory for replicas in",
+            path: weir_state::storage::data_dir()
+                .join("replicas")
+                .display()
+                .to_string(),
+            source,
+        }
+    })?);
     let state = WorkerState {
         exchange: Exchange::start(
             &config.data_listen,
@@ -217,8 +224,7 @@ pub fn run_worker(
     loop {
         let outcome = session::run(config, &state, shutdown);
         if shutdown.is_cancelled() {
-            state.running.stop_all(Duration::from_secs(10));
-            weir_state::rocks::finish_background_closes();
+            state.shut_down();
             return Ok(());
         }
         match outcome {
@@ -255,7 +261,10 @@ pub fn run_worker(
         } else {
             Duration::from_millis(200)
         };
-        std::thread::sleep(backoff.min(cap));
+        if shutdown.wait_timeout(backoff.min(cap)) {
+            state.shut_down();
+            return Ok(());
+        }
         backoff = (backoff * 2).min(cap);
     }
 }

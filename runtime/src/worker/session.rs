@@ -4,15 +4,17 @@
 
 use super::deploy::DeployContext;
 use super::{spawn, WorkerConfig, WorkerState};
-use crate::engine::CancelToken;
+use crate::cancel::CancelToken;
 use crate::error::RuntimeError;
-use crate::exchange::framing::{read_frame, FrameReadError};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_protocol::cluster::DeploymentReport;
-use weir_protocol::wire::{ToCoordinator, ToWorker, PROTOCOL_VERSION};
+use weir_protocol::framing::{read_frame, FrameReadError};
+use weir_protocol::wire::{
+    decode_control, encode_control, ToCoordinator, ToWorker, PROTOCOL_VERSION,
+};
 use weir_protocol::WorkerEvent;
 
 /// How long connecting to a coordinator may take.
@@ -51,7 +53,7 @@ fn register(
 ) -> Result<(TcpStream, ToWorker), RuntimeError> {
     let mut stream = connect(address)?;
     let previous = *state.me.lock().unwrap_or_else(|p| p.into_inner());
-    let frame = super::encode_control(&ToCoordinator::Register {
+    let frame = encode_control(&ToCoordinator::Register {
         protocol: PROTOCOL_VERSION,
         token: config.token.clone(),
         name: config.name.clone(),
@@ -123,6 +125,9 @@ pub(super) fn run(
     *state.lease.lock().unwrap_or_else(|p| p.into_inner()) = lease_ms.map(Duration::from_millis);
     state.exchange.set_worker_id(me.0);
     tracing::info!(worker = %me, ?previous, slots = config.slots, data = %state.exchange.local_addr(), coordinator = %address, deployments = reports.len(), "registered with the leader");
+    if let Some(registered) = &config.registered {
+        let _ = registered.try_send(me);
+    }
     let network = |action: &'static str| {
         let address = address.clone();
         move |source| RuntimeError::Network {
@@ -143,9 +148,7 @@ pub(super) fn run(
     // Heartbeats out.
     let (beats, beat_stop, every) = (state.link.clone(), stop.clone(), config.heartbeat);
     spawn("heartbeat", move || {
-        while !beat_stop.is_cancelled() && beats.send(&ToCoordinator::Heartbeat) {
-            std::thread::sleep(every);
-        }
+        while beats.send(&ToCoordinator::Heartbeat) && !beat_stop.wait_timeout(every) {}
     })?;
     // The watchdog closes the connection (ending the read loop below) on
     // shutdown, or when the leader has been silent for too long.
@@ -155,16 +158,22 @@ pub(super) fn run(
     let (watch_stop, heard, timeout) =
         (stop.clone(), last_heard.clone(), config.coordinator_timeout);
     spawn("coordinator-watchdog", move || {
-        while !watch_stop.is_cancelled() {
+        loop {
             let silent = millis_since(origin).saturating_sub(heard.load(Ordering::Relaxed));
-            if silent > timeout.as_millis() as u64 {
+            let timeout_ms = timeout.as_millis() as u64;
+            if silent > timeout_ms {
                 tracing::warn!(
                     silent_ms = silent,
                     "no word from the leader; looking for one (deployments keep running)"
                 );
                 break;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            // Until the leader's silence would pass the timeout, unless a
+            // frame arrives in between (then the next deadline is later).
+            let left = Duration::from_millis(timeout_ms - silent + 1);
+            if watch_stop.wait_timeout(left) {
+                break;
+            }
         }
         let _ = closer.shutdown(Shutdown::Both);
     })?;
@@ -274,7 +283,7 @@ fn read_message(stream: &mut TcpStream) -> Result<ToWorker, RuntimeError> {
             problem: other.to_string(),
         },
     })?;
-    super::decode_control(&body).map_err(|e| RuntimeError::CoordinatorLost {
+    decode_control(&body).map_err(|e| RuntimeError::CoordinatorLost {
         problem: e.to_string(),
     })
 }

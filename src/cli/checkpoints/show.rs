@@ -38,8 +38,7 @@ fn state_sizes(
     file: &StateFile,
 ) -> Result<BTreeMap<String, u64>, Box<dyn std::error::Error>> {
     let path = format!("{}/{}", paths::job_dir(catalog.job()), file.path);
-    let contents = catalog.storage().get(&path)?;
-    snapshot::verify(&contents, file.crc32c, &path)?;
+    let contents = catalog.storage().get_checked(catalog.job(), file)?;
     let mut sizes = BTreeMap::new();
     for span in &file.key_groups {
         for blob in snapshot::table_blobs(snapshot::section(&contents, span, &path)?)? {

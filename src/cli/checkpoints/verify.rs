@@ -5,9 +5,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use weir_coordinator::{CheckpointCatalog, CheckpointStatus};
-use weir_protocol::checkpoint::paths;
 use weir_protocol::{Epoch, StateFile};
-use weir_state::snapshot;
 
 /// Arguments of `weir checkpoints verify`.
 #[derive(Debug, Args)]
@@ -34,23 +32,11 @@ pub struct FileCheck {
 }
 
 fn check(catalog: &CheckpointCatalog, epoch: Epoch, file: &StateFile) -> FileCheck {
-    let path = format!("{}/{}", paths::job_dir(catalog.job()), file.path);
-    let problem = match catalog.storage().get(&path) {
-        Err(e) => Some(crate::cli::error_chain(&e)),
-        Ok(contents) if contents.len() as u64 != file.size => Some(format!(
-            "size {} but the manifest says {}",
-            contents.len(),
-            file.size
-        )),
-        Ok(contents) => {
-            let verdict = if file.rocksdb_name.is_some() {
-                snapshot::verify_checksum(&contents, file.crc32c, &path)
-            } else {
-                snapshot::verify(&contents, file.crc32c, &path)
-            };
-            verdict.err().map(|e| crate::cli::error_chain(&e))
-        }
-    };
+    let problem = catalog
+        .storage()
+        .get_checked(catalog.job(), file)
+        .err()
+        .map(|e| crate::cli::error_chain(&e));
     FileCheck {
         epoch: epoch.0,
         path: file.path.clone(),

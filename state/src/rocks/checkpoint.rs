@@ -254,14 +254,7 @@ pub(crate) fn scan_checkpointed(
     restored: &RestoredDb,
     visit: &mut VisitEntry<'_>,
 ) -> Result<(), StateError> {
-    let scratch = std::env::temp_dir().join(format!(
-        "weir-dump-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
+    let scratch = std::env::temp_dir().join(format!("weir-dump-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         materialize(restored, &scratch)?;
         let db = DB::open_for_read_only(&options(), &scratch, false)

@@ -28,11 +28,12 @@ pub use checkpoint::{RestoredDb, RocksSnapshot};
 
 use crate::backend::{StateBackend, StateScope};
 use crate::error::StateError;
+use crate::owned_dir::OwnedDir;
 use crate::store::KeyedStateStore;
 use rocksdb::{Options, WriteOptions, DB};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use weir_protocol::key_group::stable_hash;
 use weir_protocol::KeyGroup;
 
@@ -41,6 +42,7 @@ use weir_protocol::KeyGroup;
 pub struct RocksDbBackend {
     local_dir: PathBuf,
     cache_entries: usize,
+    owned: Arc<OnceLock<Arc<OwnedDir>>>,
 }
 
 impl RocksDbBackend {
@@ -50,6 +52,7 @@ impl RocksDbBackend {
         Self {
             local_dir: local_dir.into(),
             cache_entries,
+            owned: Arc::new(OnceLock::new()),
         }
     }
 
@@ -62,39 +65,14 @@ impl RocksDbBackend {
 /// Distinguishes instances opened by one process.
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
 
-/// Instance directories are named `{operator}-{subtask}-{pid}-…`. A process
-/// killed with SIGKILL cannot delete its own; the next process to open an
-/// instance under the same directory deletes those of processes that are
-/// gone.
-fn remove_abandoned_instances(local_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(local_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        // Checkpoint and restore scratch directories add `.…` to the name.
-        let instance = name.split('.').next().unwrap_or_default();
-        // `{operator}-{subtask}-{pid}-{n}-{millis}`; the operator may hold '-'.
-        let pid = instance
-            .rsplit('-')
-            .nth(2)
-            .and_then(|pid| pid.parse::<u32>().ok());
-        let Some(pid) = pid else { continue };
-        let alive = Path::new("/proc").join(pid.to_string()).exists();
-        if !alive && pid != std::process::id() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 impl StateBackend for RocksDbBackend {
     fn name(&self) -> &'static str {
         "rocksdb"
     }
 
     fn open_keyed(&self, scope: StateScope) -> Result<KeyedStateStore, StateError> {
-        let (dir, uid) = self.instance_dir(&scope);
-        let db = RocksDb::open(dir, uid, self.cache_entries)?;
+        let (dir, uid, owner) = self.instance_dir(&scope)?;
+        let db = RocksDb::open(dir, uid, owner, self.cache_entries)?;
         Ok(KeyedStateStore::with_rocksdb(scope, Arc::new(db)))
     }
 
@@ -119,34 +97,44 @@ impl StateBackend for RocksDbBackend {
             store.restore_database(whole)?;
             return Ok(store);
         }
-        let (dir, uid) = self.instance_dir(&scope);
+        let (dir, uid, owner) = self.instance_dir(&scope)?;
         checkpoint::materialize(whole, &dir)?;
-        let db = RocksDb::open(dir, uid, self.cache_entries)?;
+        let db = RocksDb::open(dir, uid, owner, self.cache_entries)?;
         Ok(KeyedStateStore::with_rocksdb(scope, Arc::new(db)))
     }
 }
 
 impl RocksDbBackend {
-    /// A fresh instance directory and uid for `scope`.
-    fn instance_dir(&self, scope: &StateScope) -> (PathBuf, String) {
-        static CLEANED: std::sync::Once = std::sync::Once::new();
-        CLEANED.call_once(|| remove_abandoned_instances(&self.local_dir));
-        let uid = format!(
-            "{}-{}-{}",
-            std::process::id(),
-            NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0)
-        );
-        let dir = self.local_dir.join(format!(
+    /// A fresh instance directory and uid for `scope`. Instances live in
+    /// this process's [`OwnedDir`] under the local directory (claimed on
+    /// first use, which deletes those of processes that were killed).
+    fn instance_dir(
+        &self,
+        scope: &StateScope,
+    ) -> Result<(PathBuf, String, Arc<OwnedDir>), StateError> {
+        let owned = match self.owned.get() {
+            Some(owned) => owned,
+            None => {
+                let claimed =
+                    OwnedDir::claim(&self.local_dir).map_err(|source| StateError::LocalIo {
+                        action: "claiming a directory for RocksDB instances in",
+                        path: self.local_dir.display().to_string(),
+                        source,
+                    })?;
+                // A racing thread's claim may win; ours is deleted on drop.
+                self.owned.get_or_init(|| Arc::new(claimed))
+            }
+        };
+        // Unique across processes and time: incremental checkpoints name
+        // their shared files by it.
+        let uid = uuid::Uuid::new_v4().simple().to_string();
+        let dir = owned.path().join(format!(
             "{}-{}-{}",
             sanitize(&scope.operator),
             scope.subtask,
-            uid
+            NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed)
         ));
-        (dir, uid)
+        Ok((dir, uid, owned.clone()))
     }
 }
 
@@ -167,6 +155,8 @@ pub struct RocksDb {
     db: Option<DB>,
     dir: PathBuf,
     uid: String,
+    /// The process's directory holding `dir`: kept until `dir` is deleted.
+    owner: Option<Arc<OwnedDir>>,
     cache_entries: usize,
     write_options: WriteOptions,
     pub(crate) incremental: checkpoint::Incremental,
@@ -200,7 +190,12 @@ pub(crate) fn rocks_error<'a>(
 }
 
 impl RocksDb {
-    fn open(dir: PathBuf, uid: String, cache_entries: usize) -> Result<Self, StateError> {
+    fn open(
+        dir: PathBuf,
+        uid: String,
+        owner: Arc<OwnedDir>,
+        cache_entries: usize,
+    ) -> Result<Self, StateError> {
         std::fs::create_dir_all(&dir).map_err(|source| StateError::LocalIo {
             action: "creating",
             path: dir.display().to_string(),
@@ -213,6 +208,7 @@ impl RocksDb {
             db: Some(db),
             dir,
             uid,
+            owner: Some(owner),
             cache_entries,
             write_options,
             incremental: checkpoint::Incremental::default(),
@@ -252,9 +248,11 @@ impl Drop for RocksDb {
         // wait for it: close and delete it in the background.
         let db = self.db.take();
         let dir = std::mem::take(&mut self.dir);
+        let owner = self.owner.take();
         let close = move || {
             drop(db);
             let _ = std::fs::remove_dir_all(&dir);
+            drop(owner);
         };
         match std::thread::Builder::new()
             .name("rocksdb-close".into())

@@ -5,7 +5,7 @@
 //! writer's threads encode the keyed state, write it under the checkpoint's
 //! directory and report the task's ack (or its decline) to the coordinator.
 
-use crate::replicas::Replication;
+use super::replication::Replication;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -7,14 +7,10 @@
 //! connection (shared by every channel between two workers) buffer without
 //! bound, or blocking the other channels on it.
 
-use crate::engine::CancelToken;
+use crate::cancel::CancelToken;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 use weir_protocol::wire::{encode_exchange_body, ChannelKey, ExchangeBody, ExchangeFrame};
-
-/// How long a sender waits for credit before it looks at the cancel flag.
-const CREDIT_POLL: Duration = Duration::from_millis(20);
 
 /// The sending side's credits on one channel.
 #[derive(Debug, Default)]
@@ -53,7 +49,26 @@ impl CreditGate {
         self.changed.notify_all();
     }
 
-    /// Takes one credit, waiting while there is none.
+    /// Wakes every waiting sender to look at its cancel token.
+    fn wake(&self) {
+        // Under the lock: a sender between its check of the token and its
+        // wait holds it, so it cannot miss this.
+        let _state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.changed.notify_all();
+    }
+
+    /// Makes `cancel` wake the senders waiting at this gate.
+    pub fn wake_on(self: &Arc<Self>, cancel: &CancelToken) {
+        let gate = Arc::downgrade(self);
+        cancel.on_cancel(move || {
+            if let Some(gate) = gate.upgrade() {
+                gate.wake();
+            }
+        });
+    }
+
+    /// Takes one credit, waiting while there is none. `cancel` ends the
+    /// wait only if the gate was told to [`wake_on`](Self::wake_on) it.
     pub fn acquire(&self, cancel: &CancelToken) -> Result<(), NoCredit> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -67,11 +82,7 @@ impl CreditGate {
             if cancel.is_cancelled() {
                 return Err(NoCredit::Cancelled);
             }
-            state = self
-                .changed
-                .wait_timeout(state, CREDIT_POLL)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -143,6 +154,19 @@ mod tests {
         assert_eq!(gate.acquire(&cancel), Err(NoCredit::Cancelled));
         gate.close();
         assert_eq!(gate.acquire(&CancelToken::new()), Err(NoCredit::Closed));
+    }
+
+    #[test]
+    fn a_sender_waiting_for_credit_wakes_when_its_job_is_cancelled() {
+        let gate = Arc::new(CreditGate::default());
+        let cancel = CancelToken::new();
+        gate.wake_on(&cancel);
+        let waiter = {
+            let (gate, cancel) = (gate.clone(), cancel.clone());
+            std::thread::spawn(move || gate.acquire(&cancel))
+        };
+        cancel.cancel();
+        assert_eq!(waiter.join().unwrap(), Err(NoCredit::Cancelled));
     }
 
     struct Recorded(Mutex<Vec<ExchangeFrame>>);

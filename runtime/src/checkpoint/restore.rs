@@ -1,12 +1,11 @@
 //! Loading a checkpoint for a new deployment of a job: which state each
 //! new subtask resumes from, at any parallelism.
 
+use super::replicas::StateReplicas;
 use crate::error::RuntimeError;
-use crate::replicas::StateReplicas;
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_operators::task::RestoredTask;
-use weir_protocol::checkpoint::paths;
 use weir_protocol::cluster::{RestoreTier, SubtaskRestore};
 use weir_protocol::{CheckpointManifest, JobGraph, KeyGroupRange, VertexId};
 use weir_state::{snapshot, CheckpointStorage, RestoredDb};
@@ -175,19 +174,13 @@ impl Reader<'_> {
         if let Some(found) = self.replicas.and_then(|r| r.load(self.job_id, file)) {
             return Ok(found);
         }
-        let full = format!("{}/{}", paths::job_dir(self.job_id), file.path);
-        let restore = |source| RuntimeError::Restore {
-            epoch: self.epoch,
-            source,
-        };
-        let bytes = self.storage.get(&full).map_err(restore)?;
-        if bytes.len() as u64 != file.size {
-            return Err(restore(weir_state::StateError::Corrupt {
-                path: full,
-                problem: format!("size {} but the manifest says {}", bytes.len(), file.size),
-            }));
-        }
-        snapshot::verify_checksum(&bytes, file.crc32c, &full).map_err(restore)?;
+        let bytes = self
+            .storage
+            .get_checked(self.job_id, file)
+            .map_err(|source| RuntimeError::Restore {
+                epoch: self.epoch,
+                source,
+            })?;
         Ok((bytes, RestoreTier::ObjectStore))
     }
 }

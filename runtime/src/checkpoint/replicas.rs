@@ -7,41 +7,18 @@
 //!
 //! A restore reads a file from here when a copy matches the manifest's
 //! size and checksum, and from checkpoint storage (the third tier) only
-//! otherwise. The copies live under `{data dir}/replicas/{pid}-…/`; a
-//! process killed with SIGKILL cannot delete its own, so the next worker
-//! to start deletes those of processes that are gone.
+//! otherwise. The copies live in an [`OwnedDir`] under
+//! `{data dir}/replicas/`: a process killed with SIGKILL cannot delete its
+//! own, so the next worker to start deletes those whose owner is gone.
 
+use crate::net::FileInbox;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use weir_protocol::cluster::RestoreTier;
 use weir_protocol::StateFile;
+use weir_state::owned_dir::OwnedDir;
 use weir_state::snapshot;
-
-/// Keeps and pushes copies of what a deployment's subtasks upload.
-pub struct Replication {
-    /// This worker's copies.
-    pub store: std::sync::Arc<StateReplicas>,
-    /// The data exchange, linked to the peers.
-    pub exchange: crate::exchange::Exchange,
-    /// The peers that get a replica of every file.
-    pub peers: Vec<u32>,
-}
-
-impl Replication {
-    /// Keeps a copy of `path` of job `job_id` and pushes one to every peer.
-    /// Best effort: checkpoint storage holds the durable copy.
-    pub fn replicate(&self, job_id: &str, path: &str, bytes: &[u8]) {
-        if let Err(error) = self.store.store(Origin::Own, job_id, path, bytes) {
-            tracing::warn!(job = %job_id, %path, error = &error as &dyn std::error::Error, "keeping a local copy failed");
-        }
-        for peer in &self.peers {
-            if !self.exchange.replicate(*peer, job_id, path, bytes) {
-                tracing::debug!(job = %job_id, %path, peer, "a replica did not reach its peer (no link, or it did not take it in time)");
-            }
-        }
-    }
-}
 
 /// Who wrote a local copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +42,8 @@ impl Origin {
 #[derive(Debug)]
 pub struct StateReplicas {
     root: PathBuf,
+    /// Deletes `root` when the copies are dropped.
+    _dir: OwnedDir,
     /// The newest checkpoint stored per job, to prune older ones.
     newest: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
@@ -72,21 +51,6 @@ pub struct StateReplicas {
 /// Checkpoints whose private files are kept locally per job (the default
 /// retention); older ones are read from storage if ever restored.
 const KEPT_CHECKPOINTS: u64 = 3;
-
-fn remove_abandoned(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
 
 /// Whether a relative path stays inside the directory it is joined to.
 fn is_contained(path: &str) -> bool {
@@ -98,22 +62,19 @@ fn is_contained(path: &str) -> bool {
 }
 
 impl StateReplicas {
-    /// Copies under `parent/{pid}-{nanos}`, after deleting the copies of
-    /// processes that are gone.
-    pub fn open(parent: &Path) -> Self {
-        remove_abandoned(parent);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        Self {
-            root: parent.join(format!("{}-{nanos}", std::process::id())),
+    /// Copies in a directory this process owns under `parent`, claimed
+    /// after deleting those of processes that were killed.
+    pub fn open(parent: &Path) -> std::io::Result<Self> {
+        let dir = OwnedDir::claim(parent)?;
+        Ok(Self {
+            root: dir.path().to_owned(),
+            _dir: dir,
             newest: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
+        })
     }
 
     /// Copies under the data directory (`$WEIR_DATA_DIR/replicas`).
-    pub fn default_location() -> Self {
+    pub fn default_location() -> std::io::Result<Self> {
         Self::open(&weir_state::storage::data_dir().join("replicas"))
     }
 
@@ -187,36 +148,10 @@ impl StateReplicas {
         }
     }
 
-    /// Where a local copy of `file` is that matches its size and checksum,
-    /// and which tier it is.
-    pub fn verified_path(&self, job_id: &str, file: &StateFile) -> Option<(PathBuf, RestoreTier)> {
-        for (origin, tier) in [
-            (Origin::Own, RestoreTier::Local),
-            (Origin::Peer, RestoreTier::Peer),
-        ] {
-            let path = self.file(origin, job_id, &file.path)?;
-            if self.matches(&path, file) {
-                return Some((path, tier));
-            }
-        }
-        None
-    }
-
-    fn matches(&self, path: &Path, file: &StateFile) -> bool {
-        let Ok(bytes) = std::fs::read(path) else {
-            return false;
-        };
-        let ok = bytes.len() as u64 == file.size
-            && snapshot::verify_checksum(&bytes, file.crc32c, &file.path).is_ok();
-        if !ok {
-            tracing::warn!(path = %path.display(), "a local copy does not match its checkpoint's checksum; ignoring it");
-        }
-        ok
-    }
-
-    /// A local copy of `file` (of job `job_id`) that matches its size and
-    /// checksum, and which tier it is.
-    pub fn load(&self, job_id: &str, file: &StateFile) -> Option<(Vec<u8>, RestoreTier)> {
+    /// The first local copy of `file` (of job `job_id`), own before peer,
+    /// that matches the manifest's size and checksum: where it is, its
+    /// bytes, and which tier it is.
+    fn verified(&self, job_id: &str, file: &StateFile) -> Option<(PathBuf, Vec<u8>, RestoreTier)> {
         for (origin, tier) in [
             (Origin::Own, RestoreTier::Local),
             (Origin::Peer, RestoreTier::Peer),
@@ -225,14 +160,26 @@ impl StateReplicas {
             let Ok(bytes) = std::fs::read(&path) else {
                 continue;
             };
-            if bytes.len() as u64 == file.size
-                && snapshot::verify_checksum(&bytes, file.crc32c, &file.path).is_ok()
-            {
-                return Some((bytes, tier));
+            match snapshot::check_file(&bytes, file, &file.path) {
+                Ok(()) => return Some((path, bytes, tier)),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), error = &error as &dyn std::error::Error, "a local copy does not match its checkpoint; ignoring it")
+                }
             }
-            tracing::warn!(path = %path.display(), "a local copy does not match its checkpoint's checksum; ignoring it");
         }
         None
+    }
+
+    /// Where a verified local copy of `file` is, and which tier it is.
+    pub fn verified_path(&self, job_id: &str, file: &StateFile) -> Option<(PathBuf, RestoreTier)> {
+        self.verified(job_id, file)
+            .map(|(path, _, tier)| (path, tier))
+    }
+
+    /// The bytes of a verified local copy of `file`, and which tier it is.
+    pub fn load(&self, job_id: &str, file: &StateFile) -> Option<(Vec<u8>, RestoreTier)> {
+        self.verified(job_id, file)
+            .map(|(_, bytes, tier)| (bytes, tier))
     }
 
     /// Deletes the copies of `job_id`'s private checkpoint directories
@@ -258,9 +205,17 @@ impl StateReplicas {
     }
 }
 
-impl Drop for StateReplicas {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
+/// Files peers push are replicas of their checkpoint files.
+impl FileInbox for StateReplicas {
+    fn store_part(
+        &self,
+        job_id: &str,
+        path: &str,
+        offset: u64,
+        total: u64,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        StateReplicas::store_part(self, Origin::Peer, job_id, path, offset, total, bytes)
     }
 }
 
@@ -274,18 +229,25 @@ mod tests {
             size: bytes.len() as u64,
             crc32c: crc32c::crc32c(bytes),
             key_groups: Vec::new(),
-            rocksdb_name: None,
+            // SSTs are RocksDB's; the rest are keyed-state section files.
+            rocksdb_name: path.ends_with(".sst").then(|| "1.sst".to_owned()),
         }
+    }
+
+    /// A keyed-state section file's bytes: its header, then `body`.
+    fn section_bytes(body: &[u8]) -> Vec<u8> {
+        [weir_state::snapshot::MAGIC.as_slice(), body].concat()
     }
 
     #[test]
     fn copies_are_served_by_tier_and_only_when_they_verify() {
         let dir = tempfile::tempdir().unwrap();
-        let replicas = StateReplicas::open(dir.path());
-        let own = state_file("chk-0000000003/v1-0/keyed.state", b"own bytes");
+        let replicas = StateReplicas::open(dir.path()).unwrap();
+        let own_bytes = section_bytes(b"own bytes");
+        let own = state_file("chk-0000000003/v1-0/keyed.state", &own_bytes);
         let peer = state_file("shared/x/0000000003-1.sst", b"peer bytes, in parts");
         replicas
-            .store(Origin::Own, "job", &own.path, b"own bytes")
+            .store(Origin::Own, "job", &own.path, &own_bytes)
             .unwrap();
         replicas
             .store_part(Origin::Peer, "job", &peer.path, 0, 20, b"peer bytes")
@@ -304,6 +266,12 @@ mod tests {
         );
         let corrupt = state_file(&own.path, b"other bytes");
         assert!(replicas.load("job", &corrupt).is_none());
+        // Size and checksum match, but it is no section file.
+        let headless = state_file("chk-0000000003/v1-0/other.state", b"no header");
+        replicas
+            .store(Origin::Own, "job", &headless.path, b"no header")
+            .unwrap();
+        assert!(replicas.load("job", &headless).is_none());
         assert!(replicas
             .store(Origin::Peer, "job", "../escape", b"x")
             .is_err());

@@ -2,11 +2,12 @@
 //! the channels of every edge — in-memory between local subtasks, through
 //! the data exchange to and from subtasks on other workers.
 
-use crate::channels::local_channel;
-use crate::engine::{CancelToken, EngineConfig, OnRunning};
+use super::channels::local_channel;
+use crate::cancel::CancelToken;
+use crate::engine::config::{EngineConfig, OnRunning};
 use crate::error::RuntimeError;
-use crate::exchange::Exchange;
-use crate::task_loop::{TaskCommand, TaskInput};
+use crate::net::Exchange;
+use crate::task::{TaskCommand, TaskInput};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::Arc;

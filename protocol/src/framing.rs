@@ -1,8 +1,11 @@
-//! Reading and writing length-prefixed frames on blocking sockets.
+//! Reading length-prefixed frames ([`wire::frame`](crate::wire::frame)) from a
+//! blocking stream: the workers' control connection and the data exchange
+//! both read them this way. (The coordinator reads the same frames with
+//! tokio-util's length-delimited codec.)
 
+use crate::error::WireError;
+use crate::wire::frame_len;
 use std::io::{ErrorKind, Read};
-use weir_protocol::wire::frame_len;
-use weir_protocol::WireError;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]

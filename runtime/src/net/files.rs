@@ -1,0 +1,70 @@
+//! Files pushed to a peer over the exchange link, in parts, and the
+//! [`FileInbox`] that takes them in on the other side. The exchange only
+//! carries the bytes: what is pushed, to whom, and where it is kept is the
+//! replication service's business (`checkpoint::replication`).
+
+use super::Exchange;
+use std::time::{Duration, Instant};
+use weir_protocol::wire::{encode_exchange_body, ExchangeFrame};
+
+/// Largest part of a file in one frame.
+pub const FILE_PART: usize = 4 << 20;
+
+/// Frames queued on a link above which file pushes wait.
+const FILE_QUEUE: u64 = 16;
+
+/// How long pushing one file may take: a peer that takes longer
+/// (overloaded, cut off) goes without.
+const FILE_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Where the parts of files that peers push arrive.
+pub trait FileInbox: Send + Sync {
+    /// Stores part of `path` of job `job_id`: `bytes` at `offset` of a file
+    /// of `total` bytes. Parts of a file arrive in order, the first at
+    /// offset 0; the file is complete once the last part is stored.
+    fn store_part(
+        &self,
+        job_id: &str,
+        path: &str,
+        offset: u64,
+        total: u64,
+        bytes: &[u8],
+    ) -> std::io::Result<()>;
+}
+
+impl Exchange {
+    /// Pushes `bytes`, file `path` of job `job_id`, to `peer`, in parts of
+    /// at most [`FILE_PART`] bytes, waiting while the link has much queued
+    /// (so pushes never pile up in memory), and returns once every part is
+    /// on the socket. False when the link is gone or the peer did not take
+    /// it within a couple of seconds.
+    pub fn push_file(&self, peer: u32, job_id: &str, path: &str, bytes: &[u8]) -> bool {
+        let Some(link) = self.routes().links.get(&peer).cloned() else {
+            return false;
+        };
+        let total = bytes.len() as u64;
+        let deadline = Instant::now() + FILE_PATIENCE;
+        let mut offset = 0usize;
+        loop {
+            let progress = &link.progress;
+            if !progress.wait(deadline, |c| c.queued - c.written <= FILE_QUEUE) {
+                return false;
+            }
+            let end = (offset + FILE_PART).min(bytes.len());
+            let frame = encode_exchange_body(&ExchangeFrame::Replica {
+                job_id: job_id.to_owned(),
+                path: path.to_owned(),
+                offset: offset as u64,
+                total,
+                bytes: bytes[offset..end].to_vec(),
+            });
+            let Some(number) = link.queue(frame) else {
+                return false;
+            };
+            offset = end;
+            if offset >= bytes.len() {
+                return link.progress.wait(deadline, |c| c.written >= number);
+            }
+        }
+    }
+}

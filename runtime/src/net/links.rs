@@ -1,0 +1,234 @@
+//! The connection to one peer: the hello that opens it, the writer thread
+//! that drains its queue onto the socket (coalescing frames before each
+//! flush) and reports how far it got, the reader that hands each inbound
+//! frame to [`routing`](super::routing), and what a lost link closes.
+
+use super::credits::CreditSink;
+use super::Exchange;
+use crate::error::RuntimeError;
+use crossbeam_channel::{Receiver, Sender};
+use std::io::{BufWriter, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+use weir_protocol::framing::{read_frame, FrameReadError};
+use weir_protocol::wire::{decode_exchange, ExchangeBody, ExchangeFrame, PROTOCOL_VERSION};
+
+/// The sending half of the connection to one peer.
+pub(crate) struct PeerLink {
+    pub(crate) peer: u32,
+    frames: Sender<ExchangeBody>,
+    pub(crate) closed: AtomicBool,
+    pub(crate) progress: Arc<LinkProgress>,
+}
+
+/// How far a link's writer got: frames queued, and frames handed to the
+/// socket. Replica pushes wait on it instead of polling the queue.
+#[derive(Default)]
+pub(crate) struct LinkProgress {
+    counts: Mutex<Counts>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+pub(crate) struct Counts {
+    pub(crate) queued: u64,
+    pub(crate) written: u64,
+    stopped: bool,
+}
+
+impl LinkProgress {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer handed `written` frames in all to the socket.
+    fn written(&self, written: u64) {
+        self.counts().written = written;
+        self.changed.notify_all();
+    }
+
+    /// The writer stopped (the connection is gone).
+    fn stopped(&self) {
+        self.counts().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `done(counts)`; false if the writer stopped or
+    /// `deadline` passed first (a peer that stopped reading).
+    pub(crate) fn wait(&self, deadline: Instant, done: impl Fn(&Counts) -> bool) -> bool {
+        let mut counts = self.counts();
+        while !done(&counts) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if counts.stopped || left.is_zero() {
+                return false;
+            }
+            counts = self
+                .changed
+                .wait_timeout(counts, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+impl PeerLink {
+    /// Queues a frame; its number in the link's order, or `None` when the
+    /// link is gone.
+    pub(crate) fn queue(&self, frame: ExchangeBody) -> Option<u64> {
+        if self.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        // Numbered under the lock, so numbers follow the queue's order.
+        let mut counts = self.progress.counts();
+        self.frames.send(frame).ok()?;
+        counts.queued += 1;
+        Some(counts.queued)
+    }
+}
+
+impl CreditSink for PeerLink {
+    fn send_frame(&self, frame: ExchangeBody) -> bool {
+        self.queue(frame).is_some()
+    }
+}
+
+impl Exchange {
+    /// Registers the link to `peer` and starts its writer thread.
+    pub(crate) fn add_link(
+        &self,
+        peer: u32,
+        stream: &TcpStream,
+    ) -> Result<Arc<PeerLink>, RuntimeError> {
+        let _ = stream.set_nodelay(true);
+        let writer = stream.try_clone().map_err(|source| RuntimeError::Network {
+            action: "cloning the connection to",
+            address: format!("worker {peer}"),
+            source,
+        })?;
+        let (frames, outgoing) = crossbeam_channel::unbounded();
+        let progress = Arc::new(LinkProgress::default());
+        let link = Arc::new(PeerLink {
+            peer,
+            frames,
+            closed: AtomicBool::new(false),
+            progress: progress.clone(),
+        });
+        std::thread::Builder::new()
+            .name(format!("exchange-w{peer}"))
+            .spawn(move || {
+                write_loop(writer, outgoing, &progress);
+                progress.stopped();
+            })
+            .map_err(|source| RuntimeError::Spawn {
+                operator: "exchange-writer".into(),
+                subtask: peer,
+                source,
+            })?;
+        let previous = self.routes().links.insert(peer, link.clone());
+        if let Some(previous) = previous {
+            previous.closed.store(true, Ordering::Relaxed);
+        }
+        self.shared.links_changed.notify_all();
+        tracing::debug!(peer, "data-exchange link up");
+        Ok(link)
+    }
+
+    pub(crate) fn read_loop(&self, link: Arc<PeerLink>, mut stream: TcpStream) {
+        let peer = link.peer;
+        let outcome = loop {
+            let body = match read_frame(&mut stream) {
+                Ok(body) => body,
+                Err(error) => break error,
+            };
+            let frame = match decode_exchange(&body) {
+                Ok(frame) => frame,
+                Err(error) => break FrameReadError::Wire(error),
+            };
+            if let Err(problem) = self.dispatch(frame) {
+                tracing::warn!(peer, %problem, "data-exchange protocol violation; closing the link");
+                break FrameReadError::Closed;
+            }
+        };
+        if !matches!(outcome, FrameReadError::Closed) {
+            tracing::warn!(
+                peer,
+                error = &outcome as &dyn std::error::Error,
+                "data-exchange link failed"
+            );
+        }
+        self.drop_link(&link);
+    }
+
+    /// A link is gone: senders to that peer fail, inputs from it close.
+    pub(crate) fn drop_link(&self, link: &Arc<PeerLink>) {
+        link.closed.store(true, Ordering::Relaxed);
+        link.progress.stopped();
+        let mut routes = self.routes();
+        if routes
+            .links
+            .get(&link.peer)
+            .is_some_and(|l| Arc::ptr_eq(l, link))
+        {
+            routes.links.remove(&link.peer);
+        }
+        for (peer, gate) in routes.gates.values() {
+            if *peer == link.peer {
+                gate.close();
+            }
+        }
+        tracing::debug!(peer = link.peer, "data-exchange link down");
+    }
+
+    /// The link to `peer`, which [`connect`](Self::connect) set up.
+    pub(crate) fn link(&self, peer: u32) -> Result<Arc<PeerLink>, RuntimeError> {
+        self.routes()
+            .links
+            .get(&peer)
+            .cloned()
+            .ok_or(RuntimeError::PeerUnreachable {
+                peer,
+                address: "(no link)".into(),
+            })
+    }
+}
+
+pub(crate) fn read_hello(stream: &mut TcpStream) -> Result<u32, String> {
+    let body = read_frame(stream).map_err(|e| e.to_string())?;
+    match decode_exchange(&body).map_err(|e| e.to_string())? {
+        ExchangeFrame::Hello { protocol, from, .. } if protocol == PROTOCOL_VERSION => Ok(from),
+        ExchangeFrame::Hello { protocol, .. } => Err(format!(
+            "peer speaks protocol version {protocol}, this worker {PROTOCOL_VERSION}"
+        )),
+        _ => Err("the first frame was not a hello".into()),
+    }
+}
+
+fn write_loop(stream: TcpStream, frames: Receiver<ExchangeBody>, progress: &LinkProgress) {
+    let mut out = BufWriter::with_capacity(256 << 10, stream);
+    let mut written = 0u64;
+    let write = |out: &mut BufWriter<TcpStream>, body: &ExchangeBody| {
+        out.write_all(&(body.len() as u32).to_be_bytes())
+            .and_then(|()| out.write_all(body))
+    };
+    while let Ok(frame) = frames.recv() {
+        if write(&mut out, &frame).is_err() {
+            return;
+        }
+        written += 1;
+        // Coalesce whatever is queued before flushing.
+        while let Ok(frame) = frames.try_recv() {
+            if write(&mut out, &frame).is_err() {
+                return;
+            }
+            written += 1;
+        }
+        if out.flush().is_err() {
+            return;
+        }
+        progress.written(written);
+    }
+    let _ = out.flush();
+}

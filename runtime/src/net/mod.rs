@@ -1,0 +1,239 @@
+//! Data exchange between workers over TCP.
+//!
+//! Each pair of workers shares one connection (the worker with the lower
+//! id dials) that multiplexes every channel between their subtasks, of
+//! every job, in both directions. Frames are rkyv [`ExchangeFrame`]s: a
+//! channel message (records, watermark, barrier, end of data or stream),
+//! a credit grant ([`credits`]), or part of a file pushed to the peer.
+//! Every channel frame names its job and attempt; frames of an attempt
+//! that is no longer deployed here are dropped and logged, so a zombie of
+//! an earlier attempt cannot feed a new one.
+//!
+//! - [`links`]: the connection to one peer: handshake, its writer thread
+//!   and how far it got, its reader, and what a lost link closes.
+//! - [`routing`]: where an inbound frame goes (a channel's queue, a credit
+//!   gate, the file inbox), and attempt fencing.
+//! - [`remote`]: the two ends of a channel between workers,
+//!   [`RemoteSender`](remote::RemoteSender) and the receiving queue.
+//! - [`files`]: pushing a file to a peer in parts, and the [`FileInbox`]
+//!   that takes them in (replication is a service on top, in
+//!   `checkpoint::replication`; the exchange only carries its bytes).
+//! - [`credits`]: the sender's credit gate and the receiver's credit return.
+//! - this module: [`Exchange`], the worker's listener, accepting and
+//!   dialling peers, and the lifetime of a job attempt's channels.
+//!
+//! Frames are read with [`weir_protocol::framing`], the reader the
+//! worker's control connection uses as well.
+
+pub mod credits;
+pub mod files;
+pub mod links;
+pub mod remote;
+pub mod routing;
+
+pub use files::FileInbox;
+
+use crate::error::RuntimeError;
+use links::read_hello;
+use routing::Routes;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use weir_protocol::cluster::Peer;
+use weir_protocol::wire::{encode_exchange, ExchangeFrame, PROTOCOL_VERSION};
+
+/// How long a worker waits for a peer with a higher id to dial it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Shared {
+    me: Mutex<Option<u32>>,
+    pub(crate) inbox: Option<Arc<dyn FileInbox>>,
+    routes: Mutex<Routes>,
+    pub(crate) links_changed: Condvar,
+    pub(crate) capacity: u32,
+}
+
+/// A worker's data-exchange endpoint.
+#[derive(Clone)]
+pub struct Exchange {
+    pub(crate) shared: Arc<Shared>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Exchange({})", self.addr)
+    }
+}
+
+impl Exchange {
+    /// Listens on `listen` (`host:port`, port 0 for any); `capacity` is the
+    /// number of messages a remote input channel buffers (its credits).
+    pub fn start(
+        listen: &str,
+        capacity: usize,
+        inbox: Option<Arc<dyn FileInbox>>,
+    ) -> Result<Self, RuntimeError> {
+        let listener = TcpListener::bind(listen).map_err(|source| RuntimeError::Network {
+            action: "listening for data exchange on",
+            address: listen.to_owned(),
+            source,
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| RuntimeError::Network {
+                action: "reading the address of",
+                address: listen.to_owned(),
+                source,
+            })?;
+        let exchange = Self {
+            shared: Arc::new(Shared {
+                me: Mutex::new(None),
+                inbox,
+                routes: Mutex::new(Routes::default()),
+                links_changed: Condvar::new(),
+                capacity: capacity.max(1) as u32,
+            }),
+            addr,
+        };
+        let acceptor = exchange.clone();
+        std::thread::Builder::new()
+            .name("exchange-accept".into())
+            .spawn(move || acceptor.accept_loop(listener))
+            .map_err(|source| RuntimeError::Spawn {
+                operator: "exchange-accept".into(),
+                subtask: 0,
+                source,
+            })?;
+        Ok(exchange)
+    }
+
+    /// The address peers dial.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sets this worker's id, once the coordinator assigned it.
+    pub fn set_worker_id(&self, id: u32) {
+        *self.shared.me.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+
+    pub(crate) fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.shared.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn accept_loop(&self, listener: TcpListener) {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let exchange = self.clone();
+            let _ = std::thread::Builder::new()
+                .name("exchange-in".into())
+                .spawn(move || {
+                    let peer = match read_hello(&mut stream) {
+                        Ok(peer) => peer,
+                        Err(problem) => {
+                            tracing::warn!(%problem, "refused a data-exchange connection");
+                            return;
+                        }
+                    };
+                    exchange.serve(peer, stream);
+                });
+        }
+    }
+
+    /// Makes sure there is a link to every peer: dials those with a higher
+    /// id, waits for those with a lower id to dial.
+    pub fn connect(&self, me: u32, peers: &[Peer]) -> Result<(), RuntimeError> {
+        for peer in peers.iter().filter(|p| p.worker.0 > me) {
+            if self.routes().links.contains_key(&peer.worker.0) {
+                continue;
+            }
+            let mut stream =
+                TcpStream::connect(&peer.data_addr).map_err(|source| RuntimeError::Network {
+                    action: "connecting to the data exchange of",
+                    address: peer.data_addr.clone(),
+                    source,
+                })?;
+            let hello = encode_exchange(&ExchangeFrame::Hello {
+                protocol: PROTOCOL_VERSION,
+                from: me,
+                to: peer.worker.0,
+            });
+            stream
+                .write_all(&hello)
+                .map_err(|source| RuntimeError::Network {
+                    action: "greeting",
+                    address: peer.data_addr.clone(),
+                    source,
+                })?;
+            let exchange = self.clone();
+            let id = peer.worker.0;
+            let link = self.add_link(id, &stream)?;
+            std::thread::Builder::new()
+                .name("exchange-out".into())
+                .spawn(move || exchange.read_loop(link, stream))
+                .map_err(|source| RuntimeError::Spawn {
+                    operator: "exchange-reader".into(),
+                    subtask: id,
+                    source,
+                })?;
+        }
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let mut routes = self.routes();
+        for peer in peers.iter().filter(|p| p.worker.0 < me) {
+            while !routes.links.contains_key(&peer.worker.0) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(RuntimeError::PeerUnreachable {
+                        peer: peer.worker.0,
+                        address: peer.data_addr.clone(),
+                    });
+                }
+                routes = self
+                    .shared
+                    .links_changed
+                    .wait_timeout(routes, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+        Ok(())
+    }
+
+    fn serve(&self, peer: u32, stream: TcpStream) {
+        match self.add_link(peer, &stream) {
+            Ok(link) => self.read_loop(link, stream),
+            Err(error) => {
+                tracing::warn!(
+                    peer,
+                    error = &error as &dyn std::error::Error,
+                    "data-exchange link failed"
+                )
+            }
+        }
+    }
+
+    /// Notes that `attempt` of job `job` is deployed here: frames of older
+    /// attempts are from now on reported as such.
+    pub fn begin_attempt(&self, job: u32, attempt: u32) {
+        let mut routes = self.routes();
+        let newest = routes.attempts.entry(job).or_insert(attempt);
+        *newest = (*newest).max(attempt);
+    }
+
+    /// Forgets every channel of `attempt` of job `job` (it ended here).
+    pub fn release(&self, job: u32, attempt: u32) {
+        let mut routes = self.routes();
+        routes
+            .inbound
+            .retain(|k, _| !(k.job == job && k.attempt == attempt));
+        routes.gates.retain(|k, (_, gate)| {
+            let keep = !(k.job == job && k.attempt == attempt);
+            if !keep {
+                gate.close();
+            }
+            keep
+        });
+    }
+}
