@@ -5,9 +5,9 @@
 //! - `embedded-…`: `weir run`'s embedded cluster (coordinator and one
 //!   worker in this process), in-memory and RocksDB state, without and with
 //!   1 s checkpoints;
-//! - `cluster-rocksdb-checkpoints-…`: a `weir coordinator` and two
+//! - `cluster-{memory,rocksdb}-checkpoints-…`: a `weir coordinator` and two
 //!   `weir worker` processes (one slot each, so every keyed record crosses
-//!   processes half the time), RocksDB state, 1 s checkpoints.
+//!   processes half the time), 1 s checkpoints.
 //!
 //! Each JSON line has events/s (best of N) and, with checkpoints, their
 //! count, p50/p99 duration and full and incremental sizes.
@@ -103,13 +103,18 @@ fn main() {
                 ));
             }
         }
-        configs.push((
-            format!("cluster-rocksdb-checkpoints-{emit}"),
-            "rocksdb",
-            BackendKind::Rocksdb,
-            Some(interval),
-            emit,
-        ));
+        for (backend_name, backend) in [
+            ("memory", BackendKind::Memory),
+            ("rocksdb", BackendKind::Rocksdb),
+        ] {
+            configs.push((
+                format!("cluster-{backend_name}-checkpoints-{emit}"),
+                backend_name,
+                backend,
+                Some(interval),
+                emit,
+            ));
+        }
     }
     for (name, backend_name, backend, checkpointing, emit) in configs {
         if !name.contains(&only) {
