@@ -19,6 +19,7 @@ pub mod verify;
 use clap::Subcommand;
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
+use std::time::{Duration, UNIX_EPOCH};
 use weir_operators::job::JobRegistry;
 
 /// Subcommands of `weir checkpoints`.
@@ -62,42 +63,26 @@ pub(crate) fn table(header: &[&str]) -> Table {
     table
 }
 
-/// `1536` → `1.5 KiB`.
+/// `1536` → `1.5 KiB` (IEC units, by `bytesize`).
 pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    bytesize::ByteSize::b(n).display().iec().to_string()
 }
 
-/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC),
+/// the civil date by `humantime`'s RFC 3339 formatting.
 pub(crate) fn utc(ms: i64) -> String {
-    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, milli) = (
-        rest / 3_600_000,
-        rest / 60_000 % 60,
-        rest / 1000 % 60,
-        rest % 1000,
-    );
-    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{milli:03}")
+    let offset = Duration::from_millis(ms.unsigned_abs());
+    let at = if ms >= 0 {
+        UNIX_EPOCH + offset
+    } else {
+        UNIX_EPOCH - offset
+    };
+    // `2023-11-14T22:13:20.123Z` → `2023-11-14 22:13:20.123`.
+    humantime::format_rfc3339_millis(at)
+        .to_string()
+        .replacen('T', " ", 1)
+        .trim_end_matches('Z')
+        .to_owned()
 }
 
 #[cfg(test)]
