@@ -3,7 +3,7 @@
 //! carries the bytes: what is pushed, to whom, and where it is kept is the
 //! replication service's business (`checkpoint::replication`).
 
-use super::Exchange;
+use super::links::PeerLink;
 use std::time::{Duration, Instant};
 use weir_protocol::wire::{encode_exchange_body, ExchangeFrame};
 
@@ -32,39 +32,34 @@ pub trait FileInbox: Send + Sync {
     ) -> std::io::Result<()>;
 }
 
-impl Exchange {
-    /// Pushes `bytes`, file `path` of job `job_id`, to `peer`, in parts of
-    /// at most [`FILE_PART`] bytes, waiting while the link has much queued
-    /// (so pushes never pile up in memory), and returns once every part is
-    /// on the socket. False when the link is gone or the peer did not take
-    /// it within a couple of seconds.
-    pub fn push_file(&self, peer: u32, job_id: &str, path: &str, bytes: &[u8]) -> bool {
-        let Some(link) = self.routes().links.get(&peer).cloned() else {
+/// Pushes `bytes`, file `path` of job `job_id`, over `link`, in parts of at
+/// most [`FILE_PART`] bytes, waiting while the link has much queued (so
+/// pushes never pile up in memory), and returns once every part is on the
+/// socket. False when the link is gone or the peer did not take it within
+/// a couple of seconds.
+pub(crate) fn push_file(link: &PeerLink, job_id: &str, path: &str, bytes: &[u8]) -> bool {
+    let total = bytes.len() as u64;
+    let deadline = Instant::now() + FILE_PATIENCE;
+    let mut offset = 0usize;
+    loop {
+        let progress = &link.progress;
+        if !progress.wait(deadline, |c| c.queued - c.written <= FILE_QUEUE) {
+            return false;
+        }
+        let end = (offset + FILE_PART).min(bytes.len());
+        let frame = encode_exchange_body(&ExchangeFrame::Replica {
+            job_id: job_id.to_owned(),
+            path: path.to_owned(),
+            offset: offset as u64,
+            total,
+            bytes: bytes[offset..end].to_vec(),
+        });
+        let Some(number) = link.queue(frame) else {
             return false;
         };
-        let total = bytes.len() as u64;
-        let deadline = Instant::now() + FILE_PATIENCE;
-        let mut offset = 0usize;
-        loop {
-            let progress = &link.progress;
-            if !progress.wait(deadline, |c| c.queued - c.written <= FILE_QUEUE) {
-                return false;
-            }
-            let end = (offset + FILE_PART).min(bytes.len());
-            let frame = encode_exchange_body(&ExchangeFrame::Replica {
-                job_id: job_id.to_owned(),
-                path: path.to_owned(),
-                offset: offset as u64,
-                total,
-                bytes: bytes[offset..end].to_vec(),
-            });
-            let Some(number) = link.queue(frame) else {
-                return false;
-            };
-            offset = end;
-            if offset >= bytes.len() {
-                return link.progress.wait(deadline, |c| c.written >= number);
-            }
+        offset = end;
+        if offset >= bytes.len() {
+            return link.progress.wait(deadline, |c| c.written >= number);
         }
     }
 }

@@ -1,10 +1,9 @@
 //! The connection to one peer: the hello that opens it, the writer thread
 //! that drains its queue onto the socket (coalescing frames before each
-//! flush) and reports how far it got, the reader that hands each inbound
-//! frame to [`routing`](super::routing), and what a lost link closes.
+//! flush) and reports how far it got, and the reader that hands each
+//! inbound frame on (to [`routing`](super::routing)).
 
 use super::credits::CreditSink;
-use super::Exchange;
 use crate::error::RuntimeError;
 use crossbeam_channel::{Receiver, Sender};
 use std::io::{BufWriter, Write};
@@ -95,13 +94,9 @@ impl CreditSink for PeerLink {
     }
 }
 
-impl Exchange {
-    /// Registers the link to `peer` and starts its writer thread.
-    pub(crate) fn add_link(
-        &self,
-        peer: u32,
-        stream: &TcpStream,
-    ) -> Result<Arc<PeerLink>, RuntimeError> {
+impl PeerLink {
+    /// Opens the link to `peer` over `stream`: starts its writer thread.
+    pub(crate) fn open(peer: u32, stream: &TcpStream) -> Result<Arc<Self>, RuntimeError> {
         let _ = stream.set_nodelay(true);
         let writer = stream.try_clone().map_err(|source| RuntimeError::Network {
             action: "cloning the connection to",
@@ -127,71 +122,50 @@ impl Exchange {
                 subtask: peer,
                 source,
             })?;
-        let previous = self.routes().links.insert(peer, link.clone());
-        if let Some(previous) = previous {
-            previous.closed.store(true, Ordering::Relaxed);
-        }
-        self.shared.links_changed.notify_all();
-        tracing::debug!(peer, "data-exchange link up");
         Ok(link)
     }
 
-    pub(crate) fn read_loop(&self, link: Arc<PeerLink>, mut stream: TcpStream) {
-        let peer = link.peer;
-        let outcome = loop {
-            let body = match read_frame(&mut stream) {
-                Ok(body) => body,
-                Err(error) => break error,
-            };
-            let frame = match decode_exchange(&body) {
-                Ok(frame) => frame,
-                Err(error) => break FrameReadError::Wire(error),
-            };
-            if let Err(problem) = self.dispatch(frame) {
-                tracing::warn!(peer, %problem, "data-exchange protocol violation; closing the link");
-                break FrameReadError::Closed;
-            }
+    /// Nothing more goes out on this link (a newer one replaced it).
+    pub(crate) fn retire(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// The connection is gone: nothing more goes out, and whoever waits
+    /// for the writer stops waiting.
+    pub(crate) fn close(&self) {
+        self.retire();
+        self.progress.stopped();
+    }
+}
+
+/// Reads `peer`'s frames from `stream`, handing each to `route`, until the
+/// connection ends or fails or `route` refuses a frame (a protocol
+/// violation); logs why, unless the peer closed it cleanly.
+pub(crate) fn read_frames(
+    peer: u32,
+    mut stream: TcpStream,
+    mut route: impl FnMut(ExchangeFrame) -> Result<(), String>,
+) {
+    let outcome = loop {
+        let body = match read_frame(&mut stream) {
+            Ok(body) => body,
+            Err(error) => break error,
         };
-        if !matches!(outcome, FrameReadError::Closed) {
-            tracing::warn!(
-                peer,
-                error = &outcome as &dyn std::error::Error,
-                "data-exchange link failed"
-            );
+        let frame = match decode_exchange(&body) {
+            Ok(frame) => frame,
+            Err(error) => break FrameReadError::Wire(error),
+        };
+        if let Err(problem) = route(frame) {
+            tracing::warn!(peer, %problem, "data-exchange protocol violation; closing the link");
+            break FrameReadError::Closed;
         }
-        self.drop_link(&link);
-    }
-
-    /// A link is gone: senders to that peer fail, inputs from it close.
-    pub(crate) fn drop_link(&self, link: &Arc<PeerLink>) {
-        link.closed.store(true, Ordering::Relaxed);
-        link.progress.stopped();
-        let mut routes = self.routes();
-        if routes
-            .links
-            .get(&link.peer)
-            .is_some_and(|l| Arc::ptr_eq(l, link))
-        {
-            routes.links.remove(&link.peer);
-        }
-        for (peer, gate) in routes.gates.values() {
-            if *peer == link.peer {
-                gate.close();
-            }
-        }
-        tracing::debug!(peer = link.peer, "data-exchange link down");
-    }
-
-    /// The link to `peer`, which [`connect`](Self::connect) set up.
-    pub(crate) fn link(&self, peer: u32) -> Result<Arc<PeerLink>, RuntimeError> {
-        self.routes()
-            .links
-            .get(&peer)
-            .cloned()
-            .ok_or(RuntimeError::PeerUnreachable {
-                peer,
-                address: "(no link)".into(),
-            })
+    };
+    if !matches!(outcome, FrameReadError::Closed) {
+        tracing::warn!(
+            peer,
+            error = &outcome as &dyn std::error::Error,
+            "data-exchange link failed"
+        );
     }
 }
 

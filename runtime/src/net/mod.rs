@@ -10,17 +10,20 @@
 //! an earlier attempt cannot feed a new one.
 //!
 //! - [`links`]: the connection to one peer: handshake, its writer thread
-//!   and how far it got, its reader, and what a lost link closes.
-//! - [`routing`]: where an inbound frame goes (a channel's queue, a credit
-//!   gate, the file inbox), and attempt fencing.
-//! - [`remote`]: the two ends of a channel between workers,
-//!   [`RemoteSender`](remote::RemoteSender) and the receiving queue.
+//!   and how far it got, and its reader.
+//! - [`routing`]: every link, channel and credit gate of the worker, where
+//!   an inbound frame goes (a channel's queue, a credit gate, the file
+//!   inbox), and attempt fencing.
+//! - [`remote`]: [`RemoteSender`](remote::RemoteSender), the sending end of
+//!   a channel to another worker.
 //! - [`files`]: pushing a file to a peer in parts, and the [`FileInbox`]
 //!   that takes them in (replication is a service on top, in
 //!   `checkpoint::replication`; the exchange only carries its bytes).
 //! - [`credits`]: the sender's credit gate and the receiver's credit return.
-//! - this module: [`Exchange`], the worker's listener, accepting and
-//!   dialling peers, and the lifetime of a job attempt's channels.
+//! - this module: [`Exchange`], which owns the listener and the routes,
+//!   accepts and dials peers, and sets up and releases a job attempt's
+//!   channels. It uses every module above; none of them uses it (or any
+//!   other but `links`, `credits` and `files`' trait).
 //!
 //! Frames are read with [`weir_protocol::framing`], the reader the
 //! worker's control connection uses as well.
@@ -33,31 +36,36 @@ pub mod routing;
 
 pub use files::FileInbox;
 
+use crate::cancel::CancelToken;
 use crate::error::RuntimeError;
-use links::read_hello;
-use routing::Routes;
+use credits::CreditReturn;
+use crossbeam_channel::Receiver;
+use links::{read_hello, PeerLink};
+use remote::RemoteSender;
+use routing::{Inbound, Routes};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use weir_operators::{BatchCodec, Message};
 use weir_protocol::cluster::Peer;
-use weir_protocol::wire::{encode_exchange, ExchangeFrame, PROTOCOL_VERSION};
+use weir_protocol::wire::{encode_exchange, ChannelKey, ExchangeFrame, PROTOCOL_VERSION};
 
 /// How long a worker waits for a peer with a higher id to dial it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) struct Shared {
+struct Shared {
     me: Mutex<Option<u32>>,
-    pub(crate) inbox: Option<Arc<dyn FileInbox>>,
+    inbox: Option<Arc<dyn FileInbox>>,
     routes: Mutex<Routes>,
-    pub(crate) links_changed: Condvar,
-    pub(crate) capacity: u32,
+    links_changed: Condvar,
+    capacity: u32,
 }
 
 /// A worker's data-exchange endpoint.
 #[derive(Clone)]
 pub struct Exchange {
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
     addr: SocketAddr,
 }
 
@@ -119,8 +127,8 @@ impl Exchange {
         *self.shared.me.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
     }
 
-    pub(crate) fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.shared.routes.lock().unwrap_or_else(|p| p.into_inner())
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        routing::lock(&self.shared.routes)
     }
 
     fn accept_loop(&self, listener: TcpListener) {
@@ -172,7 +180,7 @@ impl Exchange {
             let link = self.add_link(id, &stream)?;
             std::thread::Builder::new()
                 .name("exchange-out".into())
-                .spawn(move || exchange.read_loop(link, stream))
+                .spawn(move || exchange.read_from(link, stream))
                 .map_err(|source| RuntimeError::Spawn {
                     operator: "exchange-reader".into(),
                     subtask: id,
@@ -203,7 +211,7 @@ impl Exchange {
 
     fn serve(&self, peer: u32, stream: TcpStream) {
         match self.add_link(peer, &stream) {
-            Ok(link) => self.read_loop(link, stream),
+            Ok(link) => self.read_from(link, stream),
             Err(error) => {
                 tracing::warn!(
                     peer,
@@ -212,6 +220,81 @@ impl Exchange {
                 )
             }
         }
+    }
+
+    /// Registers a new link to `peer` over `stream` (replacing an older one).
+    fn add_link(&self, peer: u32, stream: &TcpStream) -> Result<Arc<PeerLink>, RuntimeError> {
+        let link = PeerLink::open(peer, stream)?;
+        if let Some(previous) = self.routes().links.insert(peer, link.clone()) {
+            previous.retire();
+        }
+        self.shared.links_changed.notify_all();
+        tracing::debug!(peer, "data-exchange link up");
+        Ok(link)
+    }
+
+    /// Routes what `link`'s peer sends until the connection ends; then the
+    /// link is gone: senders to that peer fail.
+    fn read_from(&self, link: Arc<PeerLink>, stream: TcpStream) {
+        let inbox = self.shared.inbox.as_deref();
+        links::read_frames(link.peer, stream, |frame| {
+            routing::dispatch(&self.shared.routes, inbox, frame)
+        });
+        link.close();
+        self.routes().forget_link(&link);
+        tracing::debug!(peer = link.peer, "data-exchange link down");
+    }
+
+    /// The link to `peer`, which [`connect`](Self::connect) set up.
+    fn link(&self, peer: u32) -> Result<Arc<PeerLink>, RuntimeError> {
+        self.routes()
+            .links
+            .get(&peer)
+            .cloned()
+            .ok_or(RuntimeError::PeerUnreachable {
+                peer,
+                address: "(no link)".into(),
+            })
+    }
+
+    /// The sending end of a channel to a subtask on `peer`.
+    pub fn sender(
+        &self,
+        key: ChannelKey,
+        peer: u32,
+        codec: BatchCodec,
+        cancel: CancelToken,
+    ) -> Result<RemoteSender, RuntimeError> {
+        let link = self.link(peer)?;
+        let gate = self.routes().gate(key, peer);
+        Ok(RemoteSender::new(key, gate, link, codec, cancel))
+    }
+
+    /// The receiving end of a channel from a subtask on `peer`: a queue
+    /// holding `capacity` messages, and the credit return its task calls.
+    pub fn receiver(
+        &self,
+        key: ChannelKey,
+        peer: u32,
+        codec: BatchCodec,
+    ) -> Result<(Receiver<Message>, Arc<CreditReturn>), RuntimeError> {
+        let capacity = self.shared.capacity;
+        let link = self.link(peer)?;
+        let (queue, receiver) = crossbeam_channel::bounded(capacity as usize);
+        self.routes().inbound.insert(key, Inbound { queue, codec });
+        let credits = Arc::new(CreditReturn::new(key, link, (capacity / 4).max(1)));
+        credits.grant(capacity);
+        Ok((receiver, credits))
+    }
+
+    /// Pushes `bytes`, file `path` of job `job_id`, to `peer`
+    /// ([`files::push_file`]); false when there is no link to it or the
+    /// peer did not take it in time.
+    pub fn push_file(&self, peer: u32, job_id: &str, path: &str, bytes: &[u8]) -> bool {
+        let Some(link) = self.routes().links.get(&peer).cloned() else {
+            return false;
+        };
+        files::push_file(&link, job_id, path, bytes)
     }
 
     /// Notes that `attempt` of job `job` is deployed here: frames of older

@@ -1,58 +1,15 @@
-//! The two ends of a channel between subtasks on different workers: the
-//! [`RemoteSender`] that spends a credit per message and queues its frame on
-//! the link, and the receiving queue whose task returns credits as it
-//! consumes.
+//! [`RemoteSender`], the sending end of a channel into a subtask on another
+//! worker: it spends a credit per message and queues its frame on the link.
+//! (The receiving end is a bounded queue that routing fills and whose task
+//! returns credits as it consumes, set up by the exchange.)
 
-use super::credits::{CreditGate, CreditReturn, CreditSink, NoCredit};
+use super::credits::{CreditGate, CreditSink, NoCredit};
 use super::links::PeerLink;
-use super::routing::Inbound;
-use super::Exchange;
 use crate::cancel::CancelToken;
-use crate::error::RuntimeError;
-use crossbeam_channel::Receiver;
 use std::sync::Arc;
 use weir_operators::output::OutputChannel;
 use weir_operators::{BatchCodec, Message, OperatorError};
 use weir_protocol::wire::{encode_exchange_body, ChannelKey, ExchangeFrame, FrameBody};
-
-impl Exchange {
-    /// The sending end of a channel to a subtask on `peer`.
-    pub fn sender(
-        &self,
-        key: ChannelKey,
-        peer: u32,
-        codec: BatchCodec,
-        cancel: CancelToken,
-    ) -> Result<RemoteSender, RuntimeError> {
-        let link = self.link(peer)?;
-        let gate = self.gate(key, peer);
-        gate.wake_on(&cancel);
-        Ok(RemoteSender {
-            key,
-            gate,
-            link,
-            codec,
-            cancel,
-        })
-    }
-
-    /// The receiving end of a channel from a subtask on `peer`: a queue
-    /// holding `capacity` messages, and the credit return its task calls.
-    pub fn receiver(
-        &self,
-        key: ChannelKey,
-        peer: u32,
-        codec: BatchCodec,
-    ) -> Result<(Receiver<Message>, Arc<CreditReturn>), RuntimeError> {
-        let capacity = self.shared.capacity;
-        let link = self.link(peer)?;
-        let (queue, receiver) = crossbeam_channel::bounded(capacity as usize);
-        self.routes().inbound.insert(key, Inbound { queue, codec });
-        let credits = Arc::new(CreditReturn::new(key, link, (capacity / 4).max(1)));
-        credits.grant(capacity);
-        Ok((receiver, credits))
-    }
-}
 
 /// The sending end of a channel into a subtask on another worker.
 pub struct RemoteSender {
@@ -61,6 +18,27 @@ pub struct RemoteSender {
     link: Arc<PeerLink>,
     codec: BatchCodec,
     cancel: CancelToken,
+}
+
+impl RemoteSender {
+    /// The sender of channel `key` over `link`, spending `gate`'s credits;
+    /// `cancel` (the job's) wakes it while it waits for credit.
+    pub(crate) fn new(
+        key: ChannelKey,
+        gate: Arc<CreditGate>,
+        link: Arc<PeerLink>,
+        codec: BatchCodec,
+        cancel: CancelToken,
+    ) -> Self {
+        gate.wake_on(&cancel);
+        Self {
+            key,
+            gate,
+            link,
+            codec,
+            cancel,
+        }
+    }
 }
 
 impl OutputChannel for RemoteSender {

@@ -5,11 +5,11 @@
 //! deployed here.
 
 use super::credits::CreditGate;
+use super::files::FileInbox;
 use super::links::PeerLink;
-use super::Exchange;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use weir_operators::{Batch, BatchCodec, Message};
 use weir_protocol::wire::{ChannelKey, ExchangeFrame, FrameBody};
 use weir_protocol::Epoch;
@@ -38,89 +38,11 @@ impl Routes {
     }
 }
 
-impl Exchange {
-    /// Routes one inbound frame; an error closes the link.
-    pub(crate) fn dispatch(&self, frame: ExchangeFrame) -> Result<(), String> {
-        match frame {
-            ExchangeFrame::Hello { .. } => Err("a second hello".into()),
-            ExchangeFrame::Replica {
-                job_id,
-                path,
-                offset,
-                total,
-                bytes,
-            } => {
-                if let Some(inbox) = &self.shared.inbox {
-                    if let Err(error) = inbox.store_part(&job_id, &path, offset, total, &bytes) {
-                        tracing::warn!(job = %job_id, %path, error = &error as &dyn std::error::Error, "storing a pushed file failed");
-                    }
-                }
-                Ok(())
-            }
-            ExchangeFrame::Credit { key, credits } => {
-                if self.routes().is_older_attempt(&key) {
-                    tracing::debug!(
-                        job = key.job,
-                        attempt = key.attempt,
-                        "dropping a credit of an older attempt"
-                    );
-                    return Ok(());
-                }
-                // A grant may arrive before its sender is set up: the gate
-                // keeps it until then.
-                self.gate(key, UNKNOWN_PEER).grant(credits);
-                Ok(())
-            }
-            ExchangeFrame::Message { key, body } => {
-                let routes = self.routes();
-                let Some(inbound) = routes.inbound.get(&key) else {
-                    if routes.is_older_attempt(&key) {
-                        tracing::debug!(
-                            job = key.job,
-                            attempt = key.attempt,
-                            "dropping a frame of an older attempt"
-                        );
-                    } else {
-                        tracing::debug!(
-                            job = key.job,
-                            attempt = key.attempt,
-                            "dropping a frame for a channel not deployed here"
-                        );
-                    }
-                    return Ok(());
-                };
-                let message = match body {
-                    FrameBody::Records(bytes) => {
-                        let len = inbound
-                            .codec
-                            .encoded_len(&bytes)
-                            .map_err(|e| e.to_string())?;
-                        Message::Data(Batch::encoded(bytes, len, inbound.codec))
-                    }
-                    FrameBody::Watermark(t) => Message::Watermark(t),
-                    FrameBody::Barrier(epoch) => Message::Barrier(Epoch(epoch)),
-                    FrameBody::EndOfData => Message::EndOfData,
-                    FrameBody::EndOfStream => Message::EndOfStream,
-                    FrameBody::StopBarrier(epoch) => Message::StopBarrier(Epoch(epoch)),
-                };
-                inbound
-                    .queue
-                    .try_send(message)
-                    .map_err(|e| match e {
-                        crossbeam_channel::TrySendError::Full(_) => {
-                            format!("channel {key:?} got more messages than it granted credits")
-                        }
-                        // The task ended (cancelled): nothing to deliver to.
-                        crossbeam_channel::TrySendError::Disconnected(_) => String::new(),
-                    })
-                    .or_else(|e| if e.is_empty() { Ok(()) } else { Err(e) })
-            }
-        }
-    }
-
-    pub(crate) fn gate(&self, key: ChannelKey, peer: u32) -> Arc<CreditGate> {
-        let mut routes = self.routes();
-        let entry = routes
+impl Routes {
+    /// The credit gate of `key`, sending to `peer` (created on first use:
+    /// a grant may arrive before its sender is set up).
+    pub(crate) fn gate(&mut self, key: ChannelKey, peer: u32) -> Arc<CreditGate> {
+        let entry = self
             .gates
             .entry(key)
             .or_insert_with(|| (peer, Arc::new(CreditGate::default())));
@@ -128,6 +50,111 @@ impl Exchange {
             entry.0 = peer;
         }
         entry.1.clone()
+    }
+
+    /// `link` is gone: it is no longer the link to its peer, and the
+    /// senders to that peer fail.
+    pub(crate) fn forget_link(&mut self, link: &Arc<PeerLink>) {
+        if self
+            .links
+            .get(&link.peer)
+            .is_some_and(|l| Arc::ptr_eq(l, link))
+        {
+            self.links.remove(&link.peer);
+        }
+        for (peer, gate) in self.gates.values() {
+            if *peer == link.peer {
+                gate.close();
+            }
+        }
+    }
+}
+
+/// Locks `routes` (a panicked holder leaves them usable).
+pub(crate) fn lock(routes: &Mutex<Routes>) -> MutexGuard<'_, Routes> {
+    routes.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Routes one inbound frame; an error closes the link.
+pub(crate) fn dispatch(
+    routes: &Mutex<Routes>,
+    inbox: Option<&dyn FileInbox>,
+    frame: ExchangeFrame,
+) -> Result<(), String> {
+    match frame {
+        ExchangeFrame::Hello { .. } => Err("a second hello".into()),
+        ExchangeFrame::Replica {
+            job_id,
+            path,
+            offset,
+            total,
+            bytes,
+        } => {
+            if let Some(inbox) = inbox {
+                if let Err(error) = inbox.store_part(&job_id, &path, offset, total, &bytes) {
+                    tracing::warn!(job = %job_id, %path, error = &error as &dyn std::error::Error, "storing a pushed file failed");
+                }
+            }
+            Ok(())
+        }
+        ExchangeFrame::Credit { key, credits } => {
+            if lock(routes).is_older_attempt(&key) {
+                tracing::debug!(
+                    job = key.job,
+                    attempt = key.attempt,
+                    "dropping a credit of an older attempt"
+                );
+                return Ok(());
+            }
+            // A grant may arrive before its sender is set up: the gate
+            // keeps it until then.
+            lock(routes).gate(key, UNKNOWN_PEER).grant(credits);
+            Ok(())
+        }
+        ExchangeFrame::Message { key, body } => {
+            let routes = lock(routes);
+            let Some(inbound) = routes.inbound.get(&key) else {
+                if routes.is_older_attempt(&key) {
+                    tracing::debug!(
+                        job = key.job,
+                        attempt = key.attempt,
+                        "dropping a frame of an older attempt"
+                    );
+                } else {
+                    tracing::debug!(
+                        job = key.job,
+                        attempt = key.attempt,
+                        "dropping a frame for a channel not deployed here"
+                    );
+                }
+                return Ok(());
+            };
+            let message = match body {
+                FrameBody::Records(bytes) => {
+                    let len = inbound
+                        .codec
+                        .encoded_len(&bytes)
+                        .map_err(|e| e.to_string())?;
+                    Message::Data(Batch::encoded(bytes, len, inbound.codec))
+                }
+                FrameBody::Watermark(t) => Message::Watermark(t),
+                FrameBody::Barrier(epoch) => Message::Barrier(Epoch(epoch)),
+                FrameBody::EndOfData => Message::EndOfData,
+                FrameBody::EndOfStream => Message::EndOfStream,
+                FrameBody::StopBarrier(epoch) => Message::StopBarrier(Epoch(epoch)),
+            };
+            inbound
+                .queue
+                .try_send(message)
+                .map_err(|e| match e {
+                    crossbeam_channel::TrySendError::Full(_) => {
+                        format!("channel {key:?} got more messages than it granted credits")
+                    }
+                    // The task ended (cancelled): nothing to deliver to.
+                    crossbeam_channel::TrySendError::Disconnected(_) => String::new(),
+                })
+                .or_else(|e| if e.is_empty() { Ok(()) } else { Err(e) })
+        }
     }
 }
 

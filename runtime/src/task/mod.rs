@@ -9,108 +9,19 @@
 //!   decision of when an operator has a checkpoint's barrier on every input.
 //! - [`watermarks`]: [`InputWatermarks`](watermarks::InputWatermarks), the
 //!   pure merge of per-channel watermarks into an operator's watermark.
-//! - this module: what both loops are given and how they end.
+//! - [`context`]: what both loops are given and how they end.
 //!
 //! A loop that has nothing to do blocks on its channels and on the job's
-//! [`CancelToken::signal`], with a deadline only when a processing-time
-//! timer or an idle source says when to look again.
+//! [`CancelToken::signal`](crate::cancel::CancelToken::signal), with a
+//! deadline only when a processing-time timer or an idle source says when
+//! to look again.
 
 pub mod aligner;
+pub mod context;
 pub mod operator;
 pub mod source;
 pub mod watermarks;
 
+pub use context::{TaskCommand, TaskContext, TaskExit, TaskInput};
 pub use operator::run_operator;
 pub use source::run_source;
-
-use crate::cancel::CancelToken;
-use crate::checkpoint::snapshots::SnapshotSubmitter;
-use crate::net::credits::CreditReturn;
-use crossbeam_channel::{Receiver, Sender};
-use std::sync::Arc;
-use weir_operators::output::TaskCounters;
-use weir_operators::task::TaskSnapshot;
-use weir_operators::{Message, OperatorError};
-use weir_protocol::{Epoch, KeyGroupRange, SubtaskId, WorkerEvent};
-
-/// How a subtask's loop ended without an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskExit {
-    /// It processed all of its input and ended its outputs.
-    Finished,
-    /// It stopped early: the job was cancelled, or a neighbour task is gone.
-    Cancelled,
-}
-
-/// What the engine tells one task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskCommand {
-    /// Sources: take checkpoint `epoch` (closing once it completed if it
-    /// is final, suspending if it is a stop-with-savepoint).
-    Trigger {
-        /// The checkpoint.
-        epoch: Epoch,
-        /// Whether it is the final one.
-        is_final: bool,
-        /// Whether the job stops after it (no data after its barrier).
-        stop: bool,
-    },
-    /// Checkpoint `epoch` is complete.
-    Completed(Epoch),
-}
-
-/// One input channel of an operator subtask.
-pub struct TaskInput {
-    /// Where its messages arrive.
-    pub receiver: Receiver<Message>,
-    /// For a channel from another worker: hands credit back to the sender
-    /// as messages are consumed.
-    pub credits: Option<Arc<CreditReturn>>,
-}
-
-impl TaskInput {
-    /// An input fed by a channel within this process.
-    pub fn local(receiver: Receiver<Message>) -> Self {
-        Self {
-            receiver,
-            credits: None,
-        }
-    }
-}
-
-/// What a subtask's loop works with besides its task.
-pub struct TaskContext<'a> {
-    /// This subtask.
-    pub task: SubtaskId,
-    /// Its key groups (empty range for non-keyed operators).
-    pub key_groups: KeyGroupRange,
-    /// Set when the job is being cancelled.
-    pub cancel: &'a CancelToken,
-    /// Commands from the engine.
-    pub control: &'a Receiver<TaskCommand>,
-    /// Where snapshots go, when the job checkpoints.
-    pub snapshots: Option<&'a SnapshotSubmitter>,
-    /// Events to the coordinator, when the job checkpoints.
-    pub events: Option<&'a Sender<WorkerEvent>>,
-    /// Counters for the job summary.
-    pub counters: &'a TaskCounters,
-}
-
-impl TaskContext<'_> {
-    fn submit(&self, epoch: Epoch, snapshot: TaskSnapshot) {
-        if let Some(snapshots) = self.snapshots {
-            snapshots.submit(epoch, self.task, self.key_groups, snapshot);
-        }
-    }
-}
-
-/// A send to a vanished downstream task means the job is being torn down,
-/// not that this task failed.
-fn disconnected_is_cancel(
-    result: Result<TaskExit, OperatorError>,
-) -> Result<TaskExit, OperatorError> {
-    match result {
-        Err(OperatorError::Disconnected) => Ok(TaskExit::Cancelled),
-        other => other,
-    }
-}

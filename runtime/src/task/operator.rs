@@ -8,8 +8,8 @@
 //! read until alignment completes.
 
 use super::aligner::{Alignment, BarrierAligner};
+use super::context::{disconnected_is_cancel, TaskCommand, TaskContext, TaskExit, TaskInput};
 use super::watermarks::InputWatermarks;
-use super::{disconnected_is_cancel, TaskCommand, TaskContext, TaskExit, TaskInput};
 use crossbeam_channel::Select;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! stop-with-savepoint suspended it) the loop only waits for commands.
 //! Every wait also ends when the job is cancelled.
 
-use super::{disconnected_is_cancel, TaskCommand, TaskContext, TaskExit};
+use super::context::{disconnected_is_cancel, TaskCommand, TaskContext, TaskExit};
 use crossbeam_channel::{Select, TryRecvError};
 use std::time::Duration;
 use weir_operators::task::{SourcePoll, SourceTask};
