@@ -210,10 +210,7 @@ impl CheckpointDriver {
                 self.execute(decision, commands);
             }
         }
-        // Savepoint requests stop being waited on once their sender is gone.
-        let mut savepoint_requests = self.savepoint_requests.clone();
         loop {
-            self.take_savepoint_requests();
             // The tracker says when its next decision is due; until then
             // only an event or a savepoint request can change anything.
             // Events come first even when a decision is overdue (a deadline
@@ -224,7 +221,7 @@ impl CheckpointDriver {
             let woke = {
                 let mut select = Select::new();
                 let event = select.recv(events);
-                if let Some(requests) = &savepoint_requests {
+                if let Some(requests) = &self.savepoint_requests {
                     select.recv(requests);
                 }
                 let ready = match due {
@@ -235,7 +232,7 @@ impl CheckpointDriver {
                     None => Woke::Due,
                     Some(op) if op.index() == event => Woke::Event(op.recv(events).ok()),
                     Some(op) => {
-                        let requests = savepoint_requests.as_ref().expect("selected");
+                        let requests = self.savepoint_requests.as_ref().expect("selected");
                         Woke::Savepoint(op.recv(requests).ok())
                     }
                 }
@@ -249,8 +246,8 @@ impl CheckpointDriver {
                     self.accept_savepoint(request);
                     continue;
                 }
+                // Nobody can ask any more: stop waiting on the channel.
                 Woke::Savepoint(None) => {
-                    savepoint_requests = None;
                     self.savepoint_requests = None;
                     continue;
                 }
@@ -273,18 +270,8 @@ impl CheckpointDriver {
         }
     }
 
-    /// Accepts a waiting savepoint request: its checkpoint is due at once.
-    fn take_savepoint_requests(&mut self) {
-        while let Some(request) = self
-            .savepoint_requests
-            .as_ref()
-            .and_then(|r| r.try_recv().ok())
-        {
-            self.accept_savepoint(request);
-        }
-    }
-
-    /// Takes a savepoint request, or refuses it.
+    /// Takes a savepoint request (its checkpoint is due at once), or
+    /// refuses it.
     fn accept_savepoint(&mut self, request: SavepointRequest) {
         if self.savepoint.is_some() || self.stopping || self.deposed {
             let _ = request.reply.send(Err(if self.deposed {
@@ -477,11 +464,7 @@ impl CheckpointDriver {
                 }
                 Err(error) => {
                     tracing::warn!(job = %job, epoch = completed.epoch.0, error = &error as &dyn std::error::Error, "committing checkpoint failed");
-                    let kind = if weir_state::storage_unavailable_in(&error) {
-                        FailureKind::StorageUnavailable
-                    } else {
-                        FailureKind::Task
-                    };
+                    let kind = weir_state::failure_kind(&error);
                     let reason = format!("committing: {}", crate::error::chain(&error));
                     let next = self.tracker.on_commit_failed(&completed, reason, kind);
                     self.execute(next, commands);
@@ -555,8 +538,12 @@ impl CheckpointDriver {
         if self.in_doubt == Some(epoch) {
             return;
         }
-        // During an outage this fails as well; retention removes what is
-        // left once a later checkpoint completes.
+        // During an outage this would only fail after its retries, holding
+        // up the driver; retention removes what is left once a later
+        // checkpoint completes.
+        if storage {
+            return;
+        }
         if let Err(error) = self
             .catalog
             .storage()

@@ -446,6 +446,9 @@ impl JobHandle {
     /// coordinator's leadership.
     pub fn wake(&self) {
         let _ = self.wake.0.try_send(());
+        // Waits on the record (`pause`, storage waits) look again too.
+        let _record = self.record();
+        self.state_changed.notify_all();
     }
 
     /// Where [`wake`](Self::wake)s arrive, for the supervisor to select on.
@@ -453,9 +456,16 @@ impl JobHandle {
         &self.wake.1
     }
 
-    /// Waits `wait` or until a cancel is requested; whether it was.
+    /// Waits `wait`, or until a cancel is requested or this coordinator no
+    /// longer leads (the leadership loop [`wake`](Self::wake)s every job
+    /// when its term ends, lapsed or lost); whether either happened.
     pub fn pause(&self, wait: std::time::Duration) -> bool {
-        self.wait_for(wait, |_| self.is_cancel_requested())
+        self.wait_for(wait, |_| self.is_cancel_requested() || !self.leads())
+    }
+
+    /// Waits `wait`, or until this coordinator no longer leads.
+    pub fn wait_while_leading(&self, wait: std::time::Duration) {
+        self.wait_for(wait, |_| !self.leads());
     }
 
     /// Whether a client asked to cancel.

@@ -161,12 +161,12 @@ pub fn run(command: JobsCommand, registry: &JobRegistry) -> Result<(), Box<dyn s
                     break status;
                 }
                 // A coordinator that answered before the wait it was asked
-                // for (one that does not long-poll) is asked again at a
-                // polite pace rather than in a tight loop.
+                // for (an older one, that does not long-poll) is asked
+                // again at a polite pace rather than in a tight loop.
                 if asked.elapsed() + Duration::from_millis(100) < left {
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                if !timeout.is_zero() && started.elapsed() > timeout {
+                if !timeout.is_zero() && started.elapsed() >= timeout {
                     return Err(format!(
                         "job '{}' is still {} after {timeout:?}",
                         status.job_id, status.state

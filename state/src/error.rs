@@ -172,6 +172,16 @@ pub fn storage_unavailable_in(error: &(dyn std::error::Error + 'static)) -> bool
     false
 }
 
+/// How a failure caused by `error` counts: a storage outage (waited out,
+/// retried once storage answers) or a task's failure.
+pub fn failure_kind(error: &(dyn std::error::Error + 'static)) -> weir_protocol::FailureKind {
+    if storage_unavailable_in(error) {
+        weir_protocol::FailureKind::StorageUnavailable
+    } else {
+        weir_protocol::FailureKind::Task
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

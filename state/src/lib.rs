@@ -42,7 +42,7 @@ pub mod tables;
 pub mod timers;
 
 pub use backend::{MemoryBackend, StateBackend, StateScope};
-pub use error::{storage_unavailable_in, StateError};
+pub use error::{failure_kind, storage_unavailable_in, StateError};
 pub use rocks::{RestoredDb, RocksDbBackend};
 pub use snapshot::{EncodedSnapshot, StoreSnapshot};
 pub use storage::CheckpointStorage;

@@ -131,8 +131,9 @@ pub(super) fn wait_for_storage<T>(
                 let cancelled = match cancel {
                     Cancel::Stops => job.pause(wait),
                     Cancel::Waits => {
-                        // Nothing but the backoff can end this wait.
-                        std::thread::sleep(wait);
+                        // A cancel does not end this wait; losing the lead
+                        // does (checked below).
+                        job.wait_while_leading(wait);
                         false
                     }
                 };

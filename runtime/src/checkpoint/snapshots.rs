@@ -195,11 +195,7 @@ fn write_loop(
                     epoch,
                     task,
                     reason: weir_protocol::error::chain(&error),
-                    kind: if error.is_storage_unavailable() {
-                        FailureKind::StorageUnavailable
-                    } else {
-                        FailureKind::Task
-                    },
+                    kind: weir_state::failure_kind(&error),
                 }
             }
         };

@@ -23,6 +23,8 @@ pub struct CreditGate {
 struct GateState {
     credits: u64,
     closed: bool,
+    /// Senders blocked in `acquire` right now.
+    waiting: u32,
 }
 
 /// Why a sender got no credit.
@@ -82,8 +84,15 @@ impl CreditGate {
             if cancel.is_cancelled() {
                 return Err(NoCredit::Cancelled);
             }
+            state.waiting += 1;
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.waiting -= 1;
         }
+    }
+
+    /// Senders blocked waiting for credit (for tests).
+    pub fn waiting(&self) -> u32 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).waiting
     }
 
     /// Credits currently held (for tests).
@@ -165,6 +174,11 @@ mod tests {
             let (gate, cancel) = (gate.clone(), cancel.clone());
             std::thread::spawn(move || gate.acquire(&cancel))
         };
+        // Cancel only once it is blocked, so that the wake-up is what ends
+        // its wait (not a check before waiting).
+        while gate.waiting() == 0 {
+            std::thread::yield_now();
+        }
         cancel.cancel();
         assert_eq!(waiter.join().unwrap(), Err(NoCredit::Cancelled));
     }

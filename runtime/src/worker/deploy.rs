@@ -53,11 +53,7 @@ impl DeployContext {
                         tracing::error!(job = %deployment.job_id, attempt, error = &error as &dyn std::error::Error, "deployment failed");
                         // A restore that met a storage outage is retried by
                         // the coordinator once storage answers again.
-                        let kind = if weir_state::storage_unavailable_in(&error) {
-                            FailureKind::StorageUnavailable
-                        } else {
-                            FailureKind::Task
-                        };
+                        let kind = weir_state::failure_kind(&error);
                         DeploymentOutcome::Failed {
                             error: weir_protocol::error::chain(&error),
                             kind,

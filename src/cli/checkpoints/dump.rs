@@ -19,7 +19,6 @@ use weir_operators::job::{JobOptions, JobParams, JobRegistry};
 use weir_operators::output::{OutputWiring, TaskCounters};
 use weir_operators::task::{OperatorTask, VertexFactory};
 use weir_operators::TaskInfo;
-use weir_protocol::checkpoint::paths;
 use weir_protocol::{CheckpointManifest, OperatorState};
 use weir_state::{
     snapshot, CheckpointStorage, KeyedStateStore, MemoryBackend, RestoredDb, StateRow,
@@ -115,21 +114,20 @@ fn open_operator(
 fn decode_rows(
     store: &KeyedStateStore,
     storage: &CheckpointStorage,
-    job_dir: &str,
+    job_id: &str,
     state: &OperatorState,
 ) -> Result<Vec<StateRow>, Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
     for subtask in &state.subtasks {
         let mut database = Vec::new();
         for file in &subtask.files {
-            let path = format!("{job_dir}/{}", file.path);
-            let bytes = storage.get(&path)?;
-            snapshot::verify_checksum(&bytes, file.crc32c, &path)?;
+            let bytes = storage.get_checked(job_id, file)?;
+            let path = &file.path;
             match &file.rocksdb_name {
                 Some(name) => database.push((name.clone(), bytes)),
                 None => {
                     for span in &file.key_groups {
-                        let section = snapshot::section(&bytes, span, &path)?;
+                        let section = snapshot::section(&bytes, span, path)?;
                         rows.extend(store.dump_section(span.key_group, section)?);
                     }
                 }
@@ -183,12 +181,7 @@ pub(crate) fn keyed_rows(
     let store = task
         .keyed_state()
         .ok_or_else(|| format!("operator '{operator}' keeps no keyed state"))?;
-    decode_rows(
-        store,
-        catalog.storage(),
-        &paths::job_dir(catalog.job()),
-        state,
-    )
+    decode_rows(store, catalog.storage(), catalog.job(), state)
 }
 
 /// Dumps one operator's keyed state.
