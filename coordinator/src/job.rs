@@ -436,9 +436,8 @@ impl JobHandle {
 
     /// Asks the job to stop, waking its supervisor if it is waiting.
     pub fn request_cancel(&self) {
-        let _record = self.record();
         self.cancel_requested.store(true, Ordering::Relaxed);
-        self.state_changed.notify_all();
+        // Notifies under the record's lock, which waiters check the flag under.
         self.wake();
     }
 
