@@ -1,7 +1,7 @@
 //! [`CheckpointCatalog`]: the checkpoints of one job as found in storage.
 
 use crate::error::CoordinatorError;
-use weir_protocol::checkpoint::{paths, MANIFEST_VERSION};
+use weir_protocol::checkpoint::{paths, MANIFEST_VERSION, OLDEST_MANIFEST_VERSION};
 use weir_protocol::{CheckpointManifest, Epoch};
 use weir_state::{CheckpointStorage, StateError};
 
@@ -422,7 +422,7 @@ pub fn parse_manifest(
             epoch,
             source,
         })?;
-    if manifest.version != MANIFEST_VERSION {
+    if !(OLDEST_MANIFEST_VERSION..=MANIFEST_VERSION).contains(&manifest.version) {
         return Err(CoordinatorError::UnsupportedManifest {
             epoch,
             version: manifest.version,

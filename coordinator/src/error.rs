@@ -21,13 +21,13 @@ pub enum CoordinatorError {
         source: serde_json::Error,
     },
     /// A manifest has a format version this build does not read.
-    #[error("the manifest of checkpoint {epoch} has version {version}; this build reads version {supported}")]
+    #[error("the manifest of checkpoint {epoch} has version {version}; this build reads versions up to {supported}")]
     UnsupportedManifest {
         /// The checkpoint.
         epoch: Epoch,
         /// Its version.
         version: u32,
-        /// The version this build reads.
+        /// The newest version this build reads.
         supported: u32,
     },
     /// An endpoint could not be bound.

@@ -191,7 +191,7 @@ mod tests {
                 size: 1,
                 crc32c: 0,
                 key_groups: Vec::new(),
-                rocksdb_name: None,
+                format: Default::default(),
             });
         let mut plain = vertex(0, "map", Some("tracker"));
         plain.keyed = false;

@@ -46,7 +46,10 @@ fn write_checkpoint(storage: &CheckpointStorage, epoch: u64) {
                     size: bytes.len() as u64,
                     crc32c: crc32c::crc32c(&bytes),
                     key_groups: Vec::new(),
-                    rocksdb_name: Some("000001.sst".into()),
+                    format: weir_protocol::StateFileFormat::Native {
+                        backend: "rocksdb".into(),
+                        name: "000001.sst".into(),
+                    },
                 }],
                 operator_state: None,
             }],

@@ -357,7 +357,7 @@ impl<P: KeyedProcessFunction> KeyedProcessOperator<P> {
         let mut store = match &info.restored {
             Some(restored) => info
                 .state_backend
-                .open_keyed_from(info.state_scope(), &restored.databases)?,
+                .open_keyed_from(info.state_scope(), &restored.native)?,
             None => info.state_backend.open_keyed(info.state_scope())?,
         };
         if let Some(restored) = &info.restored {

@@ -9,7 +9,7 @@ use crate::output::{ErasedKeyHasher, OutputWiring};
 use std::sync::Arc;
 use std::time::Duration;
 use weir_protocol::{Epoch, JobGraph, KeyGroup, KeyGroupRange, SubtaskId, VertexId};
-use weir_state::{RestoredDb, StateBackend, StateScope, StoreSnapshot};
+use weir_state::{NativeFiles, StateBackend, StateScope, StoreSnapshot};
 
 /// The state a subtask resumes from after a restore.
 #[derive(Debug, Clone, Default)]
@@ -19,9 +19,9 @@ pub struct RestoredTask {
     /// Encoded keyed state of the key groups this subtask now owns (see
     /// [`KeyedStateStore::restore_key_group`](weir_state::KeyedStateStore::restore_key_group)).
     pub key_groups: Vec<(KeyGroup, Vec<u8>)>,
-    /// Checkpointed RocksDB instances holding key groups this subtask now
-    /// owns (see [`KeyedStateStore::restore_database`](weir_state::KeyedStateStore::restore_database)).
-    pub databases: Vec<RestoredDb>,
+    /// Snapshots in a backend's own format holding key groups this subtask
+    /// now owns (see [`KeyedStateStore::restore_native`](weir_state::KeyedStateStore::restore_native)).
+    pub native: Vec<NativeFiles>,
     /// The operator state of every subtask of this operator when the
     /// checkpoint was taken, by old subtask index (its length is the old
     /// parallelism). A subtask at unchanged parallelism takes its own entry;

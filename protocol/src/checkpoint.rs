@@ -12,8 +12,13 @@ use crate::ids::{Epoch, SubtaskId, VertexId};
 use crate::key_group::{KeyGroup, KeyGroupRange};
 use serde::{Deserialize, Serialize};
 
-/// Format version of manifests this build writes and reads.
-pub const MANIFEST_VERSION: u32 = 1;
+/// Format version of manifests this build writes. Version 1 (before state
+/// files named their [`StateFileFormat`]) is read too: its files with a
+/// `rocksdb_name` are native RocksDB files.
+pub const MANIFEST_VERSION: u32 = 2;
+
+/// The oldest manifest version this build reads.
+pub const OLDEST_MANIFEST_VERSION: u32 = 1;
 
 /// Where one key group's bytes sit inside a state file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,8 +31,28 @@ pub struct KeyGroupSpan {
     pub len: u64,
 }
 
+/// How a state file is written, and so who can read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateFileFormat {
+    /// Weir's own keyed-state file: one section per key group (see
+    /// [`StateFile::key_groups`]). Every backend restores it, at any
+    /// parallelism.
+    #[default]
+    KeyGroupSections,
+    /// One file of a backend's own instance format; only that backend
+    /// restores it.
+    Native {
+        /// The backend, by its name on the command line (`rocksdb`, …).
+        backend: String,
+        /// The file's name inside the instance.
+        name: String,
+    },
+}
+
 /// One file of a subtask's checkpointed state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StateFileRecord")]
 pub struct StateFile {
     /// Path relative to the job's checkpoint root (`{root}/{job}/`).
     pub path: String,
@@ -36,12 +61,52 @@ pub struct StateFile {
     /// CRC-32C of the whole file.
     pub crc32c: u32,
     /// Where each key group's state is inside the file, by key group
-    /// (key-group section files only).
+    /// ([`StateFileFormat::KeyGroupSections`] files only).
     pub key_groups: Vec<KeyGroupSpan>,
-    /// For a file of a RocksDB instance: its name inside the instance's
-    /// directory. `None` for key-group section files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rocksdb_name: Option<String>,
+    /// How the file is written.
+    #[serde(default)]
+    pub format: StateFileFormat,
+}
+
+impl StateFile {
+    /// The backend whose own format the file is in, if it is not Weir's.
+    pub fn native_backend(&self) -> Option<&str> {
+        match &self.format {
+            StateFileFormat::KeyGroupSections => None,
+            StateFileFormat::Native { backend, .. } => Some(backend),
+        }
+    }
+}
+
+/// A [`StateFile`] as manifests of every version hold it.
+#[derive(Deserialize)]
+struct StateFileRecord {
+    path: String,
+    size: u64,
+    crc32c: u32,
+    #[serde(default)]
+    key_groups: Vec<KeyGroupSpan>,
+    #[serde(default)]
+    format: Option<StateFileFormat>,
+    /// Version 1: the name of a RocksDB instance's file.
+    #[serde(default)]
+    rocksdb_name: Option<String>,
+}
+
+impl From<StateFileRecord> for StateFile {
+    fn from(record: StateFileRecord) -> Self {
+        let legacy = record.rocksdb_name.map(|name| StateFileFormat::Native {
+            backend: "rocksdb".into(),
+            name,
+        });
+        Self {
+            path: record.path,
+            size: record.size,
+            crc32c: record.crc32c,
+            key_groups: record.key_groups,
+            format: record.format.or(legacy).unwrap_or_default(),
+        }
+    }
 }
 
 /// What one subtask contributed to a checkpoint.
@@ -238,5 +303,34 @@ mod tests {
             subtask_file(Epoch(1), task, "state"),
             "chk-0000000001/2-3/state"
         );
+    }
+
+    #[test]
+    fn state_files_name_their_format_and_version_1_files_are_read() {
+        let native = StateFile {
+            path: "shared/a/1-000009.sst".into(),
+            size: 3,
+            crc32c: 7,
+            key_groups: Vec::new(),
+            format: StateFileFormat::Native {
+                backend: "rocksdb".into(),
+                name: "000009.sst".into(),
+            },
+        };
+        let json = serde_json::to_string(&native).unwrap();
+        assert!(json.contains(r#""format":{"native":{"backend":"rocksdb","name":"000009.sst"}}"#));
+        assert_eq!(serde_json::from_str::<StateFile>(&json).unwrap(), native);
+        assert_eq!(native.native_backend(), Some("rocksdb"));
+
+        let version_1 = r#"{"path":"shared/a/1-000009.sst","size":3,"crc32c":7,"key_groups":[],"rocksdb_name":"000009.sst"}"#;
+        assert_eq!(
+            serde_json::from_str::<StateFile>(version_1).unwrap(),
+            native
+        );
+        let sections =
+            r#"{"path":"chk-0000000001/0-0/keyed.state","size":3,"crc32c":7,"key_groups":[]}"#;
+        let sections: StateFile = serde_json::from_str(sections).unwrap();
+        assert_eq!(sections.format, StateFileFormat::KeyGroupSections);
+        assert_eq!(sections.native_backend(), None);
     }
 }

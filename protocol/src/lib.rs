@@ -44,7 +44,9 @@ pub mod key_group;
 pub mod time;
 pub mod wire;
 
-pub use checkpoint::{CheckpointManifest, OperatorState, StateFile, SubtaskState, TaskAck};
+pub use checkpoint::{
+    CheckpointManifest, OperatorState, StateFile, StateFileFormat, SubtaskState, TaskAck,
+};
 pub use cluster::{JobSpec, JobState, RunSettings, SubmitRequest, WorkerId};
 pub use control::{ControlCommand, FailureKind, WorkerEvent};
 pub use error::{ProtocolError, WireError};

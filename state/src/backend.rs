@@ -1,6 +1,7 @@
 //! The [`StateBackend`] contract and the in-memory backend.
 
 use crate::error::StateError;
+use crate::snapshot::NativeFiles;
 use crate::store::KeyedStateStore;
 use weir_protocol::KeyGroupRange;
 
@@ -21,6 +22,12 @@ pub struct StateScope {
 
 /// Where keyed state lives.
 ///
+/// A backend keeps state as objects (the heap) or as bytes in a
+/// [`SortedKv`](crate::serialized::SortedKv) of its own, which gives each
+/// store ([`KeyedStateStore::serialized`]) and writes snapshots in its own
+/// file format; a backend outside this crate does the same and runs the
+/// `conformance` suite.
+///
 /// # Contract
 ///
 /// - [`open_keyed`](Self::open_keyed) returns a store that holds exactly the
@@ -39,21 +46,41 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     fn open_keyed(&self, scope: StateScope) -> Result<KeyedStateStore, StateError>;
 
     /// Opens the keyed state of one operator subtask holding the key groups
-    /// of its scope from checkpointed RocksDB instances. A backend may adopt
-    /// an instance whole when it covers exactly the scope's key groups; by
+    /// of its scope from this backend's own snapshots. A backend may adopt
+    /// a snapshot whole when it covers exactly the scope's key groups; by
     /// default the entries are copied in.
     fn open_keyed_from(
         &self,
         scope: StateScope,
-        databases: &[crate::RestoredDb],
+        snapshots: &[NativeFiles],
     ) -> Result<KeyedStateStore, StateError> {
         let mut store = self.open_keyed(scope)?;
-        for database in databases {
-            store.restore_database(database)?;
+        for files in snapshots {
+            store.restore_native(files)?;
         }
         Ok(store)
     }
+
+    /// Calls `visit(key, value)` for every entry of one of this backend's
+    /// own snapshots (to show a checkpoint's contents).
+    fn scan_native(
+        &self,
+        files: &NativeFiles,
+        visit: &mut VisitEntry<'_>,
+    ) -> Result<(), StateError> {
+        let _ = visit;
+        Err(StateError::BackendMismatch {
+            operator: files.backend.clone(),
+            problem: format!(
+                "the {} backend has no files of its own to read",
+                self.name()
+            ),
+        })
+    }
 }
+
+/// Visits one stored entry: (key, value).
+pub type VisitEntry<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StateError> + 'a;
 
 /// Keeps all state as Rust objects on the heap; the fastest backend, bounded
 /// by memory.
@@ -66,6 +93,6 @@ impl StateBackend for MemoryBackend {
     }
 
     fn open_keyed(&self, scope: StateScope) -> Result<KeyedStateStore, StateError> {
-        Ok(KeyedStateStore::new(scope))
+        Ok(KeyedStateStore::on_heap(scope))
     }
 }

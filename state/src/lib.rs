@@ -6,17 +6,23 @@
 //!
 //! - [`backend`]: the [`StateBackend`] trait (the contract every backend
 //!   keeps) and [`MemoryBackend`], the in-memory implementation.
-//! - [`rocks`]: [`RocksDbBackend`], state in RocksDB keyed by key group,
-//!   with incremental checkpoints of its SST files.
 //! - [`store`]: [`KeyedStateStore`], the state of one operator subtask: a
 //!   registry of named tables over the subtask's key-group range. Operators
 //!   reach tables through typed [`TableId`]s.
-//! - `by_key_group`: heap storage, one copy-on-write map per key group,
-//!   and the key/value encoding.
 //! - [`tables`]: the typed tables, [`ValueTable`], [`MapTable`] and
-//!   [`ListTable`], each partitioned by key group.
-//! - [`snapshot`]: the snapshot file format: key-group sections with a
-//!   checksum, written from frozen (copy-on-write) tables.
+//!   [`ListTable`], each partitioned by key group, on the storage of their
+//!   kind that `kinds` describes.
+//! - `kinds`: the value, map and list store traits, the seam between a
+//!   typed table and where its entries live.
+//! - `heap`: the stores as objects, one copy-on-write map per key group.
+//! - [`serialized`]: the stores as bytes in a [`SortedKv`], the contract a
+//!   backend that stores bytes implements.
+//! - [`rocks`]: [`RocksDbBackend`], a [`SortedKv`] per subtask in RocksDB,
+//!   with incremental checkpoints of its SST files.
+//! - `codec`: the postcard encoding of keys and values, and their JSON.
+//! - [`snapshot`]: snapshot files: Weir's key-group sections with a
+//!   checksum, written from frozen (copy-on-write) tables, or a backend's
+//!   own ([`NativeSnapshot`], restored from [`NativeFiles`]).
 //! - [`storage`]: [`CheckpointStorage`], checkpoint files on `object_store`
 //!   (local disk; S3 by URL) behind a blocking API with a stated contract.
 //! - [`owned_dir`]: [`OwnedDir`](owned_dir::OwnedDir), a local directory a
@@ -26,25 +32,35 @@
 //! - [`error`]: [`StateError`], the one error type of this crate, and
 //!   whether an error means that checkpoint storage is unavailable.
 //!
-//! `backend` creates `store`s; a `store` owns `tables` and `timers`.
+//! - `conformance` (feature `conformance`): the test suite every backend
+//!   passes, for backends outside this crate too.
+//!
+//! `backend` creates `store`s; a `store` owns `tables` and `timers`; a
+//! table's storage is `heap` or `serialized` on a backend's `SortedKv`.
 
 #![warn(missing_docs)]
 
 pub mod backend;
-mod by_key_group;
+mod codec;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod error;
+mod heap;
+mod kinds;
 pub mod owned_dir;
 pub mod rocks;
+pub mod serialized;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
 pub mod tables;
 pub mod timers;
 
-pub use backend::{MemoryBackend, StateBackend, StateScope};
+pub use backend::{MemoryBackend, StateBackend, StateScope, VisitEntry};
 pub use error::{failure_kind, storage_unavailable_in, StateError};
-pub use rocks::{RestoredDb, RocksDbBackend};
-pub use snapshot::{EncodedSnapshot, StoreSnapshot};
+pub use rocks::RocksDbBackend;
+pub use serialized::SortedKv;
+pub use snapshot::{EncodedSnapshot, NativeFiles, NativeSnapshot, StoreSnapshot};
 pub use storage::CheckpointStorage;
 pub use store::{JsonEntry, StateRow};
 pub use store::{KeyedStateStore, StateKey, StateKind, StateValue, TableId};

@@ -7,13 +7,12 @@
 //! CRC-32C of the whole file, so a restore can take any subset of key
 //! groups and detect a corrupt file before using it.
 
-use crate::by_key_group::{decode, encode};
+use crate::codec::{decode, encode};
 use crate::error::StateError;
-use crate::rocks::RocksSnapshot;
 use crate::store::{FrozenTable, StateKind};
 use serde::{Deserialize, Serialize};
 use weir_protocol::checkpoint::KeyGroupSpan;
-use weir_protocol::{KeyGroupRange, StateFile};
+use weir_protocol::{KeyGroupRange, StateFile, StateFileFormat};
 
 /// Writes one file of a snapshot to checkpoint storage: (path relative to
 /// the job's directory, contents).
@@ -33,8 +32,41 @@ pub struct TableBlob {
     pub data: Vec<u8>,
 }
 
+/// A backend's own snapshot of a subtask's state (a RocksDB checkpoint on
+/// local disk, …), taken on the task thread and written from another.
+///
+/// # Contract
+///
+/// The files [`write`](Self::write) puts are listed in the returned
+/// [`StateFile`]s with their size and CRC-32C and the format
+/// [`StateFileFormat::Native`](weir_protocol::StateFileFormat::Native) of
+/// the backend; [`NativeFiles`] of them, downloaded, restore the state. A
+/// file may be one an earlier complete checkpoint already wrote (listed,
+/// not put again).
+pub trait NativeSnapshot: Send + Sync + std::fmt::Debug {
+    /// Writes the snapshot's files with `put(job-relative path, bytes)`;
+    /// `task_dir` is the subtask's directory of this checkpoint.
+    fn write(&self, task_dir: &str, put: &mut PutFile<'_>) -> Result<Vec<StateFile>, StateError>;
+}
+
+/// The files of a backend's own snapshot of one subtask, downloaded for a
+/// restore.
+#[derive(Debug, Clone)]
+pub struct NativeFiles {
+    /// The backend that wrote them.
+    pub backend: String,
+    /// The key groups they hold.
+    pub key_groups: KeyGroupRange,
+    /// Files read into memory: name inside the instance, and contents.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Files already on this machine's disk, verified against their
+    /// checksums: name inside the instance, and where the copy is. The
+    /// backend links or copies them; it never changes the copy.
+    pub local: Vec<(String, std::path::PathBuf)>,
+}
+
 /// A store's state at a snapshot, ready to write: frozen heap tables, or a
-/// local RocksDB checkpoint.
+/// backend's own snapshot.
 pub struct StoreSnapshot {
     data: SnapshotData,
 }
@@ -44,7 +76,7 @@ enum SnapshotData {
         key_groups: KeyGroupRange,
         tables: Vec<Box<dyn FrozenTable>>,
     },
-    RocksDb(RocksSnapshot),
+    Native(Box<dyn NativeSnapshot>),
 }
 
 impl std::fmt::Debug for StoreSnapshot {
@@ -55,7 +87,7 @@ impl std::fmt::Debug for StoreSnapshot {
                 .field("key_groups", key_groups)
                 .field("tables", &tables.len())
                 .finish(),
-            SnapshotData::RocksDb(rocks) => rocks.fmt(f),
+            SnapshotData::Native(native) => native.fmt(f),
         }
     }
 }
@@ -78,9 +110,9 @@ impl StoreSnapshot {
         }
     }
 
-    pub(crate) fn rocksdb(snapshot: RocksSnapshot) -> Self {
+    pub(crate) fn native(snapshot: Box<dyn NativeSnapshot>) -> Self {
         Self {
-            data: SnapshotData::RocksDb(snapshot),
+            data: SnapshotData::Native(snapshot),
         }
     }
 
@@ -98,7 +130,7 @@ impl StoreSnapshot {
         put: &mut PutFile<'_>,
     ) -> Result<Vec<StateFile>, StateError> {
         match &self.data {
-            SnapshotData::RocksDb(rocks) => rocks.upload(task_dir, put),
+            SnapshotData::Native(native) => native.write(task_dir, put),
             SnapshotData::Sections { .. } => {
                 let encoded = self.encode()?;
                 if encoded.key_groups.is_empty() {
@@ -110,7 +142,7 @@ impl StoreSnapshot {
                     size: encoded.bytes.len() as u64,
                     crc32c: encoded.crc32c,
                     key_groups: encoded.key_groups,
-                    rocksdb_name: None,
+                    format: StateFileFormat::KeyGroupSections,
                 };
                 put(&path, encoded.bytes)?;
                 Ok(vec![file])
@@ -123,7 +155,7 @@ impl StoreSnapshot {
         let SnapshotData::Sections { key_groups, tables } = &self.data else {
             return Err(StateError::BackendMismatch {
                 operator: "snapshot".into(),
-                problem: "a RocksDB snapshot is a set of files; write it instead".into(),
+                problem: "a backend's own snapshot is a set of files; write it instead".into(),
             });
         };
         let mut bytes = MAGIC.to_vec();
@@ -196,10 +228,9 @@ pub fn check_file(bytes: &[u8], file: &StateFile, path: &str) -> Result<(), Stat
             problem: format!("size {} but the manifest says {}", bytes.len(), file.size),
         });
     }
-    if file.rocksdb_name.is_some() {
-        verify_checksum(bytes, file.crc32c, path)
-    } else {
-        verify(bytes, file.crc32c, path)
+    match file.format {
+        StateFileFormat::Native { .. } => verify_checksum(bytes, file.crc32c, path),
+        StateFileFormat::KeyGroupSections => verify(bytes, file.crc32c, path),
     }
 }
 

@@ -1,11 +1,9 @@
 //! [`KeyedStateStore`]: the keyed state of one operator subtask.
 
-use crate::backend::StateScope;
+use crate::backend::{StateBackend, StateScope};
 use crate::error::StateError;
-use crate::rocks::checkpoint::{restore_range, RestoredDb, RocksSnapshot};
-use crate::rocks::tables::RocksTable;
-use crate::rocks::RocksDb;
-use crate::snapshot::{StoreSnapshot, TableBlob};
+use crate::serialized::{split_prefix, table_id, KvTable, SortedKv};
+use crate::snapshot::{NativeFiles, StoreSnapshot, TableBlob};
 use crate::tables::{ListTable, MapTable, ValueTable};
 use crate::timers::TimerTable;
 use serde::de::DeserializeOwned;
@@ -77,15 +75,15 @@ pub(crate) trait ErasedTable: Send {
     fn kind(&self) -> StateKind;
     fn entries(&mut self) -> usize;
     /// The table's current contents, shared copy-on-write (cheap); `None`
-    /// when its data lives in RocksDB, which snapshots as a whole.
+    /// when its data lives in a [`SortedKv`], which snapshots as a whole.
     fn freeze(&self) -> Option<Box<dyn FrozenTable>>;
-    /// Writes cached changes to RocksDB (nothing on the heap).
+    /// Writes cached changes to the [`SortedKv`] (nothing on the heap).
     fn flush(&mut self) -> Result<(), StateError>;
     /// Adds the entries of one key group, as encoded by [`FrozenTable::encode_key_group`].
     fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError>;
     /// The entries of one key group's section, as JSON (key, value).
     fn decode_section(&self, bytes: &[u8]) -> Result<Vec<JsonEntry>, StateError>;
-    /// One RocksDB entry of this table (key after its 10-byte prefix), as JSON.
+    /// One entry of this table in a [`SortedKv`] (key after its prefix), as JSON.
     fn decode_raw(&self, key: &[u8], value: &[u8]) -> Result<JsonEntry, StateError>;
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
@@ -107,16 +105,6 @@ pub struct StateRow {
     pub value: serde_json::Value,
 }
 
-pub(crate) fn to_json<T: Serialize>(
-    value: &T,
-    table: &str,
-) -> Result<serde_json::Value, StateError> {
-    serde_json::to_value(value).map_err(|e| StateError::Corrupt {
-        path: table.to_owned(),
-        problem: format!("cannot show a value as JSON: {e}"),
-    })
-}
-
 /// A table as it was when a snapshot was taken; encoded off the processing thread.
 pub(crate) trait FrozenTable: Send + Sync {
     fn name(&self) -> &str;
@@ -132,8 +120,8 @@ pub(crate) trait FrozenTable: Send + Sync {
 /// and a restore can take, any subset of key groups.
 pub struct KeyedStateStore {
     scope: StateScope,
-    /// The RocksDB instance holding the tables, or `None` for the heap.
-    rocksdb: Option<Arc<RocksDb>>,
+    /// The store of bytes holding the tables, or `None` for the heap.
+    kv: Option<Arc<dyn SortedKv>>,
     tables: Vec<Box<dyn ErasedTable>>,
     /// Restored state of tables not registered yet, by table name.
     pending: HashMap<String, Vec<(KeyGroup, TableBlob)>>,
@@ -152,28 +140,29 @@ impl Debug for KeyedStateStore {
 }
 
 impl KeyedStateStore {
-    /// An empty store for `scope`.
-    pub(crate) fn new(scope: StateScope) -> Self {
+    /// An empty store for `scope` whose tables live on the heap.
+    pub fn on_heap(scope: StateScope) -> Self {
         Self {
             scope,
-            rocksdb: None,
+            kv: None,
             tables: Vec::new(),
             pending: HashMap::new(),
         }
     }
 
-    /// An empty store whose tables live in `db`.
-    pub(crate) fn with_rocksdb(scope: StateScope, db: Arc<RocksDb>) -> Self {
+    /// A store for `scope` whose tables live as bytes in `kv` (laid out as
+    /// [`crate::serialized`] says), with what `kv` already holds.
+    pub fn serialized(scope: StateScope, kv: Arc<dyn SortedKv>) -> Self {
         Self {
-            rocksdb: Some(db),
-            ..Self::new(scope)
+            kv: Some(kv),
+            ..Self::on_heap(scope)
         }
     }
 
-    fn rocks_table(&self, name: &str) -> Option<RocksTable> {
-        self.rocksdb
+    fn kv_table(&self, name: &str) -> Option<KvTable> {
+        self.kv
             .as_ref()
-            .map(|db| RocksTable::new(db.clone(), name, self.scope.key_groups))
+            .map(|kv| KvTable::new(kv.clone(), name, self.scope.key_groups))
     }
 
     /// Who owns this state and which key groups it covers.
@@ -209,12 +198,9 @@ impl KeyedStateStore {
         name: &str,
     ) -> Result<TableId<ValueTable<K, V>>, StateError> {
         let range = self.scope.key_groups;
-        let rocks = self.rocks_table(name);
+        let home = self.kv_table(name);
         self.register(name, StateKind::Value, || {
-            Ok(match rocks {
-                Some(table) => ValueTable::in_rocksdb(table),
-                None => ValueTable::new(name, range),
-            })
+            Ok(ValueTable::new(name, range, home))
         })
     }
 
@@ -224,12 +210,9 @@ impl KeyedStateStore {
         name: &str,
     ) -> Result<TableId<MapTable<K, MK, MV>>, StateError> {
         let range = self.scope.key_groups;
-        let rocks = self.rocks_table(name);
+        let home = self.kv_table(name);
         self.register(name, StateKind::Map, || {
-            Ok(match rocks {
-                Some(table) => MapTable::in_rocksdb(table),
-                None => MapTable::new(name, range),
-            })
+            Ok(MapTable::new(name, range, home))
         })
     }
 
@@ -239,12 +222,9 @@ impl KeyedStateStore {
         name: &str,
     ) -> Result<TableId<ListTable<K, V>>, StateError> {
         let range = self.scope.key_groups;
-        let rocks = self.rocks_table(name);
+        let home = self.kv_table(name);
         self.register(name, StateKind::List, || {
-            Ok(match rocks {
-                Some(table) => ListTable::in_rocksdb(table),
-                None => ListTable::new(name, range),
-            })
+            Ok(ListTable::new(name, range, home))
         })
     }
 
@@ -254,9 +234,9 @@ impl KeyedStateStore {
         name: &str,
     ) -> Result<TableId<TimerTable<K>>, StateError> {
         let max_parallelism = self.scope.max_parallelism;
-        let rocks = self.rocks_table(name);
-        self.register(name, StateKind::Timers, || match rocks {
-            Some(table) => TimerTable::in_rocksdb(table, max_parallelism),
+        let home = self.kv_table(name);
+        self.register(name, StateKind::Timers, || match home {
+            Some(table) => TimerTable::serialized(table, max_parallelism),
             None => Ok(TimerTable::new(name, max_parallelism)),
         })
     }
@@ -321,36 +301,41 @@ impl KeyedStateStore {
     /// [`StoreSnapshot`] is encoded later, on any thread, while this store
     /// keeps changing.
     pub fn snapshot(&mut self, epoch: Epoch) -> Result<StoreSnapshot, StateError> {
-        match &self.rocksdb {
+        match &self.kv {
             None => Ok(StoreSnapshot::sections(
                 self.scope.key_groups,
                 self.tables.iter().filter_map(|t| t.freeze()).collect(),
             )),
-            Some(db) => {
+            Some(kv) => {
                 for table in &mut self.tables {
                     table.flush()?;
                 }
-                Ok(StoreSnapshot::rocksdb(RocksSnapshot::take(db, epoch)?))
+                Ok(StoreSnapshot::native(kv.clone().snapshot(epoch)?))
             }
         }
     }
 
-    /// Checkpoint `epoch` is complete: RocksDB files it uploaded may be
-    /// referenced by later checkpoints instead of uploaded again.
+    /// Checkpoint `epoch` is complete: files it wrote in a backend's own
+    /// format may be referenced by later checkpoints instead of written again.
     pub fn checkpoint_complete(&self, epoch: Epoch) {
-        if let Some(db) = &self.rocksdb {
-            db.incremental.confirm(epoch);
+        if let Some(kv) = &self.kv {
+            kv.checkpoint_complete(epoch);
         }
     }
 
-    /// Adds the state of the key groups this store owns from a
-    /// checkpointed RocksDB instance. Only a RocksDB store can.
-    pub fn restore_database(&mut self, restored: &RestoredDb) -> Result<(), StateError> {
-        match &self.rocksdb {
-            Some(db) => restore_range(db, restored, self.scope.key_groups),
-            None => Err(StateError::BackendMismatch {
+    /// Adds the state of the key groups this store owns from a backend's
+    /// own snapshot; only a store of that backend can.
+    pub fn restore_native(&mut self, files: &NativeFiles) -> Result<(), StateError> {
+        match &self.kv {
+            Some(kv) if kv.backend() == files.backend => {
+                kv.restore_range(files, self.scope.key_groups)
+            }
+            _ => Err(StateError::BackendMismatch {
                 operator: self.scope.operator.clone(),
-                problem: "the checkpoint was taken with the rocksdb backend; restore it with --state-backend rocksdb".into(),
+                problem: format!(
+                    "the checkpoint was taken with the {0} backend; restore it with --state-backend {0}",
+                    files.backend
+                ),
             }),
         }
     }
@@ -409,27 +394,33 @@ impl KeyedStateStore {
         Ok(rows)
     }
 
-    /// Decodes every entry of a checkpointed RocksDB instance with this
-    /// store's (typed) tables.
-    pub fn dump_database(&self, restored: &RestoredDb) -> Result<Vec<StateRow>, StateError> {
+    /// Decodes every entry of a backend's own snapshot, read by `backend`,
+    /// with this store's (typed) tables.
+    pub fn dump_native(
+        &self,
+        backend: &dyn StateBackend,
+        files: &NativeFiles,
+    ) -> Result<Vec<StateRow>, StateError> {
         let tables: Vec<(u64, &dyn ErasedTable)> = self
             .tables
             .iter()
-            .map(|t| (crate::rocks::table_id(t.name()), t.as_ref()))
+            .map(|t| (table_id(t.name()), t.as_ref()))
             .collect();
         let mut rows = Vec::new();
-        crate::rocks::checkpoint::scan_checkpointed(restored, &mut |key, value| {
-            let key_group = u16::from_be_bytes([key[0], key[1]]);
-            let mut id = [0u8; 8];
-            id.copy_from_slice(&key[2..10]);
-            let id = u64::from_be_bytes(id);
+        backend.scan_native(files, &mut |key, value| {
+            let Some((key_group, id, key)) = split_prefix(key) else {
+                return Err(StateError::Corrupt {
+                    path: files.backend.clone(),
+                    problem: "a key shorter than its key-group and table prefix".into(),
+                });
+            };
             let Some((_, table)) = tables.iter().find(|(t, _)| *t == id) else {
                 return Err(StateError::Corrupt {
-                    path: "rocksdb".into(),
+                    path: files.backend.clone(),
                     problem: format!("an entry of key group {key_group} belongs to no state this operator declares"),
                 });
             };
-            let (key, value) = table.decode_raw(&key[10..], value)?;
+            let (key, value) = table.decode_raw(key, value)?;
             rows.push(StateRow {
                 state: table.name().to_owned(),
                 key_group,

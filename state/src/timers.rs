@@ -5,11 +5,10 @@
 //! register on every record without growing the queue. Timers are state:
 //! they belong to the key group of their key and move with it.
 
-use crate::by_key_group::{decode, encode};
+use crate::codec::{decode, encode, to_json};
 use crate::error::StateError;
-use crate::rocks::key_prefix;
-use crate::rocks::tables::RocksTable;
-use crate::store::{to_json, ErasedTable, FrozenTable, JsonEntry, StateKey, StateKind};
+use crate::serialized::KvTable;
+use crate::store::{ErasedTable, FrozenTable, JsonEntry, StateKey, StateKind};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
@@ -111,8 +110,8 @@ pub struct TimerTable<K> {
     name: String,
     max_parallelism: u32,
     queues: Arc<Queues<K>>,
-    /// With RocksDB: every timer is also written there (write-through).
-    persisted: Option<RocksTable>,
+    /// In a store of bytes: every timer is also written there (write-through).
+    persisted: Option<KvTable>,
 }
 
 impl<K: StateKey> TimerTable<K> {
@@ -128,12 +127,13 @@ impl<K: StateKey> TimerTable<K> {
         }
     }
 
-    /// A timer table kept in RocksDB, loaded with the timers already there.
-    pub(crate) fn in_rocksdb(table: RocksTable, max_parallelism: u32) -> Result<Self, StateError> {
+    /// A timer table kept in a store of bytes, loaded with the timers
+    /// already there.
+    pub(crate) fn serialized(table: KvTable, max_parallelism: u32) -> Result<Self, StateError> {
         let mut timers = Self::new(&table.name, max_parallelism);
         for key_group in table.range.iter() {
-            let prefix = key_prefix(key_group, table.id);
-            for (key, _) in table.scan(&prefix)? {
+            let prefix = table.prefix(key_group);
+            for (key, _) in table.kv.scan(&prefix)? {
                 let (event_time, timestamp, user_key) =
                     decode_timer_key::<K>(&key[prefix.len()..], &table.name)?;
                 let domain = if event_time {
@@ -148,15 +148,17 @@ impl<K: StateKey> TimerTable<K> {
         Ok(timers)
     }
 
-    /// The RocksDB key of a timer.
+    /// The stored key of a timer.
     fn persisted_key(
         &self,
-        table: &RocksTable,
+        table: &KvTable,
         domain: TimeDomain,
         key: &K,
         timestamp: i64,
     ) -> Result<Vec<u8>, StateError> {
-        let mut bytes = key_prefix(key_group_of(key, self.max_parallelism), table.id).to_vec();
+        let mut bytes = table
+            .prefix(key_group_of(key, self.max_parallelism))
+            .to_vec();
         bytes.push(u8::from(domain == TimeDomain::EventTime));
         // Sign bit flipped: big-endian bytes then sort like the numbers.
         bytes.extend(((timestamp as u64) ^ (1 << 63)).to_be_bytes());
@@ -176,9 +178,9 @@ impl<K: StateKey> TimerTable<K> {
         };
         let bytes = self.persisted_key(table, domain, key, timestamp)?;
         if present {
-            table.put_raw(&bytes, &[])
+            table.kv.put(&bytes, &[])
         } else {
-            table.delete_raw(&bytes)
+            table.kv.delete(&bytes)
         }
     }
 

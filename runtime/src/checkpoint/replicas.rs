@@ -230,7 +230,14 @@ mod tests {
             crc32c: crc32c::crc32c(bytes),
             key_groups: Vec::new(),
             // SSTs are RocksDB's; the rest are keyed-state section files.
-            rocksdb_name: path.ends_with(".sst").then(|| "1.sst".to_owned()),
+            format: if path.ends_with(".sst") {
+                weir_protocol::StateFileFormat::Native {
+                    backend: "rocksdb".into(),
+                    name: "1.sst".into(),
+                }
+            } else {
+                Default::default()
+            },
         }
     }
 

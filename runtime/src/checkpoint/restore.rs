@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use weir_operators::task::RestoredTask;
 use weir_protocol::cluster::{RestoreTier, SubtaskRestore};
-use weir_protocol::{CheckpointManifest, JobGraph, KeyGroupRange, VertexId};
-use weir_state::{snapshot, CheckpointStorage, RestoredDb};
+use weir_protocol::{CheckpointManifest, JobGraph, KeyGroupRange, StateFileFormat, VertexId};
+use weir_state::{snapshot, CheckpointStorage, NativeFiles};
 
 /// The state every subtask of `graph` resumes from, by (vertex, subtask).
 ///
@@ -72,31 +72,43 @@ pub fn load_restored_tasks(
             let range =
                 KeyGroupRange::for_subtask(subtask, vertex.parallelism, graph.max_parallelism);
             let mut key_groups = Vec::new();
-            let mut databases = Vec::new();
+            let mut native = Vec::new();
             for old in &operator.subtasks {
                 let overlaps =
                     old.key_groups.start.max(range.start) < old.key_groups.end.min(range.end);
-                if overlaps && old.files.iter().any(|f| f.rocksdb_name.is_some()) {
-                    let mut db_files = Vec::new();
-                    let mut linked = Vec::new();
+                if let (true, Some(backend)) =
+                    (overlaps, old.files.iter().find_map(|f| f.native_backend()))
+                {
+                    let mut files = NativeFiles {
+                        backend: backend.to_owned(),
+                        key_groups: old.key_groups,
+                        files: Vec::new(),
+                        local: Vec::new(),
+                    };
                     for file in &old.files {
-                        let name = file.rocksdb_name.clone().unwrap_or_default();
-                        if name.ends_with(".sst") {
-                            if let Some((copy, from)) = reader.local_copy(file) {
-                                tier = tier.max(Some(from));
-                                linked.push((name, copy));
-                                continue;
+                        let name = match &file.format {
+                            StateFileFormat::Native { backend, name } if *backend == files.backend => name,
+                            other => {
+                                return Err(RuntimeError::Restore {
+                                    epoch: manifest.epoch,
+                                    source: weir_state::StateError::Corrupt {
+                                        path: file.path.clone(),
+                                        problem: format!("a file of format {other:?} among the files of a {} snapshot", files.backend),
+                                    },
+                                })
                             }
+                        };
+                        // A verified copy on this machine is handed over by path, not read.
+                        if let Some((copy, from)) = reader.local_copy(file) {
+                            tier = tier.max(Some(from));
+                            files.local.push((name.clone(), copy));
+                            continue;
                         }
                         let (bytes, from) = reader.read(file)?;
                         tier = tier.max(Some(from));
-                        db_files.push((name, bytes));
+                        files.files.push((name.clone(), bytes));
                     }
-                    databases.push(RestoredDb {
-                        key_groups: old.key_groups,
-                        files: db_files,
-                        linked,
-                    });
+                    native.push(files);
                     continue;
                 }
                 for file in &old.files {
@@ -139,7 +151,7 @@ pub fn load_restored_tasks(
                 Arc::new(RestoredTask {
                     epoch: manifest.epoch,
                     key_groups,
-                    databases,
+                    native,
                     operator_states: operator_states.clone(),
                 }),
             );

@@ -19,9 +19,10 @@ use weir_operators::job::{JobOptions, JobParams, JobRegistry};
 use weir_operators::output::{OutputWiring, TaskCounters};
 use weir_operators::task::{OperatorTask, VertexFactory};
 use weir_operators::TaskInfo;
-use weir_protocol::{CheckpointManifest, OperatorState};
+use weir_protocol::{CheckpointManifest, OperatorState, StateFileFormat};
 use weir_state::{
-    snapshot, CheckpointStorage, KeyedStateStore, MemoryBackend, RestoredDb, StateRow,
+    snapshot, CheckpointStorage, KeyedStateStore, MemoryBackend, NativeFiles, RocksDbBackend,
+    StateBackend, StateRow,
 };
 
 /// Output formats of `dump`.
@@ -119,13 +120,21 @@ fn decode_rows(
 ) -> Result<Vec<StateRow>, Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
     for subtask in &state.subtasks {
-        let mut database = Vec::new();
+        let mut native: Option<NativeFiles> = None;
         for file in &subtask.files {
             let bytes = storage.get_checked(job_id, file)?;
             let path = &file.path;
-            match &file.rocksdb_name {
-                Some(name) => database.push((name.clone(), bytes)),
-                None => {
+            match &file.format {
+                StateFileFormat::Native { backend, name } => native
+                    .get_or_insert_with(|| NativeFiles {
+                        backend: backend.clone(),
+                        key_groups: subtask.key_groups,
+                        files: Vec::new(),
+                        local: Vec::new(),
+                    })
+                    .files
+                    .push((name.clone(), bytes)),
+                StateFileFormat::KeyGroupSections => {
                     for span in &file.key_groups {
                         let section = snapshot::section(&bytes, span, path)?;
                         rows.extend(store.dump_section(span.key_group, section)?);
@@ -133,15 +142,21 @@ fn decode_rows(
                 }
             }
         }
-        if !database.is_empty() {
-            rows.extend(store.dump_database(&RestoredDb {
-                key_groups: subtask.key_groups,
-                files: database,
-                linked: Vec::new(),
-            })?);
+        if let Some(native) = native {
+            let reader = native_reader(&native.backend)?;
+            rows.extend(store.dump_native(reader.as_ref(), &native)?);
         }
     }
     Ok(rows)
+}
+
+/// The backend that reads snapshot files in `backend`'s own format.
+fn native_reader(backend: &str) -> Result<Box<dyn StateBackend>, Box<dyn std::error::Error>> {
+    let rocksdb = RocksDbBackend::default_location();
+    if backend == rocksdb.name() {
+        return Ok(Box::new(rocksdb));
+    }
+    Err(format!("the checkpoint holds files in the format of the {backend} state backend, which this build does not have").into())
 }
 
 /// The registered job that wrote `manifest`: `given` (`--job`), or the one

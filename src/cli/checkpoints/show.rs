@@ -61,19 +61,18 @@ pub fn run(args: ShowArgs) -> Result<(), Box<dyn std::error::Error>> {
     for operator in &manifest.operators {
         for subtask in &operator.subtasks {
             let mut sizes = BTreeMap::new();
-            for file in subtask.files.iter().filter(|f| f.rocksdb_name.is_none()) {
-                for (name, size) in state_sizes(&catalog, file)? {
-                    *sizes.entry(name).or_insert(0) += size;
+            for file in &subtask.files {
+                match file.native_backend() {
+                    None => {
+                        for (name, size) in state_sizes(&catalog, file)? {
+                            *sizes.entry(name).or_insert(0) += size;
+                        }
+                    }
+                    // A backend's own files are not split by state.
+                    Some(backend) => {
+                        *sizes.entry(format!("({backend} instance)")).or_insert(0) += file.size;
+                    }
                 }
-            }
-            let rocks: u64 = subtask
-                .files
-                .iter()
-                .filter(|f| f.rocksdb_name.is_some())
-                .map(|f| f.size)
-                .sum();
-            if rocks > 0 {
-                sizes.insert("(rocksdb instance)".into(), rocks);
             }
             if !sizes.is_empty() {
                 state.insert(format!("{}/{}", operator.name, subtask.subtask), sizes);

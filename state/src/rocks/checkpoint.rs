@@ -1,15 +1,17 @@
 //! RocksDB snapshots: local checkpoints, incremental uploads, and restores
 //! of key-group ranges.
 
-use super::{key_group_of_key, options, rocks_error, RocksDb};
+use super::{options, rocks_error, RocksDb, BACKEND};
+use crate::backend::VisitEntry;
 use crate::error::StateError;
-use crate::snapshot::PutFile;
+use crate::serialized::key_group_of_key;
+use crate::snapshot::{NativeFiles, NativeSnapshot, PutFile};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use weir_protocol::{Epoch, KeyGroupRange, StateFile};
+use weir_protocol::{Epoch, KeyGroupRange, StateFile, StateFileFormat};
 
 /// Which SST files are safely in shared storage.
 ///
@@ -89,6 +91,16 @@ fn local_io<'a>(
     }
 }
 
+impl NativeSnapshot for RocksSnapshot {
+    /// Uploads the checkpoint's files with `put(job-relative path, bytes)`:
+    /// SSTs that a complete checkpoint already uploaded are referenced, new
+    /// SSTs go to `shared/{instance}/{epoch}-{name}`, the rest (manifest,
+    /// options, current) to `{task_dir}/db/{name}`.
+    fn write(&self, task_dir: &str, put: &mut PutFile<'_>) -> Result<Vec<StateFile>, StateError> {
+        self.upload(task_dir, put)
+    }
+}
+
 impl RocksSnapshot {
     /// Takes a RocksDB checkpoint of `db` (hard links to its SSTs).
     pub(crate) fn take(db: &Arc<RocksDb>, epoch: Epoch) -> Result<Self, StateError> {
@@ -106,15 +118,7 @@ impl RocksSnapshot {
         })
     }
 
-    /// Uploads the checkpoint's files with `put(job-relative path, bytes)`:
-    /// SSTs that a complete checkpoint already uploaded are referenced, new
-    /// SSTs go to `shared/{instance}/{epoch}-{name}`, the rest (manifest,
-    /// options, current) to `{task_dir}/db/{name}`.
-    pub fn upload(
-        &self,
-        task_dir: &str,
-        put: &mut PutFile<'_>,
-    ) -> Result<Vec<StateFile>, StateError> {
+    fn upload(&self, task_dir: &str, put: &mut PutFile<'_>) -> Result<Vec<StateFile>, StateError> {
         let mut names: Vec<String> = std::fs::read_dir(&self.local)
             .map_err(local_io(&self.local, "listing"))?
             .filter_map(|e| e.ok())
@@ -143,7 +147,10 @@ impl RocksSnapshot {
                 size: bytes.len() as u64,
                 crc32c: crc32c::crc32c(&bytes),
                 key_groups: Vec::new(),
-                rocksdb_name: Some(name.clone()),
+                format: StateFileFormat::Native {
+                    backend: BACKEND.into(),
+                    name: name.clone(),
+                },
             };
             put(&relative, bytes)?;
             if is_sst {
@@ -155,24 +162,11 @@ impl RocksSnapshot {
     }
 }
 
-/// A checkpointed RocksDB instance, downloaded for a restore.
-#[derive(Debug, Clone)]
-pub struct RestoredDb {
-    /// The key groups it holds.
-    pub key_groups: KeyGroupRange,
-    /// Its files: name inside the instance directory, and contents.
-    pub files: Vec<(String, Vec<u8>)>,
-    /// Files already on this machine's disk, verified against their
-    /// checksums: name inside the instance directory, and where the copy
-    /// is. Immutable SST files only: they are hard-linked, not copied.
-    pub linked: Vec<(String, std::path::PathBuf)>,
-}
-
 /// Copies the entries of the key groups in `range` from a checkpointed
 /// instance into `target`.
 pub(crate) fn restore_range(
     target: &RocksDb,
-    restored: &RestoredDb,
+    restored: &NativeFiles,
     range: KeyGroupRange,
 ) -> Result<(), StateError> {
     let start = range.start.max(restored.key_groups.start);
@@ -190,14 +184,14 @@ pub(crate) fn restore_range(
 }
 
 /// Writes a checkpointed instance's files into a fresh directory `scratch`.
-pub(crate) fn materialize(restored: &RestoredDb, scratch: &Path) -> Result<(), StateError> {
+pub(crate) fn materialize(restored: &NativeFiles, scratch: &Path) -> Result<(), StateError> {
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).map_err(local_io(scratch, "creating"))?;
     let names = restored
         .files
         .iter()
         .map(|(name, _)| name)
-        .chain(restored.linked.iter().map(|(name, _)| name));
+        .chain(restored.local.iter().map(|(name, _)| name));
     for name in names {
         if name.contains('/') || name.contains("..") {
             return Err(StateError::Corrupt {
@@ -206,12 +200,12 @@ pub(crate) fn materialize(restored: &RestoredDb, scratch: &Path) -> Result<(), S
             });
         }
     }
-    for (name, copy) in &restored.linked {
+    for (name, copy) in &restored.local {
         let path = scratch.join(name);
         // A link shares the copy's blocks; RocksDB never rewrites an SST
-        // (it only deletes it, which leaves the copy). Across file systems,
-        // copy instead.
-        if std::fs::hard_link(copy, &path).is_err() {
+        // (it only deletes it, which leaves the copy), but it may append to
+        // its other files: those are copied. Across file systems, copy.
+        if !name.ends_with(".sst") || std::fs::hard_link(copy, &path).is_err() {
             std::fs::copy(copy, &path).map_err(local_io(&path, "copying"))?;
         }
     }
@@ -246,12 +240,9 @@ fn copy_range(scratch: &Path, target: &RocksDb, start: u16, end: u16) -> Result<
         .map_err(rocks_error(scratch, "restoring into"))
 }
 
-/// Visits one raw database entry: (key, value).
-pub(crate) type VisitEntry<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StateError> + 'a;
-
 /// Calls `visit(key, value)` for every entry of a checkpointed instance.
 pub(crate) fn scan_checkpointed(
-    restored: &RestoredDb,
+    restored: &NativeFiles,
     visit: &mut VisitEntry<'_>,
 ) -> Result<(), StateError> {
     let scratch = std::env::temp_dir().join(format!("weir-dump-{}", uuid::Uuid::new_v4().simple()));
@@ -261,12 +252,6 @@ pub(crate) fn scan_checkpointed(
             .map_err(rocks_error(&scratch, "opening"))?;
         for entry in db.iterator(IteratorMode::Start) {
             let (key, value) = entry.map_err(rocks_error(&scratch, "reading"))?;
-            if key.len() < 10 {
-                return Err(StateError::Corrupt {
-                    path: scratch.display().to_string(),
-                    problem: "a key shorter than its key-group and table prefix".into(),
-                });
-            }
             visit(&key, &value)?;
         }
         Ok(())

@@ -1,10 +1,10 @@
 //! The RocksDB state backend: keyed state larger than memory.
 //!
-//! One RocksDB instance per operator subtask, in a local working directory.
-//! Every key starts with its key group (big-endian `u16`) and its table's
-//! id (a stable 64-bit hash of the table name), so the state of a range of
-//! key groups is one contiguous key range: it can be copied into another
-//! instance when a job is restored at another parallelism.
+//! One RocksDB instance per operator subtask, in a local working directory,
+//! is the subtask's [`SortedKv`](crate::serialized::SortedKv): the tables
+//! are laid out in it as [`crate::serialized`] says, so that a range of key
+//! groups is one contiguous key range, copied into another instance when a
+//! job is restored at another parallelism.
 //!
 //! Value tables keep a write-back cache in front of the database; a
 //! snapshot first writes the cache's changes, then takes a RocksDB
@@ -16,26 +16,28 @@
 //! # Layout
 //!
 //! - this module: [`RocksDbBackend`] and [`RocksDb`], the per-subtask
-//!   handle, with the key encoding.
-//! - `tables`: the RocksDB storage of value, map, list and timer tables.
+//!   instance.
+//! - `kv`: the instance as a `SortedKv`.
 //! - `checkpoint`: local checkpoints, incremental upload bookkeeping, and
 //!   restoring key-group ranges from checkpointed instances.
 
 pub(crate) mod checkpoint;
-pub(crate) mod tables;
+mod kv;
 
-pub use checkpoint::{RestoredDb, RocksSnapshot};
+pub use checkpoint::RocksSnapshot;
 
-use crate::backend::{StateBackend, StateScope};
+use crate::backend::{StateBackend, StateScope, VisitEntry};
 use crate::error::StateError;
 use crate::owned_dir::OwnedDir;
+use crate::snapshot::NativeFiles;
 use crate::store::KeyedStateStore;
 use rocksdb::{Options, WriteOptions, DB};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use weir_protocol::key_group::stable_hash;
-use weir_protocol::KeyGroup;
+
+/// The backend's name, on the command line and in snapshot file formats.
+pub(crate) const BACKEND: &str = "rocksdb";
 
 /// Keeps keyed state in RocksDB instances under a local directory.
 #[derive(Debug, Clone)]
@@ -67,13 +69,13 @@ static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
 
 impl StateBackend for RocksDbBackend {
     fn name(&self) -> &'static str {
-        "rocksdb"
+        BACKEND
     }
 
     fn open_keyed(&self, scope: StateScope) -> Result<KeyedStateStore, StateError> {
         let (dir, uid, owner) = self.instance_dir(&scope)?;
         let db = RocksDb::open(dir, uid, owner, self.cache_entries)?;
-        Ok(KeyedStateStore::with_rocksdb(scope, Arc::new(db)))
+        Ok(KeyedStateStore::serialized(scope, Arc::new(db)))
     }
 
     /// A checkpointed instance that holds exactly the scope's key groups
@@ -83,24 +85,30 @@ impl StateBackend for RocksDbBackend {
     fn open_keyed_from(
         &self,
         scope: StateScope,
-        databases: &[RestoredDb],
+        snapshots: &[NativeFiles],
     ) -> Result<KeyedStateStore, StateError> {
-        let [whole] = databases else {
-            let mut store = self.open_keyed(scope)?;
-            for database in databases {
-                store.restore_database(database)?;
+        let whole = match snapshots {
+            [whole] if whole.key_groups == scope.key_groups && whole.backend == BACKEND => whole,
+            _ => {
+                let mut store = self.open_keyed(scope)?;
+                for files in snapshots {
+                    store.restore_native(files)?;
+                }
+                return Ok(store);
             }
-            return Ok(store);
         };
-        if whole.key_groups != scope.key_groups {
-            let mut store = self.open_keyed(scope)?;
-            store.restore_database(whole)?;
-            return Ok(store);
-        }
         let (dir, uid, owner) = self.instance_dir(&scope)?;
         checkpoint::materialize(whole, &dir)?;
         let db = RocksDb::open(dir, uid, owner, self.cache_entries)?;
-        Ok(KeyedStateStore::with_rocksdb(scope, Arc::new(db)))
+        Ok(KeyedStateStore::serialized(scope, Arc::new(db)))
+    }
+
+    fn scan_native(
+        &self,
+        files: &NativeFiles,
+        visit: &mut VisitEntry<'_>,
+    ) -> Result<(), StateError> {
+        checkpoint::scan_checkpointed(files, visit)
     }
 }
 
@@ -228,10 +236,6 @@ impl RocksDb {
         &self.uid
     }
 
-    pub(crate) fn cache_entries(&self) -> usize {
-        self.cache_entries
-    }
-
     /// How every write goes in: without the write-ahead log, because state
     /// is made durable by checkpoints (which flush the memtable), not by
     /// the log; a crash restores from the last checkpoint anyway.
@@ -278,23 +282,4 @@ pub fn finish_background_closes() {
     for handle in closing {
         let _ = handle.join();
     }
-}
-
-/// The id of a table in keys: a stable hash of its name.
-pub(crate) fn table_id(name: &str) -> u64 {
-    stable_hash(name)
-}
-
-/// `[key group][table id]`: the first ten bytes of every key of a table in
-/// a key group.
-pub(crate) fn key_prefix(key_group: KeyGroup, table: u64) -> [u8; 10] {
-    let mut prefix = [0u8; 10];
-    prefix[..2].copy_from_slice(&key_group.to_be_bytes());
-    prefix[2..].copy_from_slice(&table.to_be_bytes());
-    prefix
-}
-
-/// The key group a database key belongs to.
-pub(crate) fn key_group_of_key(key: &[u8]) -> Option<KeyGroup> {
-    key.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]))
 }

@@ -1,11 +1,19 @@
-//! Heap storage of keyed state: one map per key group behind an `Arc`
-//! (copy-on-write snapshots), and the postcard encoding every backend uses
-//! for keys and values.
+//! Heap storage of keyed state: one map per key group behind an `Arc`, so
+//! that a snapshot shares them and the first write afterwards copies one
+//! group (copy-on-write).
+//!
+//! - this module: [`ByKeyGroup`], the maps of a table, and [`Frozen`], them
+//!   at a snapshot.
+//! - `tables`: the value, map and list stores on it.
 
+mod tables;
+
+pub(crate) use tables::{HeapList, HeapMap, HeapValue};
+
+use crate::codec::encode;
 use crate::error::StateError;
 use crate::store::{FrozenTable, StateKey, StateKind};
 use rustc_hash::FxHashMap;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 use weir_protocol::{KeyGroup, KeyGroupRange};
@@ -86,48 +94,6 @@ impl<M> Frozen<M> {
             None
         }
     }
-}
-
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, table: &str) -> Result<Vec<u8>, StateError> {
-    postcard::to_stdvec(value).map_err(|source| StateError::Encode {
-        table: table.to_owned(),
-        source,
-    })
-}
-
-/// Appends the encoding of `value` to `out`.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
-    value: &T,
-    out: &mut Vec<u8>,
-    table: &str,
-) -> Result<(), StateError> {
-    let taken = std::mem::take(out);
-    *out = postcard::to_extend(value, taken).map_err(|source| StateError::Encode {
-        table: table.to_owned(),
-        source,
-    })?;
-    Ok(())
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], table: &str) -> Result<T, StateError> {
-    postcard::from_bytes(bytes).map_err(|source| StateError::Decode {
-        table: table.to_owned(),
-        key_group: None,
-        source,
-    })
-}
-
-/// [`decode`]s the snapshot section of `key_group`, naming it on failure.
-pub(crate) fn decode_group<T: DeserializeOwned>(
-    bytes: &[u8],
-    table: &str,
-    key_group: KeyGroup,
-) -> Result<T, StateError> {
-    postcard::from_bytes(bytes).map_err(|source| StateError::Decode {
-        table: table.to_owned(),
-        key_group: Some(key_group),
-        source,
-    })
 }
 
 impl<K, V> FrozenTable for Frozen<FxHashMap<K, V>>
