@@ -357,15 +357,10 @@ impl CheckpointCatalog {
         // `shared/{instance}/{epoch}-{name}` after the checkpoint that
         // uploaded them; one newer than the newest complete checkpoint may
         // belong to the checkpoint in flight.
-        let shared_dir = format!("{}/shared", paths::job_dir(&self.job));
+        let shared_dir = format!("{}/{}", paths::job_dir(&self.job), paths::SHARED);
         for (file, size) in self.storage.list_files(&shared_dir)? {
-            let uploaded_by = file
-                .rsplit('/')
-                .next()
-                .and_then(|name| name.split('-').next())
-                .and_then(|epoch| epoch.parse::<u64>().ok());
-            if uploaded_by.is_some_and(|epoch| epoch < newest.0) {
-                doomed.push((format!("shared/{file}"), size));
+            if paths::shared_file_epoch(&file).is_some_and(|epoch| epoch < newest) {
+                doomed.push((format!("{}/{file}", paths::SHARED), size));
             }
         }
         doomed.retain(|(path, _)| !referenced.contains(path));

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use weir_protocol::checkpoint::paths;
+use weir_protocol::checkpoint::{paths, MANIFEST_VERSION};
 use weir_protocol::{CheckpointManifest, Epoch};
 use weir_state::CheckpointStorage;
 
@@ -241,6 +241,8 @@ pub fn write_savepoint(
     let copy = || -> Result<(), CoordinatorError> {
         let mut saved = manifest.clone();
         saved.savepoint = true;
+        // Written in this build's format, whatever the checkpoint's was.
+        saved.version = MANIFEST_VERSION;
         for operator in &mut saved.operators {
             for subtask in &mut operator.subtasks {
                 for file in &mut subtask.files {

@@ -281,6 +281,30 @@ pub mod paths {
             task.index
         )
     }
+
+    /// The directory, relative to the job directory, of files that several
+    /// checkpoints reference (a backend's immutable files, uploaded once).
+    pub const SHARED: &str = "shared";
+
+    /// `shared/{instance}/{epoch:010}-{name}`: a shared file, named after
+    /// the checkpoint that uploaded it so that retention can tell files a
+    /// checkpoint in flight may still reference.
+    pub fn shared_file(instance: &str, epoch: Epoch, name: &str) -> String {
+        format!("{SHARED}/{instance}/{:010}-{name}", epoch.0)
+    }
+
+    /// The checkpoint that uploaded a shared file, from its path under
+    /// `shared/` (`{instance}/{epoch}-{name}`).
+    pub fn shared_file_epoch(path_in_shared: &str) -> Option<Epoch> {
+        path_in_shared
+            .rsplit('/')
+            .next()?
+            .split('-')
+            .next()?
+            .parse()
+            .ok()
+            .map(Epoch)
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +327,11 @@ mod tests {
             subtask_file(Epoch(1), task, "state"),
             "chk-0000000001/2-3/state"
         );
+        let shared = shared_file("abc", Epoch(7), "000012.sst");
+        assert_eq!(shared, "shared/abc/0000000007-000012.sst");
+        let in_shared = shared.strip_prefix("shared/").unwrap();
+        assert_eq!(shared_file_epoch(in_shared), Some(Epoch(7)));
+        assert_eq!(shared_file_epoch("abc/not-an-epoch"), None);
     }
 
     #[test]

@@ -17,7 +17,9 @@ use crate::error::WireError;
 use serde::{Deserialize, Serialize};
 
 /// Version of both wire protocols; peers with another version are refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: state files name their format (`StateFile::format`) in acks and
+/// restore points.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame accepted, in bytes (a bigger length prefix is garbage).
 pub const MAX_FRAME_LEN: usize = 64 << 20;

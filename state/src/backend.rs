@@ -69,12 +69,10 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
         visit: &mut VisitEntry<'_>,
     ) -> Result<(), StateError> {
         let _ = visit;
-        Err(StateError::BackendMismatch {
-            operator: files.backend.clone(),
-            problem: format!(
-                "the {} backend has no files of its own to read",
-                self.name()
-            ),
+        Err(StateError::Backend {
+            backend: self.name(),
+            action: format!("reading a snapshot in the format of {}", files.backend),
+            source: "this backend writes no files of its own".into(),
         })
     }
 }

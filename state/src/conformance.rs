@@ -117,38 +117,78 @@ pub fn write(
     Written { key_groups, files }
 }
 
-/// Restores what `store` owns from a written snapshot, as the runtime does:
-/// a backend's own files whole, key-group sections by key group.
-pub fn restore_into(store: &mut KeyedStateStore, written: &Written) {
-    let mut native: Option<NativeFiles> = None;
-    for (file, bytes) in &written.files {
-        match &file.format {
-            StateFileFormat::Native { backend, name } => {
-                crate::snapshot::check_file(bytes, file, &file.path).unwrap();
-                native
-                    .get_or_insert_with(|| NativeFiles {
-                        backend: backend.clone(),
-                        key_groups: written.key_groups,
-                        files: Vec::new(),
-                        local: Vec::new(),
-                    })
-                    .files
-                    .push((name.clone(), bytes.clone()));
+/// Opens `scope`'s store from written snapshots as the runtime restores
+/// one: each file checked against its size and checksum, a backend's own
+/// snapshots that overlap the scope through
+/// [`StateBackend::open_keyed_from`] (their shared files handed over as
+/// local copies, which the backend must leave unchanged), then the
+/// key-group sections the scope owns.
+pub fn restored(
+    backend: &dyn StateBackend,
+    scope: StateScope,
+    written: &[&Written],
+) -> KeyedStateStore {
+    let copies = std::env::temp_dir().join(format!(
+        "weir-conformance-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&copies).unwrap();
+    let mut native = Vec::new();
+    let mut local = Vec::new();
+    for snapshot in written {
+        let overlaps = snapshot.key_groups.start.max(scope.key_groups.start)
+            < snapshot.key_groups.end.min(scope.key_groups.end);
+        let mut files: Option<NativeFiles> = None;
+        for (file, bytes) in &snapshot.files {
+            crate::snapshot::check_file(bytes, file, &file.path).unwrap();
+            let StateFileFormat::Native { backend, name } = &file.format else {
+                continue;
+            };
+            let files = files.get_or_insert_with(|| NativeFiles {
+                backend: backend.clone(),
+                key_groups: snapshot.key_groups,
+                files: Vec::new(),
+                local: Vec::new(),
+            });
+            assert_eq!(*backend, files.backend, "one snapshot, one backend");
+            if file.path.starts_with("shared/") {
+                let copy = copies.join(format!("{}-{name}", local.len()));
+                std::fs::write(&copy, bytes).unwrap();
+                local.push((copy.clone(), file.crc32c));
+                files.local.push((name.clone(), copy));
+            } else {
+                files.files.push((name.clone(), bytes.clone()));
             }
-            StateFileFormat::KeyGroupSections => {
-                crate::snapshot::check_file(bytes, file, &file.path).unwrap();
-                for span in &file.key_groups {
-                    if store.key_groups().contains(span.key_group) {
-                        let section = crate::snapshot::section(bytes, span, &file.path).unwrap();
-                        store.restore_key_group(span.key_group, section).unwrap();
-                    }
+        }
+        if let (true, Some(files)) = (overlaps, files) {
+            native.push(files);
+        }
+    }
+    let mut store = backend.open_keyed_from(scope, &native).unwrap();
+    for (copy, crc32c) in &local {
+        let bytes = std::fs::read(copy).unwrap();
+        assert_eq!(
+            crc32c::crc32c(&bytes),
+            *crc32c,
+            "{} changed a local copy",
+            backend.name()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&copies);
+    for snapshot in written {
+        for (file, bytes) in &snapshot.files {
+            if file.format != StateFileFormat::KeyGroupSections {
+                continue;
+            }
+            for span in &file.key_groups {
+                if store.key_groups().contains(span.key_group) {
+                    let section = crate::snapshot::section(bytes, span, &file.path).unwrap();
+                    store.restore_key_group(span.key_group, section).unwrap();
                 }
             }
         }
     }
-    if let Some(native) = native {
-        store.restore_native(&native).unwrap();
-    }
+    store
 }
 
 /// A key owned by `scope`.
@@ -322,8 +362,7 @@ pub fn snapshot_then_restore_gives_back_every_kind_of_state(backend: &dyn StateB
     fill(&mut store, 0..200);
     let written = write_snapshot(&mut store, 1);
 
-    let mut restored = backend.open_keyed(scope(0, 1)).unwrap();
-    restore_into(&mut restored, &written);
+    let mut restored = restored(backend, scope(0, 1), &[&written]);
     assert_eq!(
         read_back(&mut restored, 0..200),
         read_back(&mut store, 0..200),
@@ -355,8 +394,7 @@ pub fn a_snapshot_is_unaffected_by_later_writes(backend: &dyn StateBackend) {
     }
     store.snapshot(Epoch(2)).unwrap();
     let written = write(&snapshot, store.key_groups(), &mut Storage::new());
-    let mut restored = backend.open_keyed(scope(0, 1)).unwrap();
-    restore_into(&mut restored, &written);
+    let mut restored = restored(backend, scope(0, 1), &[&written]);
     assert_eq!(
         read_back(&mut restored, 0..50),
         before,
@@ -385,10 +423,7 @@ pub fn restoring_a_subset_of_key_groups_rescales_state(backend: &dyn StateBacken
     let mut all = Vec::new();
     for subtask in 0..2 {
         let s = scope(subtask, 2);
-        let mut store = backend.open_keyed(s.clone()).unwrap();
-        for snapshot in &written {
-            restore_into(&mut store, snapshot);
-        }
+        let mut store = restored(backend, s.clone(), &written.iter().collect::<Vec<_>>());
         let keys: Vec<u64> = (0..300)
             .filter(|k| s.key_groups.contains(key_group_of(k, MAX)))
             .collect();
@@ -413,8 +448,21 @@ pub fn corrupt_snapshots_are_detected(backend: &dyn StateBackend) {
         .unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x40;
-    let err = crate::snapshot::verify_checksum(bytes, file.crc32c, &file.path).unwrap_err();
-    assert!(matches!(err, StateError::ChecksumMismatch { .. }), "{err}");
+    // As a restore reads every file: checked before anything uses it.
+    let err = crate::snapshot::check_file(bytes, file, &file.path).unwrap_err();
+    assert!(
+        matches!(err, StateError::ChecksumMismatch { .. }),
+        "{}: {err}",
+        backend.name()
+    );
+    // A truncated file is caught by its size.
+    bytes.truncate(last);
+    let err = crate::snapshot::check_file(bytes, file, &file.path).unwrap_err();
+    assert!(
+        matches!(err, StateError::Corrupt { .. }),
+        "{}: {err}",
+        backend.name()
+    );
 }
 
 /// The suite's test: snapshots of the heap (Weir's key-group sections)
@@ -423,8 +471,7 @@ pub fn heap_snapshots_restore_into_this_backend(backend: &dyn StateBackend) {
     let mut heap = MemoryBackend.open_keyed(scope(0, 1)).unwrap();
     fill(&mut heap, 0..100);
     let written = write_snapshot(&mut heap, 1);
-    let mut store = backend.open_keyed(scope(0, 1)).unwrap();
-    restore_into(&mut store, &written);
+    let mut store = restored(backend, scope(0, 1), &[&written]);
     assert_eq!(
         read_back(&mut store, 0..100),
         read_back(&mut heap, 0..100),

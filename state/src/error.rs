@@ -112,6 +112,18 @@ pub enum StateError {
         #[source]
         source: rocksdb::Error,
     },
+    /// A backend of another crate failed (its [`SortedKv`](crate::SortedKv)
+    /// or snapshot).
+    #[error("the {backend} state backend failed {action}")]
+    Backend {
+        /// The backend, by name.
+        backend: &'static str,
+        /// What was being done, to what (an instance, a file).
+        action: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A local file could not be read or written.
     #[error("{action} {path}")]
     LocalIo {

@@ -37,12 +37,16 @@ pub struct TableBlob {
 ///
 /// # Contract
 ///
-/// The files [`write`](Self::write) puts are listed in the returned
-/// [`StateFile`]s with their size and CRC-32C and the format
-/// [`StateFileFormat::Native`](weir_protocol::StateFileFormat::Native) of
-/// the backend; [`NativeFiles`] of them, downloaded, restore the state. A
-/// file may be one an earlier complete checkpoint already wrote (listed,
-/// not put again).
+/// - The files [`write`](Self::write) puts are listed in the returned
+///   [`StateFile`]s with their size and CRC-32C and the format
+///   [`StateFileFormat::Native`](weir_protocol::StateFileFormat::Native)
+///   of the backend; [`NativeFiles`] of them, downloaded, restore the state.
+/// - A file of this checkpoint alone goes under `task_dir`; an immutable
+///   file later checkpoints may reference goes to
+///   [`paths::shared_file`](weir_protocol::checkpoint::paths::shared_file)
+///   (retention deletes it once no kept checkpoint lists it). A file an
+///   earlier complete checkpoint already wrote is listed, not put again
+///   (see [`SortedKv::checkpoint_complete`](crate::SortedKv::checkpoint_complete)).
 pub trait NativeSnapshot: Send + Sync + std::fmt::Debug {
     /// Writes the snapshot's files with `put(job-relative path, bytes)`;
     /// `task_dir` is the subtask's directory of this checkpoint.
@@ -59,9 +63,9 @@ pub struct NativeFiles {
     pub key_groups: KeyGroupRange,
     /// Files read into memory: name inside the instance, and contents.
     pub files: Vec<(String, Vec<u8>)>,
-    /// Files already on this machine's disk, verified against their
-    /// checksums: name inside the instance, and where the copy is. The
-    /// backend links or copies them; it never changes the copy.
+    /// Shared (immutable) files already on this machine's disk, verified
+    /// against their checksums: name inside the instance, and where the
+    /// copy is. The backend links or copies them; it never changes the copy.
     pub local: Vec<(String, std::path::PathBuf)>,
 }
 

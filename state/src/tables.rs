@@ -1,5 +1,5 @@
 //! Typed keyed-state tables, each partitioned by key group, on whichever
-//! storage their store's backend gives them ([`crate::kinds`]).
+//! storage their store's backend gives them (the store traits of `kinds`).
 //!
 //! On the heap, every table keeps one map per owned key group behind an
 //! `Arc`. Taking a snapshot ([`ErasedTable::freeze`]) clones those `Arc`s,
@@ -25,33 +25,63 @@ use weir_protocol::{KeyGroup, KeyGroupRange};
 
 /// One value per key.
 pub struct ValueTable<K, V> {
-    store: Box<dyn ValueStore<K, V>>,
+    store: ValueStorage<K, V>,
+}
+
+/// Value state is what most operators touch on every record: on the heap
+/// its calls are static (and inlined, with the caller's closure). Through
+/// the trait object the keyed-sum benchmark (W1 embedded-memory-plain-final)
+/// ran at 22.5 M events/s, statically at 30.7 (medians of three best-of-3
+/// runs). Other stores are reached through the trait object.
+enum ValueStorage<K, V> {
+    Heap(HeapValue<K, V>),
+    Other(Box<dyn ValueStore<K, V>>),
 }
 
 impl<K: StateKey, V: StateValue> ValueTable<K, V> {
     pub(crate) fn new(name: &str, range: KeyGroupRange, home: Option<KvTable>) -> Self {
-        let store: Box<dyn ValueStore<K, V>> = match home {
-            None => Box::new(HeapValue::new(name, range)),
-            Some(table) => Box::new(SerializedValue::new(table)),
+        let store = match home {
+            None => ValueStorage::Heap(HeapValue::new(name, range)),
+            Some(table) => ValueStorage::Other(Box::new(SerializedValue::new(table))),
         };
         Self { store }
+    }
+
+    fn store(&self) -> &dyn ValueStore<K, V> {
+        match &self.store {
+            ValueStorage::Heap(heap) => heap,
+            ValueStorage::Other(other) => other.as_ref(),
+        }
+    }
+
+    fn store_mut(&mut self) -> &mut dyn ValueStore<K, V> {
+        match &mut self.store {
+            ValueStorage::Heap(heap) => heap,
+            ValueStorage::Other(other) => other.as_mut(),
+        }
     }
 
     /// The value of `key`, if set.
     #[inline]
     pub fn get(&mut self, key_group: KeyGroup, key: &K) -> Result<Option<V>, StateError> {
-        self.store.get(key_group, key)
+        match &mut self.store {
+            ValueStorage::Heap(heap) => heap.get(key_group, key),
+            ValueStorage::Other(other) => other.get(key_group, key),
+        }
     }
 
     /// Sets the value of `key`.
     #[inline]
     pub fn put(&mut self, key_group: KeyGroup, key: &K, value: V) -> Result<(), StateError> {
-        self.store.put(key_group, key, value)
+        match &mut self.store {
+            ValueStorage::Heap(heap) => heap.put(key_group, key, value),
+            ValueStorage::Other(other) => other.put(key_group, key, value),
+        }
     }
 
     /// Removes the value of `key`, returning it.
     pub fn remove(&mut self, key_group: KeyGroup, key: &K) -> Result<Option<V>, StateError> {
-        self.store.remove(key_group, key)
+        self.store_mut().remove(key_group, key)
     }
 
     /// Replaces the value of `key` by `f(old)` in one lookup; `None` from
@@ -61,35 +91,39 @@ impl<K: StateKey, V: StateValue> ValueTable<K, V> {
     where
         F: FnOnce(Option<V>) -> Option<V>,
     {
+        let other = match &mut self.store {
+            ValueStorage::Heap(heap) => return heap.update_with(key_group, key, f),
+            ValueStorage::Other(other) => other,
+        };
         let mut f = Some(f);
         // Stores call it exactly once; `old` back is what a second call would mean.
         let mut once = |old: Option<V>| match f.take() {
             Some(f) => f(old),
             None => old,
         };
-        self.store.update(key_group, key, &mut once)
+        other.update(key_group, key, &mut once)
     }
 }
 
 impl<K: StateKey, V: StateValue> ErasedTable for ValueTable<K, V> {
     fn name(&self) -> &str {
-        self.store.name()
+        self.store().name()
     }
     fn kind(&self) -> StateKind {
         StateKind::Value
     }
     fn entries(&mut self) -> usize {
-        self.store.entries()
+        self.store_mut().entries()
     }
     fn freeze(&self) -> Option<Box<dyn FrozenTable>> {
-        self.store.freeze(StateKind::Value)
+        self.store().freeze(StateKind::Value)
     }
     fn flush(&mut self) -> Result<(), StateError> {
-        self.store.flush()
+        self.store_mut().flush()
     }
     fn restore_key_group(&mut self, key_group: KeyGroup, bytes: &[u8]) -> Result<(), StateError> {
         let entries: Vec<(K, V)> = decode_group(bytes, self.name(), key_group)?;
-        self.store.restore(key_group, entries)
+        self.store_mut().restore(key_group, entries)
     }
     fn decode_section(&self, bytes: &[u8]) -> Result<Vec<JsonEntry>, StateError> {
         let entries: Vec<(K, V)> = decode(bytes, self.name())?;

@@ -5,7 +5,7 @@
 use weir_protocol::key_group::key_group_of;
 use weir_protocol::Epoch;
 use weir_state::conformance::{
-    fill, read_back, restore_into, scope, write, write_snapshot, Storage, Subject, Written, MAX,
+    fill, read_back, restored, scope, write, write_snapshot, Storage, Subject, Written, MAX,
 };
 use weir_state::{KeyedStateStore, RocksDbBackend, StateBackend};
 
@@ -87,8 +87,7 @@ fn rocksdb_snapshots_reuse_files_of_complete_checkpoints() {
         !reused.is_empty(),
         "checkpoint 3 references checkpoint 2's SSTs"
     );
-    let mut restored = backend.open_keyed(scope(0, 1)).unwrap();
-    restore_into(&mut restored, &third);
+    let mut restored = restored(&backend, scope(0, 1), &[&third]);
     assert_eq!(
         read_back(&mut restored, 0..510),
         read_back(&mut store, 0..510)
@@ -113,8 +112,7 @@ fn rocksdb_flushes_of_many_changes_ingest_files_and_restore() {
         store.table_mut(v).unwrap().remove(g, &k).unwrap();
     }
     let written = write_snapshot(&mut store, 2);
-    let mut restored = backend.open_keyed(scope(0, 1)).unwrap();
-    restore_into(&mut restored, &written);
+    let mut restored = restored(&backend, scope(0, 1), &[&written]);
     let v = restored.value_table::<u64, u64>("v").unwrap();
     for k in 0..10_000u64 {
         let g = key_group_of(&k, MAX);

@@ -6,6 +6,7 @@ use crate::error::RuntimeError;
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_operators::task::RestoredTask;
+use weir_protocol::checkpoint::paths;
 use weir_protocol::cluster::{RestoreTier, SubtaskRestore};
 use weir_protocol::{CheckpointManifest, JobGraph, KeyGroupRange, StateFileFormat, VertexId};
 use weir_state::{snapshot, CheckpointStorage, NativeFiles};
@@ -98,8 +99,12 @@ pub fn load_restored_tasks(
                                 })
                             }
                         };
-                        // A verified copy on this machine is handed over by path, not read.
-                        if let Some((copy, from)) = reader.local_copy(file) {
+                        // A verified copy of a shared (immutable) file on
+                        // this machine is handed over by path, not read.
+                        let shared = file.path.starts_with(&format!("{}/", paths::SHARED));
+                        if let Some((copy, from)) =
+                            shared.then(|| reader.local_copy(file)).flatten()
+                        {
                             tier = tier.max(Some(from));
                             files.local.push((name.clone(), copy));
                             continue;

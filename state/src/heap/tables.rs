@@ -20,6 +20,37 @@ impl<K: StateKey, V: StateValue> HeapValue<K, V> {
     pub(crate) fn new(name: &str, range: KeyGroupRange) -> Self {
         Self(ByKeyGroup::new(name, range))
     }
+
+    /// [`ValueStore::update`] with `f` inlined: the per-record path of
+    /// heap state, which `ValueTable` calls without dynamic dispatch.
+    #[inline]
+    pub(crate) fn update_with(
+        &mut self,
+        key_group: KeyGroup,
+        key: &K,
+        f: impl FnOnce(Option<V>) -> Option<V>,
+    ) -> Result<Option<V>, StateError> {
+        let group = self.0.group_mut(key_group)?;
+        match group.get_mut(key) {
+            Some(slot) => match f(Some(slot.clone())) {
+                Some(new) => {
+                    *slot = new.clone();
+                    Ok(Some(new))
+                }
+                None => {
+                    group.remove(key);
+                    Ok(None)
+                }
+            },
+            None => {
+                let new = f(None);
+                if let Some(value) = &new {
+                    group.insert(key.clone(), value.clone());
+                }
+                Ok(new)
+            }
+        }
+    }
 }
 
 impl<K: StateKey, MK: StateKey, MV: StateValue> HeapMap<K, MK, MV> {
@@ -72,26 +103,7 @@ impl<K: StateKey, V: StateValue> ValueStore<K, V> for HeapValue<K, V> {
         key: &K,
         f: &mut dyn FnMut(Option<V>) -> Option<V>,
     ) -> Result<Option<V>, StateError> {
-        let group = self.0.group_mut(key_group)?;
-        match group.get_mut(key) {
-            Some(slot) => match f(Some(slot.clone())) {
-                Some(new) => {
-                    *slot = new.clone();
-                    Ok(Some(new))
-                }
-                None => {
-                    group.remove(key);
-                    Ok(None)
-                }
-            },
-            None => {
-                let new = f(None);
-                if let Some(value) = &new {
-                    group.insert(key.clone(), value.clone());
-                }
-                Ok(new)
-            }
-        }
+        self.update_with(key_group, key, f)
     }
 
     fn restore(&mut self, key_group: KeyGroup, entries: Vec<(K, V)>) -> Result<(), StateError> {

@@ -11,6 +11,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use weir_protocol::checkpoint::paths;
 use weir_protocol::{Epoch, KeyGroupRange, StateFile, StateFileFormat};
 
 /// Which SST files are safely in shared storage.
@@ -138,7 +139,7 @@ impl RocksSnapshot {
             let path = self.local.join(&name);
             let bytes = std::fs::read(&path).map_err(local_io(&path, "reading"))?;
             let relative = if is_sst {
-                format!("shared/{}/{:010}-{name}", self.db.uid(), self.epoch.0)
+                paths::shared_file(self.db.uid(), self.epoch, &name)
             } else {
                 format!("{task_dir}/db/{name}")
             };
@@ -202,10 +203,10 @@ pub(crate) fn materialize(restored: &NativeFiles, scratch: &Path) -> Result<(), 
     }
     for (name, copy) in &restored.local {
         let path = scratch.join(name);
-        // A link shares the copy's blocks; RocksDB never rewrites an SST
-        // (it only deletes it, which leaves the copy), but it may append to
-        // its other files: those are copied. Across file systems, copy.
-        if !name.ends_with(".sst") || std::fs::hard_link(copy, &path).is_err() {
+        // A link shares the copy's blocks: local copies are shared SSTs,
+        // which RocksDB never rewrites (it only deletes them, which leaves
+        // the copy). Across file systems, copy instead.
+        if std::fs::hard_link(copy, &path).is_err() {
             std::fs::copy(copy, &path).map_err(local_io(&path, "copying"))?;
         }
     }

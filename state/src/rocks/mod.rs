@@ -6,8 +6,8 @@
 //! groups is one contiguous key range, copied into another instance when a
 //! job is restored at another parallelism.
 //!
-//! Value tables keep a write-back cache in front of the database; a
-//! snapshot first writes the cache's changes, then takes a RocksDB
+//! The serialized value tables keep a write-back cache in front of the
+//! database; a snapshot first writes the caches' changes, then takes a RocksDB
 //! checkpoint (hard links to the immutable SST files). The files are
 //! uploaded off the task thread; an SST already uploaded by a complete
 //! checkpoint is referenced from `shared/` instead of being uploaded again,

@@ -11,7 +11,7 @@
 //! instance when a job is restored at another parallelism. Values are the
 //! postcard encoding of the table's values.
 //!
-//! - this module: [`SortedKv`], the key layout, and [`KvTable`], where one
+//! - this module: [`SortedKv`], the key layout, and `KvTable`, where one
 //!   table lives in a store.
 //! - `tables`: the value (with a write-back cache), map and list stores.
 
