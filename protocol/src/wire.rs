@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of both wire protocols; peers with another version are refused.
 /// 3: state files name their format (`StateFile::format`) in acks and
-/// restore points.
+/// restore points; records travel in records frames ([`RECORDS_FRAME`]).
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame accepted, in bytes (a bigger length prefix is garbage).
@@ -155,11 +155,10 @@ mod exchange_frames {
         pub to: u32,
     }
 
-    /// What one channel message carries.
+    /// What one channel message carries besides records (which travel in
+    /// records frames, see [`RECORDS_FRAME`](super::RECORDS_FRAME)).
     #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
     pub enum FrameBody {
-        /// A batch of records, encoded by the edge's codec.
-        Records(Vec<u8>),
         /// A watermark.
         Watermark(i64),
         /// A checkpoint barrier.
@@ -261,6 +260,84 @@ pub fn encode_exchange(message: &ExchangeFrame) -> Vec<u8> {
     frame(&encode_exchange_body(message))
 }
 
+/// Set in a frame header when the frame is a batch of records outside
+/// rkyv: `[len | RECORDS_FRAME][channel key: 5 × u32 big-endian][records]`.
+/// The records are written from, and read into, their own buffer: never
+/// copied into an archive and out again. (Lengths stay far below 2^31:
+/// [`MAX_FRAME_LEN`].)
+pub const RECORDS_FRAME: u32 = 1 << 31;
+
+/// Bytes of a channel key in a records frame.
+pub const CHANNEL_KEY_LEN: usize = 20;
+
+/// One frame for an exchange connection's writer.
+#[derive(Debug)]
+pub enum OutgoingFrame {
+    /// An rkyv frame's body; its length goes before it.
+    Encoded(ExchangeBody),
+    /// A batch of records of one channel, encoded by the edge's codec.
+    Records {
+        /// The channel.
+        key: ChannelKey,
+        /// The encoded records.
+        records: Vec<u8>,
+    },
+}
+
+/// One frame read from an exchange connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IncomingFrame {
+    /// An rkyv frame, decoded.
+    Frame(ExchangeFrame),
+    /// A batch of records of one channel, as the edge's codec encoded it.
+    Records {
+        /// The channel.
+        key: ChannelKey,
+        /// The encoded records.
+        records: Vec<u8>,
+    },
+}
+
+/// The header of a records frame: its length (flagged) and channel key.
+pub fn records_header(
+    key: &ChannelKey,
+    records_len: usize,
+) -> Result<[u8; 4 + CHANNEL_KEY_LEN], WireError> {
+    let len = CHANNEL_KEY_LEN + records_len;
+    if len > MAX_FRAME_LEN {
+        return Err(WireError::TooLong {
+            len,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    let mut header = [0u8; 4 + CHANNEL_KEY_LEN];
+    header[..4].copy_from_slice(&(len as u32 | RECORDS_FRAME).to_be_bytes());
+    let fields = [key.job, key.attempt, key.edge, key.from, key.to];
+    for (i, field) in fields.iter().enumerate() {
+        header[4 + 4 * i..8 + 4 * i].copy_from_slice(&field.to_be_bytes());
+    }
+    Ok(header)
+}
+
+/// The channel key of a records frame.
+pub fn decode_channel_key(bytes: [u8; CHANNEL_KEY_LEN]) -> ChannelKey {
+    let field = |i: usize| {
+        u32::from_be_bytes([
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ])
+    };
+    ChannelKey {
+        job: field(0),
+        attempt: field(1),
+        edge: field(2),
+        from: field(3),
+        to: field(4),
+    }
+}
+
 /// An exchange frame from a frame's body, validated.
 pub fn decode_exchange(body: &[u8]) -> Result<ExchangeFrame, WireError> {
     // rkyv reads archived data in place and needs it aligned; a buffer
@@ -306,10 +383,6 @@ mod tests {
                 protocol: PROTOCOL_VERSION,
                 from: 1,
                 to: 2,
-            },
-            ExchangeFrame::Message {
-                key,
-                body: FrameBody::Records(vec![1, 2, 3]),
             },
             ExchangeFrame::Message {
                 key,

@@ -12,8 +12,8 @@
 //! - [`local`]: bounded in-process channels, and the wiring of a
 //!   deployment's subtasks and edges (local or remote).
 //! - [`net`]: the data exchange between workers: one TCP connection per
-//!   worker pair, rkyv frames, credit-based flow control, attempt fencing,
-//!   and file pushes to a peer.
+//!   worker pair, records frames and rkyv frames, credit-based flow
+//!   control, attempt fencing, and file pushes to a peer.
 //! - [`checkpoint`]: snapshots written off the task threads, the local
 //!   and peer copies of checkpoint files and the replication service that
 //!   makes them, and which state a restored subtask resumes from.

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use weir_operators::output::OutputChannel;
 use weir_operators::{Batch, BatchCodec, Message};
 use weir_protocol::cluster::Peer;
+use weir_protocol::framing::write_exchange;
 use weir_protocol::wire::{
-    encode_exchange, ChannelKey, ExchangeFrame, FrameBody, PROTOCOL_VERSION,
+    encode_exchange, encode_exchange_body, ChannelKey, ExchangeFrame, FrameBody, OutgoingFrame,
+    PROTOCOL_VERSION,
 };
 use weir_protocol::{Epoch, WorkerId};
 use weir_runtime::net::Exchange;
@@ -138,18 +140,23 @@ fn frames_of_an_older_attempt_are_dropped() {
     exchange.begin_attempt(7, 2);
     let (queue, _credits) = exchange.receiver(key(2), 1, codec).unwrap();
     let records = codec.encode(&Batch::new(vec![1u64, 2, 3])).unwrap();
-    for (attempt, body) in [
-        (1, FrameBody::Records(records.clone())),
-        (1, FrameBody::Barrier(4)),
-        (2, FrameBody::Barrier(5)),
-        (2, FrameBody::Records(records)),
+    let records_frame = |attempt| OutgoingFrame::Records {
+        key: key(attempt),
+        records: records.clone(),
+    };
+    let message_frame = |attempt, body| {
+        OutgoingFrame::Encoded(encode_exchange_body(&ExchangeFrame::Message {
+            key: key(attempt),
+            body,
+        }))
+    };
+    for frame in [
+        records_frame(1),
+        message_frame(1, FrameBody::Barrier(4)),
+        message_frame(2, FrameBody::Barrier(5)),
+        records_frame(2),
     ] {
-        zombie
-            .write_all(&encode_exchange(&ExchangeFrame::Message {
-                key: key(attempt),
-                body,
-            }))
-            .unwrap();
+        write_exchange(&mut zombie, &frame).unwrap();
     }
     let first = queue.recv_timeout(Duration::from_secs(30)).unwrap();
     assert!(matches!(first, Message::Barrier(Epoch(5))), "{first:?}");

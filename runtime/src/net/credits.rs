@@ -10,7 +10,7 @@
 use crate::cancel::CancelToken;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use weir_protocol::wire::{encode_exchange_body, ChannelKey, ExchangeBody, ExchangeFrame};
+use weir_protocol::wire::{encode_exchange_body, ChannelKey, ExchangeFrame, OutgoingFrame};
 
 /// The sending side's credits on one channel.
 #[derive(Debug, Default)]
@@ -104,7 +104,7 @@ impl CreditGate {
 /// Where a credit frame goes: the connection to the sending worker.
 pub trait CreditSink: Send + Sync {
     /// Queues an encoded frame body; false when the connection is gone.
-    fn send_frame(&self, frame: ExchangeBody) -> bool;
+    fn send_frame(&self, frame: OutgoingFrame) -> bool;
 }
 
 /// The receiving side: returns credits as the task consumes messages,
@@ -129,10 +129,10 @@ impl CreditReturn {
 
     /// Grants `credits` to the sender now.
     pub fn grant(&self, credits: u32) {
-        let frame = encode_exchange_body(&ExchangeFrame::Credit {
+        let frame = OutgoingFrame::Encoded(encode_exchange_body(&ExchangeFrame::Credit {
             key: self.key,
             credits,
-        });
+        }));
         // A closed link means the sender is gone: nobody to grant to.
         let _ = self.link.send_frame(frame);
     }
@@ -185,7 +185,10 @@ mod tests {
 
     struct Recorded(Mutex<Vec<ExchangeFrame>>);
     impl CreditSink for Recorded {
-        fn send_frame(&self, frame: ExchangeBody) -> bool {
+        fn send_frame(&self, frame: OutgoingFrame) -> bool {
+            let OutgoingFrame::Encoded(frame) = frame else {
+                panic!("credits go in rkyv frames");
+            };
             let frame = weir_protocol::wire::decode_exchange(&frame).unwrap();
             self.0.lock().unwrap().push(frame);
             true

@@ -5,7 +5,7 @@
 
 use super::links::PeerLink;
 use std::time::{Duration, Instant};
-use weir_protocol::wire::{encode_exchange_body, ExchangeFrame};
+use weir_protocol::wire::{encode_exchange_body, ExchangeFrame, OutgoingFrame};
 
 /// Largest part of a file in one frame.
 pub const FILE_PART: usize = 4 << 20;
@@ -47,13 +47,13 @@ pub(crate) fn push_file(link: &PeerLink, job_id: &str, path: &str, bytes: &[u8])
             return false;
         }
         let end = (offset + FILE_PART).min(bytes.len());
-        let frame = encode_exchange_body(&ExchangeFrame::Replica {
+        let frame = OutgoingFrame::Encoded(encode_exchange_body(&ExchangeFrame::Replica {
             job_id: job_id.to_owned(),
             path: path.to_owned(),
             offset: offset as u64,
             total,
             bytes: bytes[offset..end].to_vec(),
-        });
+        }));
         let Some(number) = link.queue(frame) else {
             return false;
         };

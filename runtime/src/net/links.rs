@@ -11,13 +11,15 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
-use weir_protocol::framing::{read_frame, FrameReadError};
-use weir_protocol::wire::{decode_exchange, ExchangeBody, ExchangeFrame, PROTOCOL_VERSION};
+use weir_protocol::framing::{read_exchange, read_frame, write_exchange, FrameReadError};
+use weir_protocol::wire::{
+    decode_exchange, ExchangeFrame, IncomingFrame, OutgoingFrame, PROTOCOL_VERSION,
+};
 
 /// The sending half of the connection to one peer.
 pub(crate) struct PeerLink {
     pub(crate) peer: u32,
-    frames: Sender<ExchangeBody>,
+    frames: Sender<OutgoingFrame>,
     pub(crate) closed: AtomicBool,
     pub(crate) progress: Arc<LinkProgress>,
 }
@@ -76,7 +78,7 @@ impl LinkProgress {
 impl PeerLink {
     /// Queues a frame; its number in the link's order, or `None` when the
     /// link is gone.
-    pub(crate) fn queue(&self, frame: ExchangeBody) -> Option<u64> {
+    pub(crate) fn queue(&self, frame: OutgoingFrame) -> Option<u64> {
         if self.closed.load(Ordering::Relaxed) {
             return None;
         }
@@ -89,7 +91,7 @@ impl PeerLink {
 }
 
 impl CreditSink for PeerLink {
-    fn send_frame(&self, frame: ExchangeBody) -> bool {
+    fn send_frame(&self, frame: OutgoingFrame) -> bool {
         self.queue(frame).is_some()
     }
 }
@@ -144,16 +146,12 @@ impl PeerLink {
 pub(crate) fn read_frames(
     peer: u32,
     mut stream: TcpStream,
-    mut route: impl FnMut(ExchangeFrame) -> Result<(), String>,
+    mut route: impl FnMut(IncomingFrame) -> Result<(), String>,
 ) {
     let outcome = loop {
-        let body = match read_frame(&mut stream) {
-            Ok(body) => body,
-            Err(error) => break error,
-        };
-        let frame = match decode_exchange(&body) {
+        let frame = match read_exchange(&mut stream) {
             Ok(frame) => frame,
-            Err(error) => break FrameReadError::Wire(error),
+            Err(error) => break error,
         };
         if let Err(problem) = route(frame) {
             tracing::warn!(peer, %problem, "data-exchange protocol violation; closing the link");
@@ -180,21 +178,17 @@ pub(crate) fn read_hello(stream: &mut TcpStream) -> Result<u32, String> {
     }
 }
 
-fn write_loop(stream: TcpStream, frames: Receiver<ExchangeBody>, progress: &LinkProgress) {
+fn write_loop(stream: TcpStream, frames: Receiver<OutgoingFrame>, progress: &LinkProgress) {
     let mut out = BufWriter::with_capacity(256 << 10, stream);
     let mut written = 0u64;
-    let write = |out: &mut BufWriter<TcpStream>, body: &ExchangeBody| {
-        out.write_all(&(body.len() as u32).to_be_bytes())
-            .and_then(|()| out.write_all(body))
-    };
     while let Ok(frame) = frames.recv() {
-        if write(&mut out, &frame).is_err() {
+        if write_exchange(&mut out, &frame).is_err() {
             return;
         }
         written += 1;
         // Coalesce whatever is queued before flushing.
         while let Ok(frame) = frames.try_recv() {
-            if write(&mut out, &frame).is_err() {
+            if write_exchange(&mut out, &frame).is_err() {
                 return;
             }
             written += 1;

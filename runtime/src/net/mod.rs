@@ -2,9 +2,12 @@
 //!
 //! Each pair of workers shares one connection (the worker with the lower
 //! id dials) that multiplexes every channel between their subtasks, of
-//! every job, in both directions. Frames are rkyv [`ExchangeFrame`]s: a
-//! channel message (records, watermark, barrier, end of data or stream),
-//! a credit grant ([`credits`]), or part of a file pushed to the peer.
+//! every job, in both directions. A batch of records goes in a records
+//! frame (channel key, then the edge codec's bytes, written from and read
+//! into the batch's own buffer); everything else is an rkyv
+//! [`ExchangeFrame`]: another channel message (watermark, barrier, end of
+//! data or stream), a credit grant ([`credits`]), or part of a file pushed
+//! to the peer.
 //! Every channel frame names its job and attempt; frames of an attempt
 //! that is no longer deployed here are dropped and logged, so a zombie of
 //! an earlier attempt cannot feed a new one.

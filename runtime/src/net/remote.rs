@@ -9,7 +9,9 @@ use crate::cancel::CancelToken;
 use std::sync::Arc;
 use weir_operators::output::OutputChannel;
 use weir_operators::{BatchCodec, Message, OperatorError};
-use weir_protocol::wire::{encode_exchange_body, ChannelKey, ExchangeFrame, FrameBody};
+use weir_protocol::wire::{
+    encode_exchange_body, ChannelKey, ExchangeFrame, FrameBody, OutgoingFrame,
+};
 
 /// The sending end of a channel into a subtask on another worker.
 pub struct RemoteSender {
@@ -47,7 +49,13 @@ impl OutputChannel for RemoteSender {
             NoCredit::Closed | NoCredit::Cancelled => OperatorError::Disconnected,
         })?;
         let body = match message {
-            Message::Data(batch) => FrameBody::Records(self.codec.encode(&batch)?),
+            Message::Data(batch) => {
+                let records = self.codec.encode(&batch)?;
+                return self.queue(OutgoingFrame::Records {
+                    key: self.key,
+                    records,
+                });
+            }
             Message::Watermark(t) => FrameBody::Watermark(t),
             Message::Barrier(epoch) => FrameBody::Barrier(epoch.0),
             Message::EndOfData => FrameBody::EndOfData,
@@ -58,6 +66,12 @@ impl OutputChannel for RemoteSender {
             key: self.key,
             body,
         });
+        self.queue(OutgoingFrame::Encoded(frame))
+    }
+}
+
+impl RemoteSender {
+    fn queue(&self, frame: OutgoingFrame) -> Result<(), OperatorError> {
         if self.link.send_frame(frame) {
             Ok(())
         } else {

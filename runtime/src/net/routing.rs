@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use weir_operators::{Batch, BatchCodec, Message};
-use weir_protocol::wire::{ChannelKey, ExchangeFrame, FrameBody};
+use weir_protocol::wire::{ChannelKey, ExchangeFrame, FrameBody, IncomingFrame};
 use weir_protocol::Epoch;
 
 /// An inbound channel: where its messages go, and how to decode records.
@@ -79,8 +79,17 @@ pub(crate) fn lock(routes: &Mutex<Routes>) -> MutexGuard<'_, Routes> {
 pub(crate) fn dispatch(
     routes: &Mutex<Routes>,
     inbox: Option<&dyn FileInbox>,
-    frame: ExchangeFrame,
+    frame: IncomingFrame,
 ) -> Result<(), String> {
+    let frame = match frame {
+        IncomingFrame::Records { key, records } => {
+            return deliver(routes, key, |codec| {
+                let len = codec.encoded_len(&records).map_err(|e| e.to_string())?;
+                Ok(Message::Data(Batch::encoded(records, len, codec)))
+            })
+        }
+        IncomingFrame::Frame(frame) => frame,
+    };
     match frame {
         ExchangeFrame::Hello { .. } => Err("a second hello".into()),
         ExchangeFrame::Replica {
@@ -111,51 +120,55 @@ pub(crate) fn dispatch(
             lock(routes).gate(key, UNKNOWN_PEER).grant(credits);
             Ok(())
         }
-        ExchangeFrame::Message { key, body } => {
-            let routes = lock(routes);
-            let Some(inbound) = routes.inbound.get(&key) else {
-                if routes.is_older_attempt(&key) {
-                    tracing::debug!(
-                        job = key.job,
-                        attempt = key.attempt,
-                        "dropping a frame of an older attempt"
-                    );
-                } else {
-                    tracing::debug!(
-                        job = key.job,
-                        attempt = key.attempt,
-                        "dropping a frame for a channel not deployed here"
-                    );
-                }
-                return Ok(());
-            };
-            let message = match body {
-                FrameBody::Records(bytes) => {
-                    let len = inbound
-                        .codec
-                        .encoded_len(&bytes)
-                        .map_err(|e| e.to_string())?;
-                    Message::Data(Batch::encoded(bytes, len, inbound.codec))
-                }
+        ExchangeFrame::Message { key, body } => deliver(routes, key, |_| {
+            Ok(match body {
                 FrameBody::Watermark(t) => Message::Watermark(t),
                 FrameBody::Barrier(epoch) => Message::Barrier(Epoch(epoch)),
                 FrameBody::EndOfData => Message::EndOfData,
                 FrameBody::EndOfStream => Message::EndOfStream,
                 FrameBody::StopBarrier(epoch) => Message::StopBarrier(Epoch(epoch)),
-            };
-            inbound
-                .queue
-                .try_send(message)
-                .map_err(|e| match e {
-                    crossbeam_channel::TrySendError::Full(_) => {
-                        format!("channel {key:?} got more messages than it granted credits")
-                    }
-                    // The task ended (cancelled): nothing to deliver to.
-                    crossbeam_channel::TrySendError::Disconnected(_) => String::new(),
-                })
-                .or_else(|e| if e.is_empty() { Ok(()) } else { Err(e) })
-        }
+            })
+        }),
     }
+}
+
+/// Queues one message of channel `key` for its task, made by `message`
+/// with the channel's codec; drops it if the channel is not (or no
+/// longer) deployed here.
+fn deliver(
+    routes: &Mutex<Routes>,
+    key: ChannelKey,
+    message: impl FnOnce(BatchCodec) -> Result<Message, String>,
+) -> Result<(), String> {
+    let routes = lock(routes);
+    let Some(inbound) = routes.inbound.get(&key) else {
+        if routes.is_older_attempt(&key) {
+            tracing::debug!(
+                job = key.job,
+                attempt = key.attempt,
+                "dropping a frame of an older attempt"
+            );
+        } else {
+            tracing::debug!(
+                job = key.job,
+                attempt = key.attempt,
+                "dropping a frame for a channel not deployed here"
+            );
+        }
+        return Ok(());
+    };
+    let message = message(inbound.codec)?;
+    inbound
+        .queue
+        .try_send(message)
+        .map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => {
+                format!("channel {key:?} got more messages than it granted credits")
+            }
+            // The task ended (cancelled): nothing to deliver to.
+            crossbeam_channel::TrySendError::Disconnected(_) => String::new(),
+        })
+        .or_else(|e| if e.is_empty() { Ok(()) } else { Err(e) })
 }
 
 /// Placeholder peer of a gate created by an early credit grant.
