@@ -28,8 +28,11 @@ pub(crate) trait StoredTable: Send {
     /// The contents, shared copy-on-write, for a key-group-sections
     /// snapshot; `None` when the backend snapshots its instance as a whole.
     fn freeze(&self, kind: StateKind) -> Option<Box<dyn FrozenTable>>;
-    /// Writes what a cache holds to the backend, before a snapshot.
-    fn flush(&mut self) -> Result<(), StateError>;
+    /// Writes what a cache holds to the backend, before a snapshot
+    /// (nothing, for a store without a cache).
+    fn flush(&mut self) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// One value per key.

@@ -54,10 +54,6 @@ impl<M: Default + Clone> ByKeyGroup<M> {
         ))
     }
 
-    pub(crate) fn groups(&self) -> impl Iterator<Item = &M> {
-        self.groups.iter().map(|g| g.as_ref())
-    }
-
     /// The current version of every group, shared with the live table.
     pub(crate) fn freeze(&self, kind: StateKind) -> Frozen<M> {
         Frozen {
@@ -75,6 +71,17 @@ impl<M: Default + Clone> ByKeyGroup<M> {
             start: self.range.start,
             end: self.range.end,
         }
+    }
+}
+
+impl<K, V> ByKeyGroup<FxHashMap<K, V>> {
+    /// Entries in every group, counting `entries_in(value)` per key.
+    pub(crate) fn entries(&self, entries_in: impl Fn(&V) -> usize) -> usize {
+        self.groups
+            .iter()
+            .flat_map(|g| g.values())
+            .map(entries_in)
+            .sum()
     }
 }
 

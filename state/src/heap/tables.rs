@@ -70,13 +70,10 @@ impl<K: StateKey, V: StateValue> StoredTable for HeapValue<K, V> {
         &self.0.name
     }
     fn entries(&mut self) -> usize {
-        self.0.groups().map(|g| g.len()).sum()
+        self.0.entries(|_| 1)
     }
     fn freeze(&self, kind: StateKind) -> Option<Box<dyn FrozenTable>> {
         Some(Box::new(self.0.freeze(kind)))
-    }
-    fn flush(&mut self) -> Result<(), StateError> {
-        Ok(())
     }
 }
 
@@ -117,17 +114,10 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> StoredTable for HeapMap<K, MK, M
         &self.0.name
     }
     fn entries(&mut self) -> usize {
-        self.0
-            .groups()
-            .flat_map(|g| g.values())
-            .map(|m| m.len())
-            .sum()
+        self.0.entries(FxHashMap::len)
     }
     fn freeze(&self, kind: StateKind) -> Option<Box<dyn FrozenTable>> {
         Some(Box::new(self.0.freeze(kind)))
-    }
-    fn flush(&mut self) -> Result<(), StateError> {
-        Ok(())
     }
 }
 
@@ -208,17 +198,10 @@ impl<K: StateKey, V: StateValue> StoredTable for HeapList<K, V> {
         &self.0.name
     }
     fn entries(&mut self) -> usize {
-        self.0
-            .groups()
-            .flat_map(|g| g.values())
-            .map(|l| l.len())
-            .sum()
+        self.0.entries(Vec::len)
     }
     fn freeze(&self, kind: StateKind) -> Option<Box<dyn FrozenTable>> {
         Some(Box::new(self.0.freeze(kind)))
-    }
-    fn flush(&mut self) -> Result<(), StateError> {
-        Ok(())
     }
 }
 

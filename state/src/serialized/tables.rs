@@ -188,9 +188,6 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> StoredTable for SerializedMap<K,
     fn freeze(&self, _kind: StateKind) -> Option<Box<dyn FrozenTable>> {
         None
     }
-    fn flush(&mut self) -> Result<(), StateError> {
-        Ok(())
-    }
 }
 
 impl<K: StateKey, MK: StateKey, MV: StateValue> MapStore<K, MK, MV> for SerializedMap<K, MK, MV> {
@@ -289,9 +286,6 @@ impl<K: StateKey, V: StateValue> StoredTable for SerializedList<K, V> {
     }
     fn freeze(&self, _kind: StateKind) -> Option<Box<dyn FrozenTable>> {
         None
-    }
-    fn flush(&mut self) -> Result<(), StateError> {
-        Ok(())
     }
 }
 
