@@ -2,6 +2,7 @@
 
 use crate::error::CoordinatorError;
 use weir_protocol::checkpoint::{paths, MANIFEST_VERSION, OLDEST_MANIFEST_VERSION};
+use weir_protocol::cluster::RestorePoint;
 use weir_protocol::{CheckpointManifest, Epoch};
 use weir_state::{CheckpointStorage, StateError};
 
@@ -111,6 +112,15 @@ impl CheckpointCatalog {
     /// The job id.
     pub fn job(&self) -> &str {
         &self.job
+    }
+
+    /// `manifest`, one of this job's checkpoints, as a deployment resumes from it.
+    pub fn restore_point(&self, manifest: CheckpointManifest) -> RestorePoint {
+        RestorePoint {
+            storage_url: self.storage.url().to_owned(),
+            job_id: self.job.clone(),
+            manifest,
+        }
     }
 
     /// Whether anything at all is stored under the job's directory.

@@ -29,11 +29,9 @@ pub fn resolve_restore(
         RestoreFrom::Nothing => Ok(None),
         RestoreFrom::Latest => {
             let catalog = CheckpointCatalog::new(storage.clone(), job_id);
-            let found = catalog.latest_restorable()?.map(|manifest| RestorePoint {
-                storage_url: storage.url().to_owned(),
-                job_id: job_id.to_owned(),
-                manifest,
-            });
+            let found = catalog
+                .latest_restorable()?
+                .map(|manifest| catalog.restore_point(manifest));
             if found.is_none() {
                 tracing::warn!(job = %job_id, "no complete checkpoint to restore; starting from the beginning");
             }
@@ -46,11 +44,7 @@ pub fn resolve_restore(
 /// The checkpoint at `location` (its directory's URL), complete and verified.
 pub(super) fn open_restore_point(location: &str) -> Result<RestorePoint, CoordinatorError> {
     let (catalog, manifest) = CheckpointCatalog::open_restorable(location)?;
-    Ok(RestorePoint {
-        storage_url: catalog.storage().url().to_owned(),
-        job_id: catalog.job().to_owned(),
-        manifest,
-    })
+    Ok(catalog.restore_point(manifest))
 }
 
 /// The directory URL of a restore point (what the control store keeps).
@@ -163,11 +157,7 @@ pub(super) fn choose_restore(
     let catalog = CheckpointCatalog::new(storage.clone(), &job.job_id);
     Ok(catalog
         .latest_for_restart(pointer, floor, checksums)?
-        .map(|manifest| RestorePoint {
-            storage_url: storage.url().to_owned(),
-            job_id: job.job_id.clone(),
-            manifest,
-        }))
+        .map(|manifest| catalog.restore_point(manifest)))
 }
 
 /// Where a restart resumes when storage holds no usable checkpoint of the
