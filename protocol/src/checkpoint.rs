@@ -293,6 +293,12 @@ pub mod paths {
         format!("{SHARED}/{instance}/{:010}-{name}", epoch.0)
     }
 
+    /// Whether `path` (relative to the job directory) is a shared file.
+    pub fn is_shared(path: &str) -> bool {
+        path.strip_prefix(SHARED)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+
     /// The checkpoint that uploaded a shared file, from its path under
     /// `shared/` (`{instance}/{epoch}-{name}`).
     pub fn shared_file_epoch(path_in_shared: &str) -> Option<Epoch> {
@@ -332,6 +338,8 @@ mod tests {
         let in_shared = shared.strip_prefix("shared/").unwrap();
         assert_eq!(shared_file_epoch(in_shared), Some(Epoch(7)));
         assert_eq!(shared_file_epoch("abc/not-an-epoch"), None);
+        assert!(is_shared(&shared));
+        assert!(!is_shared("sharedness/x") && !is_shared("chk-0000000001/0-0/x"));
     }
 
     #[test]

@@ -144,14 +144,9 @@ pub fn restored(
             let StateFileFormat::Native { backend, name } = &file.format else {
                 continue;
             };
-            let files = files.get_or_insert_with(|| NativeFiles {
-                backend: backend.clone(),
-                key_groups: snapshot.key_groups,
-                files: Vec::new(),
-                local: Vec::new(),
-            });
+            let files = files.get_or_insert_with(|| NativeFiles::new(backend, snapshot.key_groups));
             assert_eq!(*backend, files.backend, "one snapshot, one backend");
-            if file.path.starts_with("shared/") {
+            if weir_protocol::checkpoint::paths::is_shared(&file.path) {
                 let copy = copies.join(format!("{}-{name}", local.len()));
                 std::fs::write(&copy, bytes).unwrap();
                 local.push((copy.clone(), file.crc32c));

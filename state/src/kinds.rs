@@ -26,8 +26,12 @@ pub(crate) trait StoredTable: Send {
     /// Number of entries: values, map entries or lists.
     fn entries(&mut self) -> usize;
     /// The contents, shared copy-on-write, for a key-group-sections
-    /// snapshot; `None` when the backend snapshots its instance as a whole.
-    fn freeze(&self, kind: StateKind) -> Option<Box<dyn FrozenTable>>;
+    /// snapshot; `None` (the default) when the backend snapshots its
+    /// instance as a whole.
+    fn freeze(&self, kind: StateKind) -> Option<Box<dyn FrozenTable>> {
+        let _ = kind;
+        None
+    }
     /// Writes what a cache holds to the backend, before a snapshot
     /// (nothing, for a store without a cache).
     fn flush(&mut self) -> Result<(), StateError> {

@@ -69,6 +69,18 @@ pub struct NativeFiles {
     pub local: Vec<(String, std::path::PathBuf)>,
 }
 
+impl NativeFiles {
+    /// No files yet of `backend`'s snapshot of `key_groups`.
+    pub fn new(backend: &str, key_groups: KeyGroupRange) -> Self {
+        Self {
+            backend: backend.to_owned(),
+            key_groups,
+            files: Vec::new(),
+            local: Vec::new(),
+        }
+    }
+}
+
 /// A store's state at a snapshot, ready to write: frozen heap tables, or a
 /// backend's own snapshot.
 pub struct StoreSnapshot {

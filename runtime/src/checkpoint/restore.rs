@@ -80,12 +80,7 @@ pub fn load_restored_tasks(
                 if let (true, Some(backend)) =
                     (overlaps, old.files.iter().find_map(|f| f.native_backend()))
                 {
-                    let mut files = NativeFiles {
-                        backend: backend.to_owned(),
-                        key_groups: old.key_groups,
-                        files: Vec::new(),
-                        local: Vec::new(),
-                    };
+                    let mut files = NativeFiles::new(backend, old.key_groups);
                     for file in &old.files {
                         let name = match &file.format {
                             StateFileFormat::Native { backend, name } if *backend == files.backend => name,
@@ -101,9 +96,9 @@ pub fn load_restored_tasks(
                         };
                         // A verified copy of a shared (immutable) file on
                         // this machine is handed over by path, not read.
-                        let shared = file.path.starts_with(&format!("{}/", paths::SHARED));
-                        if let Some((copy, from)) =
-                            shared.then(|| reader.local_copy(file)).flatten()
+                        if let Some((copy, from)) = paths::is_shared(&file.path)
+                            .then(|| reader.local_copy(file))
+                            .flatten()
                         {
                             tier = tier.max(Some(from));
                             files.local.push((name.clone(), copy));

@@ -126,12 +126,7 @@ fn decode_rows(
             let path = &file.path;
             match &file.format {
                 StateFileFormat::Native { backend, name } => native
-                    .get_or_insert_with(|| NativeFiles {
-                        backend: backend.clone(),
-                        key_groups: subtask.key_groups,
-                        files: Vec::new(),
-                        local: Vec::new(),
-                    })
+                    .get_or_insert_with(|| NativeFiles::new(backend, subtask.key_groups))
                     .files
                     .push((name.clone(), bytes)),
                 StateFileFormat::KeyGroupSections => {

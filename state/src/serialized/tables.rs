@@ -9,7 +9,7 @@ use super::{KvTable, RawChange, SortedKv};
 use crate::codec::{decode_group, encode, encode_into};
 use crate::error::StateError;
 use crate::kinds::{ListStore, MapStore, StoredTable, ValueStore};
-use crate::store::{FrozenTable, StateKey, StateKind, StateValue};
+use crate::store::{StateKey, StateValue};
 use rustc_hash::FxHashMap;
 use std::marker::PhantomData;
 use weir_protocol::KeyGroup;
@@ -68,10 +68,6 @@ impl<K: StateKey, V: StateValue> StoredTable for SerializedValue<K, V> {
     fn entries(&mut self) -> usize {
         let _ = self.flush();
         self.table.count()
-    }
-
-    fn freeze(&self, _kind: StateKind) -> Option<Box<dyn FrozenTable>> {
-        None
     }
 
     /// Writes every changed key to the store (on the task thread, at every
@@ -185,9 +181,6 @@ impl<K: StateKey, MK: StateKey, MV: StateValue> StoredTable for SerializedMap<K,
     fn entries(&mut self) -> usize {
         self.table.count()
     }
-    fn freeze(&self, _kind: StateKind) -> Option<Box<dyn FrozenTable>> {
-        None
-    }
 }
 
 impl<K: StateKey, MK: StateKey, MV: StateValue> MapStore<K, MK, MV> for SerializedMap<K, MK, MV> {
@@ -283,9 +276,6 @@ impl<K: StateKey, V: StateValue> StoredTable for SerializedList<K, V> {
     }
     fn entries(&mut self) -> usize {
         self.table.count()
-    }
-    fn freeze(&self, _kind: StateKind) -> Option<Box<dyn FrozenTable>> {
-        None
     }
 }
 
