@@ -535,13 +535,11 @@ impl CheckpointDriver {
         }
         self.stats.aborted += 1;
         let _ = commands.send(ControlCommand::CheckpointAborted { epoch });
-        if self.in_doubt == Some(epoch) {
-            return;
-        }
-        // During an outage this would only fail after its retries, holding
-        // up the driver; retention removes what is left once a later
+        // An epoch in doubt may have committed, so its files stay. During
+        // an outage deleting would only fail after its retries, holding up
+        // the driver; retention removes what is left once a later
         // checkpoint completes.
-        if storage {
+        if self.in_doubt == Some(epoch) || storage {
             return;
         }
         if let Err(error) = self

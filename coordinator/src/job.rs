@@ -455,16 +455,14 @@ impl JobHandle {
         &self.wake.1
     }
 
-    /// Waits `wait`, or until a cancel is requested or this coordinator no
-    /// longer leads (the leadership loop [`wake`](Self::wake)s every job
-    /// when its term ends, lapsed or lost); whether either happened.
-    pub fn pause(&self, wait: std::time::Duration) -> bool {
-        self.wait_for(wait, |_| self.is_cancel_requested() || !self.leads())
-    }
-
-    /// Waits `wait`, or until this coordinator no longer leads.
-    pub fn wait_while_leading(&self, wait: std::time::Duration) {
-        self.wait_for(wait, |_| !self.leads());
+    /// Waits `wait`, or until this coordinator no longer leads (the
+    /// leadership loop [`wake`](Self::wake)s every job when its term ends,
+    /// lapsed or lost) or, if `cancel_ends_it`, a cancel is requested;
+    /// whether either happened.
+    pub fn pause(&self, wait: std::time::Duration, cancel_ends_it: bool) -> bool {
+        self.wait_for(wait, |_| {
+            !self.leads() || (cancel_ends_it && self.is_cancel_requested())
+        })
     }
 
     /// Whether a client asked to cancel.

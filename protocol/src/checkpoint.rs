@@ -250,11 +250,7 @@ pub mod paths {
 
     /// The epoch named by a checkpoint directory name, if it is one.
     pub fn parse_checkpoint_name(name: &str) -> Option<Epoch> {
-        let digits = name.strip_prefix("chk-")?;
-        if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok().map(Epoch)
+        epoch_digits(name.strip_prefix("chk-")?)
     }
 
     /// `{job}/chk-{epoch:010}`.
@@ -302,14 +298,17 @@ pub mod paths {
     /// The checkpoint that uploaded a shared file, from its path under
     /// `shared/` (`{instance}/{epoch}-{name}`).
     pub fn shared_file_epoch(path_in_shared: &str) -> Option<Epoch> {
-        path_in_shared
-            .rsplit('/')
-            .next()?
-            .split('-')
-            .next()?
-            .parse()
-            .ok()
-            .map(Epoch)
+        let name = path_in_shared.rsplit('/').next()?;
+        epoch_digits(name.split_once('-')?.0)
+    }
+
+    /// The epoch written as [`shared_file`] and [`checkpoint_name`] write
+    /// it: exactly ten decimal digits.
+    fn epoch_digits(digits: &str) -> Option<Epoch> {
+        if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok().map(Epoch)
     }
 }
 
@@ -338,6 +337,11 @@ mod tests {
         let in_shared = shared.strip_prefix("shared/").unwrap();
         assert_eq!(shared_file_epoch(in_shared), Some(Epoch(7)));
         assert_eq!(shared_file_epoch("abc/not-an-epoch"), None);
+        assert_eq!(
+            shared_file_epoch("abc/7-000012.sst"),
+            None,
+            "ten digits, as written"
+        );
         assert!(is_shared(&shared));
         assert!(!is_shared("sharedness/x") && !is_shared("chk-0000000001/0-0/x"));
     }

@@ -8,8 +8,8 @@
 
 use crate::error::WireError;
 use crate::wire::{
-    decode_channel_key, decode_exchange, frame_len, records_header, IncomingFrame, OutgoingFrame,
-    CHANNEL_KEY_LEN, RECORDS_FRAME,
+    decode_channel_key, decode_exchange, frame_header, frame_len, records_header, IncomingFrame,
+    OutgoingFrame, CHANNEL_KEY_LEN, RECORDS_FRAME,
 };
 use std::io::{ErrorKind, Read, Write};
 
@@ -70,7 +70,9 @@ pub fn read_exchange(stream: &mut impl Read) -> Result<IncomingFrame, FrameReadE
 pub fn write_exchange(out: &mut impl Write, frame: &OutgoingFrame) -> std::io::Result<()> {
     match frame {
         OutgoingFrame::Encoded(body) => {
-            out.write_all(&(body.len() as u32).to_be_bytes())?;
+            let header = frame_header(body.len())
+                .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+            out.write_all(&header)?;
             out.write_all(body)
         }
         OutgoingFrame::Records { key, records } => {

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 /// Version of both wire protocols; peers with another version are refused.
 /// 3: state files name their format (`StateFile::format`) in acks and
 /// restore points; records travel in records frames ([`RECORDS_FRAME`]).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: a records frame's records are a count and bitcode, not postcard.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame accepted, in bytes (a bigger length prefix is garbage).
 pub const MAX_FRAME_LEN: usize = 64 << 20;
@@ -298,22 +299,27 @@ pub enum IncomingFrame {
     },
 }
 
-/// The header of a records frame: its length (flagged) and channel key.
-pub fn records_header(
-    key: &ChannelKey,
-    records_len: usize,
-) -> Result<[u8; 4 + CHANNEL_KEY_LEN], WireError> {
-    let len = CHANNEL_KEY_LEN + records_len;
+/// The header of a frame of `len` bytes, checked against [`MAX_FRAME_LEN`]
+/// (the reader refuses a longer one, so the writer does not send it).
+pub fn frame_header(len: usize) -> Result<[u8; 4], WireError> {
     if len > MAX_FRAME_LEN {
         return Err(WireError::TooLong {
             len,
             max: MAX_FRAME_LEN,
         });
     }
+    Ok((len as u32).to_be_bytes())
+}
+
+/// The header of a records frame: its length (flagged) and channel key.
+pub fn records_header(
+    key: &ChannelKey,
+    records_len: usize,
+) -> Result<[u8; 4 + CHANNEL_KEY_LEN], WireError> {
+    let len = u32::from_be_bytes(frame_header(CHANNEL_KEY_LEN + records_len)?);
     let mut header = [0u8; 4 + CHANNEL_KEY_LEN];
-    header[..4].copy_from_slice(&(len as u32 | RECORDS_FRAME).to_be_bytes());
-    let fields = [key.job, key.attempt, key.edge, key.from, key.to];
-    for (i, field) in fields.iter().enumerate() {
+    header[..4].copy_from_slice(&(len | RECORDS_FRAME).to_be_bytes());
+    for (i, field) in channel_key_fields(key).iter().enumerate() {
         header[4 + 4 * i..8 + 4 * i].copy_from_slice(&field.to_be_bytes());
     }
     Ok(header)
@@ -321,21 +327,23 @@ pub fn records_header(
 
 /// The channel key of a records frame.
 pub fn decode_channel_key(bytes: [u8; CHANNEL_KEY_LEN]) -> ChannelKey {
-    let field = |i: usize| {
-        u32::from_be_bytes([
-            bytes[4 * i],
-            bytes[4 * i + 1],
-            bytes[4 * i + 2],
-            bytes[4 * i + 3],
-        ])
-    };
-    ChannelKey {
-        job: field(0),
-        attempt: field(1),
-        edge: field(2),
-        from: field(3),
-        to: field(4),
+    let mut fields = [0u32; CHANNEL_KEY_LEN / 4];
+    for (field, bytes) in fields.iter_mut().zip(bytes.chunks_exact(4)) {
+        *field = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     }
+    let [job, attempt, edge, from, to] = fields;
+    ChannelKey {
+        job,
+        attempt,
+        edge,
+        from,
+        to,
+    }
+}
+
+/// A channel key's fields in their order on the wire.
+fn channel_key_fields(key: &ChannelKey) -> [u32; CHANNEL_KEY_LEN / 4] {
+    [key.job, key.attempt, key.edge, key.from, key.to]
 }
 
 /// An exchange frame from a frame's body, validated.

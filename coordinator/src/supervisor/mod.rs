@@ -308,7 +308,10 @@ fn supervise(
         // chosen meanwhile.
         let detected = job.record().recovering_since.unwrap_or_else(Instant::now);
         let chosen = choose_restore(job, storage, floor, !ran);
-        if job.pause((detected + wait).saturating_duration_since(Instant::now())) {
+        if job.pause(
+            (detected + wait).saturating_duration_since(Instant::now()),
+            true,
+        ) {
             continue;
         }
         let chosen = until_storage_answers(

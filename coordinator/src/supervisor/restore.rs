@@ -122,16 +122,9 @@ pub(super) fn wait_for_storage<T>(
                         .map_or(0.0, |o| o.waited().as_secs_f64())
                 };
                 tracing::warn!(job = %job.job_id, waited_s, retry_in = ?wait, error = &error as &dyn std::error::Error, "waiting for checkpoint storage");
-                let cancelled = match cancel {
-                    Cancel::Stops => job.pause(wait),
-                    Cancel::Waits => {
-                        // A cancel does not end this wait; losing the lead
-                        // does (checked below).
-                        job.wait_while_leading(wait);
-                        false
-                    }
-                };
-                if cancelled || !job.leads() {
+                // A cancel ends this wait only if the caller says so (not
+                // while recording how the job ended); losing the lead does.
+                if job.pause(wait, cancel == Cancel::Stops) {
                     job.record().waiting_for_storage = None;
                     return Err(Unanswered::Stopped);
                 }

@@ -77,9 +77,10 @@ pub fn load_restored_tasks(
             for old in &operator.subtasks {
                 let overlaps =
                     old.key_groups.start.max(range.start) < old.key_groups.end.min(range.end);
-                if let (true, Some(backend)) =
-                    (overlaps, old.files.iter().find_map(|f| f.native_backend()))
-                {
+                if !overlaps {
+                    continue;
+                }
+                if let Some(backend) = old.files.iter().find_map(|f| f.native_backend()) {
                     let mut files = NativeFiles::new(backend, old.key_groups);
                     for file in &old.files {
                         let name = match &file.format {

@@ -90,13 +90,15 @@ impl CreditGate {
         }
     }
 
-    /// Senders blocked waiting for credit (for tests).
-    pub fn waiting(&self) -> u32 {
+    /// Senders blocked waiting for credit.
+    #[cfg(test)]
+    fn waiting(&self) -> u32 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).waiting
     }
 
-    /// Credits currently held (for tests).
-    pub fn available(&self) -> u64 {
+    /// Credits currently held.
+    #[cfg(test)]
+    fn available(&self) -> u64 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).credits
     }
 }
@@ -176,7 +178,12 @@ mod tests {
         };
         // Cancel only once it is blocked, so that the wake-up is what ends
         // its wait (not a check before waiting).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while gate.waiting() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sender never blocked"
+            );
             std::thread::yield_now();
         }
         cancel.cancel();

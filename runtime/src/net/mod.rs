@@ -294,10 +294,8 @@ impl Exchange {
     /// ([`files::push_file`]); false when there is no link to it or the
     /// peer did not take it in time.
     pub fn push_file(&self, peer: u32, job_id: &str, path: &str, bytes: &[u8]) -> bool {
-        let Some(link) = self.routes().links.get(&peer).cloned() else {
-            return false;
-        };
-        files::push_file(&link, job_id, path, bytes)
+        self.link(peer)
+            .is_ok_and(|link| files::push_file(&link, job_id, path, bytes))
     }
 
     /// Notes that `attempt` of job `job` is deployed here: frames of older

@@ -107,7 +107,10 @@ pub(crate) fn dispatch(
             Ok(())
         }
         ExchangeFrame::Credit { key, credits } => {
-            if lock(routes).is_older_attempt(&key) {
+            // One guard: a deployment that begins meanwhile cannot slip
+            // between the fencing check and the grant.
+            let mut routes = lock(routes);
+            if routes.is_older_attempt(&key) {
                 tracing::debug!(
                     job = key.job,
                     attempt = key.attempt,
@@ -117,7 +120,7 @@ pub(crate) fn dispatch(
             }
             // A grant may arrive before its sender is set up: the gate
             // keeps it until then.
-            lock(routes).gate(key, UNKNOWN_PEER).grant(credits);
+            routes.gate(key, UNKNOWN_PEER).grant(credits);
             Ok(())
         }
         ExchangeFrame::Message { key, body } => deliver(routes, key, |_| {
@@ -140,35 +143,29 @@ fn deliver(
     key: ChannelKey,
     message: impl FnOnce(BatchCodec) -> Result<Message, String>,
 ) -> Result<(), String> {
-    let routes = lock(routes);
-    let Some(inbound) = routes.inbound.get(&key) else {
-        if routes.is_older_attempt(&key) {
-            tracing::debug!(
-                job = key.job,
-                attempt = key.attempt,
+    // The routes are held only for the lookup: decoding the message and
+    // queueing it must not hold up the other links' readers.
+    let (queue, codec) = {
+        let routes = lock(routes);
+        let Some(inbound) = routes.inbound.get(&key) else {
+            let why = if routes.is_older_attempt(&key) {
                 "dropping a frame of an older attempt"
-            );
-        } else {
-            tracing::debug!(
-                job = key.job,
-                attempt = key.attempt,
+            } else {
                 "dropping a frame for a channel not deployed here"
-            );
-        }
-        return Ok(());
+            };
+            tracing::debug!(job = key.job, attempt = key.attempt, "{why}");
+            return Ok(());
+        };
+        (inbound.queue.clone(), inbound.codec)
     };
-    let message = message(inbound.codec)?;
-    inbound
-        .queue
-        .try_send(message)
-        .map_err(|e| match e {
-            crossbeam_channel::TrySendError::Full(_) => {
-                format!("channel {key:?} got more messages than it granted credits")
-            }
-            // The task ended (cancelled): nothing to deliver to.
-            crossbeam_channel::TrySendError::Disconnected(_) => String::new(),
-        })
-        .or_else(|e| if e.is_empty() { Ok(()) } else { Err(e) })
+    match queue.try_send(message(codec)?) {
+        Ok(()) => Ok(()),
+        Err(crossbeam_channel::TrySendError::Full(_)) => Err(format!(
+            "channel {key:?} got more messages than it granted credits"
+        )),
+        // The task ended (cancelled): nothing to deliver to.
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => Ok(()),
+    }
 }
 
 /// Placeholder peer of a gate created by an early credit grant.

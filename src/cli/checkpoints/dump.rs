@@ -125,10 +125,18 @@ fn decode_rows(
             let bytes = storage.get_checked(job_id, file)?;
             let path = &file.path;
             match &file.format {
-                StateFileFormat::Native { backend, name } => native
-                    .get_or_insert_with(|| NativeFiles::new(backend, subtask.key_groups))
-                    .files
-                    .push((name.clone(), bytes)),
+                StateFileFormat::Native { backend, name } => {
+                    let native =
+                        native.get_or_insert_with(|| NativeFiles::new(backend, subtask.key_groups));
+                    if native.backend != *backend {
+                        return Err(format!(
+                            "subtask {} of the checkpoint mixes files of the {} and {backend} state backends ({path}); a subtask's state is written by one backend",
+                            subtask.subtask, native.backend
+                        )
+                        .into());
+                    }
+                    native.files.push((name.clone(), bytes));
+                }
                 StateFileFormat::KeyGroupSections => {
                     for span in &file.key_groups {
                         let section = snapshot::section(&bytes, span, path)?;
@@ -147,9 +155,8 @@ fn decode_rows(
 
 /// The backend that reads snapshot files in `backend`'s own format.
 fn native_reader(backend: &str) -> Result<Box<dyn StateBackend>, Box<dyn std::error::Error>> {
-    let rocksdb = RocksDbBackend::default_location();
-    if backend == rocksdb.name() {
-        return Ok(Box::new(rocksdb));
+    if backend == weir_state::rocks::BACKEND {
+        return Ok(Box::new(RocksDbBackend::default_location()));
     }
     Err(format!("the checkpoint holds files in the format of the {backend} state backend, which this build does not have").into())
 }

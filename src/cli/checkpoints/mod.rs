@@ -71,14 +71,17 @@ pub(crate) fn bytes(n: u64) -> String {
 /// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC),
 /// the civil date by `humantime`'s RFC 3339 formatting.
 pub(crate) fn utc(ms: i64) -> String {
-    let offset = Duration::from_millis(ms.unsigned_abs());
-    let at = if ms >= 0 {
-        UNIX_EPOCH + offset
-    } else {
-        UNIX_EPOCH - offset
+    // A manifest is input: a corrupt or hand-edited one may carry a time
+    // before the epoch or after the year 9999, which `humantime` cannot
+    // format (it panics).
+    const YEAR_10000_MS: u64 = 253_402_300_800_000;
+    let after_epoch = match u64::try_from(ms) {
+        Ok(ms) if ms < YEAR_10000_MS => ms,
+        Ok(_) => return format!("{ms} ms (after the year 9999)"),
+        Err(_) => return format!("{ms} ms (before 1970)"),
     };
     // `2023-11-14T22:13:20.123Z` → `2023-11-14 22:13:20.123`.
-    humantime::format_rfc3339_millis(at)
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(after_epoch))
         .to_string()
         .replacen('T', " ", 1)
         .trim_end_matches('Z')
@@ -97,5 +100,11 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00.000");
         assert_eq!(utc(1_700_000_000_123), "2023-11-14 22:13:20.123");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00.000");
+        assert_eq!(utc(-1), "-1 ms (before 1970)");
+        assert_eq!(utc(253_402_300_799_999), "9999-12-31 23:59:59.999");
+        assert_eq!(
+            utc(i64::MAX),
+            format!("{} ms (after the year 9999)", i64::MAX)
+        );
     }
 }

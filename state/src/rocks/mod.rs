@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// The backend's name, on the command line and in snapshot file formats.
-pub(crate) const BACKEND: &str = "rocksdb";
+pub const BACKEND: &str = "rocksdb";
 
 /// Keeps keyed state in RocksDB instances under a local directory.
 #[derive(Debug, Clone)]
