@@ -32,7 +32,9 @@
 //!   state handles [`ValueState`], [`MapState`], [`ListState`].
 //! - [`window`]: window assigners, [`AggregateFunction`], [`Windowed`] results.
 //! - [`sources`] and [`sinks`]: built-in connectors and the traits for new ones.
-//! - [`data`]: the [`Data`] and [`Key`] bounds, batches and stream messages.
+//! - [`data`]: the [`Data`] and [`Key`] bounds, batches and stream messages,
+//!   and [`BatchCodec`], how a batch crosses to another worker (a record
+//!   count, then bitcode).
 //! - [`job`]: jobs as a library: [`JobDefinition`](job::JobDefinition),
 //!   [`JobRegistry`](job::JobRegistry), typed parameters, the
 //!   [`JobContext`](job::JobContext) a job is built from.
@@ -41,7 +43,9 @@
 //!
 //! Runtime-facing (what `weir-runtime` drives; users rarely touch it):
 //! - [`task`]: [`Dataflow`], the task traits and their factories.
-//! - [`output`]: [`Output`], batching and partitioning of operator output.
+//! - [`output`]: [`Output`], batching and partitioning of operator output;
+//!   [`OutputChannel`](output::OutputChannel) is what a runtime's channel
+//!   implements (a remote one asks for larger batches).
 //!
 //! Internal: `basic` (map/filter/flat_map/watermark operators) and
 //! `record_task` (adapts typed operators to tasks).

@@ -1,9 +1,11 @@
 //! [`Output`]: how an operator hands records to the next operators.
 //!
 //! An output buffers records per downstream channel and sends a batch when
-//! it reaches the configured size, when the task flushes (it is about to
-//! wait for input), or before any control message, so that watermarks and
-//! end-of-stream never overtake records.
+//! it reaches the channel's size (the configured size, or a multiple of it
+//! for a channel to another process, [`OutputChannel::batch_records`]),
+//! when the task flushes (it is about to wait for input), or before any
+//! control message, so that watermarks and end-of-stream never overtake
+//! records.
 
 use crate::data::{Batch, Data, Message, Timestamp};
 use crate::error::OperatorError;
@@ -21,6 +23,14 @@ use weir_protocol::{Epoch, Partitioning};
 pub trait OutputChannel: Send {
     /// Delivers one message, waiting for room if needed.
     fn send(&mut self, message: Message) -> Result<(), OperatorError>;
+
+    /// How many records a full batch on this channel holds, given the
+    /// job's batch size: a channel whose every message is costly (a hop
+    /// to another process) asks for larger ones. Only a full batch waits
+    /// for more records; a task whose input runs dry sends what it has.
+    fn batch_records(&self, batch_size: usize) -> usize {
+        batch_size
+    }
 }
 
 /// Hashes a record's key, for hash-partitioned edges.
@@ -80,11 +90,13 @@ struct EdgeOutput<T> {
     channels: Vec<Box<dyn OutputChannel>>,
     /// One buffer per channel for hash edges, a single buffer otherwise.
     buffers: Vec<Vec<T>>,
+    /// The records that fill each buffer.
+    full_at: Vec<usize>,
 }
 
 impl<T: Data> EdgeOutput<T> {
     #[inline]
-    fn push(&mut self, record: T, batch_size: usize) -> Result<usize, OperatorError> {
+    fn push(&mut self, record: T) -> Result<usize, OperatorError> {
         let slot = match &self.route {
             Route::Hash {
                 hasher,
@@ -97,19 +109,19 @@ impl<T: Data> EdgeOutput<T> {
         };
         let buffer = &mut self.buffers[slot];
         buffer.push(record);
-        if buffer.len() >= batch_size {
-            return self.send_buffer(slot, batch_size);
+        if buffer.len() >= self.full_at[slot] {
+            return self.send_buffer(slot);
         }
         Ok(0)
     }
 
     /// Sends buffer `slot` if it holds records; returns how many were sent.
-    fn send_buffer(&mut self, slot: usize, batch_size: usize) -> Result<usize, OperatorError> {
+    fn send_buffer(&mut self, slot: usize) -> Result<usize, OperatorError> {
         let buffer = &mut self.buffers[slot];
         if buffer.is_empty() {
             return Ok(0);
         }
-        let records = std::mem::replace(buffer, Vec::with_capacity(batch_size));
+        let records = std::mem::replace(buffer, Vec::with_capacity(self.full_at[slot]));
         let sent = records.len();
         match &mut self.route {
             Route::Single => self.channels[0].send(Message::Data(Batch::new(records)))?,
@@ -130,10 +142,10 @@ impl<T: Data> EdgeOutput<T> {
         Ok(sent)
     }
 
-    fn flush(&mut self, batch_size: usize) -> Result<usize, OperatorError> {
+    fn flush(&mut self) -> Result<usize, OperatorError> {
         let mut sent = 0;
         for slot in 0..self.buffers.len() {
-            sent += self.send_buffer(slot, batch_size)?;
+            sent += self.send_buffer(slot)?;
         }
         Ok(sent)
     }
@@ -150,7 +162,6 @@ impl<T: Data> EdgeOutput<T> {
 /// end the stream.
 pub struct Output<T> {
     edges: Vec<EdgeOutput<T>>,
-    batch_size: usize,
     counters: Arc<TaskCounters>,
     ended: bool,
     /// The next barrier is a stop barrier ([`Output::suspend`]).
@@ -183,21 +194,27 @@ impl<T: Data> Output<T> {
                     }
                 }
             };
-            let buffers = match route {
-                Route::Hash { .. } => edge.channels.len(),
-                _ => 1,
+            // A hash edge fills one buffer per channel, at that channel's
+            // size; a forward edge its only channel's; the others share
+            // one buffer among their channels, at the job's size.
+            let channel_size = |c: &dyn OutputChannel| c.batch_records(batch_size).max(1);
+            let full_at: Vec<usize> = match route {
+                Route::Hash { .. } => edge.channels.iter().map(|c| channel_size(&**c)).collect(),
+                Route::Single => vec![edge
+                    .channels
+                    .first()
+                    .map_or(batch_size, |c| channel_size(&**c))],
+                _ => vec![batch_size],
             };
             edges.push(EdgeOutput {
                 route,
-                buffers: (0..buffers)
-                    .map(|_| Vec::with_capacity(batch_size))
-                    .collect(),
+                buffers: full_at.iter().map(|&n| Vec::with_capacity(n)).collect(),
+                full_at,
                 channels: edge.channels,
             });
         }
         Ok(Self {
             edges,
-            batch_size,
             counters: wiring.counters,
             ended: false,
             stop_at_barrier: false,
@@ -212,9 +229,9 @@ impl<T: Data> Output<T> {
             Some((last, rest)) => {
                 let mut sent = 0;
                 for edge in rest {
-                    sent += edge.push(record.clone(), self.batch_size)?;
+                    sent += edge.push(record.clone())?;
                 }
-                sent + last.push(record, self.batch_size)?
+                sent + last.push(record)?
             }
         };
         if sent > 0 {
@@ -229,7 +246,7 @@ impl<T: Data> Output<T> {
     pub fn flush(&mut self) -> Result<(), OperatorError> {
         let mut sent = 0;
         for edge in &mut self.edges {
-            sent += edge.flush(self.batch_size)?;
+            sent += edge.flush()?;
         }
         self.counters
             .records_out
@@ -293,5 +310,82 @@ impl<T: Data> Output<T> {
         }
         self.ended = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records the sizes of the batches it is sent; its batches hold
+    /// `factor` times the job's batch size.
+    struct Recording {
+        factor: usize,
+        sizes: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl OutputChannel for Recording {
+        fn send(&mut self, message: Message) -> Result<(), OperatorError> {
+            if let Message::Data(batch) = message {
+                self.sizes.lock().unwrap().push(batch.len());
+            }
+            Ok(())
+        }
+
+        fn batch_records(&self, batch_size: usize) -> usize {
+            batch_size * self.factor
+        }
+    }
+
+    #[test]
+    fn each_channel_fills_batches_of_its_own_size() {
+        let sizes: Vec<_> = (0..2).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        let channels = [1, 4]
+            .iter()
+            .zip(&sizes)
+            .map(|(&factor, sizes)| {
+                Box::new(Recording {
+                    factor,
+                    sizes: sizes.clone(),
+                }) as Box<dyn OutputChannel>
+            })
+            .collect();
+        // Even records to subtask 0, odd ones to subtask 1.
+        let hasher: KeyHasher<u64> = Arc::new(|r: &u64| *r);
+        let max_parallelism = 2;
+        let first_hash_to = |subtask: u32| {
+            (0..)
+                .find(|&h| {
+                    let group = key_group_of_hash(h, max_parallelism);
+                    subtask_for_key_group(group, max_parallelism, 2) == subtask
+                })
+                .unwrap()
+        };
+        let (to_subtask_0, to_subtask_1) = (first_hash_to(0), first_hash_to(1));
+        let wiring = OutputWiring {
+            edges: vec![EdgeWiring {
+                partitioning: Partitioning::Hash,
+                channels,
+                key_hasher: Some(Arc::new(hasher)),
+                max_parallelism,
+            }],
+            batch_size: 10,
+            counters: Arc::new(TaskCounters::default()),
+        };
+        let mut output = Output::<u64>::new("test", wiring).unwrap();
+        for _ in 0..45 {
+            output.collect(to_subtask_0).unwrap();
+            output.collect(to_subtask_1).unwrap();
+        }
+        assert_eq!(*sizes[0].lock().unwrap(), vec![10, 10, 10, 10]);
+        assert_eq!(*sizes[1].lock().unwrap(), vec![40]);
+        output.flush().unwrap();
+        assert_eq!(*sizes[0].lock().unwrap(), vec![10, 10, 10, 10, 5]);
+        assert_eq!(
+            *sizes[1].lock().unwrap(),
+            vec![40, 5],
+            "a flush sends what is there"
+        );
     }
 }
