@@ -119,7 +119,7 @@ struct Encoded {
 #[derive(Clone, Copy)]
 pub struct BatchCodec {
     record_type: &'static str,
-    encode: fn(&Batch, &'static str) -> Result<Vec<u8>, OperatorError>,
+    encode: EncodeFn,
     decode: fn(&[u8], &'static str) -> Result<Batch, OperatorError>,
 }
 
@@ -139,7 +139,8 @@ impl BatchCodec {
         fn encode<T: Data>(
             batch: &Batch,
             record_type: &'static str,
-        ) -> Result<Vec<u8>, OperatorError> {
+            max_bytes: usize,
+        ) -> Result<Vec<Vec<u8>>, OperatorError> {
             let records =
                 batch
                     .records
@@ -148,39 +149,37 @@ impl BatchCodec {
                         record_type,
                         problem: "the batch holds records of another type".into(),
                     })?;
-            let body = bitcode::serialize(records).map_err(|e| OperatorError::Codec {
-                record_type,
-                problem: e.to_string(),
-            })?;
-            let mut out = Vec::with_capacity(COUNT_LEN + body.len());
-            out.extend_from_slice(&(records.len() as u32).to_le_bytes());
-            out.extend_from_slice(&body);
-            Ok(out)
+            let mut parts = Vec::with_capacity(1);
+            encode_parts(records, record_type, max_bytes, &mut parts)?;
+            Ok(parts)
         }
         fn decode<T: Data>(
             bytes: &[u8],
             record_type: &'static str,
         ) -> Result<Batch, OperatorError> {
-            let (count, body) =
-                bytes
-                    .split_first_chunk::<COUNT_LEN>()
-                    .ok_or_else(|| OperatorError::Codec {
-                        record_type,
-                        problem: "the batch has no record count".into(),
-                    })?;
-            let count = u32::from_le_bytes(*count);
-            let records: Vec<T> = bitcode::deserialize(body).map_err(|e| OperatorError::Codec {
+            let codec_error = |problem: String| OperatorError::Codec {
                 record_type,
-                problem: e.to_string(),
+                problem,
+            };
+            let (count, body) = bytes
+                .split_first_chunk::<COUNT_LEN>()
+                .ok_or_else(|| codec_error("the batch has no record count".into()))?;
+            let count = u32::from_le_bytes(*count);
+            // The bytes come from another process: refuse a count no
+            // sender makes before decoding allocates for it.
+            if count > MAX_BATCH_RECORDS {
+                return Err(codec_error(format!(
+                    "the batch says it holds {count} records, more than the {MAX_BATCH_RECORDS} a batch may"
+                )));
+            }
+            let records: Vec<T> = without_panics(record_type, || {
+                bitcode::deserialize(body).map_err(|e| e.to_string())
             })?;
             if records.len() != count as usize {
-                return Err(OperatorError::Codec {
-                    record_type,
-                    problem: format!(
-                        "the batch says it holds {count} records but holds {}",
-                        records.len()
-                    ),
-                });
+                return Err(codec_error(format!(
+                    "the batch says it holds {count} records but holds {}",
+                    records.len()
+                )));
             }
             Ok(Batch::new(records))
         }
@@ -191,13 +190,26 @@ impl BatchCodec {
         }
     }
 
-    /// The batch's records as bytes.
-    pub fn encode(&self, batch: &Batch) -> Result<Vec<u8>, OperatorError> {
-        // A batch passed on still encoded (the same record type) is sent as is.
+    /// The batch's records as bytes, in as many parts as it takes for each
+    /// to stay within `max_bytes` (a frame's limit): a batch that encodes
+    /// larger is split in halves until every part fits.
+    pub fn encode(&self, batch: &Batch, max_bytes: usize) -> Result<Vec<Vec<u8>>, OperatorError> {
+        // A batch passed on still encoded (the same record type, fitting)
+        // is sent as is.
         if let Some(encoded) = batch.records.downcast_ref::<Encoded>() {
-            return Ok(encoded.bytes.clone());
+            if encoded.codec.record_type != self.record_type {
+                return Err(OperatorError::Codec {
+                    record_type: self.record_type,
+                    problem: format!("the batch holds encoded {}", encoded.codec.record_type),
+                });
+            }
+            if encoded.bytes.len() <= max_bytes {
+                return Ok(vec![encoded.bytes.clone()]);
+            }
+            let decoded = self.decode(&encoded.bytes)?;
+            return (self.encode)(&decoded, self.record_type, max_bytes);
         }
-        (self.encode)(batch, self.record_type)
+        (self.encode)(batch, self.record_type, max_bytes)
     }
 
     /// A batch from bytes made by [`encode`](Self::encode).
@@ -218,8 +230,75 @@ impl BatchCodec {
     }
 }
 
+/// How a [`BatchCodec`] encodes: the batch, its record type's name, the
+/// most bytes a part may take; the parts.
+type EncodeFn = fn(&Batch, &'static str, usize) -> Result<Vec<Vec<u8>>, OperatorError>;
+
 /// Bytes of the record count before a batch's encoding.
 const COUNT_LEN: usize = 4;
+
+/// The most records one encoded batch may say it holds: far above any
+/// batch size a job uses, low enough that a corrupt count cannot make the
+/// decoder allocate without bound.
+const MAX_BATCH_RECORDS: u32 = 1 << 22;
+
+/// `records` encoded into `parts`, each within `max_bytes`: split in
+/// halves while a part is larger.
+fn encode_parts<T: Data>(
+    records: &[T],
+    record_type: &'static str,
+    max_bytes: usize,
+    parts: &mut Vec<Vec<u8>>,
+) -> Result<(), OperatorError> {
+    let body = without_panics(record_type, || {
+        bitcode::serialize(records).map_err(|e| e.to_string())
+    })?;
+    if COUNT_LEN + body.len() <= max_bytes {
+        let mut part = Vec::with_capacity(COUNT_LEN + body.len());
+        part.extend_from_slice(&(records.len() as u32).to_le_bytes());
+        part.extend_from_slice(&body);
+        parts.push(part);
+        return Ok(());
+    }
+    if records.len() <= 1 {
+        return Err(OperatorError::Codec {
+            record_type,
+            problem: format!(
+                "one record encodes to {} bytes, more than the {max_bytes} a frame holds",
+                body.len()
+            ),
+        });
+    }
+    let (first, second) = records.split_at(records.len() / 2);
+    encode_parts(first, record_type, max_bytes, parts)?;
+    encode_parts(second, record_type, max_bytes, parts)
+}
+
+/// Runs bitcode, turning its panics into codec errors: it panics, rather
+/// than failing, on what its format cannot hold (a sequence of unknown
+/// length, a value whose serialized shape differs from record to record
+/// such as an untagged enum or `serde_json::Value`, an enum of more than
+/// 256 variants).
+fn without_panics<R>(
+    record_type: &'static str,
+    run: impl FnOnce() -> Result<R, String>,
+) -> Result<R, OperatorError> {
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(format!(
+                "the record type cannot be encoded for the network: {what}"
+            ))
+        });
+    outcome.map_err(|problem| OperatorError::Codec {
+        record_type,
+        problem,
+    })
+}
 
 /// What a task receives on one input channel.
 #[derive(Debug)]
@@ -297,7 +376,10 @@ mod tests {
     fn batches_round_trip_and_say_their_length_without_decoding() {
         let codec = BatchCodec::of::<Order>();
         for n in [0, 1, 1000] {
-            let bytes = codec.encode(&Batch::new(orders(n))).unwrap();
+            let [bytes] = &codec.encode(&Batch::new(orders(n)), usize::MAX).unwrap()[..] else {
+                panic!("one part");
+            };
+            let bytes = bytes.clone();
             assert_eq!(codec.encoded_len(&bytes).unwrap(), n as usize);
             let batch = Batch::encoded(bytes, n as usize, codec);
             assert_eq!(batch.into_records::<Order>().unwrap(), orders(n));
@@ -307,7 +389,10 @@ mod tests {
     #[test]
     fn bad_bytes_are_codec_errors_naming_the_record_type() {
         let codec = BatchCodec::of::<Order>();
-        let bytes = codec.encode(&Batch::new(orders(10))).unwrap();
+        let bytes = codec
+            .encode(&Batch::new(orders(10)), usize::MAX)
+            .unwrap()
+            .remove(0);
         for bad in [
             &bytes[..2],
             &bytes[..bytes.len() / 2],
@@ -329,6 +414,52 @@ mod tests {
         let error = codec.decode(&lying).unwrap_err();
         assert!(error.to_string().contains("11"), "{error}");
         // A batch of another type is not encoded as this one.
-        assert!(codec.encode(&Batch::new(vec![1u8])).is_err());
+        assert!(codec.encode(&Batch::new(vec![1u8]), usize::MAX).is_err());
+        // So is a count beyond any batch, before anything is decoded.
+        lying[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let error = codec.decode(&lying).unwrap_err();
+        assert!(error.to_string().contains("more than"), "{error}");
+    }
+
+    #[test]
+    fn a_batch_too_large_for_a_frame_is_split_and_a_record_too_large_is_an_error() {
+        let codec = BatchCodec::of::<Order>();
+        let whole = codec.encode(&Batch::new(orders(1000)), usize::MAX).unwrap();
+        let limit = whole[0].len() / 5;
+        let parts = codec.encode(&Batch::new(orders(1000)), limit).unwrap();
+        assert!(parts.len() >= 5, "{} parts", parts.len());
+        let mut records = Vec::new();
+        for part in &parts {
+            assert!(part.len() <= limit);
+            let len = codec.encoded_len(part).unwrap();
+            let batch = codec.decode(part).unwrap();
+            assert_eq!(batch.len(), len);
+            records.extend(batch.into_records::<Order>().unwrap());
+        }
+        assert_eq!(records, orders(1000), "in order, none lost");
+        // An encoded batch passed on is split the same way.
+        let passed_on = Batch::encoded(whole[0].clone(), 1000, codec);
+        assert_eq!(codec.encode(&passed_on, limit).unwrap(), parts);
+        let error = codec.encode(&Batch::new(orders(1)), 8).unwrap_err();
+        assert!(
+            error.to_string().contains("one record encodes to"),
+            "{error}"
+        );
+    }
+
+    /// Serializes as a number or a string: its shape differs per record.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Loose {
+        Number(u64),
+        Text(String),
+    }
+
+    #[test]
+    fn a_record_type_the_format_cannot_hold_is_an_error_not_a_panic() {
+        let codec = BatchCodec::of::<Loose>();
+        let batch = Batch::new(vec![Loose::Number(1), Loose::Text("two".into())]);
+        let error = codec.encode(&batch, usize::MAX).unwrap_err();
+        assert!(matches!(error, OperatorError::Codec { .. }), "{error}");
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! An output buffers records per downstream channel and sends a batch when
 //! it reaches the channel's size (the configured size, or a multiple of it
-//! for a channel to another process, [`OutputChannel::batch_records`]),
+//! for a channel to another process, [`OutputChannel::batch_records`], on
+//! hash and forward edges; rebalance and broadcast edges share one buffer
+//! at the configured size),
 //! when the task flushes (it is about to wait for input), or before any
 //! control message, so that watermarks and end-of-stream never overtake
 //! records.
@@ -351,7 +353,7 @@ mod tests {
                 }) as Box<dyn OutputChannel>
             })
             .collect();
-        // Even records to subtask 0, odd ones to subtask 1.
+        // Records of one key to subtask 0, of another to subtask 1.
         let hasher: KeyHasher<u64> = Arc::new(|r: &u64| *r);
         let max_parallelism = 2;
         let first_hash_to = |subtask: u32| {

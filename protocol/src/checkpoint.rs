@@ -303,9 +303,10 @@ pub mod paths {
     }
 
     /// The epoch written as [`shared_file`] and [`checkpoint_name`] write
-    /// it: exactly ten decimal digits.
+    /// it: decimal digits, at least ten (zero-padded; a larger epoch has
+    /// more).
     fn epoch_digits(digits: &str) -> Option<Epoch> {
-        if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.len() < 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         digits.parse().ok().map(Epoch)
@@ -340,8 +341,11 @@ mod tests {
         assert_eq!(
             shared_file_epoch("abc/7-000012.sst"),
             None,
-            "ten digits, as written"
+            "zero-padded, as written"
         );
+        let eleven = shared_file("abc", Epoch(12_345_678_901), "x.sst");
+        let eleven = eleven.strip_prefix("shared/").unwrap();
+        assert_eq!(shared_file_epoch(eleven), Some(Epoch(12_345_678_901)));
         assert!(is_shared(&shared));
         assert!(!is_shared("sharedness/x") && !is_shared("chk-0000000001/0-0/x"));
     }

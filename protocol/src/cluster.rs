@@ -83,7 +83,8 @@ pub struct RunSettings {
     pub max_restarts: u32,
     /// Wait before the first restart, doubled per consecutive failure.
     pub restart_backoff_ms: u64,
-    /// Records per batch between tasks.
+    /// Records per batch between tasks (four times as many to a task on
+    /// another worker).
     pub batch_size: usize,
     /// Peers each worker pushes its checkpoint files to (`state.replicas`).
     pub replicas: u32,

@@ -263,8 +263,8 @@ pub fn encode_exchange(message: &ExchangeFrame) -> Vec<u8> {
 
 /// Set in a frame header when the frame is a batch of records outside
 /// rkyv: `[len | RECORDS_FRAME][channel key: 5 × u32 big-endian][records]`.
-/// The records are written from, and read into, their own buffer: never
-/// copied into an archive and out again. (Lengths stay far below 2^31:
+/// The records are written from, and read into, their own buffer rather
+/// than an archive. (Lengths stay far below 2^31:
 /// [`MAX_FRAME_LEN`].)
 pub const RECORDS_FRAME: u32 = 1 << 31;
 

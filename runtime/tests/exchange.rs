@@ -139,7 +139,10 @@ fn frames_of_an_older_attempt_are_dropped() {
     exchange.release(7, 1);
     exchange.begin_attempt(7, 2);
     let (queue, _credits) = exchange.receiver(key(2), 1, codec).unwrap();
-    let records = codec.encode(&Batch::new(vec![1u64, 2, 3])).unwrap();
+    let records = codec
+        .encode(&Batch::new(vec![1u64, 2, 3]), usize::MAX)
+        .unwrap()
+        .remove(0);
     let records_frame = |attempt| OutgoingFrame::Records {
         key: key(attempt),
         records: records.clone(),

@@ -37,7 +37,8 @@ pub struct JobArgs {
     /// be rescaled to.
     #[arg(long, default_value_t = weir_protocol::key_group::DEFAULT_MAX_PARALLELISM)]
     pub max_parallelism: u32,
-    /// Records per batch between operators.
+    /// Records per batch between operators (four times as many to an
+    /// operator on another worker).
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
     /// Time between checkpoints (`500ms`, `1s`, `2m`); `0` disables

@@ -42,7 +42,8 @@ pub struct RestoreSource {
 /// How the engine runs jobs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Records per batch sent between tasks.
+    /// Records per batch sent between tasks (four times as many to a task
+    /// on another worker).
     pub batch_size: usize,
     /// Messages (batches) a channel holds before its producer waits.
     pub channel_capacity: usize,

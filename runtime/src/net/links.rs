@@ -116,7 +116,7 @@ impl PeerLink {
         std::thread::Builder::new()
             .name(format!("exchange-w{peer}"))
             .spawn(move || {
-                write_loop(writer, outgoing, &progress);
+                write_loop(peer, writer, outgoing, &progress);
                 progress.stopped();
             })
             .map_err(|source| RuntimeError::Spawn {
@@ -181,25 +181,36 @@ pub(crate) fn read_hello(stream: &mut TcpStream) -> Result<u32, String> {
     }
 }
 
-fn write_loop(stream: TcpStream, frames: Receiver<OutgoingFrame>, progress: &LinkProgress) {
+fn write_loop(
+    peer: u32,
+    stream: TcpStream,
+    frames: Receiver<OutgoingFrame>,
+    progress: &LinkProgress,
+) {
     let mut out = BufWriter::with_capacity(64 << 10, stream);
     let mut written = 0u64;
-    while let Ok(frame) = frames.recv() {
-        if write_exchange(&mut out, &frame).is_err() {
-            return;
-        }
-        written += 1;
-        // Coalesce whatever is queued before flushing.
-        while let Ok(frame) = frames.try_recv() {
-            if write_exchange(&mut out, &frame).is_err() {
-                return;
-            }
+    let outcome = (|| {
+        while let Ok(frame) = frames.recv() {
+            write_exchange(&mut out, &frame)?;
             written += 1;
+            // Coalesce whatever is queued before flushing.
+            while let Ok(frame) = frames.try_recv() {
+                write_exchange(&mut out, &frame)?;
+                written += 1;
+            }
+            out.flush()?;
+            progress.written(written);
         }
-        if out.flush().is_err() {
-            return;
-        }
-        progress.written(written);
+        out.flush()
+    })();
+    if let Err(error) = outcome {
+        tracing::warn!(
+            peer,
+            error = &error as &dyn std::error::Error,
+            "writing to the data-exchange link failed; closing it"
+        );
+        // The reader sees the end too, so the link is forgotten and the
+        // senders to this peer fail rather than queue into nothing.
+        let _ = out.get_ref().shutdown(std::net::Shutdown::Both);
     }
-    let _ = out.flush();
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use weir_operators::output::OutputChannel;
 use weir_operators::{BatchCodec, Message, OperatorError};
 use weir_protocol::wire::{
-    encode_exchange_body, ChannelKey, ExchangeFrame, FrameBody, OutgoingFrame,
+    encode_exchange_body, ChannelKey, ExchangeFrame, FrameBody, OutgoingFrame, CHANNEL_KEY_LEN,
+    MAX_FRAME_LEN,
 };
 
 /// The sending end of a channel into a subtask on another worker.
@@ -57,16 +58,21 @@ impl OutputChannel for RemoteSender {
     }
 
     fn send(&mut self, message: Message) -> Result<(), OperatorError> {
-        self.gate.acquire(&self.cancel).map_err(|e| match e {
-            NoCredit::Closed | NoCredit::Cancelled => OperatorError::Disconnected,
-        })?;
+        self.acquire()?;
         let body = match message {
             Message::Data(batch) => {
-                let records = self.codec.encode(&batch)?;
-                return self.queue(OutgoingFrame::Records {
-                    key: self.key,
-                    records,
-                });
+                // Each part is a message of its own, and spends a credit.
+                let parts = self.codec.encode(&batch, MAX_FRAME_LEN - CHANNEL_KEY_LEN)?;
+                for (i, records) in parts.into_iter().enumerate() {
+                    if i > 0 {
+                        self.acquire()?;
+                    }
+                    self.queue(OutgoingFrame::Records {
+                        key: self.key,
+                        records,
+                    })?;
+                }
+                return Ok(());
             }
             Message::Watermark(t) => FrameBody::Watermark(t),
             Message::Barrier(epoch) => FrameBody::Barrier(epoch.0),
@@ -83,6 +89,13 @@ impl OutputChannel for RemoteSender {
 }
 
 impl RemoteSender {
+    /// Spends a credit, waiting for one.
+    fn acquire(&self) -> Result<(), OperatorError> {
+        self.gate.acquire(&self.cancel).map_err(|e| match e {
+            NoCredit::Closed | NoCredit::Cancelled => OperatorError::Disconnected,
+        })
+    }
+
     fn queue(&self, frame: OutgoingFrame) -> Result<(), OperatorError> {
         if self.link.send_frame(frame) {
             Ok(())

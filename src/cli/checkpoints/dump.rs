@@ -146,6 +146,18 @@ fn decode_rows(
             }
         }
         if let Some(native) = native {
+            // As restore does: one subtask's snapshot is in one format.
+            if subtask
+                .files
+                .iter()
+                .any(|f| matches!(f.format, StateFileFormat::KeyGroupSections))
+            {
+                return Err(format!(
+                    "subtask {} of the checkpoint mixes key-group sections with files of the {} state backend; a subtask's state is written in one format",
+                    subtask.subtask, native.backend
+                )
+                .into());
+            }
             let reader = native_reader(&native.backend)?;
             rows.extend(store.dump_native(reader.as_ref(), &native)?);
         }
