@@ -161,10 +161,7 @@ impl BatchCodec {
                 record_type,
                 problem,
             };
-            let (count, body) = bytes
-                .split_first_chunk::<COUNT_LEN>()
-                .ok_or_else(|| codec_error("the batch has no record count".into()))?;
-            let count = u32::from_le_bytes(*count);
+            let (count, body) = split_count(bytes, record_type)?;
             // The bytes come from another process: refuse a count no
             // sender makes before decoding allocates for it.
             if count > MAX_BATCH_RECORDS {
@@ -220,13 +217,7 @@ impl BatchCodec {
     /// The number of records in bytes made by [`encode`](Self::encode),
     /// read from their length prefix without decoding them.
     pub fn encoded_len(&self, bytes: &[u8]) -> Result<usize, OperatorError> {
-        match bytes.first_chunk::<COUNT_LEN>() {
-            Some(count) => Ok(u32::from_le_bytes(*count) as usize),
-            None => Err(OperatorError::Codec {
-                record_type: self.record_type,
-                problem: "the batch has no record count".into(),
-            }),
-        }
+        split_count(bytes, self.record_type).map(|(count, _)| count as usize)
     }
 }
 
@@ -236,6 +227,21 @@ type EncodeFn = fn(&Batch, &'static str, usize) -> Result<Vec<Vec<u8>>, Operator
 
 /// Bytes of the record count before a batch's encoding.
 const COUNT_LEN: usize = 4;
+
+/// An encoded batch's record count, and the encoding after it.
+fn split_count<'a>(
+    bytes: &'a [u8],
+    record_type: &'static str,
+) -> Result<(u32, &'a [u8]), OperatorError> {
+    let (count, body) =
+        bytes
+            .split_first_chunk::<COUNT_LEN>()
+            .ok_or_else(|| OperatorError::Codec {
+                record_type,
+                problem: "the batch has no record count".into(),
+            })?;
+    Ok((u32::from_le_bytes(*count), body))
+}
 
 /// The most records one encoded batch may say it holds: far above any
 /// batch size a job uses, low enough that a corrupt count cannot make the

@@ -123,8 +123,10 @@ impl<T: Data> EdgeOutput<T> {
         if buffer.is_empty() {
             return Ok(0);
         }
-        let records = std::mem::replace(buffer, Vec::with_capacity(self.full_at[slot]));
-        let sent = records.len();
+        // Sized like the batch just sent: a full one after a full one, and
+        // no large buffer after every small flush of a quiet channel.
+        let sent = buffer.len();
+        let records = std::mem::replace(buffer, Vec::with_capacity(sent));
         match &mut self.route {
             Route::Single => self.channels[0].send(Message::Data(Batch::new(records)))?,
             Route::Hash { .. } => self.channels[slot].send(Message::Data(Batch::new(records)))?,

@@ -188,22 +188,7 @@ fn write_loop(
     progress: &LinkProgress,
 ) {
     let mut out = BufWriter::with_capacity(64 << 10, stream);
-    let mut written = 0u64;
-    let outcome = (|| {
-        while let Ok(frame) = frames.recv() {
-            write_exchange(&mut out, &frame)?;
-            written += 1;
-            // Coalesce whatever is queued before flushing.
-            while let Ok(frame) = frames.try_recv() {
-                write_exchange(&mut out, &frame)?;
-                written += 1;
-            }
-            out.flush()?;
-            progress.written(written);
-        }
-        out.flush()
-    })();
-    if let Err(error) = outcome {
+    if let Err(error) = write_frames(&mut out, &frames, progress) {
         tracing::warn!(
             peer,
             error = &error as &dyn std::error::Error,
@@ -213,4 +198,25 @@ fn write_loop(
         // senders to this peer fail rather than queue into nothing.
         let _ = out.get_ref().shutdown(std::net::Shutdown::Both);
     }
+}
+
+/// Writes queued frames until the queue closes, coalescing what is queued
+/// before each flush and reporting how far it got.
+fn write_frames(
+    out: &mut BufWriter<TcpStream>,
+    frames: &Receiver<OutgoingFrame>,
+    progress: &LinkProgress,
+) -> std::io::Result<()> {
+    let mut written = 0u64;
+    while let Ok(frame) = frames.recv() {
+        write_exchange(out, &frame)?;
+        written += 1;
+        while let Ok(frame) = frames.try_recv() {
+            write_exchange(out, &frame)?;
+            written += 1;
+        }
+        out.flush()?;
+        progress.written(written);
+    }
+    out.flush()
 }

@@ -78,17 +78,6 @@ impl std::fmt::Debug for Exchange {
     }
 }
 
-/// The messages a remote channel's queue holds (its credits) on a worker
-/// whose local channels hold `channel_capacity`: half as many, since each
-/// remote batch carries four times the records. Measured on W1 across two
-/// workers: all of them (four times the records in flight) made barriers
-/// wait about twice as long behind data; a quarter (the records of a local
-/// channel) left too few credits in flight across processes, and
-/// throughput fell by about a sixth.
-pub fn remote_queue_capacity(channel_capacity: usize) -> usize {
-    (channel_capacity / 2).max(2)
-}
-
 impl Exchange {
     /// Listens on `listen` (`host:port`, port 0 for any); `capacity` is the
     /// number of messages a remote input channel buffers (its credits).

@@ -205,7 +205,7 @@ pub fn run_worker(
     let state = WorkerState {
         exchange: Exchange::start(
             &config.data_listen,
-            crate::net::remote_queue_capacity(config.channel_capacity),
+            crate::net::remote::remote_queue_capacity(config.channel_capacity),
             Some(replicas.clone()),
         )?,
         replicas,
