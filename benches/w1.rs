@@ -15,11 +15,17 @@
 //! Environment: `W1_EVENTS`, `W1_KEYS`, `W1_PARALLELISM`, `W1_RUNS` (best of
 //! N, default 3), `W1_INTERVAL_MS` (default 1000), `W1_ONLY` (a substring
 //! of the configuration names to run, e.g. `cluster`).
+//!
+//! `W1_PAIRED=N` instead runs N rounds of `paired-{memory,rocksdb}-updates`:
+//! each round one embedded and one two-process run back to back, so that a
+//! machine whose speed drifts over minutes slows both sides of a round
+//! alike. It prints each round's cluster/embedded ratio and their median.
 
 #[path = "support/cluster.rs"]
 mod cluster;
 
 use cluster::ProcessCluster;
+use std::path::Path;
 use std::time::Duration;
 use weir::coordinator::JobStatus;
 use weir::embedded::run_embedded;
@@ -67,6 +73,55 @@ fn percentile(ms: &[f64], p: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
+fn median(values: &[f64]) -> f64 {
+    percentile(values, 50.0)
+}
+
+/// `W1_PAIRED`: alternating embedded and two-process runs, ratio per round.
+fn paired(setup: &Setup, rounds: u64, interval: Duration, only: &str, data_dir: &Path) {
+    let checkpoints = data_dir.join("checkpoints").display().to_string();
+    let registry = weir::jobs::registry();
+    let cluster = ProcessCluster::start(data_dir, setup.parallelism as usize, 1);
+    for (backend_name, backend) in [
+        ("memory", BackendKind::Memory),
+        ("rocksdb", BackendKind::Rocksdb),
+    ] {
+        let name = format!("paired-{backend_name}-updates");
+        if !name.contains(only) {
+            continue;
+        }
+        let (mut embedded, mut two_processes, mut ratios) = (vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            let submit = || request(setup, "updates", backend, Some(interval));
+            let alone = run_embedded(&registry, checkpoints.clone(), setup.parallelism, submit())
+                .expect("W1 runs");
+            let split = cluster.run(&submit());
+            for status in [&alone, &split] {
+                assert_eq!(status.events_in, setup.events, "{name}");
+            }
+            let (alone, split) = (
+                setup.events as f64 / alone.elapsed_s,
+                setup.events as f64 / split.elapsed_s,
+            );
+            embedded.push(alone);
+            two_processes.push(split);
+            ratios.push(split / alone);
+        }
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!(
+            "{{\"bench\":\"w1\",\"config\":\"{name}\",\"backend\":\"{backend_name}\",\"emit\":\"updates\",\"events\":{},\"keys\":{},\"parallelism\":{},\"interval_ms\":{},\"rounds\":{rounds},\"embedded_median_events_per_s\":{:.0},\"cluster_median_events_per_s\":{:.0},\"ratios\":[{}],\"median_ratio\":{:.3}}}",
+            setup.events,
+            setup.keys,
+            setup.parallelism,
+            interval.as_millis(),
+            median(&embedded),
+            median(&two_processes),
+            listed.join(","),
+            median(&ratios)
+        );
+    }
+}
+
 fn main() {
     let setup = Setup {
         events: env_or("W1_EVENTS", 10_000_000),
@@ -79,6 +134,11 @@ fn main() {
     let data_dir = tempfile::tempdir().expect("a temporary directory");
     // RocksDB instances of the embedded worker go under the data directory too.
     std::env::set_var("WEIR_DATA_DIR", data_dir.path());
+    let rounds = env_or("W1_PAIRED", 0);
+    if rounds > 0 {
+        paired(&setup, rounds, interval, &only, data_dir.path());
+        return;
+    }
     let checkpoints = data_dir.path().join("checkpoints").display().to_string();
     let registry = weir::jobs::registry();
     let mut cluster: Option<ProcessCluster> = None;

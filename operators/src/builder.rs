@@ -10,7 +10,9 @@ use crate::error::BuildError;
 use crate::keyed::KeyedStream;
 use crate::output::{ErasedKeyHasher, Output};
 use crate::record_task::{RecordOperator, RecordTask};
-use crate::sinks::{BlackholeSink, FileSink, Sink, SinkTask, StdoutSink};
+use crate::sinks::{
+    BlackholeSink, FileSink, Sink, SinkTask, StdoutSink, TwoPhaseSink, TwoPhaseTask,
+};
 use crate::sources::{Source, SourceRunner};
 use crate::task::{Dataflow, OperatorTask, TaskInfo, VertexFactory};
 use std::cell::RefCell;
@@ -103,6 +105,7 @@ impl JobBuilder {
 
     /// Adds a source; its subtasks each produce part of the input.
     pub fn source<S: Source>(&self, source: S) -> Stream<S::Out> {
+        let timestamps = source.event_time();
         let factory = VertexFactory::Source(Arc::new(move |info: &TaskInfo, wiring| {
             let out = Output::new(&info.operator, wiring)?;
             SourceRunner::boxed(info, source.clone(), out)
@@ -116,7 +119,7 @@ impl JobBuilder {
             &[],
             None,
         );
-        Stream::new(self.graph.clone(), vec![id], None)
+        Stream::new(self.graph.clone(), vec![id], timestamps)
     }
 
     /// Checks the graph and returns the runnable job.
@@ -438,12 +441,24 @@ impl<T: Data> Stream<T> {
         self
     }
 
-    /// Ends the stream in `sink`.
+    /// Ends the stream in `sink` (at least once).
     pub fn sink<S: Sink<T>>(self, sink: S) -> SinkVertex {
-        let name = S::NAME;
         let factory = VertexFactory::Operator(Arc::new(move |info: &TaskInfo, _wiring| {
             SinkTask::boxed(info, sink.clone()).map(|t| t as Box<dyn OperatorTask>)
         }));
+        self.end_in(S::NAME, factory)
+    }
+
+    /// Ends the stream in a two-phase-commit `sink`: exactly once when the
+    /// job checkpoints (its output shows when the checkpoint completes).
+    pub fn two_phase_sink<S: TwoPhaseSink<T>>(self, sink: S) -> SinkVertex {
+        let factory = VertexFactory::Operator(Arc::new(move |info: &TaskInfo, _wiring| {
+            TwoPhaseTask::boxed(info, sink.clone()).map(|t| t as Box<dyn OperatorTask>)
+        }));
+        self.end_in(S::NAME, factory)
+    }
+
+    fn end_in(self, name: &str, factory: VertexFactory) -> SinkVertex {
         let connection = Connection {
             partitioning: self.partitioning,
             key_hasher: None,
@@ -479,7 +494,7 @@ impl<T: Data + Display> Stream<T> {
     /// Writes each record on its own line into files under `dir`, one file
     /// per sink subtask.
     pub fn write_to_dir(self, dir: impl Into<PathBuf>) -> SinkVertex {
-        self.sink(FileSink::new(dir))
+        self.two_phase_sink(FileSink::new(dir))
     }
 }
 

@@ -313,6 +313,10 @@ pub enum Message {
     Data(Batch),
     /// No record with a timestamp at or below this one will follow on this channel.
     Watermark(Timestamp),
+    /// No records or watermarks follow on this channel for now (its
+    /// source has nothing to read): the receiver's watermark goes on
+    /// without it until a record or watermark arrives on it again.
+    Idle,
     /// Everything before this belongs to checkpoint `epoch`, nothing after.
     Barrier(Epoch),
     /// No more records follow on this channel; barriers still may (the

@@ -31,7 +31,13 @@
 //! - [`process`]: [`KeyedProcessFunction`], its [`KeyedContext`], and the
 //!   state handles [`ValueState`], [`MapState`], [`ListState`].
 //! - [`window`]: window assigners, [`AggregateFunction`], [`Windowed`] results.
-//! - [`sources`] and [`sinks`]: built-in connectors and the traits for new ones.
+//! - [`sources`] and [`sinks`]: built-in connectors and the connector
+//!   contracts for new ones: [`Source`](sources::Source) (positions saved
+//!   at each barrier and handed back on restore, event time, watermarks,
+//!   idleness; [`SplitWatermarks`](sources::SplitWatermarks) for
+//!   partitioned input), [`Sink`](sinks::Sink) (at least once) and
+//!   [`TwoPhaseSink`](sinks::TwoPhaseSink) (exactly once: pre-commit at
+//!   the barrier, commit when the checkpoint completes).
 //! - [`data`]: the [`Data`] and [`Key`] bounds, batches and stream messages,
 //!   and [`BatchCodec`], how a batch crosses to another worker (a record
 //!   count, then bitcode).
@@ -84,10 +90,13 @@ pub use window::{
 
 /// Everything needed to write a job, in one import.
 pub mod prelude {
-    pub use crate::sinks::{BlackholeSink, CollectSink, FileSink, Sink, StdoutSink};
+    pub use crate::output::Output;
+    pub use crate::sinks::{BlackholeSink, CollectSink, FileSink, Sink, StdoutSink, TwoPhaseSink};
     pub use crate::sources::{
         FileLines, FromElements, GeneratedEvent, Generator, NexmarkEvent, NexmarkSource, Source,
+        SplitWatermarks,
     };
+    pub use crate::task::{Restored, SourcePoll, TaskInfo};
     pub use crate::{
         AggregateFunction, Count, Data, JobBuilder, Key, KeyedContext, KeyedProcessFunction,
         KeyedStream, ListState, MapState, OperatorError, SlidingWindows, StateRegistry, Stream,

@@ -267,6 +267,18 @@ impl<T: Data> Output<T> {
         Ok(())
     }
 
+    /// Flushes, then tells every channel that this task is idle: nothing
+    /// follows for now, so downstream watermarks go on without it. The
+    /// next watermark (or record) makes it active again; a source emits a
+    /// watermark first when it resumes.
+    pub fn mark_idle(&mut self) -> Result<(), OperatorError> {
+        self.flush()?;
+        for edge in &mut self.edges {
+            edge.send_control(|| Message::Idle)?;
+        }
+        Ok(())
+    }
+
     /// Flushes, then sends `Barrier(epoch)` on every channel; after
     /// [`suspend`](Self::suspend), a stop barrier that ends the channels.
     pub fn emit_barrier(&mut self, epoch: Epoch) -> Result<(), OperatorError> {

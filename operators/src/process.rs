@@ -423,6 +423,10 @@ impl<P: KeyedProcessFunction> OperatorTask for KeyedProcessOperator<P> {
         Ok(())
     }
 
+    fn inputs_idle(&mut self) -> Result<(), OperatorError> {
+        self.out.mark_idle()
+    }
+
     fn watermark(&mut self, watermark: Timestamp) -> Result<(), OperatorError> {
         self.watermark = watermark;
         self.fire_timers(TimeDomain::EventTime, watermark)?;

@@ -87,6 +87,10 @@ impl<O: RecordOperator> OperatorTask for RecordTask<O> {
         self.operator.watermark(watermark, &mut self.out)
     }
 
+    fn inputs_idle(&mut self) -> Result<(), OperatorError> {
+        self.out.mark_idle()
+    }
+
     fn processing_time(&mut self, now: Timestamp) -> Result<(), OperatorError> {
         self.operator.processing_time(now, &mut self.out)
     }

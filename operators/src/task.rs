@@ -6,6 +6,7 @@ use crate::data::BatchCodec;
 use crate::data::{Batch, Timestamp};
 use crate::error::OperatorError;
 use crate::output::{ErasedKeyHasher, OutputWiring};
+use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_protocol::{Epoch, JobGraph, KeyGroup, KeyGroupRange, SubtaskId, VertexId};
@@ -27,6 +28,77 @@ pub struct RestoredTask {
     /// parallelism). A subtask at unchanged parallelism takes its own entry;
     /// after a rescale, each decides from all of them.
     pub operator_states: Vec<Option<String>>,
+}
+
+/// The operator state a subtask restores from: what every subtask of the
+/// operator saved in checkpoint [`epoch`](Self::epoch), decoded. At the
+/// parallelism of the checkpoint a subtask takes its [`own`](Self::own)
+/// entry; after a rescale, each decides from [`all`](Self::all) of them
+/// (a Kafka source takes the partitions it now owns from every entry).
+#[derive(Debug, Clone)]
+pub struct Restored<S> {
+    /// The checkpoint restored from.
+    pub epoch: Epoch,
+    /// The state of each old subtask (its length is the old parallelism);
+    /// `None` for one that saved nothing.
+    pub states: Vec<Option<S>>,
+    subtask: u32,
+    parallelism: u32,
+}
+
+impl<S> Restored<S> {
+    /// The parallelism the checkpoint was taken at.
+    pub fn old_parallelism(&self) -> u32 {
+        self.states.len() as u32
+    }
+
+    /// Whether the operator now runs at another parallelism.
+    pub fn rescaled(&self) -> bool {
+        self.old_parallelism() != self.parallelism
+    }
+
+    /// This subtask's own state, when the parallelism is unchanged.
+    pub fn own(&self) -> Option<&S> {
+        if self.rescaled() {
+            return None;
+        }
+        self.states.get(self.subtask as usize)?.as_ref()
+    }
+
+    /// Takes this subtask's own state, when the parallelism is unchanged.
+    pub fn into_own(mut self) -> Option<S> {
+        if self.rescaled() {
+            return None;
+        }
+        self.states.get_mut(self.subtask as usize)?.take()
+    }
+
+    /// Every old subtask's state, with its old index.
+    pub fn all(&self) -> impl Iterator<Item = (u32, &S)> {
+        self.states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as u32, s.as_ref()?)))
+    }
+
+    /// The states of the old subtasks this subtask takes over: its own at
+    /// the same parallelism; after a rescale, old subtask `i` goes to new
+    /// subtask `i % parallelism` (for state that moves as a whole, such as
+    /// a sink's pending transactions).
+    pub fn inherited(&self) -> impl Iterator<Item = (u32, &S)> {
+        let (subtask, parallelism) = (self.subtask, self.parallelism.max(1));
+        self.all()
+            .filter(move |(old, _)| old % parallelism == subtask)
+    }
+
+    /// The error for an operator that cannot resume at another parallelism.
+    pub fn cannot_rescale(&self, connector: &str) -> OperatorError {
+        OperatorError::user(format!(
+            "{connector} cannot be restored at parallelism {} from a checkpoint taken at parallelism {}",
+            self.parallelism,
+            self.old_parallelism()
+        ))
+    }
 }
 
 /// What a subtask captured at a barrier: taken synchronously, written out
@@ -73,14 +145,38 @@ impl TaskInfo {
         }
     }
 
-    /// This subtask's own operator state from the restored checkpoint, when
-    /// the parallelism is unchanged.
-    pub fn own_operator_state(&self) -> Option<&str> {
-        let restored = self.restored.as_ref()?;
-        if restored.operator_states.len() != self.parallelism as usize {
-            return None;
+    /// The operator states of the restored checkpoint decoded as `S` (by
+    /// old subtask, see [`Restored`]); `None` when the job was not restored.
+    /// `connector` names the operator kind in the error ("kafka source").
+    pub fn restored_states<S: DeserializeOwned>(
+        &self,
+        connector: &str,
+    ) -> Result<Option<Restored<S>>, OperatorError> {
+        let Some(restored) = &self.restored else {
+            return Ok(None);
+        };
+        let mut states = Vec::with_capacity(restored.operator_states.len());
+        for (old, json) in restored.operator_states.iter().enumerate() {
+            let state = match json {
+                None => None,
+                Some(json) => Some(serde_json::from_str(json).map_err(|e| {
+                    OperatorError::user_caused_by(
+                        format!(
+                            "{connector} '{}': unreadable state of old subtask {old} in checkpoint {}",
+                            self.operator, restored.epoch.0
+                        ),
+                        e,
+                    )
+                })?),
+            };
+            states.push(state);
         }
-        restored.operator_states[self.subtask as usize].as_deref()
+        Ok(Some(Restored {
+            epoch: restored.epoch,
+            states,
+            subtask: self.subtask,
+            parallelism: self.parallelism,
+        }))
     }
 
     /// The key groups this subtask owns.
@@ -122,6 +218,10 @@ pub trait SourceTask: Send {
     fn checkpoint(&mut self, epoch: Epoch) -> Result<TaskSnapshot, OperatorError>;
     /// The input is exhausted: tells every output that no records follow.
     fn end_of_data(&mut self) -> Result<(), OperatorError>;
+    /// Checkpoint `epoch` is complete.
+    fn checkpoint_complete(&mut self, _epoch: Epoch) -> Result<(), OperatorError> {
+        Ok(())
+    }
     /// Ends the stream on every output.
     fn close(&mut self) -> Result<(), OperatorError>;
     /// The next checkpoint is a stop-with-savepoint's: its barrier goes
@@ -143,6 +243,9 @@ pub trait OperatorTask: Send {
     fn process(&mut self, batch: Batch) -> Result<(), OperatorError>;
     /// The combined input watermark advanced to `watermark`.
     fn watermark(&mut self, watermark: Timestamp) -> Result<(), OperatorError>;
+    /// Every input that has not ended is idle: tell the outputs (see
+    /// [`Output::mark_idle`](crate::output::Output::mark_idle)).
+    fn inputs_idle(&mut self) -> Result<(), OperatorError>;
     /// The wall clock reached `now` (ms); fire due processing-time timers.
     fn processing_time(&mut self, now: Timestamp) -> Result<(), OperatorError>;
     /// When the next processing-time timer is due, if any.

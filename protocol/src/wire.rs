@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 /// 3: state files name their format (`StateFile::format`) in acks and
 /// restore points; records travel in records frames ([`RECORDS_FRAME`]).
 /// 4: a records frame's records are a count and bitcode, not postcard.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: a channel can say it is idle ([`FrameBody::Idle`]).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest frame accepted, in bytes (a bigger length prefix is garbage).
 pub const MAX_FRAME_LEN: usize = 64 << 20;
@@ -162,6 +163,9 @@ mod exchange_frames {
     pub enum FrameBody {
         /// A watermark.
         Watermark(i64),
+        /// The sender is idle: leave it out of the watermark until it
+        /// sends again.
+        Idle,
         /// A checkpoint barrier.
         Barrier(u64),
         /// No more records; barriers may follow.
@@ -395,6 +399,10 @@ mod tests {
             ExchangeFrame::Message {
                 key,
                 body: FrameBody::Barrier(7),
+            },
+            ExchangeFrame::Message {
+                key,
+                body: FrameBody::Idle,
             },
             ExchangeFrame::Credit { key, credits: 8 },
         ] {

@@ -8,7 +8,7 @@
 //! - [`task`]: what runs on each subtask thread: the source and operator
 //!   loops, with the pure [`aligner`](task::aligner) (when a barrier is on
 //!   every input) and [`watermarks`](task::watermarks) (merging
-//!   per-channel watermarks).
+//!   per-channel watermarks, idle channels left out).
 //! - [`local`]: bounded in-process channels, and the wiring of a
 //!   deployment's subtasks and edges (local or remote).
 //! - [`net`]: the data exchange between workers: one TCP connection per

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use weir::operators::output::Output;
 use weir::operators::prelude::*;
-use weir::operators::task::{SourcePoll, TaskInfo};
+use weir::operators::task::{Restored, SourcePoll, TaskInfo};
 
 /// Counts every record it hands to its output.
 #[derive(Clone)]
@@ -17,9 +17,14 @@ struct CountingSource {
 
 impl Source for CountingSource {
     type Out = u64;
+    type Position = ();
     const NAME: &'static str = "counting";
 
-    fn open(&mut self, _info: &TaskInfo) -> Result<(), OperatorError> {
+    fn open(
+        &mut self,
+        _info: &TaskInfo,
+        _restored: Option<Restored<()>>,
+    ) -> Result<(), OperatorError> {
         Ok(())
     }
 

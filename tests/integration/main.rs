@@ -6,6 +6,7 @@ mod chaos;
 mod checkpoints_cli;
 mod cli;
 mod cluster;
+mod connectors;
 mod failover;
 mod failures;
 mod ha;

@@ -3,28 +3,28 @@
 //!
 //! Without checkpoints, subtask `j` writes `DIR/part-<j>` directly.
 //!
-//! With checkpoints it runs a two-phase commit, as Flink's file sink does:
+//! With checkpoints it is a [`TwoPhaseSink`], as Flink's file sink is:
 //!
 //! 1. records go to a hidden in-progress file `.part-<j>-<attempt>.inprogress`;
 //! 2. at the barrier of checkpoint `e` the file is synced and renamed to the
-//!    hidden pending file `.part-<j>-<e>-<attempt>.pending`, and the list of
-//!    pending files becomes the sink's checkpointed state (pre-commit);
-//! 3. when checkpoint `e` completes, every pending file up to `e` is renamed
-//!    to the visible `part-<j>-<e>` (commit; a rename that already happened
-//!    is skipped, so commits can be replayed).
+//!    hidden pending file `.part-<j>-<e>-<attempt>.pending`, whose name is
+//!    the pending transaction (pre-commit);
+//! 3. when checkpoint `e` completes, the pending file is renamed to the
+//!    visible `part-<j>-<e>` (commit; a rename that already happened is
+//!    skipped, so commits can be replayed).
 //!
 //! A run that is not restored replaces the committed files of earlier runs
-//! in the directory. On restore from checkpoint `c`, the pending files recorded in `c` are
-//! committed (they may not have been before the crash) and every other
-//! hidden file of earlier attempts is deleted: its records come again from
-//! the restored sources. The directory therefore never shows a record
-//! twice, nor one that a restored run will produce again.
+//! in the directory. On restore from checkpoint `c`, the pending files
+//! recorded in `c` are committed (they may not have been before the crash)
+//! and subtask 0 deletes every other hidden file of earlier attempts (its
+//! records come again from the restored sources). The directory therefore
+//! never shows a record twice, nor one that a restored run will produce
+//! again.
 
-use super::Sink;
+use super::TwoPhaseSink;
 use crate::data::Data;
 use crate::error::OperatorError;
 use crate::task::TaskInfo;
-use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt::Display;
 use std::fs::File;
@@ -43,12 +43,6 @@ fn is_committed_name(name: &str) -> bool {
         && bytes[..5].iter().chain(&bytes[6..]).all(u8::is_ascii_digit)
 }
 
-/// The checkpointed state: pre-committed files not known to be committed.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct PendingFiles {
-    pending: Vec<(u64, String)>,
-}
-
 /// Writes each record on its own line into files under a directory, one
 /// set of files per sink subtask; exactly once when the job checkpoints
 /// (see the module documentation). Use one directory per sink.
@@ -61,8 +55,6 @@ pub struct FileSink {
     /// The file records are written to now.
     current: PathBuf,
     writer: Option<BufWriter<File>>,
-    /// Pre-committed files (epoch, file name) not yet committed.
-    pending: Vec<(u64, String)>,
 }
 
 impl Clone for FileSink {
@@ -82,7 +74,6 @@ impl FileSink {
             transactional: false,
             current: PathBuf::new(),
             writer: None,
-            pending: Vec::new(),
         }
     }
 
@@ -101,14 +92,20 @@ impl FileSink {
         format!("part-{subtask:05}-{epoch:010}")
     }
 
-    /// Renames pending file `name` (of old subtask `subtask`) to its
-    /// committed name; done already is fine.
-    fn commit_file(&self, subtask: u32, epoch: u64, name: &str) -> Result<(), OperatorError> {
-        if name.contains('/') || !name.starts_with(".part-") {
-            return Err(OperatorError::user(format!(
-                "file sink: checkpointed pending file name '{name}' is not one of ours"
-            )));
-        }
+    /// Renames pending file `name` to its committed name; done already is
+    /// fine. The subtask that wrote it is in its name (it may be another
+    /// one's after a rescale).
+    fn commit_file(&self, epoch: u64, name: &str) -> Result<(), OperatorError> {
+        let subtask = name
+            .strip_prefix(".part-")
+            .and_then(|rest| rest.get(..5))
+            .filter(|_| !name.contains('/'))
+            .and_then(|digits| digits.parse::<u32>().ok())
+            .ok_or_else(|| {
+                OperatorError::user(format!(
+                    "file sink: checkpointed pending file name '{name}' is not one of ours"
+                ))
+            })?;
         let from = self.dir.join(name);
         let to = self.dir.join(Self::committed_name(subtask, epoch));
         match std::fs::rename(&from, &to) {
@@ -131,49 +128,6 @@ impl FileSink {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(Self::io(&self.dir, "syncing directory"))
-    }
-
-    /// After a restore: commits what the checkpoint pre-committed for the
-    /// old subtasks this subtask takes over, and (subtask 0) deletes every
-    /// hidden file no restored checkpoint needs.
-    fn recover(&mut self, info: &TaskInfo) -> Result<(), OperatorError> {
-        let mut keep = HashSet::new();
-        if let Some(restored) = &info.restored {
-            for (old, state) in restored.operator_states.iter().enumerate() {
-                let Some(json) = state else { continue };
-                let state: PendingFiles = serde_json::from_str(json).map_err(|e| {
-                    OperatorError::user_caused_by("file sink: unreadable checkpointed state", e)
-                })?;
-                for (epoch, name) in state.pending {
-                    if epoch <= restored.epoch.0 {
-                        if old as u32 % info.parallelism == info.subtask {
-                            self.commit_file(old as u32, epoch, &name)?;
-                        }
-                        keep.insert(name);
-                    }
-                }
-            }
-        }
-        if info.subtask == 0 {
-            let entries = std::fs::read_dir(&self.dir).map_err(Self::io(&self.dir, "listing"))?;
-            for entry in entries {
-                let entry = entry.map_err(Self::io(&self.dir, "listing"))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let ours = name.ends_with(".inprogress") || name.ends_with(".pending");
-                let stale_hidden = name.starts_with(".part-")
-                    && ours
-                    && !keep.contains(&name)
-                    && !name.contains(&self.attempt);
-                // A fresh (not restored) run replaces the output of earlier
-                // runs; nothing is committed before every sink has opened.
-                let earlier_output = info.restored.is_none() && is_committed_name(&name);
-                if stale_hidden || earlier_output {
-                    std::fs::remove_file(entry.path())
-                        .map_err(Self::io(&entry.path(), "removing"))?;
-                }
-            }
-        }
-        self.sync_dir()
     }
 
     fn writer(&mut self) -> Result<&mut BufWriter<File>, OperatorError> {
@@ -203,7 +157,9 @@ impl FileSink {
     }
 }
 
-impl<T: Data + Display> Sink<T> for FileSink {
+impl<T: Data + Display> TwoPhaseSink<T> for FileSink {
+    /// The pending file's name.
+    type Pending = String;
     const NAME: &'static str = "file";
 
     fn open(&mut self, info: &TaskInfo) -> Result<(), OperatorError> {
@@ -216,7 +172,6 @@ impl<T: Data + Display> Sink<T> for FileSink {
                 ".part-{:05}-{}.inprogress",
                 info.subtask, info.attempt
             ));
-            self.recover(info)?;
         } else {
             self.current = self.dir.join(format!("part-{:05}", info.subtask));
             self.writer()?;
@@ -244,57 +199,50 @@ impl<T: Data + Display> Sink<T> for FileSink {
     }
 
     fn pre_commit(&mut self, epoch: Epoch) -> Result<Option<String>, OperatorError> {
-        if !self.transactional {
+        let had_records = self.close_current()?;
+        if !self.transactional || !had_records {
             return Ok(None);
         }
-        if self.close_current()? {
-            let name = format!(
-                ".part-{:05}-{:010}-{}.pending",
-                self.subtask, epoch.0, self.attempt
-            );
-            let pending = self.dir.join(&name);
-            std::fs::rename(&self.current, &pending)
-                .map_err(Self::io(&self.current, "renaming"))?;
-            self.sync_dir()?;
-            self.pending.push((epoch.0, name));
-        }
-        let state = PendingFiles {
-            pending: self.pending.clone(),
-        };
-        serde_json::to_string(&state)
-            .map(Some)
-            .map_err(|e| OperatorError::user_caused_by("file sink: encoding state", e))
+        let name = format!(
+            ".part-{:05}-{:010}-{}.pending",
+            self.subtask, epoch.0, self.attempt
+        );
+        let pending = self.dir.join(&name);
+        std::fs::rename(&self.current, &pending).map_err(Self::io(&self.current, "renaming"))?;
+        self.sync_dir()?;
+        Ok(Some(name))
     }
 
-    fn commit(&mut self, epoch: Epoch) -> Result<(), OperatorError> {
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|(e, _)| *e <= epoch.0);
-        self.pending = later;
-        for (e, name) in &due {
-            self.commit_file(self.subtask, *e, name)?;
-        }
-        if !due.is_empty() {
-            self.sync_dir()?;
-        }
-        Ok(())
+    fn commit(&mut self, epoch: Epoch, name: &String) -> Result<(), OperatorError> {
+        self.commit_file(epoch.0, name)?;
+        self.sync_dir()
     }
 
-    fn finish(&mut self) -> Result<(), OperatorError> {
-        if self.transactional {
-            // Records after the last barrier wait for the final checkpoint.
-            if let Some(writer) = self.writer.as_mut() {
-                writer
-                    .flush()
-                    .map_err(Self::io(&self.current, "flushing"))?;
-            }
+    /// Subtask 0 deletes every hidden file of earlier attempts that the
+    /// restored checkpoint does not own and, on a fresh start, the
+    /// committed output of earlier runs.
+    fn abort_stale(&mut self, info: &TaskInfo, owned: &[String]) -> Result<(), OperatorError> {
+        if !self.transactional || info.subtask != 0 {
             return Ok(());
         }
-        self.close_current().map(|_| ())
-    }
-
-    fn has_pending_commits(&self) -> bool {
-        self.transactional && (self.writer.is_some() || !self.pending.is_empty())
+        let keep: HashSet<&str> = owned.iter().map(String::as_str).collect();
+        let entries = std::fs::read_dir(&self.dir).map_err(Self::io(&self.dir, "listing"))?;
+        for entry in entries {
+            let entry = entry.map_err(Self::io(&self.dir, "listing"))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.ends_with(".inprogress") || name.ends_with(".pending");
+            let stale_hidden = name.starts_with(".part-")
+                && ours
+                && !keep.contains(name.as_str())
+                && !name.contains(&self.attempt);
+            // A fresh (not restored) run replaces the output of earlier
+            // runs; nothing is committed before every sink has opened.
+            let earlier_output = info.restored.is_none() && is_committed_name(&name);
+            if stale_hidden || earlier_output {
+                std::fs::remove_file(entry.path()).map_err(Self::io(&entry.path(), "removing"))?;
+            }
+        }
+        self.sync_dir()
     }
 }
 

@@ -3,20 +3,25 @@
 //! - [`StdoutSink`]: one line per record on standard output.
 //! - [`BlackholeSink`]: drops records (benchmarks).
 //! - [`FileSink`]: one line per record into files in a directory; exactly
-//!   once (two-phase commit on checkpoints) when the job checkpoints.
+//!   once (a [`TwoPhaseSink`]) when the job checkpoints.
 //! - [`CollectSink`]: records into a shared vector (tests, examples).
 //!
-//! A user-defined sink implements [`Sink`].
+//! A user-defined sink implements [`Sink`] (at least once) or
+//! [`TwoPhaseSink`] (exactly once: output visible when its checkpoint
+//! completes).
 
 mod blackhole;
 mod collect;
 mod file;
 mod stdout;
+mod two_phase;
 
 pub use self::blackhole::BlackholeSink;
 pub use self::collect::CollectSink;
 pub use self::file::FileSink;
 pub use self::stdout::StdoutSink;
+pub use self::two_phase::TwoPhaseSink;
+pub(crate) use self::two_phase::TwoPhaseTask;
 
 use crate::data::{Batch, Data, Timestamp};
 use crate::error::OperatorError;
@@ -25,8 +30,13 @@ use crate::task::{OperatorTask, TaskInfo, TaskSnapshot};
 use std::marker::PhantomData;
 use weir_protocol::Epoch;
 
-/// A destination for records. It is cloned once per subtask; each clone is
-/// [`open`](Self::open)ed before it receives records.
+/// A destination for records without transactions: at least once across a
+/// restore (what was written after the restored checkpoint is written
+/// again). A sink whose output must show each record once implements
+/// [`TwoPhaseSink`] instead.
+///
+/// It is cloned once per subtask; each clone is [`open`](Self::open)ed
+/// before it receives records.
 pub trait Sink<T>: Clone + Send + Sync + 'static {
     /// Default operator name.
     const NAME: &'static str;
@@ -39,28 +49,15 @@ pub trait Sink<T>: Clone + Send + Sync + 'static {
     /// Writes a batch of records.
     fn write(&mut self, records: Vec<T>) -> Result<(), OperatorError>;
 
-    /// At checkpoint `epoch`'s barrier: make everything written so far
-    /// durable and ready to commit, and return the state to checkpoint
-    /// (pending transactions), as JSON.
-    fn pre_commit(&mut self, _epoch: Epoch) -> Result<Option<String>, OperatorError> {
-        Ok(None)
-    }
-
-    /// Checkpoint `epoch` is complete: make everything pre-committed up to
-    /// it visible. Must be idempotent.
-    fn commit(&mut self, _epoch: Epoch) -> Result<(), OperatorError> {
+    /// At each checkpoint barrier: makes everything written so far durable
+    /// (the checkpoint then covers it).
+    fn flush(&mut self) -> Result<(), OperatorError> {
         Ok(())
     }
 
-    /// The input ended: make everything written durable (a transactional
-    /// sink still waits for the final checkpoint to commit it).
+    /// The input ended: makes everything written durable.
     fn finish(&mut self) -> Result<(), OperatorError> {
         Ok(())
-    }
-
-    /// Whether output waits for a checkpoint to commit it.
-    fn has_pending_commits(&self) -> bool {
-        false
     }
 }
 
@@ -92,6 +89,10 @@ impl<T: Data, S: Sink<T>> OperatorTask for SinkTask<T, S> {
         Ok(())
     }
 
+    fn inputs_idle(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
     fn processing_time(&mut self, _now: Timestamp) -> Result<(), OperatorError> {
         Ok(())
     }
@@ -104,15 +105,9 @@ impl<T: Data, S: Sink<T>> OperatorTask for SinkTask<T, S> {
         Ok(())
     }
 
-    fn checkpoint(&mut self, epoch: Epoch) -> Result<TaskSnapshot, OperatorError> {
-        Ok(TaskSnapshot {
-            keyed: None,
-            operator_state: self.sink.pre_commit(epoch)?,
-        })
-    }
-
-    fn checkpoint_complete(&mut self, epoch: Epoch) -> Result<(), OperatorError> {
-        self.sink.commit(epoch)
+    fn checkpoint(&mut self, _epoch: Epoch) -> Result<TaskSnapshot, OperatorError> {
+        self.sink.flush()?;
+        Ok(TaskSnapshot::default())
     }
 
     fn finish(&mut self) -> Result<(), OperatorError> {
@@ -124,12 +119,6 @@ impl<T: Data, S: Sink<T>> OperatorTask for SinkTask<T, S> {
     }
 
     fn suspend(&mut self) -> Result<(), OperatorError> {
-        // Nothing follows a stop barrier: what the sink holds is pre-committed
-        // by its checkpoint and committed when that completes.
         Ok(())
-    }
-
-    fn has_pending_commits(&self) -> bool {
-        self.sink.has_pending_commits()
     }
 }

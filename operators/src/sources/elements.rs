@@ -1,10 +1,10 @@
 //! A source of fixed records.
 
-use super::{cannot_rescale, decode_position, Source};
+use super::Source;
 use crate::data::Data;
 use crate::error::OperatorError;
 use crate::output::Output;
-use crate::task::{SourcePoll, TaskInfo};
+use crate::task::{Restored, SourcePoll, TaskInfo};
 use std::sync::Arc;
 
 /// Emits a fixed list of records: subtask `i` of `p` emits the records at
@@ -46,21 +46,23 @@ impl<T: Data> FromElements<T> {
 
 impl<T: Data + Sync> Source for FromElements<T> {
     type Out = T;
+    /// The index of the next record this subtask emits.
+    type Position = usize;
     const NAME: &'static str = "elements";
 
-    fn open(&mut self, info: &TaskInfo) -> Result<(), OperatorError> {
+    fn open(
+        &mut self,
+        info: &TaskInfo,
+        restored: Option<Restored<usize>>,
+    ) -> Result<(), OperatorError> {
         self.next = info.subtask as usize;
         self.step = info.parallelism.max(1) as usize;
-        if let Some(restored) = &info.restored {
-            if restored.operator_states.len() != info.parallelism as usize {
-                return Err(cannot_rescale(
-                    "elements",
-                    info,
-                    restored.operator_states.len(),
-                ));
+        if let Some(restored) = restored {
+            if restored.rescaled() {
+                return Err(restored.cannot_rescale("elements source"));
             }
-            if let Some(json) = info.own_operator_state() {
-                self.next = decode_position::<usize>("elements", json)?;
+            if let Some(next) = restored.own() {
+                self.next = *next;
             }
         }
         Ok(())
@@ -81,7 +83,7 @@ impl<T: Data + Sync> Source for FromElements<T> {
         Ok(SourcePoll::Ready)
     }
 
-    fn position(&self) -> Option<String> {
-        Some(self.next.to_string())
+    fn position(&self) -> Option<usize> {
+        Some(self.next)
     }
 }

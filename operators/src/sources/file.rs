@@ -1,9 +1,9 @@
 //! Lines of a text file.
 
-use super::{cannot_rescale, decode_position, split_range, Source};
+use super::{split_range, Source};
 use crate::error::OperatorError;
 use crate::output::Output;
-use crate::task::{SourcePoll, TaskInfo};
+use crate::task::{Restored, SourcePoll, TaskInfo};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -57,16 +57,20 @@ impl FileLines {
 
 impl Source for FileLines {
     type Out = String;
+    type Position = FilePosition;
     const NAME: &'static str = "file";
 
-    fn open(&mut self, info: &TaskInfo) -> Result<(), OperatorError> {
+    fn open(
+        &mut self,
+        info: &TaskInfo,
+        restored: Option<Restored<FilePosition>>,
+    ) -> Result<(), OperatorError> {
         let mut file = File::open(&self.path).map_err(self.io("opening"))?;
-        if let Some(restored) = &info.restored {
-            if restored.operator_states.len() != info.parallelism as usize {
-                return Err(cannot_rescale("file", info, restored.operator_states.len()));
+        if let Some(restored) = restored {
+            if restored.rescaled() {
+                return Err(restored.cannot_rescale("file source"));
             }
-            if let Some(json) = info.own_operator_state() {
-                let position: FilePosition = decode_position("file", json)?;
+            if let Some(position) = restored.own() {
                 file.seek(SeekFrom::Start(position.offset))
                     .map_err(self.io("seeking in"))?;
                 self.offset = position.offset;
@@ -137,18 +141,18 @@ impl Source for FileLines {
         Ok(SourcePoll::Ready)
     }
 
-    fn position(&self) -> Option<String> {
-        serde_json::to_string(&FilePosition {
+    fn position(&self) -> Option<FilePosition> {
+        Some(FilePosition {
             offset: self.offset,
             end: self.end,
         })
-        .ok()
     }
 }
 
-/// The checkpointed position: the next line's offset and the split's end.
+/// The [`FileLines`] source's checkpointed position: the next line's
+/// offset and the end of its subtask's byte range.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct FilePosition {
+pub struct FilePosition {
     offset: u64,
     end: u64,
 }

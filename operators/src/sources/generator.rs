@@ -1,10 +1,10 @@
 //! A deterministic generator of keyed events.
 
-use super::{decode_position, split_range, Source};
+use super::{split_range, Source};
 use crate::data::Timestamp;
 use crate::error::OperatorError;
 use crate::output::Output;
-use crate::task::{SourcePoll, TaskInfo};
+use crate::task::{Restored, SourcePoll, TaskInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -22,9 +22,10 @@ pub struct GeneratedEvent {
     pub timestamp: Timestamp,
 }
 
-/// The checkpointed position: the ranges of `seq` not generated yet.
+/// The [`Generator`]'s checkpointed position: the ranges of `seq` not
+/// generated yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Remaining {
+pub struct Remaining {
     remaining: Vec<(u64, u64)>,
 }
 
@@ -127,15 +128,20 @@ fn share_of(ranges: &[(u64, u64)], index: u32, parallelism: u32) -> VecDeque<(u6
 
 impl Source for Generator {
     type Out = GeneratedEvent;
+    type Position = Remaining;
     const NAME: &'static str = "generator";
 
-    fn open(&mut self, info: &TaskInfo) -> Result<(), OperatorError> {
-        self.remaining = match &info.restored {
-            Some(restored) if restored.operator_states.iter().any(Option::is_some) => {
-                let mut ranges = Vec::new();
-                for json in restored.operator_states.iter().flatten() {
-                    ranges.extend(decode_position::<Remaining>("generator", json)?.remaining);
-                }
+    fn open(
+        &mut self,
+        info: &TaskInfo,
+        restored: Option<Restored<Remaining>>,
+    ) -> Result<(), OperatorError> {
+        self.remaining = match restored {
+            Some(restored) if restored.all().next().is_some() => {
+                let mut ranges: Vec<(u64, u64)> = restored
+                    .all()
+                    .flat_map(|(_, r)| r.remaining.iter().copied())
+                    .collect();
                 ranges.sort_unstable();
                 share_of(&ranges, info.subtask, info.parallelism)
             }
@@ -184,11 +190,10 @@ impl Source for Generator {
         Ok(SourcePoll::Ready)
     }
 
-    fn position(&self) -> Option<String> {
-        let position = Remaining {
+    fn position(&self) -> Option<Remaining> {
+        Some(Remaining {
             remaining: self.remaining.iter().copied().collect(),
-        };
-        serde_json::to_string(&position).ok()
+        })
     }
 }
 

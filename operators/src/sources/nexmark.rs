@@ -1,9 +1,9 @@
 //! The Nexmark benchmark's auction events.
 
-use super::{cannot_rescale, decode_position, Source};
+use super::Source;
 use crate::error::OperatorError;
 use crate::output::Output;
-use crate::task::{SourcePoll, TaskInfo};
+use crate::task::{Restored, SourcePoll, TaskInfo};
 use nexmark::config::NexmarkConfig;
 use nexmark::EventGenerator;
 
@@ -27,9 +27,10 @@ pub struct NexmarkSource {
     emitted: u64,
 }
 
-/// The checkpointed position: events this subtask has emitted.
+/// The [`NexmarkSource`]'s checkpointed position: events its subtask has
+/// emitted.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct NexmarkPosition {
+pub struct NexmarkPosition {
     emitted: u64,
 }
 
@@ -47,26 +48,25 @@ impl NexmarkSource {
 
 impl Source for NexmarkSource {
     type Out = NexmarkEvent;
+    type Position = NexmarkPosition;
     const NAME: &'static str = "nexmark";
 
-    fn open(&mut self, info: &TaskInfo) -> Result<(), OperatorError> {
+    fn open(
+        &mut self,
+        info: &TaskInfo,
+        restored: Option<Restored<NexmarkPosition>>,
+    ) -> Result<(), OperatorError> {
         let config = NexmarkConfig {
             base_time: NEXMARK_BASE_TIME,
             ..NexmarkConfig::default()
         };
         let (p, i) = (u64::from(info.parallelism), u64::from(info.subtask));
         self.emitted = 0;
-        if let Some(restored) = &info.restored {
-            if restored.operator_states.len() != info.parallelism as usize {
-                return Err(cannot_rescale(
-                    "nexmark",
-                    info,
-                    restored.operator_states.len(),
-                ));
+        if let Some(restored) = restored {
+            if restored.rescaled() {
+                return Err(restored.cannot_rescale("nexmark source"));
             }
-            if let Some(json) = info.own_operator_state() {
-                self.emitted = decode_position::<NexmarkPosition>("nexmark", json)?.emitted;
-            }
+            self.emitted = restored.own().map_or(0, |p| p.emitted);
         }
         // Events i, i+p, … below `events`, minus those already emitted.
         self.remaining = self
@@ -100,10 +100,9 @@ impl Source for NexmarkSource {
         })
     }
 
-    fn position(&self) -> Option<String> {
-        serde_json::to_string(&NexmarkPosition {
+    fn position(&self) -> Option<NexmarkPosition> {
+        Some(NexmarkPosition {
             emitted: self.emitted,
         })
-        .ok()
     }
 }

@@ -86,6 +86,7 @@ impl OutputChannel for RemoteSender {
                 return Ok(());
             }
             Message::Watermark(t) => FrameBody::Watermark(t),
+            Message::Idle => FrameBody::Idle,
             Message::Barrier(epoch) => FrameBody::Barrier(epoch.0),
             Message::EndOfData => FrameBody::EndOfData,
             Message::EndOfStream => FrameBody::EndOfStream,

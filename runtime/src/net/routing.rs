@@ -126,6 +126,7 @@ pub(crate) fn dispatch(
         ExchangeFrame::Message { key, body } => deliver(routes, key, |_| {
             Ok(match body {
                 FrameBody::Watermark(t) => Message::Watermark(t),
+                FrameBody::Idle => Message::Idle,
                 FrameBody::Barrier(epoch) => Message::Barrier(Epoch(epoch)),
                 FrameBody::EndOfData => Message::EndOfData,
                 FrameBody::EndOfStream => Message::EndOfStream,

@@ -8,7 +8,8 @@
 //! - [`aligner`]: [`BarrierAligner`](aligner::BarrierAligner), the pure
 //!   decision of when an operator has a checkpoint's barrier on every input.
 //! - [`watermarks`]: [`InputWatermarks`](watermarks::InputWatermarks), the
-//!   pure merge of per-channel watermarks into an operator's watermark.
+//!   pure merge of per-channel watermarks into an operator's watermark
+//!   (idle channels left out; all idle makes the operator idle).
 //! - [`context`]: what both loops are given and how they end.
 //!
 //! A loop that has nothing to do blocks on its channels and on the job's

@@ -9,7 +9,7 @@
 
 use super::aligner::{Alignment, BarrierAligner};
 use super::context::{disconnected_is_cancel, TaskCommand, TaskContext, TaskExit, TaskInput};
-use super::watermarks::InputWatermarks;
+use super::watermarks::{IdleOutcome, InputWatermarks};
 use crossbeam_channel::Select;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -158,6 +158,7 @@ impl OperatorLoop {
                 ctx.counters
                     .records_in
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.watermarks.activate(channel);
                 task.process(batch)?;
             }
             Message::Watermark(watermark) => {
@@ -165,6 +166,11 @@ impl OperatorLoop {
                     task.watermark(advanced)?;
                 }
             }
+            Message::Idle => match self.watermarks.idle(channel) {
+                IdleOutcome::Advanced(advanced) => task.watermark(advanced)?,
+                IdleOutcome::AllIdle => task.inputs_idle()?,
+                IdleOutcome::Unchanged => {}
+            },
             Message::Barrier(epoch) => {
                 if let Alignment::Aligned(epoch) = self.aligner.on_barrier(channel, epoch) {
                     let snapshot = task.checkpoint(epoch)?;

@@ -101,17 +101,20 @@ fn source_loop(
                     final_at = Some(epoch);
                 }
             }
-            // The job ends only once its stop-with-savepoint completed: if
-            // it fails instead, the job is cancelled and resumes from its
-            // last checkpoint.
-            Some(TaskCommand::Completed(epoch)) if stopped_at.is_some_and(|s| epoch >= s) => {
-                return Ok(TaskExit::Finished);
+            Some(TaskCommand::Completed(epoch)) => {
+                task.checkpoint_complete(epoch)?;
+                // The job ends only once its stop-with-savepoint completed:
+                // if it fails instead, the job is cancelled and resumes from
+                // its last checkpoint.
+                if stopped_at.is_some_and(|s| epoch >= s) {
+                    return Ok(TaskExit::Finished);
+                }
+                if final_at.is_some_and(|f| epoch >= f) {
+                    task.close()?;
+                    return Ok(TaskExit::Finished);
+                }
             }
-            Some(TaskCommand::Completed(epoch)) if final_at.is_some_and(|f| epoch >= f) => {
-                task.close()?;
-                return Ok(TaskExit::Finished);
-            }
-            Some(TaskCommand::Completed(_)) | None => {}
+            None => {}
         }
         if data_done || stopped_at.is_some() {
             wait = Wait::ForCommand;
