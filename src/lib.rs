@@ -31,8 +31,9 @@
 //! - [`testing`]: a cluster of real processes of a binary (coordinator and
 //!   workers on loopback), for a job crate's own tests.
 //! - Re-exports: [`job`] (jobs as a library: registry, definitions, typed
-//!   parameters), [`operators`] (and its [`prelude`]), [`jobs`] (Weir's
-//!   reference jobs), [`runtime`], [`state`], [`protocol`].
+//!   parameters), [`operators`] (and its [`prelude`]), [`connectors`]
+//!   (Kafka), [`jobs`] (Weir's reference jobs), [`runtime`], [`state`],
+//!   [`protocol`].
 
 #![warn(missing_docs)]
 
@@ -42,6 +43,7 @@ pub mod cluster;
 pub mod embedded;
 pub mod testing;
 
+pub use weir_connectors as connectors;
 pub use weir_coordinator as coordinator;
 pub use weir_jobs as jobs;
 pub use weir_operators as operators;

@@ -83,6 +83,7 @@ pub use process::{
 };
 pub use task::{Dataflow, TaskInfo};
 pub use weir_protocol::key_group::DEFAULT_MAX_PARALLELISM;
+pub use weir_protocol::Epoch;
 pub use weir_state::TimeDomain;
 pub use window::{
     AggregateFunction, Count, SlidingWindows, TumblingWindows, Window, WindowAssigner, Windowed,
@@ -96,9 +97,9 @@ pub mod prelude {
         FileLines, FromElements, GeneratedEvent, Generator, NexmarkEvent, NexmarkSource, Source,
         SplitWatermarks,
     };
-    pub use crate::task::{Restored, SourcePoll, TaskInfo};
+    pub use crate::task::{Restored, SourcePoll, SourceWaker, TaskInfo};
     pub use crate::{
-        AggregateFunction, Count, Data, JobBuilder, Key, KeyedContext, KeyedProcessFunction,
+        AggregateFunction, Count, Data, Epoch, JobBuilder, Key, KeyedContext, KeyedProcessFunction,
         KeyedStream, ListState, MapState, OperatorError, SlidingWindows, StateRegistry, Stream,
         TimeDomain, Timestamp, TumblingWindows, ValueState, Window, Windowed,
     };

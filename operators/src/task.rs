@@ -134,6 +134,39 @@ pub struct TaskInfo {
     pub attempt: String,
     /// The state to resume from, when the job was restored.
     pub restored: Option<Arc<RestoredTask>>,
+    /// Wakes this subtask when it is a source waiting after
+    /// [`SourcePoll::Idle`].
+    pub waker: SourceWaker,
+}
+
+/// Wakes a source subtask that waits after [`SourcePoll::Idle`], from any
+/// thread: a client library's callback when records arrive, so that the
+/// source neither polls on a timer nor blocks its barriers in a read.
+/// Waking a source that is not waiting makes its next wait return at once.
+#[derive(Clone)]
+pub struct SourceWaker(Arc<dyn Fn() + Send + Sync>);
+
+impl SourceWaker {
+    /// A waker that calls `wake`.
+    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(Arc::new(wake))
+    }
+
+    /// A waker that does nothing (for a task that is not a source).
+    pub fn none() -> Self {
+        Self::new(|| {})
+    }
+
+    /// Wakes the source.
+    pub fn wake(&self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for SourceWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SourceWaker")
+    }
 }
 
 impl TaskInfo {
@@ -201,7 +234,8 @@ impl TaskInfo {
 pub enum SourcePoll {
     /// It produced records (or may produce more at once); poll again.
     Ready,
-    /// Nothing to produce now (e.g. rate-limited); poll again after this long at most.
+    /// Nothing to produce now (e.g. rate-limited, or no records yet): poll
+    /// again after this long at most, or once [`TaskInfo::waker`] is woken.
     Idle(Duration),
     /// It is exhausted; the stream ends.
     Finished,

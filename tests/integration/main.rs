@@ -11,6 +11,7 @@ mod failover;
 mod failures;
 mod ha;
 mod harness;
+mod kafka;
 mod partition;
 mod recovery;
 mod reference_jobs;

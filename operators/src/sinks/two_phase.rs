@@ -279,6 +279,7 @@ mod tests {
             checkpointing: true,
             attempt: "a".into(),
             restored: restored.map(Arc::new),
+            waker: crate::task::SourceWaker::none(),
         }
     }
 

@@ -6,6 +6,7 @@ use crate::error::OperatorError;
 use crate::output::Output;
 use crate::task::{Restored, SourcePoll, TaskInfo};
 use std::sync::Arc;
+use weir_protocol::Epoch;
 
 /// Emits a fixed list of records: subtask `i` of `p` emits the records at
 /// positions `i, i + p, …`, in order. Handy for tests and examples.
@@ -83,7 +84,7 @@ impl<T: Data + Sync> Source for FromElements<T> {
         Ok(SourcePoll::Ready)
     }
 
-    fn position(&self) -> Option<usize> {
+    fn position(&mut self, _epoch: Epoch) -> Option<usize> {
         Some(self.next)
     }
 }

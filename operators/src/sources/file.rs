@@ -7,6 +7,7 @@ use crate::task::{Restored, SourcePoll, TaskInfo};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
+use weir_protocol::Epoch;
 
 /// Reads a text file line by line (without the line terminator).
 ///
@@ -141,7 +142,7 @@ impl Source for FileLines {
         Ok(SourcePoll::Ready)
     }
 
-    fn position(&self) -> Option<FilePosition> {
+    fn position(&mut self, _epoch: Epoch) -> Option<FilePosition> {
         Some(FilePosition {
             offset: self.offset,
             end: self.end,

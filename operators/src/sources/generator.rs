@@ -8,6 +8,7 @@ use crate::task::{Restored, SourcePoll, TaskInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+use weir_protocol::Epoch;
 
 /// One generated event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -190,7 +191,7 @@ impl Source for Generator {
         Ok(SourcePoll::Ready)
     }
 
-    fn position(&self) -> Option<Remaining> {
+    fn position(&mut self, _epoch: Epoch) -> Option<Remaining> {
         Some(Remaining {
             remaining: self.remaining.iter().copied().collect(),
         })

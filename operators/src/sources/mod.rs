@@ -88,7 +88,7 @@ use weir_protocol::Epoch;
 ///         Ok(SourcePoll::Ready)
 ///     }
 ///
-///     fn position(&self) -> Option<Next> {
+///     fn position(&mut self, _epoch: Epoch) -> Option<Next> {
 ///         Some(Next(self.next))
 ///     }
 /// }
@@ -122,9 +122,9 @@ pub trait Source: Clone + Send + Sync + 'static {
         max_records: usize,
     ) -> Result<SourcePoll, OperatorError>;
 
-    /// The position reached, saved with the checkpoint whose barrier the
-    /// runtime emits right after. `None`: nothing to save.
-    fn position(&self) -> Option<Self::Position> {
+    /// The position reached, saved with checkpoint `epoch`, whose barrier
+    /// the runtime emits right after. `None`: nothing to save.
+    fn position(&mut self, _epoch: Epoch) -> Option<Self::Position> {
         None
     }
 
@@ -175,7 +175,7 @@ impl<S: Source> SourceTask for SourceRunner<S> {
     }
 
     fn checkpoint(&mut self, epoch: Epoch) -> Result<TaskSnapshot, OperatorError> {
-        let position = match self.source.position() {
+        let position = match self.source.position(epoch) {
             None => None,
             Some(position) => Some(serde_json::to_string(&position).map_err(|e| {
                 OperatorError::user_caused_by(

@@ -6,6 +6,7 @@ use crate::output::Output;
 use crate::task::{Restored, SourcePoll, TaskInfo};
 use nexmark::config::NexmarkConfig;
 use nexmark::EventGenerator;
+use weir_protocol::Epoch;
 
 /// A Nexmark event: a person, an auction or a bid.
 pub type NexmarkEvent = nexmark::event::Event;
@@ -100,7 +101,7 @@ impl Source for NexmarkSource {
         })
     }
 
-    fn position(&self) -> Option<NexmarkPosition> {
+    fn position(&mut self, _epoch: Epoch) -> Option<NexmarkPosition> {
         Some(NexmarkPosition {
             emitted: self.emitted,
         })

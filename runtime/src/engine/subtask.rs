@@ -120,6 +120,7 @@ pub(super) fn run_subtask(plan: SubtaskPlan, factory: VertexFactory, shared: &Sh
         inputs,
         counters,
         control,
+        wake,
         ..
     } = plan;
     let wiring = OutputWiring {
@@ -136,6 +137,7 @@ pub(super) fn run_subtask(plan: SubtaskPlan, factory: VertexFactory, shared: &Sh
         },
         cancel: &shared.cancel,
         control: &control,
+        wake: &wake,
         snapshots: shared.snapshots.as_ref(),
         events: shared.events.as_ref(),
         counters: &counters,

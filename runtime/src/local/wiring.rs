@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_operators::output::{EdgeWiring, OutputChannel, TaskCounters};
-use weir_operators::task::RestoredTask;
+use weir_operators::task::{RestoredTask, SourceWaker};
 use weir_operators::{Dataflow, TaskInfo};
 use weir_protocol::cluster::Deployment;
 use weir_protocol::wire::ChannelKey;
@@ -60,6 +60,8 @@ pub(crate) struct SubtaskPlan {
     pub(crate) inputs: Vec<TaskInput>,
     pub(crate) counters: Arc<TaskCounters>,
     pub(crate) control: Receiver<TaskCommand>,
+    /// Woken by the task's [`SourceWaker`] (sources wait on it when idle).
+    pub(crate) wake: Receiver<()>,
 }
 
 /// Creates the channels of every edge and the plan of every subtask,
@@ -89,6 +91,8 @@ pub(crate) fn plan(
                         return None;
                     }
                     let (control_sender, control) = crossbeam_channel::unbounded();
+                    // One pending wake is enough: the source polls everything then.
+                    let (wake_sender, wake) = crossbeam_channel::bounded(1);
                     controls.push((v.kind == VertexKind::Source, control_sender));
                     Some(SubtaskPlan {
                         info: TaskInfo {
@@ -102,6 +106,9 @@ pub(crate) fn plan(
                             checkpointing,
                             attempt: attempt.to_owned(),
                             restored: restored.remove(&(v.id, subtask)),
+                            waker: SourceWaker::new(move || {
+                                let _ = wake_sender.try_send(());
+                            }),
                         },
                         kind: v.kind,
                         keyed: v.keyed,
@@ -109,6 +116,7 @@ pub(crate) fn plan(
                         inputs: Vec::new(),
                         counters: Arc::new(TaskCounters::default()),
                         control,
+                        wake,
                     })
                 })
                 .collect()

@@ -67,6 +67,8 @@ pub struct TaskContext<'a> {
     pub cancel: &'a CancelToken,
     /// Commands from the engine.
     pub control: &'a Receiver<TaskCommand>,
+    /// Wakes an idle source early (its [`SourceWaker`](weir_operators::task::SourceWaker)).
+    pub wake: &'a Receiver<()>,
     /// Where snapshots go, when the job checkpoints.
     pub snapshots: Option<&'a SnapshotSubmitter>,
     /// Events to the coordinator, when the job checkpoints.

@@ -40,6 +40,10 @@ fn next_command(ctx: &TaskContext<'_>, wait: Wait) -> Result<Option<TaskCommand>
     let mut select = Select::new();
     let control = select.recv(ctx.control);
     select.recv(ctx.cancel.signal());
+    let wake = match wait {
+        Wait::For(_) => Some(select.recv(ctx.wake)),
+        _ => None,
+    };
     let op = match wait {
         Wait::For(idle) => match select.select_timeout(idle) {
             Ok(op) => op,
@@ -49,6 +53,11 @@ fn next_command(ctx: &TaskContext<'_>, wait: Wait) -> Result<Option<TaskCommand>
     };
     if op.index() == control {
         op.recv(ctx.control).map(Some).map_err(|_| ())
+    } else if Some(op.index()) == wake {
+        // Woken: poll the source now. (Its sender lives as long as the
+        // task's info, so this is not a disconnect.)
+        let _ = op.recv(ctx.wake);
+        Ok(None)
     } else {
         // The cancel signal: it only ever disconnects.
         let _ = op.recv(ctx.cancel.signal());

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use weir_coordinator::CheckpointCatalog;
 use weir_operators::job::{JobOptions, JobParams, JobRegistry};
 use weir_operators::output::{OutputWiring, TaskCounters};
-use weir_operators::task::{OperatorTask, VertexFactory};
+use weir_operators::task::{OperatorTask, SourceWaker, VertexFactory};
 use weir_operators::TaskInfo;
 use weir_protocol::{CheckpointManifest, OperatorState, StateFileFormat};
 use weir_state::{
@@ -102,6 +102,7 @@ fn open_operator(
         checkpointing: false,
         attempt: "dump".into(),
         restored: None,
+        waker: SourceWaker::none(),
     };
     let wiring = OutputWiring {
         edges: Vec::new(),
