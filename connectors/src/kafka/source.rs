@@ -1,12 +1,13 @@
 //! [`KafkaSource`]: records of Kafka topics, their offsets kept in Weir's
 //! checkpoints.
 
+use super::open::Running;
 use super::KafkaConnection;
 use crate::error::ConnectorError;
 use crate::format::Format;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -95,17 +96,25 @@ pub(super) struct Settings {
 /// partitions turning idle so that they do not hold the watermark back.
 ///
 /// ```no_run
+/// use std::time::Duration;
 /// use weir_connectors::format::{Json, Utf8};
-/// use weir_connectors::kafka::{KafkaConnection, KafkaSource, StartFrom};
+/// use weir_connectors::kafka::{KafkaConnection, KafkaSource, OnBadRecord, StartFrom};
 /// use weir_operators::prelude::*;
 ///
 /// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 /// struct Bid { auction: u64, price: u64 }
 ///
 /// let bids = KafkaSource::new(KafkaConnection::new("127.0.0.1:9092"), ["bids"], Utf8, Json::<Bid>::new())
-///     .start_from(StartFrom::Earliest);
+///     .start_from(StartFrom::Earliest)
+///     .max_out_of_orderness(Duration::from_millis(200))
+///     .on_bad_record(OnBadRecord::DeadLetter("bids-dead".into()));
 /// let job = JobBuilder::new("bids").with_parallelism(2);
-/// job.source(bids).map(|r| r.value.price).discard();
+/// job.source(bids)
+///     .key_by(|r| r.value.auction)
+///     .window(TumblingWindows::of(Duration::from_secs(10)))
+///     .aggregate(Count::new())
+///     .map(|w| format!("{},{},{}", w.key, w.start, w.value))
+///     .print();
 /// ```
 pub struct KafkaSource<K, V, KF, VF> {
     pub(super) settings: Arc<Settings>,
@@ -232,6 +241,10 @@ where
         let settings = self.settings.clone();
         let running = self.running.as_mut().expect("opened");
         let consumer = running.consumer.clone();
+        let (key_format, value_format) = (&self.key_format, &self.value_format);
+        let mut take = |running: &mut Running, i: usize, message: &BorrowedMessage<'_>| {
+            running.take(&settings, key_format, value_format, i, message, out)
+        };
         let mut emitted = 0;
         // Errors and events come on the consumer's own queue, and records
         // fetched before a partition's queue was split.
@@ -254,14 +267,7 @@ where
                         .into());
                     };
                     if !running.partitions[i].done {
-                        emitted += running.take(
-                            &settings,
-                            &self.key_format,
-                            &self.value_format,
-                            i,
-                            &message,
-                            out,
-                        )?;
+                        emitted += take(running, i, &message)?;
                     }
                 }
                 Err(error) => running.client_error(&settings, settings.connection.at(), error)?,
@@ -286,14 +292,7 @@ where
                 };
                 match event {
                     Ok(message) => {
-                        emitted += running.take(
-                            &settings,
-                            &self.key_format,
-                            &self.value_format,
-                            i,
-                            &message,
-                            out,
-                        )?;
+                        emitted += take(running, i, &message)?;
                     }
                     Err(KafkaError::PartitionEOF(_)) => {
                         running.caught_up(i, now);
