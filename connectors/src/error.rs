@@ -1,7 +1,10 @@
 //! The error of the connectors crate.
 
-use rdkafka::error::KafkaError;
 use weir_operators::OperatorError;
+
+/// A client library's error (librdkafka's, the Kafka protocol codec's, an
+/// I/O error).
+pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a connector failed: which connector, where in the external system
 /// (topic, partition and offset; table), what went wrong, and the client's
@@ -17,7 +20,7 @@ pub struct ConnectorError {
     pub problem: String,
     /// The client library's error.
     #[source]
-    pub source: Option<Box<KafkaError>>,
+    pub source: Option<ClientError>,
 }
 
 impl ConnectorError {
@@ -32,8 +35,8 @@ impl ConnectorError {
     }
 
     /// The same, caused by the client's `source`.
-    pub fn caused_by(mut self, source: KafkaError) -> Self {
-        self.source = Some(Box::new(source));
+    pub fn caused_by(mut self, source: impl Into<ClientError>) -> Self {
+        self.source = Some(source.into());
         self
     }
 }
@@ -42,7 +45,7 @@ impl From<ConnectorError> for OperatorError {
     fn from(error: ConnectorError) -> Self {
         OperatorError::User {
             message: format!("{} ({}): {}", error.connector, error.at, error.problem),
-            source: error.source.map(|s| s as _),
+            source: error.source,
         }
     }
 }

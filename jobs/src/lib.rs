@@ -5,6 +5,11 @@
 //! # Layout
 //!
 //! - [`keyed_sum`]: `keyed-sum` (W1), a running count and sum per key.
+//! - [`kafka`]: `kafka-keyed-sum`, the same over `key,value` lines from a
+//!   Kafka topic into another, exactly once; `kafka-to-postgres`, into a
+//!   PostgreSQL table; `nexmark-to-kafka`, the
+//!   Nexmark events into a topic the Nexmark queries can read; the Kafka
+//!   parameters every Kafka job shares.
 //! - [`wordcount`]: `wordcount` over a text file.
 //! - [`nexmark`]: Nexmark `q5` (hot items, sliding windows) and `q7`
 //!   (highest bid per tumbling window).
@@ -13,19 +18,24 @@
 
 #![warn(missing_docs)]
 
+pub mod kafka;
 pub mod keyed_sum;
 pub mod nexmark;
 pub mod wordcount;
 
 use weir_operators::job::JobRegistry;
 
-/// Weir's reference jobs: keyed-sum, wordcount, nexmark-q5, nexmark-q7.
+/// Weir's reference jobs: keyed-sum, wordcount, nexmark-q5, nexmark-q7,
+/// kafka-keyed-sum, kafka-to-postgres, nexmark-to-kafka.
 pub fn registry() -> JobRegistry {
     let mut registry = JobRegistry::new();
     registry.register(keyed_sum::DEFINITION);
     registry.register(wordcount::DEFINITION);
     registry.register(nexmark::Q5);
     registry.register(nexmark::Q7);
+    registry.register(kafka::KEYED_SUM);
+    registry.register(kafka::TO_POSTGRES);
+    registry.register(kafka::NEXMARK_TO_KAFKA);
     registry
 }
 

@@ -1,4 +1,5 @@
-//! Nexmark queries over the generated auction stream.
+//! Nexmark queries over the generated auction stream, or over the events
+//! `nexmark-to-kafka` wrote into a Kafka topic (`--param source=kafka`).
 //!
 //! - `nexmark-q5` (hot items): per sliding window (10 s every 2 s), the
 //!   auctions with the most bids.
@@ -13,22 +14,46 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
+use weir_connectors::format::{Bytes, Json};
+use weir_connectors::kafka::KafkaSource;
 use weir_operators::job::{JobContext, JobDefinition, JobError, ParamKind, ParamSpec};
 use weir_operators::prelude::*;
 use weir_operators::Dataflow;
 
-const EVENTS: ParamSpec = ParamSpec {
-    name: "events",
-    kind: ParamKind::UInt,
-    default: Some("1000000"),
-    help: "number of Nexmark events to generate (about 92% are bids)",
-};
+/// Where the events come from, and how many to generate.
+const PARAMS: [ParamSpec; 5] = [
+    ParamSpec {
+        name: "events",
+        kind: ParamKind::UInt,
+        default: Some("1000000"),
+        help: "number of Nexmark events to generate (about 92% are bids)",
+    },
+    ParamSpec {
+        name: "source",
+        kind: ParamKind::Choice(&["generator", "kafka"]),
+        default: Some("generator"),
+        help: "generator: generate the events; kafka: read what nexmark-to-kafka wrote to `topic`",
+    },
+    ParamSpec {
+        name: "brokers",
+        kind: ParamKind::Text,
+        default: Some(""),
+        help: "with source=kafka: bootstrap servers, host:port[,host:port]",
+    },
+    ParamSpec {
+        name: "topic",
+        kind: ParamKind::Text,
+        default: Some("nexmark"),
+        help: "with source=kafka: the topic of the events (read to its end at start)",
+    },
+    crate::kafka::CONNECTION_PARAMS[1],
+];
 
 /// Registration of q5.
 pub const Q5: JobDefinition = JobDefinition {
     name: "nexmark-q5",
     description: "Nexmark q5: auctions with the most bids per 10 s window sliding every 2 s",
-    params: &[EVENTS],
+    params: &PARAMS,
     build: build_q5,
 };
 
@@ -36,7 +61,7 @@ pub const Q5: JobDefinition = JobDefinition {
 pub const Q7: JobDefinition = JobDefinition {
     name: "nexmark-q7",
     description: "Nexmark q7: the highest bids per 10 s tumbling window",
-    params: &[EVENTS],
+    params: &PARAMS,
     build: build_q7,
 };
 
@@ -54,10 +79,9 @@ pub struct BidSummary {
 }
 
 /// The bids of the Nexmark stream, with event-time timestamps.
-fn bids(job: &JobBuilder, events: u64) -> Stream<BidSummary> {
-    job.source(NexmarkSource::new(events))
-        .named("nexmark")
-        .flat_map(|event: NexmarkEvent| match event {
+fn bids(ctx: &JobContext, job: &JobBuilder) -> Result<Stream<BidSummary>, JobError> {
+    fn bid_summary(event: NexmarkEvent) -> Option<BidSummary> {
+        match event {
             NexmarkEvent::Bid(bid) => Some(BidSummary {
                 auction: bid.auction as u64,
                 bidder: bid.bidder as u64,
@@ -65,10 +89,36 @@ fn bids(job: &JobBuilder, events: u64) -> Stream<BidSummary> {
                 date_time: bid.date_time as Timestamp,
             }),
             _ => None,
-        })
+        }
+    }
+    if ctx.params.text("source") == "kafka" {
+        if ctx.params.text("brokers").is_empty() {
+            return Err(ctx.invalid("source=kafka needs brokers=host:port"));
+        }
+        // Event time is the records' timestamps (nexmark-to-kafka's event
+        // times), with watermarks per partition.
+        let source = KafkaSource::new(
+            crate::kafka::connection(ctx)?,
+            [ctx.params.text("topic")],
+            Bytes,
+            Json::<NexmarkEvent>::new(),
+        )
+        .bounded();
+        return Ok(job
+            .source(source)
+            .named("nexmark")
+            .uid("nexmark")
+            .flat_map(|record| bid_summary(record.value))
+            .named("bids")
+            .with_timestamps(|bid| bid.date_time));
+    }
+    Ok(job
+        .source(NexmarkSource::new(ctx.params.uint("events")))
+        .named("nexmark")
+        .flat_map(bid_summary)
         .named("bids")
         // The generator emits each subtask's events in time order.
-        .assign_timestamps(|bid| bid.date_time, Duration::ZERO)
+        .assign_timestamps(|bid| bid.date_time, Duration::ZERO))
 }
 
 /// One line of q5's output.
@@ -154,7 +204,7 @@ impl KeyedProcessFunction for HotItems {
 
 fn build_q5(ctx: &JobContext) -> Result<Dataflow, JobError> {
     let job = ctx.builder();
-    let hot = bids(&job, ctx.params.uint("events"))
+    let hot = bids(ctx, &job)?
         .key_by(|bid| bid.auction)
         .window(SlidingWindows::of(
             Duration::from_secs(10),
@@ -280,7 +330,7 @@ impl KeyedProcessFunction for WindowHighest {
 
 fn build_q7(ctx: &JobContext) -> Result<Dataflow, JobError> {
     let job = ctx.builder();
-    let highest = bids(&job, ctx.params.uint("events"))
+    let highest = bids(ctx, &job)?
         .key_by(|bid| bid.auction)
         .window(TumblingWindows::of(Duration::from_secs(10)))
         .aggregate(HighestBids)

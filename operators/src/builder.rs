@@ -404,6 +404,19 @@ impl<T: Data> Stream<T> {
         )
     }
 
+    /// Reads each record's event time with `timestamp`, keeping the
+    /// watermarks that come from upstream: after a `map` of a source that
+    /// has event time (a Kafka source's per-partition watermarks), to say
+    /// where the time is in the new type. [`assign_timestamps`](Self::assign_timestamps)
+    /// generates new watermarks instead.
+    pub fn with_timestamps(
+        mut self,
+        timestamp: impl Fn(&T) -> Timestamp + Send + Sync + 'static,
+    ) -> Stream<T> {
+        self.timestamps = Some(Arc::new(timestamp));
+        self
+    }
+
     /// Renames the operator that produces this stream.
     pub fn named(self, name: &str) -> Self {
         {

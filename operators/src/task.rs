@@ -120,6 +120,11 @@ pub struct TaskInfo {
     pub vertex: VertexId,
     /// Name of the vertex.
     pub operator: String,
+    /// The id the vertex's state is saved under: its uid, or its name
+    /// without one. Stable across versions of a job that keep the uid, so
+    /// a connector names what it leaves outside (transactional ids, marker
+    /// rows) after it.
+    pub state_id: String,
     /// Index of this subtask, `0..parallelism`.
     pub subtask: u32,
     /// Number of subtasks of the vertex.

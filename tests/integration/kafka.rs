@@ -2,7 +2,7 @@
 //! release's jars; see tests/support/kafka.rs).
 
 #[path = "../support/kafka.rs"]
-mod broker;
+pub(crate) mod broker;
 
 use crate::run_job;
 use broker::Kafka;
@@ -18,7 +18,7 @@ use weir::connectors::format::{Json, Utf8};
 use weir::connectors::kafka::{KafkaConnection, KafkaSource, OnBadRecord};
 use weir::operators::prelude::*;
 
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -26,7 +26,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-fn create_topic(kafka: &Kafka, topic: &str, partitions: i32) {
+pub(crate) fn create_topic(kafka: &Kafka, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &kafka.bootstrap)
         .create()
@@ -42,7 +42,7 @@ fn create_topic(kafka: &Kafka, topic: &str, partitions: i32) {
 }
 
 /// Writes `(partition, key, value)` records and waits until the broker has them.
-fn produce(kafka: &Kafka, topic: &str, records: &[(i32, String, String)]) {
+pub(crate) fn produce(kafka: &Kafka, topic: &str, records: &[(i32, String, String)]) {
     let producer: ThreadedProducer<_> = ClientConfig::new()
         .set("bootstrap.servers", &kafka.bootstrap)
         .set("linger.ms", "5")
@@ -67,7 +67,7 @@ fn produce(kafka: &Kafka, topic: &str, records: &[(i32, String, String)]) {
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,14 +1,30 @@
-//! Apache Kafka: [`KafkaSource`] (offsets in Weir's checkpoints) and the
-//! settings every Kafka client of a job shares ([`KafkaConnection`]).
+//! Apache Kafka: [`KafkaSource`] (offsets in Weir's checkpoints),
+//! [`KafkaSink`] (at least once, or exactly once through transactions
+//! committed with checkpoints) and the settings every Kafka client of a job
+//! shares ([`KafkaConnection`]).
+//!
+//! - `source`, `open`, `reading`: the source's settings, its partition
+//!   assignment and start offsets, and what it does with each record.
+//! - `sink`, `exactly_once`: the sink's settings and producers; the pool of
+//!   transactional producers of the exactly-once sink.
+//! - `transactions`: which transactions of a crashed run to commit or
+//!   abort (pure), and the admin requests that find and end them;
+//!   `broker`: the Kafka protocol connection those requests go over.
 //!
 //! Clients are librdkafka's (the `rdkafka` crate, built from its bundled
 //! sources). Any librdkafka property passes through
 //! [`KafkaConnection::property`].
 
+mod broker;
+mod exactly_once;
 mod open;
 mod reading;
+mod sink;
 mod source;
+mod transactions;
 
+pub use self::exactly_once::{ExactlyOnceKafkaSink, PendingTransaction};
+pub use self::sink::KafkaSink;
 pub use self::source::{KafkaRecord, KafkaSource, OnBadRecord, SourcePartition, StartFrom};
 
 use crate::error::ConnectorError;
@@ -57,6 +73,15 @@ impl KafkaConnection {
     /// The request timeout.
     pub fn request_timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The value the user gave property `key`, if any.
+    pub(crate) fn property_value(&self, key: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A client configuration with `defaults` under the user's properties.

@@ -272,6 +272,7 @@ mod tests {
             job: "j".into(),
             vertex: VertexId(0),
             operator: "sink".into(),
+            state_id: "sink".into(),
             subtask,
             parallelism,
             max_parallelism: 128,

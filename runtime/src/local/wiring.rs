@@ -99,6 +99,7 @@ pub(crate) fn plan(
                             job: graph.name.clone(),
                             vertex: v.id,
                             operator: v.name.clone(),
+                            state_id: v.state_id().to_owned(),
                             subtask,
                             parallelism: v.parallelism,
                             max_parallelism: graph.max_parallelism,

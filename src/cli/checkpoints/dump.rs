@@ -95,6 +95,7 @@ fn open_operator(
         job: job.to_owned(),
         vertex: vertex.id,
         operator: operator.to_owned(),
+        state_id: vertex.state_id().to_owned(),
         subtask: 0,
         parallelism: 1,
         max_parallelism: manifest.max_parallelism,
