@@ -99,13 +99,8 @@ pub(crate) fn input_lines(count: usize) -> Vec<(i32, String, String)> {
         .collect()
 }
 
-/// Checks kafka-keyed-sum's output against its input: per key, the
-/// updates `key,1,…` to `key,n,…` each exactly once, keyed by key, and the
-/// last with the key's total.
-pub(crate) fn assert_each_update_once(
-    input: &[(i32, String, String)],
-    output: &[(i32, String, String)],
-) {
+/// Each key's line count and sum of values in `input`.
+pub(crate) fn expected_totals(input: &[(i32, String, String)]) -> BTreeMap<String, (u64, i64)> {
     let mut expected: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     for (_, key, line) in input {
         let value: i64 = line.split(',').nth(1).unwrap().parse().unwrap();
@@ -113,6 +108,17 @@ pub(crate) fn assert_each_update_once(
         entry.0 += 1;
         entry.1 += value;
     }
+    expected
+}
+
+/// Checks kafka-keyed-sum's output against its input: per key, the
+/// updates `key,1,…` to `key,n,…` each exactly once, keyed by key, and the
+/// last with the key's total.
+pub(crate) fn assert_each_update_once(
+    input: &[(i32, String, String)],
+    output: &[(i32, String, String)],
+) {
+    let expected = expected_totals(input);
     let mut seen: BTreeMap<String, BTreeMap<u64, i64>> = BTreeMap::new();
     for (_, key, line) in output {
         let fields: Vec<&str> = line.split(',').collect();

@@ -7,7 +7,7 @@ mod server;
 
 use crate::kafka::broker::Kafka;
 use crate::kafka::{create_topic, produce};
-use crate::kafka_sink::{assert_each_update_once, input_lines, weir_run};
+use crate::kafka_sink::{assert_each_update_once, expected_totals, input_lines, weir_run};
 use server::Postgres;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -97,13 +97,7 @@ fn crash_and_restore(kafka: &Kafka, postgres: &Postgres, crash_at: &str, extra: 
         assert_each_update_once(&lines, &rows(postgres, &name));
     } else {
         // One row per key: its final total.
-        let mut expected: BTreeMap<String, (u64, i64)> = BTreeMap::new();
-        for (_, key, line) in &lines {
-            let value: i64 = line.split(',').nth(1).unwrap().parse().unwrap();
-            let entry = expected.entry(key.clone()).or_default();
-            entry.0 += 1;
-            entry.1 += value;
-        }
+        let expected = expected_totals(&lines);
         let table: BTreeMap<String, (u64, i64)> = rows(postgres, &name)
             .into_iter()
             .map(|(_, key, line)| {
