@@ -11,12 +11,7 @@
 #[path = "../tests/support/kafka.rs"]
 mod broker;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
 use std::process::Command;
-use std::time::Duration;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -25,52 +20,15 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("an admin client");
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    for result in runtime
-        .block_on(admin.create_topics(&new, &AdminOptions::new()))
-        .expect("topics created")
-    {
-        result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
-    }
-}
-
-fn produce_lines(bootstrap: &str, topic: &str, lines: u64, keys: u64) {
-    let producer: ThreadedProducer<_> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .create()
-        .expect("a producer");
-    for i in 0..lines {
-        let key = format!("k{}", i % keys);
-        let line = format!("{key},{}", i % 1000);
-        let mut record = BaseRecord::to(topic).key(&key).payload(&line);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    // The local queue is full: let deliveries drain it.
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(120))
-        .expect("the input is written");
+/// `lines` `key,value` lines over 4 partitions.
+fn input_lines(lines: u64, keys: u64) -> Vec<(i32, String, String)> {
+    (0..lines)
+        .map(|i| {
+            let key = format!("k{}", i % keys);
+            let line = format!("{key},{}", i % 1000);
+            ((i % 4) as i32, key, line)
+        })
+        .collect()
 }
 
 fn main() {
@@ -80,12 +38,10 @@ fn main() {
     let lines = env_or("KAFKA_LINES", 1_000_000);
     let keys = env_or("KAFKA_KEYS", 10_000);
     let parallelism = env_or("KAFKA_PARALLELISM", 2);
-    create_topics(
-        &kafka.bootstrap,
-        &["in", "out-at-least-once", "out-exactly-once"],
-        4,
-    );
-    produce_lines(&kafka.bootstrap, "in", lines, keys);
+    for topic in ["in", "out-at-least-once", "out-exactly-once"] {
+        kafka.create_topic(topic, 4);
+    }
+    kafka.produce("in", &input_lines(lines, keys));
     for delivery in ["at-least-once", "exactly-once"] {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let stats = dir.path().join("stats.json");

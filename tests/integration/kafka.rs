@@ -6,66 +6,14 @@ pub(crate) mod broker;
 
 use crate::run_job;
 use broker::Kafka;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use weir::connectors::format::{Json, Utf8};
 use weir::connectors::kafka::{KafkaConnection, KafkaSource, OnBadRecord};
 use weir::operators::prelude::*;
-
-pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
-pub(crate) fn create_topic(kafka: &Kafka, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.bootstrap)
-        .create()
-        .unwrap();
-    let results = block_on(admin.create_topics(
-        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-    ))
-    .unwrap();
-    for result in results {
-        result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
-    }
-}
-
-/// Writes `(partition, key, value)` records and waits until the broker has them.
-pub(crate) fn produce(kafka: &Kafka, topic: &str, records: &[(i32, String, String)]) {
-    let producer: ThreadedProducer<_> = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.bootstrap)
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    for (partition, key, value) in records {
-        let mut record = BaseRecord::to(topic)
-            .partition(*partition)
-            .key(key)
-            .payload(value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    // The local queue is full: let deliveries drain it.
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-}
 
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -81,11 +29,11 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 #[test]
 fn a_bounded_source_reads_every_partition_exactly_once_at_parallelism_two() {
     let Some(kafka) = Kafka::start() else { return };
-    create_topic(&kafka, "events", 3);
+    kafka.create_topic("events", 3);
     let records: Vec<(i32, String, String)> = (0..3000)
         .map(|i| (i % 3, format!("k{}", i % 7), i.to_string()))
         .collect();
-    produce(&kafka, "events", &records);
+    kafka.produce("events", &records);
 
     let out = CollectSink::new();
     let job = JobBuilder::new("kafka-read").with_parallelism(2);
@@ -161,14 +109,14 @@ fn a_missing_topic_or_an_unreachable_broker_is_a_clear_error_not_a_hang() {
 #[test]
 fn records_that_do_not_decode_fail_the_job_are_skipped_or_go_to_a_dead_letter_topic() {
     let Some(kafka) = Kafka::start() else { return };
-    create_topic(&kafka, "numbers", 1);
-    create_topic(&kafka, "dead-letters", 1);
+    kafka.create_topic("numbers", 1);
+    kafka.create_topic("dead-letters", 1);
     let values = ["1", "2", "not a number", "4"];
     let records: Vec<(i32, String, String)> = values
         .iter()
         .map(|v| (0, "k".into(), v.to_string()))
         .collect();
-    produce(&kafka, "numbers", &records);
+    kafka.produce("numbers", &records);
     let run = |policy: OnBadRecord| {
         let out = CollectSink::new();
         let job = JobBuilder::new("kafka-bad-records");

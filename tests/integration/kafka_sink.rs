@@ -3,7 +3,6 @@
 //! killed at a crash point (`WEIR_CRASH_AT`) and run again.
 
 use crate::kafka::broker::Kafka;
-use crate::kafka::{create_topic, produce};
 use crate::run_job;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -174,10 +173,10 @@ fn crash_and_restore(
 ) {
     let name = crash_at.split(':').next().unwrap();
     let (input, output) = (format!("in-{name}"), format!("out-{name}"));
-    create_topic(kafka, &input, 3);
-    create_topic(kafka, &output, 3);
+    kafka.create_topic(&input, 3);
+    kafka.create_topic(&output, 3);
     let lines = input_lines(6000);
-    produce(kafka, &input, &lines);
+    kafka.produce(&input, &lines);
     let args = |parallelism: u32| -> Vec<String> {
         [
             "kafka-keyed-sum",
@@ -264,7 +263,7 @@ fn kafka_keyed_sum_is_exactly_once_through_a_crash_in_each_commit_window() {
 #[test]
 fn an_at_least_once_sink_writes_every_record_keyed() {
     let Some(kafka) = Kafka::start() else { return };
-    create_topic(&kafka, "lines", 2);
+    kafka.create_topic("lines", 2);
     let lines: Vec<String> = (0..2000).map(|i| format!("k{},{i}", i % 13)).collect();
     let job = JobBuilder::new("kafka-write").with_parallelism(2);
     let sink = KafkaSink::new(KafkaConnection::new(&kafka.bootstrap), "lines", Utf8)
@@ -298,7 +297,7 @@ fn an_at_least_once_sink_writes_every_record_keyed() {
 fn nexmark_q7_over_a_topic_equals_q7_over_the_generator() {
     use crate::reference_jobs::{sorted_lines, weir_run};
     let Some(kafka) = Kafka::start() else { return };
-    create_topic(&kafka, "nexmark", 2);
+    kafka.create_topic("nexmark", 2);
     let brokers = format!("brokers={}", kafka.bootstrap);
     weir_run(&[
         "nexmark-to-kafka",
@@ -346,8 +345,8 @@ fn a_cluster_running_kafka_keyed_sum_loses_a_worker_and_stays_exactly_once() {
     use crate::recovery::Rng;
     let Some(kafka) = Kafka::start() else { return };
     let mut rng = Rng::from_env("kafka_worker_kill");
-    create_topic(&kafka, "cluster-in", 3);
-    create_topic(&kafka, "cluster-out", 3);
+    kafka.create_topic("cluster-in", 3);
+    kafka.create_topic("cluster-out", 3);
     let lines = input_lines(12_000);
     let dir = tempfile::tempdir().unwrap();
     // Three one-slot workers for a p=2 job: one spare to take over.
@@ -376,7 +375,7 @@ fn a_cluster_running_kafka_keyed_sum_loses_a_worker_and_stays_exactly_once() {
     // The input arrives while the job runs, so that the kill lands between
     // transactions with records in flight.
     let (first, rest) = lines.split_at(lines.len() / 3);
-    produce(&kafka, "cluster-in", first);
+    kafka.produce("cluster-in", first);
     let status = cluster.wait_for(&id, "a checkpoint with records", |s| {
         s.checkpoints_completed >= 2
     });
@@ -385,7 +384,7 @@ fn a_cluster_running_kafka_keyed_sum_loses_a_worker_and_stays_exactly_once() {
     let victim = cluster.kill_worker_of_slot_0(&status);
     println!("worker {victim:?} (slot 0) SIGKILLed {delay} ms after checkpoint 2");
     for chunk in rest.chunks(1000) {
-        produce(&kafka, "cluster-in", chunk);
+        kafka.produce("cluster-in", chunk);
     }
     // The job never ends (unbounded source): wait until a read_committed
     // reader sees every key's last update, at the end of every partition.

@@ -6,7 +6,6 @@
 mod server;
 
 use crate::kafka::broker::Kafka;
-use crate::kafka::{create_topic, produce};
 use crate::kafka_sink::{assert_each_update_once, expected_totals, input_lines, weir_run};
 use server::Postgres;
 use std::collections::BTreeMap;
@@ -72,9 +71,9 @@ fn rows(postgres: &Postgres, table: &str) -> Vec<(i32, String, String)> {
 
 fn crash_and_restore(kafka: &Kafka, postgres: &Postgres, crash_at: &str, extra: &[&str]) {
     let name = crash_at.split(':').next().unwrap().replace('-', "_");
-    create_topic(kafka, &format!("in-{name}"), 3);
+    kafka.create_topic(&format!("in-{name}"), 3);
     let lines = input_lines(5000);
-    produce(kafka, &format!("in-{name}"), &lines);
+    kafka.produce(&format!("in-{name}"), &lines);
     let dir = tempfile::tempdir().unwrap();
     eprintln!("postgres sink: crashing at {crash_at} ({extra:?})");
     let crashed = weir_run(

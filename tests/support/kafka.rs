@@ -9,6 +9,10 @@
 //! broker are skipped with a message, except under CI (`CI` set), where
 //! their absence is a failure.
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -170,6 +174,54 @@ impl Kafka {
             }
         }
         self.child = Some(child);
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap();
+        let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let creating = admin.create_topics(&topics, &options);
+        let results = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(creating)
+            .unwrap();
+        for result in results {
+            result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+    }
+
+    /// Writes `(partition, key, value)` records and waits until the broker
+    /// has them.
+    pub fn produce(&self, topic: &str, records: &[(i32, String, String)]) {
+        let producer: ThreadedProducer<_> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        for (partition, key, value) in records {
+            let mut record = BaseRecord::to(topic)
+                .partition(*partition)
+                .key(key)
+                .payload(value);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        // The local queue is full: wait until the broker
+                        // acknowledged what it holds.
+                        record = back;
+                        producer.flush(Duration::from_secs(30)).unwrap();
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
     }
 
     /// The broker's temporary directory.

@@ -225,9 +225,8 @@ impl<T: Data> TwoPhaseSink<T> for ExactlyOnceKafkaSink<T> {
             })?;
             pool.current = Some(slot);
         }
-        let current = pool.current.as_ref().map(|s| &s.producer);
-        if let Some(producer) = current {
-            sink.send_all(producer, &records)?;
+        if let Some(current) = &pool.current {
+            sink.send_all(&current.producer, &records)?;
         }
         Ok(())
     }

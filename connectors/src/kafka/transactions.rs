@@ -54,10 +54,17 @@ impl TransactionState {
 
 /// What the coordinator says of a transactional id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Described {
-    pub(crate) state: TransactionState,
-    pub(crate) producer_id: i64,
-    pub(crate) producer_epoch: i16,
+pub(crate) enum Described {
+    /// Its current transaction's state and producer.
+    Known {
+        state: TransactionState,
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+    /// The coordinator knows no such id.
+    NotFound,
+    /// The coordinator is loading, moved or busy; it may know later.
+    Unavailable,
 }
 
 /// What to do with a transaction a completed checkpoint pre-committed.
@@ -76,26 +83,33 @@ pub(crate) enum Resume {
     Lost(String),
 }
 
-/// Decides for a pre-committed transaction (`None`: the coordinator knows
-/// no such transactional id).
+/// Decides for a pre-committed transaction.
 ///
 /// Its transactional id held this one transaction since it was
 /// pre-committed: the sink reuses an id only once a completed checkpoint
 /// no longer holds it (see `exactly_once.rs`), and only a run restored
 /// from such a checkpoint asks. So an open transaction under the id is
 /// the pre-committed one, and a commit under the id is its commit.
-pub(crate) fn resume(described: Option<&Described>) -> Resume {
-    let Some(described) = described else {
-        return Resume::Lost(
-            "the coordinator knows no such transactional id: it expired \
-             (transactional.id.expiration.ms) before the job was restored"
-                .into(),
-        );
+pub(crate) fn resume(described: &Described) -> Resume {
+    let (state, producer_id, producer_epoch) = match described {
+        Described::Known {
+            state,
+            producer_id,
+            producer_epoch,
+        } => (state, *producer_id, *producer_epoch),
+        Described::NotFound => {
+            return Resume::Lost(
+                "the coordinator knows no such transactional id: it expired \
+                 (transactional.id.expiration.ms) before the job was restored"
+                    .into(),
+            )
+        }
+        Described::Unavailable => return Resume::AskAgain,
     };
-    match &described.state {
+    match state {
         TransactionState::Ongoing => Resume::Commit {
-            producer_id: described.producer_id,
-            producer_epoch: described.producer_epoch,
+            producer_id,
+            producer_epoch,
         },
         TransactionState::PrepareCommit | TransactionState::CompleteCommit => Resume::Done,
         TransactionState::PrepareEpochFence => Resume::AskAgain,
@@ -108,7 +122,7 @@ pub(crate) fn resume(described: Option<&Described>) -> Resume {
         TransactionState::Empty | TransactionState::Dead | TransactionState::Other(_) => {
             Resume::Lost(format!(
                 "the coordinator holds it in state {:?}, not committed",
-                described.state
+                state
             ))
         }
     }
@@ -182,7 +196,7 @@ impl<'a> TransactionAdmin<'a> {
         loop {
             let mut coordinator = self.coordinator(id, deadline)?;
             let described = self.describe(&mut coordinator, id)?;
-            match resume(described.as_ref()) {
+            match resume(&described) {
                 Resume::Done => return Ok(()),
                 Resume::Lost(why) => {
                     return Err(ConnectorError::new(
@@ -307,12 +321,12 @@ impl<'a> TransactionAdmin<'a> {
         }
     }
 
-    /// `None` when the coordinator knows no transactional id `id`.
+    /// What the coordinator of `id` says of it.
     fn describe(
         &self,
         coordinator: &mut BrokerConnection,
         id: &str,
-    ) -> Result<Option<Described>, ConnectorError> {
+    ) -> Result<Described, ConnectorError> {
         let request = DescribeTransactionsRequest::default()
             .with_transactional_ids(vec![TransactionalId(StrBytes::from_string(id.to_owned()))]);
         let response = coordinator.request(&request, 0)?;
@@ -320,18 +334,13 @@ impl<'a> TransactionAdmin<'a> {
             return Err(coordinator.error("DescribeTransactions (no answer)", -1));
         };
         match ResponseError::try_from_code(state.error_code) {
-            None => Ok(Some(Described {
+            None => Ok(Described::Known {
                 state: TransactionState::parse(state.transaction_state.as_str()),
                 producer_id: state.producer_id.0,
                 producer_epoch: state.producer_epoch,
-            })),
-            Some(ResponseError::TransactionalIdNotFound) => Ok(None),
-            // The caller asks again on a state it cannot act on.
-            Some(e) if is_transient(e) => Ok(Some(Described {
-                state: TransactionState::PrepareEpochFence,
-                producer_id: -1,
-                producer_epoch: -1,
-            })),
+            }),
+            Some(ResponseError::TransactionalIdNotFound) => Ok(Described::NotFound),
+            Some(e) if is_transient(e) => Ok(Described::Unavailable),
             Some(_) => Err(coordinator.error("DescribeTransactions", state.error_code)),
         }
     }
@@ -353,7 +362,7 @@ mod tests {
     use super::*;
 
     fn described(state: &str) -> Described {
-        Described {
+        Described::Known {
             state: TransactionState::parse(state),
             producer_id: 7,
             producer_epoch: 2,
@@ -363,7 +372,7 @@ mod tests {
     #[test]
     fn an_open_pre_committed_transaction_is_committed_as_its_producer() {
         assert_eq!(
-            resume(Some(&described("Ongoing"))),
+            resume(&described("Ongoing")),
             Resume::Commit {
                 producer_id: 7,
                 producer_epoch: 2
@@ -373,25 +382,23 @@ mod tests {
 
     #[test]
     fn a_committed_or_committing_transaction_needs_nothing() {
-        assert_eq!(resume(Some(&described("CompleteCommit"))), Resume::Done);
-        assert_eq!(resume(Some(&described("PrepareCommit"))), Resume::Done);
-        assert_eq!(
-            resume(Some(&described("PrepareEpochFence"))),
-            Resume::AskAgain
-        );
+        assert_eq!(resume(&described("CompleteCommit")), Resume::Done);
+        assert_eq!(resume(&described("PrepareCommit")), Resume::Done);
+        assert_eq!(resume(&described("PrepareEpochFence")), Resume::AskAgain);
+        assert_eq!(resume(&Described::Unavailable), Resume::AskAgain);
     }
 
     #[test]
     fn an_aborted_or_forgotten_transaction_is_lost_and_says_why() {
-        let Resume::Lost(why) = resume(Some(&described("CompleteAbort"))) else {
+        let Resume::Lost(why) = resume(&described("CompleteAbort")) else {
             panic!("an aborted transaction must not count as committed");
         };
         assert!(why.contains("transaction.timeout.ms"), "{why}");
-        let Resume::Lost(why) = resume(None) else {
+        let Resume::Lost(why) = resume(&Described::NotFound) else {
             panic!("an unknown id must not count as committed");
         };
         assert!(why.contains("transactional.id.expiration.ms"), "{why}");
-        assert!(matches!(resume(Some(&described("Empty"))), Resume::Lost(_)));
+        assert!(matches!(resume(&described("Empty")), Resume::Lost(_)));
     }
 
     #[test]

@@ -124,12 +124,6 @@ impl<T: Data> PostgresSink<T> {
         }
         Ok(database)
     }
-
-    fn database(&mut self) -> Result<&mut Database, ConnectorError> {
-        self.database
-            .as_mut()
-            .ok_or_else(|| ConnectorError::new(CONNECTOR, "the database", "used before open"))
-    }
 }
 
 impl<T: Data> Sink<T> for PostgresSink<T> {
@@ -141,9 +135,12 @@ impl<T: Data> Sink<T> for PostgresSink<T> {
     }
 
     fn write(&mut self, records: Vec<T>) -> Result<(), OperatorError> {
-        let statement = self.statement.clone();
         let params: Vec<SqlParams> = records.iter().map(|r| (self.params_of)(r)).collect();
-        self.database()?.write_rows(&statement, &params, None)?;
+        let database = self
+            .database
+            .as_mut()
+            .ok_or_else(|| ConnectorError::new(CONNECTOR, "the database", "used before open"))?;
+        database.write_rows(&self.statement, &params, None)?;
         crate::fault::crash_point("postgres-sink-after-write");
         Ok(())
     }
