@@ -29,11 +29,19 @@ fn configured() -> Option<&'static (String, u32)> {
 /// Aborts the process if `point` is the configured crash point and this is
 /// its `n`-th pass.
 pub(crate) fn crash_point(point: &str) {
+    crash_point_after(point, || {});
+}
+
+/// The same, running `before_crash` first when it crashes: to put the
+/// process into the state the window is about (records on the broker in a
+/// transaction nobody pre-committed) rather than leave it to timing.
+pub(crate) fn crash_point_after(point: &str, before_crash: impl FnOnce()) {
     static PASSES: AtomicU32 = AtomicU32::new(0);
     let Some((configured, n)) = configured() else {
         return;
     };
     if configured == point && PASSES.fetch_add(1, Ordering::SeqCst) + 1 == *n {
+        before_crash();
         eprintln!("weir: crashing at {point} (WEIR_CRASH_AT)");
         std::process::abort();
     }

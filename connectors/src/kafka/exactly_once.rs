@@ -30,7 +30,7 @@
 use super::sink::{DeliveryTracker, KafkaSink, CONNECTOR};
 use super::transactions::{TransactionAdmin, TransactionalIds};
 use crate::error::ConnectorError;
-use crate::fault::crash_point;
+use crate::fault::{crash_point, crash_point_after};
 use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -239,7 +239,11 @@ impl<T: Data> TwoPhaseSink<T> for ExactlyOnceKafkaSink<T> {
         let Some(slot) = pool.current.take() else {
             return Ok(None);
         };
-        crash_point("kafka-sink-before-pre-commit");
+        // Crashing here, the records are on the broker in a transaction
+        // no checkpoint names (not still in librdkafka's queue).
+        crash_point_after("kafka-sink-before-pre-commit", || {
+            let _ = slot.producer.flush(sink.connection.request_timeout());
+        });
         if let Err(e) = sink.flush_producer(&slot.producer) {
             pool.current = Some(slot);
             return Err(e.into());
