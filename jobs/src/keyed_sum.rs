@@ -222,7 +222,10 @@ fn build(ctx: &JobContext) -> Result<Dataflow, JobError> {
     if p.text("validate") == "on" {
         events = events.filter(|e| (0..1000).contains(&e.value));
     }
+    // Half the events cross to another worker's subtask: bitcode's
+    // derived code encodes them about 3× cheaper than serde's.
     let sums = events
+        .bitcode_codec()
         .key_by(|e| e.key)
         .process(
             RunningSum::new(p.text("emit") == "updates")

@@ -239,6 +239,8 @@ pub struct Stream<T> {
     partitioning: Option<Partitioning>,
     /// How to read a record's event time, once timestamps are assigned.
     pub(crate) timestamps: Option<TimestampFn<T>>,
+    /// How the next operator's connection sends records between workers.
+    pub(crate) codec: BatchCodec,
     _records: PhantomData<fn() -> T>,
 }
 
@@ -249,6 +251,7 @@ impl<T> Clone for Stream<T> {
             producers: self.producers.clone(),
             partitioning: self.partitioning,
             timestamps: self.timestamps.clone(),
+            codec: self.codec,
             _records: PhantomData,
         }
     }
@@ -265,6 +268,7 @@ impl<T: Data> Stream<T> {
             producers,
             partitioning: None,
             timestamps,
+            codec: BatchCodec::of::<T>(),
             _records: PhantomData,
         }
     }
@@ -291,7 +295,7 @@ impl<T: Data> Stream<T> {
         let connection = Connection {
             partitioning: self.partitioning,
             key_hasher: None,
-            codec: Some(BatchCodec::of::<T>()),
+            codec: Some(self.codec),
         };
         let id = add_vertex(
             &self.graph,
@@ -366,6 +370,18 @@ impl<T: Data> Stream<T> {
         for other in others {
             self.producers.extend(other.producers);
         }
+        self
+    }
+
+    /// Sends this stream's records between workers through bitcode's
+    /// derived `Encode` and `Decode` rather than through serde: about 3×
+    /// cheaper to encode and decode ([`BatchCodec::derived`]), for record
+    /// types that derive both besides serde's traits.
+    pub fn bitcode_codec(mut self) -> Stream<T>
+    where
+        T: bitcode::Encode + bitcode::DecodeOwned,
+    {
+        self.codec = BatchCodec::derived::<T>();
         self
     }
 
@@ -475,7 +491,7 @@ impl<T: Data> Stream<T> {
         let connection = Connection {
             partitioning: self.partitioning,
             key_hasher: None,
-            codec: Some(BatchCodec::of::<T>()),
+            codec: Some(self.codec),
         };
         let id = add_vertex(
             &self.graph,

@@ -108,7 +108,7 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         let connection = Connection {
             partitioning: Some(Partitioning::Hash),
             key_hasher: Some(erased),
-            codec: Some(crate::data::BatchCodec::of::<T>()),
+            codec: Some(self.stream.codec),
         };
         let graph = self.stream.graph().clone();
         let id = add_vertex(

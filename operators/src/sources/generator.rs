@@ -11,7 +11,18 @@ use std::time::{Duration, Instant};
 use weir_protocol::Epoch;
 
 /// One generated event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    bitcode::Encode,
+    bitcode::Decode,
+)]
 pub struct GeneratedEvent {
     /// Position of the event in the whole input, `0..events`.
     pub seq: u64,
