@@ -49,6 +49,9 @@ pub enum StorageWaitPhase {
     Checkpoints,
     /// A restart waits for storage to choose or read its checkpoint.
     Restore,
+    /// An attempt waits for storage to list the checkpoints it numbers
+    /// its own after, before it is deployed.
+    Start,
     /// The job's control record (kept in checkpoint storage by a
     /// standalone coordinator) waits to be written before the job goes on.
     JobRecord,

@@ -93,9 +93,21 @@ async fn reject(stream: &mut TcpStream, reason: String) -> String {
     reason
 }
 
+fn too_large(error: &weir_protocol::error::WireError) {
+    tracing::error!(
+        error = error as &dyn std::error::Error,
+        "a message to a worker is too large to send"
+    );
+}
+
 /// Sends `message` as the last frame of the connection.
 async fn answer_and_close(stream: &mut TcpStream, message: &ToWorker) {
-    let _ = stream.write_all(&encode_control(message)).await;
+    match encode_control(message) {
+        Ok(frame) => {
+            let _ = stream.write_all(&frame).await;
+        }
+        Err(error) => too_large(&error),
+    }
     let _ = stream.shutdown().await;
     // Read what the peer still sends before closing: closing with unread
     // input makes the kernel reset the connection, which can destroy the
@@ -199,7 +211,16 @@ async fn serve_worker(mut stream: TcpStream, node: &Arc<Node>) -> Result<(), Str
             };
             let Some(message) = message else { break };
             let rejected = matches!(message, ToWorker::Rejected { .. });
-            if writer.write_all(&encode_control(&message)).await.is_err() || rejected {
+            let frame = match encode_control(&message) {
+                Ok(frame) => frame,
+                // The worker cannot read it either: closing makes it
+                // reconnect and the coordinator deal with it afresh.
+                Err(error) => {
+                    too_large(&error);
+                    break;
+                }
+            };
+            if writer.write_all(&frame).await.is_err() || rejected {
                 break;
             }
         }

@@ -230,16 +230,18 @@ pub fn frame_len(header: [u8; 4]) -> Result<usize, WireError> {
     Ok(len)
 }
 
-/// `body` as a whole frame: its length, then itself.
-pub fn frame(body: &[u8]) -> Vec<u8> {
+/// `body` as a whole frame: its length, then itself; `TooLong` when the
+/// body is beyond what a reader accepts.
+pub fn frame(body: &[u8]) -> Result<Vec<u8>, WireError> {
+    let header = frame_header(body.len())?;
     let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&header);
     frame.extend_from_slice(body);
-    frame
+    Ok(frame)
 }
 
 /// A control message as a whole frame: its JSON after its length.
-pub fn encode_control<T: serde::Serialize>(message: &T) -> Vec<u8> {
+pub fn encode_control<T: serde::Serialize>(message: &T) -> Result<Vec<u8>, WireError> {
     frame(&serde_json::to_vec(message).expect("control messages serialize"))
 }
 
@@ -261,7 +263,7 @@ pub fn encode_exchange_body(message: &ExchangeFrame) -> ExchangeBody {
 }
 
 /// An exchange frame as a whole frame (header included).
-pub fn encode_exchange(message: &ExchangeFrame) -> Vec<u8> {
+pub fn encode_exchange(message: &ExchangeFrame) -> Result<Vec<u8>, WireError> {
     frame(&encode_exchange_body(message))
 }
 
@@ -335,20 +337,25 @@ pub fn decode_channel_key(bytes: [u8; CHANNEL_KEY_LEN]) -> ChannelKey {
     for (field, bytes) in fields.iter_mut().zip(bytes.chunks_exact(4)) {
         *field = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     }
-    let [job, attempt, edge, from, to] = fields;
-    ChannelKey {
-        job,
-        attempt,
-        edge,
-        from,
-        to,
-    }
+    channel_key_from_fields(fields)
 }
 
-/// A channel key's fields in their order on the wire.
-fn channel_key_fields(key: &ChannelKey) -> [u32; CHANNEL_KEY_LEN / 4] {
-    [key.job, key.attempt, key.edge, key.from, key.to]
+/// A channel key's fields to and from their order on the wire, both made
+/// from the one list given, so the two cannot disagree.
+macro_rules! channel_key_order {
+    ($($field:ident),+) => {
+        fn channel_key_fields(key: &ChannelKey) -> [u32; CHANNEL_KEY_LEN / 4] {
+            [$(key.$field),+]
+        }
+
+        fn channel_key_from_fields(fields: [u32; CHANNEL_KEY_LEN / 4]) -> ChannelKey {
+            let [$($field),+] = fields;
+            ChannelKey { $($field),+ }
+        }
+    };
 }
+
+channel_key_order!(job, attempt, edge, from, to);
 
 /// An exchange frame from a frame's body, validated.
 pub fn decode_exchange(body: &[u8]) -> Result<ExchangeFrame, WireError> {
@@ -406,7 +413,7 @@ mod tests {
             },
             ExchangeFrame::Credit { key, credits: 8 },
         ] {
-            let encoded = encode_exchange(&frame);
+            let encoded = encode_exchange(&frame).unwrap();
             assert_eq!(decode_exchange(body(&encoded)).unwrap(), frame);
         }
     }
@@ -420,6 +427,10 @@ mod tests {
         );
         let err = frame_len([0xff, 0xff, 0xff, 0xff]).unwrap_err();
         assert!(err.to_string().contains("exceeds"), "{err}");
+        // A writer refuses what a reader would.
+        let err = frame(&vec![0; MAX_FRAME_LEN + 1]).unwrap_err();
+        assert!(matches!(err, WireError::TooLong { .. }), "{err}");
+        assert!(frame(&vec![0; MAX_FRAME_LEN]).is_ok());
     }
 
     #[test]
@@ -435,7 +446,7 @@ mod tests {
         };
         // Control frames carry JSON (encoded at the edges, which own a
         // JSON library); the envelope is the same as exchange frames'.
-        let encoded = frame(&serde_json::to_vec(&message).unwrap());
+        let encoded = frame(&serde_json::to_vec(&message).unwrap()).unwrap();
         let decoded: ToCoordinator = serde_json::from_slice(body(&encoded)).unwrap();
         assert_eq!(decoded, message);
     }

@@ -99,6 +99,15 @@ pub enum RuntimeError {
         /// Its address.
         address: String,
     },
+    /// A message is too large to send as one frame.
+    #[error("cannot send {what}")]
+    Frame {
+        /// The message.
+        what: &'static str,
+        /// Why it cannot be framed.
+        #[source]
+        source: weir_protocol::error::WireError,
+    },
     /// The coordinator refused this worker or a request of it.
     #[error("the coordinator refused: {reason}")]
     Rejected {

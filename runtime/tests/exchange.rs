@@ -119,11 +119,14 @@ fn frames_of_an_older_attempt_are_dropped() {
     // A peer (worker 1) that speaks the protocol by hand.
     let mut zombie = TcpStream::connect(exchange.local_addr()).unwrap();
     zombie
-        .write_all(&encode_exchange(&ExchangeFrame::Hello {
-            protocol: PROTOCOL_VERSION,
-            from: 1,
-            to: 2,
-        }))
+        .write_all(
+            &encode_exchange(&ExchangeFrame::Hello {
+                protocol: PROTOCOL_VERSION,
+                from: 1,
+                to: 2,
+            })
+            .unwrap(),
+        )
         .unwrap();
     exchange
         .connect(

@@ -308,6 +308,7 @@ pub(crate) fn storage_line(wait: &StorageWait) -> String {
     let holding = match wait.phase {
         StorageWaitPhase::Checkpoints => "checkpoints fail; the job runs on",
         StorageWaitPhase::Restore => "the restart waits to choose and read its checkpoint",
+        StorageWaitPhase::Start => "the attempt waits to list the checkpoints before it deploys",
         StorageWaitPhase::JobRecord => "the job's record waits to be written",
     };
     format!(

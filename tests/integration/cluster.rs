@@ -209,6 +209,7 @@ fn registration(token: Option<&str>, data_addr: &str) -> Vec<u8> {
         previous: None,
         deployments: vec![],
     })
+    .unwrap()
 }
 
 /// Registers a fake worker; returns the rejection reason ("" if accepted).
@@ -253,7 +254,10 @@ fn the_worker_endpoint_refuses_bad_frames_and_double_registration() {
     not_json.extend_from_slice(b"not json!");
     let reason = send_raw(endpoint, &not_json);
     assert!(reason.starts_with("malformed control frame"), "{reason}");
-    let reason = send_raw(endpoint, &encode_control(&ToCoordinator::Heartbeat));
+    let reason = send_raw(
+        endpoint,
+        &encode_control(&ToCoordinator::Heartbeat).unwrap(),
+    );
     assert_eq!(reason, "the first frame must be a registration");
     // Twice on one connection.
     let mut stream = TcpStream::connect(endpoint).unwrap();

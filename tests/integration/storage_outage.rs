@@ -314,7 +314,9 @@ fn waiting_in(status: &JobStatus, phase: StorageWaitPhase) -> bool {
 /// The restart waits for storage: to record itself (a standalone
 /// coordinator keeps job records in checkpoint storage), or to restore.
 fn restart_waits(status: &JobStatus) -> bool {
-    waiting_in(status, StorageWaitPhase::JobRecord) || waiting_in(status, StorageWaitPhase::Restore)
+    waiting_in(status, StorageWaitPhase::JobRecord)
+        || waiting_in(status, StorageWaitPhase::Restore)
+        || waiting_in(status, StorageWaitPhase::Start)
 }
 
 /// In a standalone cluster, a worker is SIGKILLed during the outage: the

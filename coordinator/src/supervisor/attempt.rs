@@ -101,13 +101,16 @@ impl Checkpoints {
         // Epochs continue after those in storage: wait for it to answer
         // (an adopted attempt keeps running meanwhile).
         let strategy = super::restart_strategy(settings);
-        let driver = super::restore::until_storage_answers(
-            job,
-            &strategy,
-            StorageWaitPhase::Checkpoints,
-            None,
-            || CheckpointDriver::new(catalog.clone(), &shape.graph, config, after.max(last_epoch)),
-        );
+        // An adopted attempt runs on while it waits; any other waits
+        // before it is deployed.
+        let phase = if adopted {
+            StorageWaitPhase::Checkpoints
+        } else {
+            StorageWaitPhase::Start
+        };
+        let driver = super::restore::until_storage_answers(job, &strategy, phase, None, || {
+            CheckpointDriver::new(catalog.clone(), &shape.graph, config, after.max(last_epoch))
+        });
         let mut driver = match driver {
             Ok(driver) => driver,
             Err(Unanswered::Stopped) if job.leads() => return Err(AttemptEnd::Cancelled),

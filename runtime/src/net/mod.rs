@@ -170,7 +170,11 @@ impl Exchange {
                 protocol: PROTOCOL_VERSION,
                 from: me,
                 to: peer.worker.0,
-            });
+            })
+            .map_err(|source| RuntimeError::Frame {
+                what: "the data-exchange hello",
+                source,
+            })?;
             stream
                 .write_all(&hello)
                 .map_err(|source| RuntimeError::Network {

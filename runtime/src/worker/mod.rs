@@ -139,7 +139,16 @@ impl ControlLink {
     }
 
     pub(crate) fn send(&self, message: &ToCoordinator) -> bool {
-        let frame = encode_control(message);
+        let frame = match encode_control(message) {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "a message to the coordinator is too large to send"
+                );
+                return false;
+            }
+        };
         let mut stream = self.stream();
         stream.as_mut().is_some_and(|s| s.write_all(&frame).is_ok())
     }

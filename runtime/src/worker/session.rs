@@ -61,7 +61,11 @@ fn register(
         data_addr: state.exchange.local_addr().to_string(),
         previous,
         deployments: reports.to_vec(),
-    });
+    })
+    .map_err(|source| RuntimeError::Frame {
+        what: "the registration",
+        source,
+    })?;
     use std::io::Write;
     stream
         .write_all(&frame)
