@@ -10,7 +10,10 @@
 //! `--replicas 1` (the lost subtasks move to the worker holding their peer
 //! replica; the others reuse their local copies) and `--replicas 0` (the
 //! lost subtasks download from the object store, a local `file://`
-//! directory here).
+//! directory here). The `spare-…` configurations run three one-slot
+//! workers at p=2 with 20,000 keys, so the third worker is a spare: every
+//! replica goes to it, and the lost slot moves there while the survivor
+//! stays in its slot.
 //!
 //! Environment: `RECOVERY_ONLY` (a substring of the configuration names,
 //! e.g. `100MB`), `RECOVERY_RUNS` (default 1).
@@ -30,7 +33,15 @@ fn wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn request(keys: u64, state_bytes: u64, replicas: u32) -> SubmitRequest {
+/// Where a configuration runs: worker processes, slots each, parallelism.
+#[derive(Clone, Copy)]
+struct Layout {
+    workers: usize,
+    slots: u32,
+    parallelism: u32,
+}
+
+fn request(layout: Layout, keys: u64, state_bytes: u64, replicas: u32) -> SubmitRequest {
     let params = [
         ("events", "1000000000000".to_owned()),
         ("keys", keys.to_string()),
@@ -43,15 +54,15 @@ fn request(keys: u64, state_bytes: u64, replicas: u32) -> SubmitRequest {
         replicas,
         ..RunSettings::default()
     };
-    cluster::keyed_sum(&params, 3, settings)
+    cluster::keyed_sum(&params, layout.parallelism, settings)
 }
 
-fn run_once(keys: u64, state_bytes: u64, replicas: u32) -> String {
+fn run_once(layout: Layout, keys: u64, state_bytes: u64, replicas: u32) -> String {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut cluster = ProcessCluster::start(dir.path(), 3, 2);
+    let mut cluster = ProcessCluster::start(dir.path(), layout.workers, layout.slots);
     let client = cluster.client();
     let id = client
-        .submit(&request(keys, state_bytes, replicas))
+        .submit(&request(layout, keys, state_bytes, replicas))
         .expect("the job is accepted")
         .job_id;
     // Wait until a checkpoint holds (nearly) all the state: about 95% of
@@ -96,15 +107,26 @@ fn run_once(keys: u64, state_bytes: u64, replicas: u32) -> String {
     };
     let loss = status.last_loss.clone().expect("the loss");
     let count = |tier: RestoreTier| status.restored.iter().filter(|r| r.tier == tier).count();
+    let fetched =
+        |tier: RestoreTier| -> u64 { status.restored.iter().map(|r| r.bytes.of(tier)).sum() };
+    let slowest = status
+        .restored
+        .iter()
+        .map(|r| r.duration_ms)
+        .max()
+        .unwrap_or(0);
     let _ = client.cancel(&id);
     format!(
-        "\"state_bytes\":{state},\"detect_ms\":{},\"running_again_ms\":{},\"coordinator_recovery_ms\":{:.1},\"restored_local\":{},\"restored_peer\":{},\"restored_object_store\":{}",
+        "\"state_bytes\":{state},\"detect_ms\":{},\"running_again_ms\":{},\"coordinator_recovery_ms\":{:.1},\"restored_local\":{},\"restored_peer\":{},\"restored_object_store\":{},\"slowest_restore_ms\":{slowest},\"bytes_local\":{},\"bytes_peer\":{},\"bytes_object_store\":{}",
         loss.detected_at_ms.saturating_sub(killed_at),
         loss.recovered_at_ms.unwrap_or(0).saturating_sub(killed_at),
         loss.recovery_ms.unwrap_or(0.0),
         count(RestoreTier::Local),
         count(RestoreTier::Peer),
-        count(RestoreTier::ObjectStore)
+        count(RestoreTier::ObjectStore),
+        fetched(RestoreTier::Local),
+        fetched(RestoreTier::Peer),
+        fetched(RestoreTier::ObjectStore)
     )
 }
 
@@ -114,15 +136,33 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1);
-    for (size, keys, state_bytes) in [("100MB", 200_000u64, 500u64), ("1GB", 1_000_000, 1000)] {
+    let (spread, spare) = (
+        Layout {
+            workers: 3,
+            slots: 2,
+            parallelism: 3,
+        },
+        Layout {
+            workers: 3,
+            slots: 1,
+            parallelism: 2,
+        },
+    );
+    let configs = [
+        ("", spread, "100MB", 200_000u64, 500u64),
+        ("", spread, "1GB", 1_000_000, 1000),
+        ("spare-", spare, "100MB", 20_000, 5_000),
+        ("spare-", spare, "1GB", 20_000, 50_000),
+    ];
+    for (prefix, layout, size, keys, state_bytes) in configs {
         for (tier, replicas) in [("replica", 1u32), ("object-store", 0)] {
-            let name = format!("{size}-{tier}");
+            let name = format!("{prefix}{size}-{tier}");
             if !name.contains(&only) {
                 continue;
             }
             for run in 0..runs {
-                let figures = run_once(keys, state_bytes, replicas);
-                println!("{{\"bench\":\"recovery\",\"config\":\"{name}\",\"run\":{run},\"replicas\":{replicas},{figures}}}");
+                let figures = run_once(layout, keys, state_bytes, replicas);
+                println!("{{\"bench\":\"recovery\",\"config\":\"{name}\",\"run\":{run},\"workers\":{},\"slots\":{},\"parallelism\":{},\"replicas\":{replicas},{figures}}}", layout.workers, layout.slots, layout.parallelism);
             }
         }
     }

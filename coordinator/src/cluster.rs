@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use weir_protocol::cluster::{
-    DeploymentOutcome, DeploymentReport, JobSpec, RunSettings, TaskPlacement,
+    DeploymentOutcome, DeploymentReport, JobSpec, Peer, RunSettings, TaskPlacement,
 };
 use weir_protocol::wire::ToWorker;
 use weir_protocol::{JobGraph, WorkerId};
@@ -416,6 +416,21 @@ impl Cluster {
                 name: w.name.clone(),
                 slots: w.slots,
                 used: w.used,
+                data_addr: w.data_addr.clone(),
+            })
+            .collect()
+    }
+
+    /// The registered workers outside `deployed` with a free slot: where a
+    /// job running on `deployed` keeps replicas first, so that a lost slot
+    /// can move to one of them.
+    pub fn spares(&self, deployed: &[WorkerId]) -> Vec<Peer> {
+        self.inner()
+            .workers
+            .iter()
+            .filter(|(id, w)| w.used < w.slots && !deployed.contains(id))
+            .map(|(id, w)| Peer {
+                worker: *id,
                 data_addr: w.data_addr.clone(),
             })
             .collect()

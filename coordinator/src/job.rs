@@ -105,6 +105,10 @@ pub struct JobStatus {
     pub checkpoint_incremental_sizes: Vec<u64>,
     /// Where each subtask runs.
     pub placement: Vec<TaskPlacement>,
+    /// The spare workers (outside the attempt, with a free slot when it
+    /// deployed) its workers push replicas to first.
+    #[serde(default)]
+    pub spares: Vec<WorkerId>,
     /// The last loss of one of its workers.
     pub last_loss: Option<LossReport>,
     /// From the last failure's detection to every subtask running again.
@@ -507,6 +511,7 @@ impl JobHandle {
             checkpoint_sizes: checkpoints.sizes,
             checkpoint_incremental_sizes: checkpoints.incremental_sizes,
             placement: stored.placement.clone(),
+            spares: stored.spares.iter().map(|p| p.worker).collect(),
             last_loss: record.last_loss.clone(),
             last_recovery_ms: record.last_recovery_ms,
             restored: record.last_restore.clone(),

@@ -27,7 +27,8 @@
 //!   transition declared in one place (pure).
 //! - [`scaling`]: running below the asked parallelism when slots are
 //!   short, and back at full size when they return (pure decisions).
-//! - [`scheduler`]: placement of subtasks in worker slots (pure).
+//! - [`scheduler`]: placement of subtasks in worker slots: after a loss the
+//!   survivors keep theirs, and lost slots go where their replicas are (pure).
 //! - [`control`]: what outlives a coordinator process: the
 //!   [`ControlStore`](control::ControlStore) and
 //!   [`ControlPlane`](control::ControlPlane) traits (election, fenced

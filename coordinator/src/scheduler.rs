@@ -5,9 +5,11 @@
 //! subtask `i` of every operator goes to slot `i`: forward edges stay
 //! inside one worker. Slots are spread over workers round-robin, the
 //! workers with the most free slots first, so a job uses as many workers
-//! as it can. After a failure, a slot goes first to a worker that already
-//! holds its state (its own copy, or a replica a peer pushed to it), so
-//! only a miss restores from the object store.
+//! as it can. After a failure, a slot whose worker survived stays on it
+//! (it restores from its own copy); only then do the others go to a
+//! worker holding a replica of their state, with room left, so no
+//! survivor is moved out of its slot for a lost one. Only a slot that
+//! finds no holder with room restores from the object store.
 
 use std::collections::BTreeMap;
 use weir_protocol::cluster::TaskPlacement;
@@ -35,8 +37,18 @@ pub fn slots_needed(graph: &JobGraph) -> u32 {
         .unwrap_or(0)
 }
 
+/// Which of a slot's holders a placement pass considers.
+#[derive(Clone, Copy)]
+enum Holders {
+    /// The first: the worker that ran the slot.
+    Own,
+    /// All of them, replicas included.
+    Replicas,
+}
+
 /// Places every subtask of `graph` given each worker's free slots;
-/// `holders[slot]` lists the workers holding that slot's state, best first.
+/// `holders[slot]` lists the workers holding that slot's state, best first
+/// (the worker that ran it, then those holding its replicas).
 pub fn place(
     graph: &JobGraph,
     free: &BTreeMap<WorkerId, u32>,
@@ -53,17 +65,31 @@ pub fn place(
     }
     let mut left: BTreeMap<WorkerId, u32> = free.clone();
     let mut slots: Vec<Option<WorkerId>> = vec![None; needed as usize];
-    for (slot, chosen) in slots.iter_mut().enumerate() {
-        let preferred = holders
+    let holders_of = |slot: usize| {
+        holders
             .get(&(slot as u32))
             .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        if let Some(worker) = preferred
-            .iter()
-            .find(|w| left.get(w).is_some_and(|n| *n > 0))
-        {
-            *left.get_mut(worker).expect("found above") -= 1;
-            *chosen = Some(*worker);
+            .unwrap_or(&[])
+    };
+    // First every slot whose own worker (its first holder) is still there,
+    // then the others on the holders of their replicas.
+    for pass in [Holders::Own, Holders::Replicas] {
+        for (slot, chosen) in slots.iter_mut().enumerate() {
+            if chosen.is_some() {
+                continue;
+            }
+            let candidates = match (pass, holders_of(slot)) {
+                (Holders::Own, [own, ..]) => std::slice::from_ref(own),
+                (Holders::Own, []) => &[],
+                (Holders::Replicas, all) => all,
+            };
+            if let Some(worker) = candidates
+                .iter()
+                .find(|w| left.get(w).is_some_and(|n| *n > 0))
+            {
+                *left.get_mut(worker).expect("found above") -= 1;
+                *chosen = Some(*worker);
+            }
         }
     }
     // The rest round-robin, most free slots first; ties by id, so placement
@@ -157,10 +183,18 @@ mod tests {
         assert_eq!(place(&graph(1), &free, &BTreeMap::new()).unwrap().len(), 2);
     }
 
+    fn slot_of(placement: &[TaskPlacement], slot: u32) -> WorkerId {
+        placement
+            .iter()
+            .find(|p| p.vertex == 0 && p.subtask == slot)
+            .unwrap()
+            .worker
+    }
+
     #[test]
-    fn slots_go_to_a_worker_holding_their_state_when_it_has_room() {
+    fn survivors_keep_their_slots_and_a_lost_slot_takes_what_is_left() {
         // Worker 1 was lost; slot 0's state has a replica on worker 3,
-        // slot 1's is local to worker 2; worker 4 is a spare.
+        // which runs slot 2; worker 4 is a spare.
         let free = BTreeMap::from([(WorkerId(2), 1), (WorkerId(3), 1), (WorkerId(4), 1)]);
         let holders = BTreeMap::from([
             (0, vec![WorkerId(1), WorkerId(3)]),
@@ -168,16 +202,34 @@ mod tests {
             (2, vec![WorkerId(3), WorkerId(1)]),
         ]);
         let placement = place(&graph(3), &free, &holders).unwrap();
-        let of = |s: u32| {
-            placement
-                .iter()
-                .find(|p| p.vertex == 0 && p.subtask == s)
-                .unwrap()
-                .worker
-        };
-        assert_eq!(of(0), WorkerId(3), "the peer replica");
-        assert_eq!(of(1), WorkerId(2), "its own copy");
-        // Slot 2's holders are full or gone: the spare restores from storage.
-        assert_eq!(of(2), WorkerId(4));
+        assert_eq!(slot_of(&placement, 1), WorkerId(2), "its own copy");
+        assert_eq!(slot_of(&placement, 2), WorkerId(3), "not evicted by slot 0");
+        // Slot 0's holders are full or gone: the spare restores it.
+        assert_eq!(slot_of(&placement, 0), WorkerId(4));
+    }
+
+    #[test]
+    fn a_lost_slot_goes_to_a_worker_holding_its_replica_when_it_has_room() {
+        let free = BTreeMap::from([(WorkerId(2), 2), (WorkerId(3), 1), (WorkerId(4), 1)]);
+        let holders = BTreeMap::from([
+            (0, vec![WorkerId(1), WorkerId(2)]),
+            (1, vec![WorkerId(2), WorkerId(3)]),
+            (2, vec![WorkerId(3), WorkerId(1)]),
+        ]);
+        let placement = place(&graph(3), &free, &holders).unwrap();
+        assert_eq!(slot_of(&placement, 0), WorkerId(2), "the peer replica");
+        assert_eq!(slot_of(&placement, 1), WorkerId(2), "its own copy");
+        assert_eq!(slot_of(&placement, 2), WorkerId(3), "its own copy");
+    }
+
+    #[test]
+    fn a_slot_whose_own_worker_is_full_still_tries_its_replicas() {
+        // Slot 0 is listed first but its own worker has no room; its
+        // replica's worker does.
+        let free = BTreeMap::from([(WorkerId(1), 0), (WorkerId(2), 1), (WorkerId(3), 1)]);
+        let holders = BTreeMap::from([(0, vec![WorkerId(1), WorkerId(3)]), (1, vec![WorkerId(2)])]);
+        let placement = place(&graph(2), &free, &holders).unwrap();
+        assert_eq!(slot_of(&placement, 0), WorkerId(3));
+        assert_eq!(slot_of(&placement, 1), WorkerId(2));
     }
 }

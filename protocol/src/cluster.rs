@@ -210,15 +210,29 @@ pub struct Deployment {
     pub batch_size: usize,
     /// Peers each worker pushes its checkpoint files to.
     pub replicas: u32,
+    /// Workers outside the deployment with a free slot, which could take a
+    /// lost slot's place: replicas go to them first, so that a lost slot
+    /// moves to a worker holding its state without pushing a survivor out
+    /// of its own. The deployment's workers dial them.
+    #[serde(default)]
+    pub spares: Vec<Peer>,
 }
 
 impl Deployment {
-    /// The peers `worker` pushes replicas to: the next `replicas` workers
-    /// of the deployment in id order, wrapping around.
+    /// The workers `worker` pushes replicas to while all take them: the
+    /// first `replicas` of its [`replica_candidates`].
     pub fn replica_peers(&self, worker: WorkerId) -> Vec<WorkerId> {
-        let mut ids: Vec<WorkerId> = self.peers.iter().map(|p| p.worker).collect();
-        ids.sort();
-        replica_ring(&ids, worker, self.replicas)
+        let mut peers = self.replica_candidates(worker);
+        peers.truncate(self.replicas as usize);
+        peers
+    }
+
+    /// Every worker `worker` may push replicas to, best first
+    /// ([`replica_candidates`]).
+    pub fn replica_candidates(&self, worker: WorkerId) -> Vec<WorkerId> {
+        let ids: Vec<WorkerId> = self.peers.iter().map(|p| p.worker).collect();
+        let spares: Vec<WorkerId> = self.spares.iter().map(|p| p.worker).collect();
+        replica_candidates(&ids, &spares, worker, self.replicas)
     }
 
     /// The worker running `subtask` of `vertex`, if placed.
@@ -230,16 +244,125 @@ impl Deployment {
     }
 }
 
-/// The `replicas` workers after `worker` in `ids` (sorted), wrapping
-/// around, never `worker` itself.
-pub fn replica_ring(ids: &[WorkerId], worker: WorkerId, replicas: u32) -> Vec<WorkerId> {
-    let Some(at) = ids.iter().position(|w| *w == worker) else {
+/// The workers `worker` (one of `deployed`) may push its checkpoint files
+/// to, best first: the spares, starting at a different one for each
+/// deployed worker so that several spares share the load; then the
+/// deployed workers after `worker` in id order, wrapping around. Never
+/// `worker` itself; none when `replicas` is 0. A worker pushes each file
+/// to the first `replicas` that take it; the coordinator places a lost
+/// slot on the first of them with room, so both call this one function.
+pub fn replica_candidates(
+    deployed: &[WorkerId],
+    spares: &[WorkerId],
+    worker: WorkerId,
+    replicas: u32,
+) -> Vec<WorkerId> {
+    let mut deployed = deployed.to_vec();
+    deployed.sort();
+    deployed.dedup();
+    let Some(at) = deployed.iter().position(|w| *w == worker) else {
         return Vec::new();
     };
-    (1..ids.len())
-        .map(|step| ids[(at + step) % ids.len()])
-        .take(replicas as usize)
-        .collect()
+    if replicas == 0 {
+        return Vec::new();
+    }
+    let mut spares: Vec<WorkerId> = spares
+        .iter()
+        .copied()
+        .filter(|w| deployed.binary_search(w).is_err())
+        .collect();
+    spares.sort();
+    spares.dedup();
+    let spread = (0..spares.len()).map(|step| spares[(at + step) % spares.len()]);
+    let ring = (1..deployed.len()).map(|step| deployed[(at + step) % deployed.len()]);
+    spread.chain(ring).collect()
+}
+
+#[cfg(test)]
+mod replica_tests {
+    use super::*;
+
+    fn ids(ids: &[u32]) -> Vec<WorkerId> {
+        ids.iter().map(|i| WorkerId(*i)).collect()
+    }
+
+    #[test]
+    fn without_spares_candidates_go_round_the_deployment() {
+        let deployed = ids(&[3, 1, 2]);
+        assert_eq!(
+            replica_candidates(&deployed, &[], WorkerId(1), 1),
+            ids(&[2, 3])
+        );
+        assert_eq!(
+            replica_candidates(&deployed, &[], WorkerId(3), 2),
+            ids(&[1, 2])
+        );
+        assert!(replica_candidates(&deployed, &[], WorkerId(9), 1).is_empty());
+        assert!(
+            replica_candidates(&deployed, &[], WorkerId(1), 0).is_empty(),
+            "no replicas, no candidates"
+        );
+    }
+
+    #[test]
+    fn spares_come_first_and_share_the_load() {
+        let deployed = ids(&[1, 2, 3]);
+        for worker in [1, 2, 3] {
+            assert_eq!(
+                replica_candidates(&deployed, &ids(&[7]), WorkerId(worker), 1)[0],
+                WorkerId(7)
+            );
+        }
+        let two = ids(&[8, 7]);
+        let first: Vec<WorkerId> = [1, 2, 3]
+            .iter()
+            .map(|w| replica_candidates(&deployed, &two, WorkerId(*w), 1)[0])
+            .collect();
+        assert_eq!(first, ids(&[7, 8, 7]), "alternating");
+        assert_eq!(
+            replica_candidates(&deployed, &two, WorkerId(2), 1),
+            ids(&[8, 7, 3, 1]),
+            "then the ring"
+        );
+        // A spare that is also deployed counts once, as deployed.
+        assert_eq!(
+            replica_candidates(&deployed, &ids(&[2]), WorkerId(1), 1),
+            ids(&[2, 3])
+        );
+    }
+
+    #[test]
+    fn a_deployment_pushes_to_its_first_candidates() {
+        let peer = |id: u32| Peer {
+            worker: WorkerId(id),
+            data_addr: format!("127.0.0.1:{id}"),
+        };
+        let deployment = |replicas: u32| Deployment {
+            deployment_id: String::new(),
+            job_number: 1,
+            job_id: "j".into(),
+            attempt: 1,
+            spec: JobSpec {
+                job: "j".into(),
+                params: Vec::new(),
+                parallelism: 2,
+                max_parallelism: 128,
+                output: None,
+            },
+            graph: crate::JobGraph::new("j"),
+            placement: Vec::new(),
+            peers: vec![peer(1), peer(2)],
+            checkpoints: None,
+            state_backend: BackendKind::Memory,
+            batch_size: 1,
+            replicas,
+            spares: vec![peer(5)],
+        };
+        assert_eq!(deployment(1).replica_peers(WorkerId(1)), ids(&[5]));
+        assert_eq!(deployment(2).replica_peers(WorkerId(2)), ids(&[5, 1]));
+        assert_eq!(deployment(9).replica_peers(WorkerId(2)), ids(&[5, 1]));
+        assert!(deployment(0).replica_peers(WorkerId(2)).is_empty());
+    }
 }
 
 /// Which copy of a subtask's checkpoint files a restore read.
@@ -264,7 +387,8 @@ impl fmt::Display for RestoreTier {
     }
 }
 
-/// Which tier served the restore of one subtask.
+/// Which tier served the restore of one subtask, how long it took and
+/// what it fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubtaskRestore {
     /// The vertex.
@@ -273,6 +397,50 @@ pub struct SubtaskRestore {
     pub subtask: u32,
     /// The slowest tier any of its files came from.
     pub tier: RestoreTier,
+    /// Milliseconds its restore took to fetch and check its files, before
+    /// its task opens them (0 from a worker that does not report it).
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// Bytes of its files from each tier. A keyed-state file another
+    /// subtask of the same worker read first (restoring at another
+    /// parallelism) counts only there.
+    #[serde(default)]
+    pub bytes: TierBytes,
+}
+
+/// Bytes per [`RestoreTier`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierBytes {
+    /// From the worker's own copies.
+    pub local: u64,
+    /// From replicas peers pushed to the worker.
+    pub peer: u64,
+    /// Downloaded from checkpoint storage.
+    pub object_store: u64,
+}
+
+impl TierBytes {
+    /// Counts `bytes` more from `tier`.
+    pub fn add(&mut self, tier: RestoreTier, bytes: u64) {
+        *self.of_mut(tier) += bytes;
+    }
+
+    /// The bytes from `tier`.
+    pub fn of(&self, tier: RestoreTier) -> u64 {
+        match tier {
+            RestoreTier::Local => self.local,
+            RestoreTier::Peer => self.peer,
+            RestoreTier::ObjectStore => self.object_store,
+        }
+    }
+
+    fn of_mut(&mut self, tier: RestoreTier) -> &mut u64 {
+        match tier {
+            RestoreTier::Local => &mut self.local,
+            RestoreTier::Peer => &mut self.peer,
+            RestoreTier::ObjectStore => &mut self.object_store,
+        }
+    }
 }
 
 /// What a worker reports about one of its deployments when it registers

@@ -278,6 +278,7 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
         ),
         ("last worker loss", loss_line(status)),
         ("last restore", restore_line(status)),
+        ("restored subtasks", restore_detail(status)),
         ("time to detect", detect_line(status)),
         (
             "time to recover",
@@ -296,6 +297,15 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
         ("records out", status.records_out.to_string()),
         ("elapsed", format!("{:.3} s", status.elapsed_s)),
         ("placement", placement.join(" ")),
+        (
+            "spares",
+            if status.spares.is_empty() {
+                "-".into()
+            } else {
+                let spares: Vec<String> = status.spares.iter().map(|w| w.to_string()).collect();
+                format!("{} (replicas go there first)", spares.join(" "))
+            },
+        ),
     ] {
         rows.add_row(vec![key.to_owned(), value]);
     }
@@ -329,6 +339,48 @@ fn restore_line(status: &JobStatus) -> String {
         count(RestoreTier::Peer),
         count(RestoreTier::ObjectStore)
     )
+}
+
+/// One line per restored subtask: where it runs, its slowest tier, how
+/// long fetching its files took and the bytes from each tier, e.g.
+/// `v1/0@w4: peer, 412 ms (peer 480.2 MiB)`.
+fn restore_detail(status: &JobStatus) -> String {
+    if status.restored.is_empty() {
+        return "-".into();
+    }
+    let lines: Vec<String> = status
+        .restored
+        .iter()
+        .map(|r| {
+            let worker = status
+                .placement
+                .iter()
+                .find(|p| p.vertex == r.vertex && p.subtask == r.subtask)
+                .map_or("?".into(), |p| p.worker.to_string());
+            let fetched: Vec<String> = [
+                (RestoreTier::Local, "local"),
+                (RestoreTier::Peer, "peer"),
+                (RestoreTier::ObjectStore, "object store"),
+            ]
+            .into_iter()
+            .filter(|(tier, _)| r.bytes.of(*tier) > 0)
+            .map(|(tier, name)| format!("{name} {}", super::checkpoints::bytes(r.bytes.of(tier))))
+            .collect();
+            format!(
+                "v{}/{}@{worker}: {}, {} ms ({})",
+                r.vertex,
+                r.subtask,
+                r.tier,
+                r.duration_ms,
+                if fetched.is_empty() {
+                    "no bytes".into()
+                } else {
+                    fetched.join(", ")
+                }
+            )
+        })
+        .collect();
+    lines.join("\n")
 }
 
 fn loss_line(status: &JobStatus) -> String {

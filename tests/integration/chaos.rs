@@ -64,6 +64,80 @@ fn killing_random_workers_keeps_the_output_exactly_once() {
     assert_same(&out, &clean_run_with(dir.path(), &events));
 }
 
+/// Five one-slot workers run the p=3 job, so two are spares: the job's
+/// workers push their replicas to them first. Each round SIGKILLs a spare
+/// of the running attempt (replaced by a fresh worker): the job does not
+/// restart for it. Then it kills a worker of the job, whose slot moves to
+/// a spare. The output is exactly once throughout.
+#[test]
+fn killing_a_spare_never_restarts_the_job() {
+    let mut rng = Rng::from_env("chaos-spare");
+    let rounds = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(dir.path(), 5, 1, &[]);
+    let out = dir.path().join("out");
+    // At 200,000 events/s: 4 s per round and 3 s more, so that the job
+    // never ends before the last kill.
+    let events = format!("events={}", 600_000 + 800_000 * rounds);
+    let mut job: Vec<&str> = JOB.to_vec();
+    job[2] = &events;
+    let id = cluster.submit_chaos_job(&job, &out);
+    let client = cluster.client();
+    for round in 1..=rounds {
+        let checkpointed = client.job(&id).unwrap().checkpoints_completed;
+        let running = cluster.wait_for(&id, "the attempt checkpoints", |s| {
+            s.attempt == round
+                && s.state == JobState::Running
+                && s.checkpoints_completed > checkpointed
+        });
+        let live = cluster.idle_workers(&running);
+        let Some(spare) = running.spares.iter().find(|w| live.contains(w)).copied() else {
+            panic!("no live spare of attempt {round}: {running:?}");
+        };
+        std::thread::sleep(Duration::from_millis(rng.between(0, 500)));
+        println!("round {round}: killing the spare {spare}");
+        let index = cluster.kill_registered(spare);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client
+            .cluster()
+            .unwrap()
+            .workers
+            .iter()
+            .any(|w| w.id == spare)
+        {
+            assert!(Instant::now() < deadline, "the spare's loss went unseen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = client.job(&id).unwrap();
+        assert_eq!(
+            (status.attempt, status.restarts, status.state),
+            (round, round - 1, JobState::Running),
+            "a spare's loss restarted the job: {status:?}"
+        );
+        cluster.restart_worker(index, 1);
+        cluster.wait_for_workers(5);
+        println!("round {round}: killing the worker of slot 0");
+        let victim = status
+            .placement
+            .iter()
+            .find(|p| p.subtask == 0)
+            .unwrap()
+            .worker;
+        let index = cluster.kill_registered(victim);
+        cluster.restart_worker(index, 1);
+    }
+    let output = cluster.weir(&["jobs", "wait", &id, "--timeout", "300s", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "{}{status}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(status["state"], serde_json::json!(JobState::Finished));
+    assert_eq!(status["restarts"], serde_json::json!(rounds), "{status}");
+    assert_same(&out, &clean_run_with(dir.path(), &events));
+}
+
 /// A clean embedded run of the same job.
 fn clean_run_with(dir: &std::path::Path, events: &str) -> std::path::PathBuf {
     let clean = dir.join("clean-events");

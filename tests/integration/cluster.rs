@@ -8,6 +8,7 @@ use crate::reference_jobs::{sorted_lines, weir_command, weir_run};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
+use weir::coordinator::JobStatus;
 use weir::protocol::wire::{
     decode_control, encode_control, ToCoordinator, ToWorker, PROTOCOL_VERSION,
 };
@@ -396,8 +397,69 @@ fn a_lost_workers_subtasks_restore_from_peer_replicas() {
         "{:?}",
         recovered.restored
     );
+    // Each restored subtask says what it fetched from where.
+    for restored in &recovered.restored {
+        assert_eq!(restored.bytes.object_store, 0, "{restored:?}");
+        assert!(
+            restored.bytes.of(restored.tier) > 0,
+            "its slowest tier served bytes: {restored:?}"
+        );
+    }
     let status_text = text(&cluster.weir(&["jobs", "status", &id]).stdout);
     assert!(status_text.contains("from a peer replica"), "{status_text}");
+    assert!(status_text.contains(": peer, "), "{status_text}");
+    cluster.wait_finished(&id);
+    crate::recovery::assert_same(&out, &clean_long_run(dir.path()));
+}
+
+/// Three one-slot workers run the job and a fourth is a spare, to which
+/// the others push their replicas first. When the worker of slot 0 is
+/// SIGKILLed, the survivors keep their slots and restore from their own
+/// copies; only slot 0 moves, to the spare, which restores it from the
+/// replica it holds. Nothing is read back from the object store.
+#[test]
+fn survivors_keep_their_slots_when_a_spare_takes_the_lost_one() {
+    use weir::protocol::cluster::RestoreTier;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(dir.path(), 4, 1, &[]);
+    let out = dir.path().join("out");
+    let id = cluster.submit_long_job(&out, &[]);
+    let before = cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
+    let worker_of = |status: &JobStatus, slot: u32| {
+        status
+            .placement
+            .iter()
+            .find(|p| p.subtask == slot)
+            .unwrap()
+            .worker
+    };
+    let victim = cluster.kill_worker_of_slot_0(&before);
+    let after = cluster.wait_for(&id, "the restart runs", |s| {
+        s.attempt >= 2 && s.state == JobState::Running
+    });
+    for slot in 1..3 {
+        assert_eq!(
+            worker_of(&after, slot),
+            worker_of(&before, slot),
+            "slot {slot} stays: {:?}",
+            after.placement
+        );
+    }
+    let spare = worker_of(&after, 0);
+    assert!(
+        spare != victim && (1..3).all(|slot| worker_of(&before, slot) != spare),
+        "slot 0 on the spare: {:?}",
+        after.placement
+    );
+    assert!(!after.restored.is_empty(), "{after:?}");
+    for restored in &after.restored {
+        let expected = if restored.subtask == 0 {
+            RestoreTier::Peer
+        } else {
+            RestoreTier::Local
+        };
+        assert_eq!(restored.tier, expected, "{:?}", after.restored);
+    }
     cluster.wait_finished(&id);
     crate::recovery::assert_same(&out, &clean_long_run(dir.path()));
 }

@@ -464,11 +464,38 @@ impl TestCluster {
             .find(|p| p.subtask == 0)
             .unwrap()
             .worker;
+        self.kill_registered(victim);
+        victim
+    }
+
+    /// SIGKILLs the process of registered worker `id`; returns its index.
+    pub fn kill_registered(&mut self, id: WorkerId) -> usize {
         let workers = self.client().cluster().unwrap().workers;
-        let name = &workers.iter().find(|w| w.id == victim).unwrap().name;
+        let name = &workers.iter().find(|w| w.id == id).unwrap().name;
         let index = self.worker_index(name.trim_start_matches("worker-").parse().unwrap());
         self.kill_worker(index);
-        victim
+        index
+    }
+
+    /// The registered workers of live processes of this cluster that run
+    /// nothing of the job `status` describes (its spares, when they
+    /// joined before it deployed).
+    pub fn idle_workers(&self, status: &JobStatus) -> Vec<WorkerId> {
+        let pids: Vec<u32> = self.workers.iter().map(|w| w.id()).collect();
+        self.client()
+            .cluster()
+            .unwrap()
+            .workers
+            .into_iter()
+            .filter(|w| status.placement.iter().all(|p| p.worker != w.id))
+            .filter(|w| {
+                w.name
+                    .trim_start_matches("worker-")
+                    .parse::<u32>()
+                    .is_ok_and(|pid| pids.contains(&pid))
+            })
+            .map(|w| w.id)
+            .collect()
     }
 
     pub fn client(&self) -> Client {

@@ -110,6 +110,10 @@ pub struct StoredJob {
     pub placement: Vec<TaskPlacement>,
     /// The current attempt's workers and their data addresses.
     pub peers: Vec<Peer>,
+    /// The spare workers the current attempt pushes replicas to first
+    /// ([`Deployment::spares`](weir_protocol::cluster::Deployment::spares)).
+    #[serde(default)]
+    pub spares: Vec<Peer>,
     /// Parallelism of the current attempt.
     pub running_parallelism: u32,
     /// Restarts so far.
@@ -150,6 +154,7 @@ impl StoredJob {
             attempt: 0,
             placement: Vec::new(),
             peers: Vec::new(),
+            spares: Vec::new(),
             running_parallelism: 0,
             restarts: 0,
             consecutive_failures: 0,

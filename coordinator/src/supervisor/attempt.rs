@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_protocol::cluster::{
-    replica_ring, Deployment, DeploymentCheckpoints, DeploymentOutcome, Peer, RestorePoint,
+    replica_candidates, Deployment, DeploymentCheckpoints, DeploymentOutcome, Peer, RestorePoint,
     TaskPlacement,
 };
 use weir_protocol::wire::ToWorker;
@@ -177,12 +177,19 @@ impl Checkpoints {
         let thread = self.thread?;
         let mut stats = thread.join().unwrap_or_default();
         let failed_over = stats.failed_over.take();
+        let spares: Vec<WorkerId> = job.stored().spares.iter().map(|p| p.worker).collect();
         let mut record = job.record();
         record.live_checkpoints = None;
         if stats.completed > 0 {
             // This attempt's checkpoints are the newest: their copies are
-            // where this attempt ran, and on those workers' replica peers.
-            record.holders = state_holders(&shape.graph, placement, workers, job.settings.replicas);
+            // where this attempt ran, and where those workers pushed them.
+            record.holders = state_holders(
+                &shape.graph,
+                placement,
+                workers,
+                &spares,
+                job.settings.replicas,
+            );
             record.holders_parallelism = shape.spec.parallelism;
         }
         record.checkpoints.absorb(stats);
@@ -211,6 +218,12 @@ pub(super) fn deploy(
             data_addr: data_addr.clone(),
         })
         .collect();
+    let deployed: Vec<WorkerId> = peers.iter().map(|p| p.worker).collect();
+    let spares = if settings.replicas > 0 {
+        cluster.spares(&deployed)
+    } else {
+        Vec::new()
+    };
     // The attempt is recorded before any worker hears of it: a new leader
     // then knows which attempt may be running, and where.
     let attempt = job.stored().attempt + 1;
@@ -219,6 +232,7 @@ pub(super) fn deploy(
             stored.attempt = attempt;
             stored.placement = placement.to_vec();
             stored.peers = peers.clone();
+            stored.spares = spares.clone();
             stored.running_parallelism = shape.spec.parallelism;
             // A stop an earlier attempt triggered is abandoned with it.
             stored.stop_triggered = None;
@@ -283,6 +297,7 @@ pub(super) fn deploy(
         state_backend: settings.state_backend,
         batch_size: settings.batch_size,
         replicas: settings.replicas,
+        spares,
     };
     for worker in &workers {
         if !cluster.send(*worker, ToWorker::Deploy(Box::new(deployment.clone()))) {
@@ -429,15 +444,15 @@ fn finish(
 }
 
 /// For each slot, the workers holding the state its subtasks checkpointed:
-/// the worker that ran it, then its replica peers.
+/// the worker that ran it, then those it may have pushed replicas to, best
+/// first (the [`replica_candidates`] the workers push to).
 fn state_holders(
     graph: &weir_protocol::JobGraph,
     placement: &[TaskPlacement],
     workers: &[WorkerId],
+    spares: &[WorkerId],
     replicas: u32,
 ) -> BTreeMap<u32, Vec<WorkerId>> {
-    let mut sorted = workers.to_vec();
-    sorted.sort();
     let widest = crate::scheduler::slots_needed(graph);
     let Some(vertex) = graph.vertices.iter().find(|v| v.parallelism == widest) else {
         return BTreeMap::new();
@@ -447,7 +462,7 @@ fn state_holders(
         .filter(|p| p.vertex == vertex.id.0)
         .map(|p| {
             let mut holders = vec![p.worker];
-            holders.extend(replica_ring(&sorted, p.worker, replicas));
+            holders.extend(replica_candidates(workers, spares, p.worker, replicas));
             (p.subtask, holders)
         })
         .collect()

@@ -1,33 +1,79 @@
 //! [`Replication`]: the service that keeps a local copy of every file a
-//! deployment's subtasks upload and pushes a replica to each peer over the
+//! deployment's subtasks upload and pushes a replica to peers over the
 //! data exchange, so that a restore finds the file on this worker or on a
 //! peer before it goes to checkpoint storage.
 
 use super::replicas::{Origin, StateReplicas};
-use crate::net::Exchange;
-use std::sync::Arc;
+use crate::net::{Exchange, Pushed};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 /// Keeps and pushes copies of what a deployment's subtasks upload.
 pub struct Replication {
     /// This worker's copies.
-    pub store: Arc<StateReplicas>,
+    store: Arc<StateReplicas>,
     /// The data exchange, linked to the peers.
-    pub exchange: Exchange,
-    /// The peers that get a replica of every file.
-    pub peers: Vec<u32>,
+    exchange: Exchange,
+    /// The peers that may get a replica, best first (spare workers, then
+    /// the deployment's others: [`Deployment::replica_candidates`]).
+    ///
+    /// [`Deployment::replica_candidates`]: weir_protocol::cluster::Deployment::replica_candidates
+    candidates: Vec<u32>,
+    /// How many of them get each file.
+    wanted: usize,
+    /// Peers that did not take a file in time (paused, cut off): skipped
+    /// from then on, so that a peer that stopped reading costs one wait,
+    /// not one per file of every checkpoint.
+    too_slow: Mutex<HashSet<u32>>,
 }
 
 impl Replication {
-    /// Keeps a copy of `path` of job `job_id` and pushes one to every peer.
-    /// Best effort: checkpoint storage holds the durable copy.
+    /// Pushes to the first `wanted` of `candidates` that take the files.
+    pub fn new(
+        store: Arc<StateReplicas>,
+        exchange: Exchange,
+        candidates: Vec<u32>,
+        wanted: u32,
+    ) -> Self {
+        Self {
+            store,
+            exchange,
+            candidates,
+            wanted: wanted as usize,
+            too_slow: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Keeps a copy of `path` of job `job_id` and pushes one to each of the
+    /// first `wanted` candidates that take it (a candidate without a link,
+    /// or too slow, is passed over for the next). Best effort: checkpoint
+    /// storage holds the durable copy.
     pub fn replicate(&self, job_id: &str, path: &str, bytes: &[u8]) {
         if let Err(error) = self.store.store(Origin::Own, job_id, path, bytes) {
             tracing::warn!(job = %job_id, %path, error = &error as &dyn std::error::Error, "keeping a local copy failed");
         }
-        for peer in &self.peers {
-            if !self.exchange.push_file(*peer, job_id, path, bytes) {
-                tracing::debug!(job = %job_id, %path, peer, "a replica did not reach its peer (no link, or it did not take it in time)");
+        let mut pushed = 0;
+        for peer in &self.candidates {
+            if pushed >= self.wanted {
+                break;
+            }
+            if self.too_slow().contains(peer) {
+                continue;
+            }
+            match self.exchange.push_file(*peer, job_id, path, bytes) {
+                Pushed::Taken => pushed += 1,
+                Pushed::NoLink => {
+                    tracing::debug!(job = %job_id, %path, peer, "no link to a replica peer; trying the next");
+                }
+                Pushed::TooSlow => {
+                    tracing::warn!(job = %job_id, %path, peer, "a replica peer did not take a file in time; it gets no more replicas of this attempt");
+                    self.too_slow().insert(*peer);
+                }
             }
         }
+    }
+
+    fn too_slow(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+        self.too_slow.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -5,9 +5,10 @@ use super::replicas::StateReplicas;
 use crate::error::RuntimeError;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 use weir_operators::task::RestoredTask;
 use weir_protocol::checkpoint::paths;
-use weir_protocol::cluster::{RestoreTier, SubtaskRestore};
+use weir_protocol::cluster::{RestoreTier, SubtaskRestore, TierBytes};
 use weir_protocol::{CheckpointManifest, JobGraph, KeyGroupRange, StateFileFormat, VertexId};
 use weir_state::{snapshot, CheckpointStorage, NativeFiles};
 
@@ -70,6 +71,8 @@ pub fn load_restored_tasks(
                 continue;
             }
             let mut tier: Option<RestoreTier> = None;
+            let mut bytes_from = TierBytes::default();
+            let started = Instant::now();
             let range =
                 KeyGroupRange::for_subtask(subtask, vertex.parallelism, graph.max_parallelism);
             let mut key_groups = Vec::new();
@@ -102,11 +105,13 @@ pub fn load_restored_tasks(
                             .flatten()
                         {
                             tier = tier.max(Some(from));
+                            bytes_from.add(from, file.size);
                             files.local.push((name.clone(), copy));
                             continue;
                         }
                         let (bytes, from) = reader.read(file)?;
                         tier = tier.max(Some(from));
+                        bytes_from.add(from, bytes.len() as u64);
                         files.files.push((name.clone(), bytes));
                     }
                     native.push(files);
@@ -123,6 +128,7 @@ pub fn load_restored_tasks(
                     }
                     if !files.contains_key(&file.path) {
                         let read = reader.read(file)?;
+                        bytes_from.add(read.1, read.0.len() as u64);
                         files.insert(file.path.clone(), read);
                     }
                     let (bytes, from) = &files[&file.path];
@@ -140,11 +146,13 @@ pub fn load_restored_tasks(
                 }
             }
             if let Some(tier) = tier {
-                tracing::info!(job = %job_id, operator = %vertex.name, task = subtask, epoch = manifest.epoch.0, %tier, "restored state");
+                tracing::info!(job = %job_id, operator = %vertex.name, task = subtask, epoch = manifest.epoch.0, %tier, ms = started.elapsed().as_millis() as u64, "restored state");
                 tiers.push(SubtaskRestore {
                     vertex: vertex.id.0,
                     subtask,
                     tier,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    bytes: bytes_from,
                 });
             }
             restored.insert(

@@ -32,19 +32,39 @@ pub trait FileInbox: Send + Sync {
     ) -> std::io::Result<()>;
 }
 
+/// What became of a file pushed to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Every part is on the socket.
+    Taken,
+    /// There is no link to the peer (not up yet, or gone).
+    NoLink,
+    /// The peer did not take it within a couple of seconds (overloaded,
+    /// paused or cut off).
+    TooSlow,
+}
+
 /// Pushes `bytes`, file `path` of job `job_id`, over `link`, in parts of at
 /// most [`FILE_PART`] bytes, waiting while the link has much queued (so
 /// pushes never pile up in memory), and returns once every part is on the
-/// socket. False when the link is gone or the peer did not take it within
-/// a couple of seconds.
-pub(crate) fn push_file(link: &PeerLink, job_id: &str, path: &str, bytes: &[u8]) -> bool {
+/// socket, or what stopped it.
+pub(crate) fn push_file(link: &PeerLink, job_id: &str, path: &str, bytes: &[u8]) -> Pushed {
     let total = bytes.len() as u64;
     let deadline = Instant::now() + FILE_PATIENCE;
     let mut offset = 0usize;
+    let waited = |done: bool| {
+        if done {
+            Pushed::Taken
+        } else if link.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            Pushed::NoLink
+        } else {
+            Pushed::TooSlow
+        }
+    };
     loop {
         let progress = &link.progress;
         if !progress.wait(deadline, |c| c.queued - c.written <= FILE_QUEUE) {
-            return false;
+            return waited(false);
         }
         let end = (offset + FILE_PART).min(bytes.len());
         let frame = OutgoingFrame::Encoded(encode_exchange_body(&ExchangeFrame::Replica {
@@ -55,11 +75,11 @@ pub(crate) fn push_file(link: &PeerLink, job_id: &str, path: &str, bytes: &[u8])
             bytes: bytes[offset..end].to_vec(),
         }));
         let Some(number) = link.queue(frame) else {
-            return false;
+            return Pushed::NoLink;
         };
         offset = end;
         if offset >= bytes.len() {
-            return link.progress.wait(deadline, |c| c.written >= number);
+            return waited(link.progress.wait(deadline, |c| c.written >= number));
         }
     }
 }

@@ -37,7 +37,7 @@ pub mod links;
 pub mod remote;
 pub mod routing;
 
-pub use files::FileInbox;
+pub use files::{FileInbox, Pushed};
 
 use crate::cancel::CancelToken;
 use crate::error::RuntimeError;
@@ -46,8 +46,9 @@ use crossbeam_channel::Receiver;
 use links::{read_hello, PeerLink};
 use remote::RemoteSender;
 use routing::{Inbound, Routes};
+use std::collections::HashMap;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use weir_operators::{BatchCodec, Message};
@@ -63,6 +64,11 @@ struct Shared {
     routes: Mutex<Routes>,
     links_changed: Condvar,
     capacity: u32,
+    /// One lock per peer, held while dialing it: two dials of one peer
+    /// (two deployments, or a deployment and a spare's replicas) would
+    /// otherwise both find no link and the second replace the first, which
+    /// channels already use.
+    dialing: Mutex<HashMap<u32, Arc<Mutex<()>>>>,
 }
 
 /// A worker's data-exchange endpoint.
@@ -105,6 +111,7 @@ impl Exchange {
                 routes: Mutex::new(Routes::default()),
                 links_changed: Condvar::new(),
                 capacity: capacity.max(1) as u32,
+                dialing: Mutex::new(HashMap::new()),
             }),
             addr,
         };
@@ -157,42 +164,7 @@ impl Exchange {
     /// id, waits for those with a lower id to dial.
     pub fn connect(&self, me: u32, peers: &[Peer]) -> Result<(), RuntimeError> {
         for peer in peers.iter().filter(|p| p.worker.0 > me) {
-            if self.routes().links.contains_key(&peer.worker.0) {
-                continue;
-            }
-            let mut stream =
-                TcpStream::connect(&peer.data_addr).map_err(|source| RuntimeError::Network {
-                    action: "connecting to the data exchange of",
-                    address: peer.data_addr.clone(),
-                    source,
-                })?;
-            let hello = encode_exchange(&ExchangeFrame::Hello {
-                protocol: PROTOCOL_VERSION,
-                from: me,
-                to: peer.worker.0,
-            })
-            .map_err(|source| RuntimeError::Frame {
-                what: "the data-exchange hello",
-                source,
-            })?;
-            stream
-                .write_all(&hello)
-                .map_err(|source| RuntimeError::Network {
-                    action: "greeting",
-                    address: peer.data_addr.clone(),
-                    source,
-                })?;
-            let exchange = self.clone();
-            let id = peer.worker.0;
-            let link = self.add_link(id, &stream)?;
-            std::thread::Builder::new()
-                .name("exchange-out".into())
-                .spawn(move || exchange.read_from(link, stream))
-                .map_err(|source| RuntimeError::Spawn {
-                    operator: "exchange-reader".into(),
-                    subtask: id,
-                    source,
-                })?;
+            self.dial(me, peer, None)?;
         }
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         let mut routes = self.routes();
@@ -213,6 +185,105 @@ impl Exchange {
                     .0;
             }
         }
+        Ok(())
+    }
+
+    /// Dials the spares (workers outside the deployment that take its
+    /// replicas) that have no link yet, each on a thread of its own: a
+    /// spare that is gone or slow to answer must neither hold up the
+    /// deployment nor the other spares, and a replica that finds no link
+    /// goes to the next candidate.
+    pub fn dial_spares(&self, me: u32, spares: &[Peer]) {
+        for spare in spares.iter().filter(|p| p.worker.0 != me) {
+            let (exchange, spare) = (self.clone(), spare.clone());
+            let spawned = std::thread::Builder::new()
+                .name("exchange-dial".into())
+                .spawn(move || {
+                    if let Err(error) = exchange.dial(me, &spare, Some(CONNECT_TIMEOUT)) {
+                        tracing::warn!(
+                            peer = spare.worker.0,
+                            error = &error as &dyn std::error::Error,
+                            "cannot reach a spare; its replicas go elsewhere"
+                        );
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot start dialing a spare"
+                );
+            }
+        }
+    }
+
+    /// Opens the link to `peer` unless there is one: connects (within
+    /// `timeout`, if given, to each of its addresses in turn), says hello,
+    /// starts reading.
+    fn dial(&self, me: u32, peer: &Peer, timeout: Option<Duration>) -> Result<(), RuntimeError> {
+        let lock = {
+            let mut dialing = self
+                .shared
+                .dialing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            dialing.entry(peer.worker.0).or_default().clone()
+        };
+        let _dialing = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.routes().links.contains_key(&peer.worker.0) {
+            return Ok(());
+        }
+        let unreachable = |source| RuntimeError::Network {
+            action: "connecting to the data exchange of",
+            address: peer.data_addr.clone(),
+            source,
+        };
+        let mut stream = match timeout {
+            None => TcpStream::connect(&peer.data_addr).map_err(unreachable)?,
+            Some(timeout) => {
+                let mut last = std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the address resolves to nothing",
+                );
+                let mut connected = None;
+                for address in peer.data_addr.to_socket_addrs().map_err(unreachable)? {
+                    match TcpStream::connect_timeout(&address, timeout) {
+                        Ok(stream) => {
+                            connected = Some(stream);
+                            break;
+                        }
+                        Err(error) => last = error,
+                    }
+                }
+                connected.ok_or_else(|| unreachable(last))?
+            }
+        };
+        let hello = encode_exchange(&ExchangeFrame::Hello {
+            protocol: PROTOCOL_VERSION,
+            from: me,
+            to: peer.worker.0,
+        })
+        .map_err(|source| RuntimeError::Frame {
+            what: "the data-exchange hello",
+            source,
+        })?;
+        stream
+            .write_all(&hello)
+            .map_err(|source| RuntimeError::Network {
+                action: "greeting",
+                address: peer.data_addr.clone(),
+                source,
+            })?;
+        let exchange = self.clone();
+        let id = peer.worker.0;
+        let link = self.add_link(id, &stream)?;
+        std::thread::Builder::new()
+            .name("exchange-out".into())
+            .spawn(move || exchange.read_from(link, stream))
+            .map_err(|source| RuntimeError::Spawn {
+                operator: "exchange-reader".into(),
+                subtask: id,
+                source,
+            })?;
         Ok(())
     }
 
@@ -295,11 +366,12 @@ impl Exchange {
     }
 
     /// Pushes `bytes`, file `path` of job `job_id`, to `peer`
-    /// ([`files::push_file`]); false when there is no link to it or the
-    /// peer did not take it in time.
-    pub fn push_file(&self, peer: u32, job_id: &str, path: &str, bytes: &[u8]) -> bool {
-        self.link(peer)
-            .is_ok_and(|link| files::push_file(&link, job_id, path, bytes))
+    /// ([`files::push_file`]).
+    pub fn push_file(&self, peer: u32, job_id: &str, path: &str, bytes: &[u8]) -> Pushed {
+        match self.link(peer) {
+            Ok(link) => files::push_file(&link, job_id, path, bytes),
+            Err(_) => Pushed::NoLink,
+        }
     }
 
     /// Notes that `attempt` of job `job` is deployed here: frames of older

@@ -164,21 +164,31 @@ impl DeployContext {
                 subtask: 0,
                 source,
             })?;
+        // The spares this worker pushes to have no link yet.
+        let targets = deployment.replica_peers(self.me);
+        let spares: Vec<_> = deployment
+            .spares
+            .iter()
+            .filter(|p| targets.contains(&p.worker))
+            .cloned()
+            .collect();
+        self.exchange.dial_spares(self.me.0, &spares);
         let run = CheckpointRun {
             job_id: settings.job_id.clone(),
             storage: open(&settings.storage_url)?,
             commands,
             events,
             restore,
-            replication: Some(Arc::new(Replication {
-                store: self.replicas.clone(),
-                exchange: self.exchange.clone(),
-                peers: deployment
-                    .replica_peers(self.me)
+            replication: Some(Arc::new(Replication::new(
+                self.replicas.clone(),
+                self.exchange.clone(),
+                deployment
+                    .replica_candidates(self.me)
                     .into_iter()
                     .map(|w| w.0)
                     .collect(),
-            })),
+                deployment.replicas,
+            ))),
         };
         let result = engine.run_part(&dataflow, Some(&part), Some(run), cancel);
         let _ = forwarder.join();
