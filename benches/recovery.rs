@@ -16,7 +16,9 @@
 //! stays in its slot.
 //!
 //! Environment: `RECOVERY_ONLY` (a substring of the configuration names,
-//! e.g. `100MB`), `RECOVERY_RUNS` (default 1).
+//! e.g. `100MB`), `RECOVERY_RUNS` (default 1), `RECOVERY_TRACE` (set: the
+//! job's state transitions after the kill and its restored subtasks, on
+//! stderr).
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -106,6 +108,13 @@ fn run_once(layout: Layout, keys: u64, state_bytes: u64, replicas: u32) -> Strin
         std::thread::sleep(Duration::from_millis(1));
     };
     let loss = status.last_loss.clone().expect("the loss");
+    if std::env::var("RECOVERY_TRACE").is_ok() {
+        for t in &status.transitions {
+            let after_kill = t.at_ms as i64 - killed_at as i64;
+            eprintln!("transition: {} at {after_kill:+} ms", t.state);
+        }
+        eprintln!("restored: {:?}", status.restored);
+    }
     let count = |tier: RestoreTier| status.restored.iter().filter(|r| r.tier == tier).count();
     let fetched =
         |tier: RestoreTier| -> u64 { status.restored.iter().map(|r| r.bytes.of(tier)).sum() };

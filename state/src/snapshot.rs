@@ -250,6 +250,25 @@ pub fn check_file(bytes: &[u8], file: &StateFile, path: &str) -> Result<(), Stat
     }
 }
 
+/// The size and CRC-32C of the file at `path`, read in 1 MiB steps: the
+/// check of a native file ([`check_file`]) without holding it in memory.
+pub fn streamed_checksum(path: &std::path::Path) -> std::io::Result<(u64, u32)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let (mut size, mut crc) = (0u64, 0u32);
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => return Ok((size, crc)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        crc = crc32c::crc32c_append(crc, &buffer[..n]);
+        size += n as u64;
+    }
+}
+
 /// The section of key group `span` in a verified file.
 pub fn section<'a>(
     bytes: &'a [u8],

@@ -170,10 +170,36 @@ impl StateReplicas {
         None
     }
 
-    /// Where a verified local copy of `file` is, and which tier it is.
+    /// Where a verified local copy of `file` is, and which tier it is. A
+    /// native file (whose check is its size and checksum) is checked as it
+    /// streams through a small buffer rather than read whole: restoring
+    /// 500 MB of RocksDB files spent about half its time allocating and
+    /// filling a buffer nobody used.
     pub fn verified_path(&self, job_id: &str, file: &StateFile) -> Option<(PathBuf, RestoreTier)> {
-        self.verified(job_id, file)
-            .map(|(path, _, tier)| (path, tier))
+        if !matches!(file.format, weir_protocol::StateFileFormat::Native { .. }) {
+            return self
+                .verified(job_id, file)
+                .map(|(path, _, tier)| (path, tier));
+        }
+        for (origin, tier) in [
+            (Origin::Own, RestoreTier::Local),
+            (Origin::Peer, RestoreTier::Peer),
+        ] {
+            let path = self.file(origin, job_id, &file.path)?;
+            match snapshot::streamed_checksum(&path) {
+                Ok((size, crc)) if size == file.size && crc == file.crc32c => {
+                    return Some((path, tier))
+                }
+                Ok((size, crc)) => {
+                    tracing::warn!(path = %path.display(), size, crc, expected_size = file.size, expected_crc = file.crc32c, "a local copy does not match its checkpoint; ignoring it")
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), error = &error as &dyn std::error::Error, "cannot read a local copy; ignoring it")
+                }
+            }
+        }
+        None
     }
 
     /// The bytes of a verified local copy of `file`, and which tier it is.
@@ -288,5 +314,43 @@ mod tests {
             "older checkpoints are pruned"
         );
         assert!(replicas.load("job", &peer).is_some(), "shared files stay");
+    }
+
+    #[test]
+    fn a_native_copy_is_found_by_path_only_when_size_and_checksum_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = StateReplicas::open(dir.path()).unwrap();
+        // Larger than the streaming buffer, so the checksum spans reads.
+        let bytes: Vec<u8> = (0..(3u32 << 19)).map(|i| (i % 251) as u8).collect();
+        let sst = state_file("shared/x/0000000003-2.sst", &bytes);
+        assert!(replicas.verified_path("job", &sst).is_none(), "no copy yet");
+        let mut bad = bytes.clone();
+        bad[1 << 20] ^= 1;
+        replicas.store(Origin::Own, "job", &sst.path, &bad).unwrap();
+        assert!(
+            replicas.verified_path("job", &sst).is_none(),
+            "a flipped bit"
+        );
+        replicas
+            .store(Origin::Peer, "job", &sst.path, &bytes)
+            .unwrap();
+        let (path, tier) = replicas.verified_path("job", &sst).unwrap();
+        assert_eq!(tier, RestoreTier::Peer, "the own copy is corrupt");
+        assert_eq!(std::fs::read(path).unwrap(), bytes);
+        replicas
+            .store(Origin::Own, "job", &sst.path, &bytes[1..])
+            .unwrap();
+        assert_eq!(
+            replicas.verified_path("job", &sst).unwrap().1,
+            RestoreTier::Peer,
+            "a short own copy"
+        );
+        replicas
+            .store(Origin::Own, "job", &sst.path, &bytes)
+            .unwrap();
+        assert_eq!(
+            replicas.verified_path("job", &sst).unwrap().1,
+            RestoreTier::Local
+        );
     }
 }

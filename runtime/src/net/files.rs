@@ -3,7 +3,8 @@
 //! carries the bytes: what is pushed, to whom, and where it is kept is the
 //! replication service's business (`checkpoint::replication`).
 
-use super::links::PeerLink;
+use super::links::{Counts, PeerLink};
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 use weir_protocol::wire::{encode_exchange_body, ExchangeFrame, OutgoingFrame};
 
@@ -13,8 +14,11 @@ pub const FILE_PART: usize = 4 << 20;
 /// Frames queued on a link above which file pushes wait.
 const FILE_QUEUE: u64 = 16;
 
-/// How long pushing one file may take: a peer that takes longer
-/// (overloaded, cut off) goes without.
+/// How long a push may go without the link's writer handing any of it to
+/// the socket: a peer that stopped taking it (paused, cut off) goes
+/// without. A large file to a peer that keeps taking it takes as long as
+/// it takes (a fixed bound for the whole file failed 500 MB RocksDB files
+/// on this machine now and then, and with them every replica after).
 const FILE_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Where the parts of files that peers push arrive.
@@ -50,7 +54,6 @@ pub enum Pushed {
 /// socket, or what stopped it.
 pub(crate) fn push_file(link: &PeerLink, job_id: &str, path: &str, bytes: &[u8]) -> Pushed {
     let total = bytes.len() as u64;
-    let deadline = Instant::now() + FILE_PATIENCE;
     let mut offset = 0usize;
     let waited = |done: bool| {
         if done {
@@ -62,8 +65,7 @@ pub(crate) fn push_file(link: &PeerLink, job_id: &str, path: &str, bytes: &[u8])
         }
     };
     loop {
-        let progress = &link.progress;
-        if !progress.wait(deadline, |c| c.queued - c.written <= FILE_QUEUE) {
+        if !wait_moving(link, |c| c.queued - c.written <= FILE_QUEUE) {
             return waited(false);
         }
         let end = (offset + FILE_PART).min(bytes.len());
@@ -79,7 +81,33 @@ pub(crate) fn push_file(link: &PeerLink, job_id: &str, path: &str, bytes: &[u8])
         };
         offset = end;
         if offset >= bytes.len() {
-            return waited(link.progress.wait(deadline, |c| c.written >= number));
+            return waited(wait_moving(link, |c| c.written >= number));
+        }
+    }
+}
+
+/// Waits until `done`, for as long as the link's writer keeps handing
+/// frames to the socket; false once [`FILE_PATIENCE`] passes without it
+/// handing any, or when the link stops.
+fn wait_moving(link: &PeerLink, done: impl Fn(&Counts) -> bool) -> bool {
+    let (finished, seen) = (Cell::new(false), Cell::new(None::<u64>));
+    loop {
+        let moved = link
+            .progress
+            .wait(Instant::now() + FILE_PATIENCE, |counts| {
+                if done(counts) {
+                    finished.set(true);
+                    return true;
+                }
+                let moved = seen.get().is_some_and(|written| counts.written > written);
+                seen.set(Some(counts.written));
+                moved
+            });
+        if finished.get() {
+            return true;
+        }
+        if !moved {
+            return false;
         }
     }
 }
