@@ -5,7 +5,7 @@
 //! The seed is printed; rerun with `WEIR_TEST_SEED=<seed>`. A longer soak:
 //! `WEIR_CHAOS_KILLS=50 cargo test --test integration chaos -- --nocapture`.
 
-use crate::harness::TestCluster;
+use crate::harness::{worker_of_slot, TestCluster};
 use crate::recovery::{assert_same, Rng, JOB};
 use std::time::{Duration, Instant};
 use weir::protocol::JobState;
@@ -117,13 +117,7 @@ fn killing_a_spare_never_restarts_the_job() {
         cluster.restart_worker(index, 1);
         cluster.wait_for_workers(5);
         println!("round {round}: killing the worker of slot 0");
-        let victim = status
-            .placement
-            .iter()
-            .find(|p| p.subtask == 0)
-            .unwrap()
-            .worker;
-        let index = cluster.kill_registered(victim);
+        let index = cluster.kill_registered(worker_of_slot(&status, 0));
         cluster.restart_worker(index, 1);
     }
     let output = cluster.weir(&["jobs", "wait", &id, "--timeout", "300s", "--json"]);

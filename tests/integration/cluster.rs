@@ -3,12 +3,11 @@
 //! requests and frames, cancel, and restore a lost worker's subtasks from
 //! peer replicas.
 
-use crate::harness::{clean_long_run, text, TestCluster};
+use crate::harness::{clean_long_run, text, worker_of_slot, TestCluster};
 use crate::reference_jobs::{sorted_lines, weir_command, weir_run};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
-use weir::coordinator::JobStatus;
 use weir::protocol::wire::{
     decode_control, encode_control, ToCoordinator, ToWorker, PROTOCOL_VERSION,
 };
@@ -425,29 +424,21 @@ fn survivors_keep_their_slots_when_a_spare_takes_the_lost_one() {
     let out = dir.path().join("out");
     let id = cluster.submit_long_job(&out, &[]);
     let before = cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
-    let worker_of = |status: &JobStatus, slot: u32| {
-        status
-            .placement
-            .iter()
-            .find(|p| p.subtask == slot)
-            .unwrap()
-            .worker
-    };
     let victim = cluster.kill_worker_of_slot_0(&before);
     let after = cluster.wait_for(&id, "the restart runs", |s| {
         s.attempt >= 2 && s.state == JobState::Running
     });
     for slot in 1..3 {
         assert_eq!(
-            worker_of(&after, slot),
-            worker_of(&before, slot),
+            worker_of_slot(&after, slot),
+            worker_of_slot(&before, slot),
             "slot {slot} stays: {:?}",
             after.placement
         );
     }
-    let spare = worker_of(&after, 0);
+    let spare = worker_of_slot(&after, 0);
     assert!(
-        spare != victim && (1..3).all(|slot| worker_of(&before, slot) != spare),
+        spare != victim && (1..3).all(|slot| worker_of_slot(&before, slot) != spare),
         "slot 0 on the spare: {:?}",
         after.placement
     );

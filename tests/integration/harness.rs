@@ -458,12 +458,7 @@ impl TestCluster {
 
     /// SIGKILLs the worker process running slot 0 of a job; returns its id.
     pub fn kill_worker_of_slot_0(&mut self, status: &JobStatus) -> WorkerId {
-        let victim = status
-            .placement
-            .iter()
-            .find(|p| p.subtask == 0)
-            .unwrap()
-            .worker;
+        let victim = worker_of_slot(status, 0);
         self.kill_registered(victim);
         victim
     }
@@ -563,6 +558,16 @@ impl Drop for TestCluster {
             let _ = child.wait();
         }
     }
+}
+
+/// The worker running `slot` of a job (subtask `slot` of every operator).
+pub fn worker_of_slot(status: &JobStatus, slot: u32) -> WorkerId {
+    status
+        .placement
+        .iter()
+        .find(|p| p.subtask == slot)
+        .unwrap_or_else(|| panic!("slot {slot} is placed: {:?}", status.placement))
+        .worker
 }
 
 /// keyed-sum emitting every update, 1,000,000 events at 200,000/s: long

@@ -205,3 +205,76 @@ impl Reader<'_> {
         Ok((bytes, RestoreTier::ObjectStore))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_protocol::{Epoch, OperatorState, StateFile, SubtaskState, Vertex, VertexKind};
+
+    /// A checkpoint of one keyed operator at p=2 in RocksDB's format whose
+    /// subtask 0 lost its file from storage.
+    fn half_lost() -> (JobGraph, CheckpointManifest) {
+        let mut graph = JobGraph::new("job");
+        graph.max_parallelism = 8;
+        graph.vertices.push(Vertex {
+            id: VertexId(0),
+            name: "sum".into(),
+            uid: None,
+            kind: VertexKind::Operator,
+            parallelism: 2,
+            keyed: true,
+        });
+        let subtask = |subtask: u32, files: Vec<StateFile>| SubtaskState {
+            subtask,
+            key_groups: KeyGroupRange::for_subtask(subtask, 2, 8),
+            files,
+            operator_state: None,
+        };
+        let lost = StateFile {
+            path: "shared/sum-0/0000000001-1.sst".into(),
+            size: 10,
+            crc32c: 1,
+            key_groups: Vec::new(),
+            format: StateFileFormat::Native {
+                backend: "rocksdb".into(),
+                name: "1.sst".into(),
+            },
+        };
+        let manifest = CheckpointManifest {
+            version: weir_protocol::checkpoint::MANIFEST_VERSION,
+            job: "job".into(),
+            epoch: Epoch(1),
+            triggered_at_ms: 0,
+            completed_at_ms: 0,
+            max_parallelism: 8,
+            is_final: false,
+            leader_term: None,
+            savepoint: false,
+            operators: vec![OperatorState {
+                vertex: VertexId(0),
+                name: "sum".into(),
+                uid: None,
+                parallelism: 2,
+                subtasks: vec![subtask(0, vec![lost]), subtask(1, Vec::new())],
+            }],
+        };
+        (graph, manifest)
+    }
+
+    #[test]
+    fn a_subtask_reads_only_the_snapshots_that_overlap_its_key_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::open(&dir.path().display().to_string()).unwrap();
+        let (graph, manifest) = half_lost();
+        // Subtask 1 owns none of subtask 0's key groups: its restore skips
+        // subtask 0's snapshot, whose file is gone, and succeeds.
+        let (restored, tiers) =
+            load_restored_tasks(&graph, &manifest, &storage, "job", None, &|_, s| s == 1).unwrap();
+        assert!(restored.contains_key(&(VertexId(0), 1)));
+        assert!(tiers.is_empty(), "it read no file: {tiers:?}");
+        // Subtask 0 needs the lost file: a clear error, not empty state.
+        let error = load_restored_tasks(&graph, &manifest, &storage, "job", None, &|_, s| s == 0)
+            .unwrap_err();
+        assert!(matches!(error, RuntimeError::Restore { .. }), "{error}");
+    }
+}

@@ -19,7 +19,7 @@ use weir_operators::job::{JobOptions, JobParams, JobRegistry};
 use weir_operators::output::{OutputWiring, TaskCounters};
 use weir_operators::task::{OperatorTask, SourceWaker, VertexFactory};
 use weir_operators::TaskInfo;
-use weir_protocol::{CheckpointManifest, OperatorState, StateFileFormat};
+use weir_protocol::{CheckpointManifest, OperatorState, StateFileFormat, SubtaskState};
 use weir_state::{
     snapshot, CheckpointStorage, KeyedStateStore, MemoryBackend, NativeFiles, RocksDbBackend,
     StateBackend, StateRow,
@@ -122,49 +122,57 @@ fn decode_rows(
 ) -> Result<Vec<StateRow>, Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
     for subtask in &state.subtasks {
-        let mut native: Option<NativeFiles> = None;
+        let Some(backend) = native_backend(subtask)? else {
+            for file in &subtask.files {
+                let bytes = storage.get_checked(job_id, file)?;
+                for span in &file.key_groups {
+                    let section = snapshot::section(&bytes, span, &file.path)?;
+                    rows.extend(store.dump_section(span.key_group, section)?);
+                }
+            }
+            continue;
+        };
+        let mut native = NativeFiles::new(backend, subtask.key_groups);
         for file in &subtask.files {
-            let bytes = storage.get_checked(job_id, file)?;
-            let path = &file.path;
-            match &file.format {
-                StateFileFormat::Native { backend, name } => {
-                    let native =
-                        native.get_or_insert_with(|| NativeFiles::new(backend, subtask.key_groups));
-                    if native.backend != *backend {
-                        return Err(format!(
-                            "subtask {} of the checkpoint mixes files of the {} and {backend} state backends ({path}); a subtask's state is written by one backend",
-                            subtask.subtask, native.backend
-                        )
-                        .into());
-                    }
-                    native.files.push((name.clone(), bytes));
-                }
-                StateFileFormat::KeyGroupSections => {
-                    for span in &file.key_groups {
-                        let section = snapshot::section(&bytes, span, path)?;
-                        rows.extend(store.dump_section(span.key_group, section)?);
-                    }
-                }
+            if let StateFileFormat::Native { name, .. } = &file.format {
+                native
+                    .files
+                    .push((name.clone(), storage.get_checked(job_id, file)?));
             }
         }
-        if let Some(native) = native {
-            // As restore does: one subtask's snapshot is in one format.
-            if subtask
-                .files
-                .iter()
-                .any(|f| matches!(f.format, StateFileFormat::KeyGroupSections))
-            {
-                return Err(format!(
-                    "subtask {} of the checkpoint mixes key-group sections with files of the {} state backend; a subtask's state is written in one format",
-                    subtask.subtask, native.backend
-                )
-                .into());
-            }
-            let reader = native_reader(&native.backend)?;
-            rows.extend(store.dump_native(reader.as_ref(), &native)?);
-        }
+        let reader = native_reader(&native.backend)?;
+        rows.extend(store.dump_native(reader.as_ref(), &native)?);
     }
     Ok(rows)
+}
+
+/// The state backend whose own format a subtask's files are in, or `None`
+/// for key-group sections; as restore does, a subtask whose files mix
+/// formats is refused.
+fn native_backend(subtask: &SubtaskState) -> Result<Option<&str>, String> {
+    let mut backend: Option<&str> = None;
+    let mut sections = false;
+    for file in &subtask.files {
+        match &file.format {
+            StateFileFormat::Native { backend: theirs, .. } => match backend {
+                Some(ours) if ours != theirs => {
+                    return Err(format!(
+                        "subtask {} of the checkpoint mixes files of the {ours} and {theirs} state backends ({}); a subtask's state is written by one backend",
+                        subtask.subtask, file.path
+                    ))
+                }
+                _ => backend = Some(theirs),
+            },
+            StateFileFormat::KeyGroupSections => sections = true,
+        }
+    }
+    match backend {
+        Some(backend) if sections => Err(format!(
+            "subtask {} of the checkpoint mixes key-group sections with files of the {backend} state backend; a subtask's state is written in one format",
+            subtask.subtask
+        )),
+        backend => Ok(backend),
+    }
 }
 
 /// The backend that reads snapshot files in `backend`'s own format.
@@ -305,4 +313,72 @@ fn record_batch(rows: &[StateRow]) -> Result<RecordBatch, arrow_schema::ArrowErr
         )),
     ];
     RecordBatch::try_new(Arc::new(schema), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_protocol::{KeyGroupRange, StateFile};
+
+    fn file(path: &str, format: StateFileFormat) -> StateFile {
+        StateFile {
+            path: path.into(),
+            size: 1,
+            crc32c: 0,
+            key_groups: Vec::new(),
+            format,
+        }
+    }
+
+    fn native(backend: &str) -> StateFileFormat {
+        StateFileFormat::Native {
+            backend: backend.into(),
+            name: "1.sst".into(),
+        }
+    }
+
+    fn subtask(files: Vec<StateFile>) -> SubtaskState {
+        SubtaskState {
+            subtask: 3,
+            key_groups: KeyGroupRange::new(0, 8),
+            files,
+            operator_state: None,
+        }
+    }
+
+    #[test]
+    fn a_subtask_is_read_in_its_one_format_and_a_mix_is_refused() {
+        let sections = StateFileFormat::KeyGroupSections;
+        assert_eq!(native_backend(&subtask(vec![])), Ok(None));
+        assert_eq!(
+            native_backend(&subtask(vec![file("a.state", sections.clone())])),
+            Ok(None)
+        );
+        assert_eq!(
+            native_backend(&subtask(vec![
+                file("a.sst", native("rocksdb")),
+                file("b.sst", native("rocksdb"))
+            ])),
+            Ok(Some("rocksdb"))
+        );
+        let two_backends = native_backend(&subtask(vec![
+            file("a.sst", native("rocksdb")),
+            file("b.log", native("other")),
+        ]))
+        .unwrap_err();
+        assert!(
+            two_backends.contains("subtask 3") && two_backends.contains("rocksdb and other"),
+            "{two_backends}"
+        );
+        for files in [
+            vec![
+                file("a.state", sections.clone()),
+                file("b.sst", native("rocksdb")),
+            ],
+            vec![file("b.sst", native("rocksdb")), file("a.state", sections)],
+        ] {
+            let mixed = native_backend(&subtask(files)).unwrap_err();
+            assert!(mixed.contains("mixes key-group sections"), "{mixed}");
+        }
+    }
 }
