@@ -109,6 +109,11 @@ pub struct JobStatus {
     /// deployed) its workers push replicas to first.
     #[serde(default)]
     pub spares: Vec<WorkerId>,
+    /// How many pipelined regions its graph falls apart into
+    /// ([`pipelined_regions`](weir_protocol::regions::pipelined_regions));
+    /// a failure still restarts every region.
+    #[serde(default)]
+    pub regions: u32,
     /// The last loss of one of its workers.
     pub last_loss: Option<LossReport>,
     /// From the last failure's detection to every subtask running again.
@@ -512,6 +517,7 @@ impl JobHandle {
             checkpoint_incremental_sizes: checkpoints.incremental_sizes,
             placement: stored.placement.clone(),
             spares: stored.spares.iter().map(|p| p.worker).collect(),
+            regions: weir_protocol::regions::pipelined_regions(&self.graph).len() as u32,
             last_loss: record.last_loss.clone(),
             last_recovery_ms: record.last_recovery_ms,
             restored: record.last_restore.clone(),

@@ -13,6 +13,8 @@
 //!   workers (trigger, complete, abort; acks, declines, finished sources).
 //! - [`graph`]: the logical [`JobGraph`](graph::JobGraph) (operators with a
 //!   parallelism, and the edges between them) and its validation.
+//! - [`regions`]: the graph's pipelined regions (Flink's failover regions),
+//!   the sets of subtasks a failure need not reach beyond.
 //! - [`key_group`]: stable key hashing, key groups, and the assignment of
 //!   key-group ranges to subtasks; used by the graph (max parallelism), by
 //!   the state crate (state is stored per key group) and by the runtime
@@ -41,6 +43,7 @@ pub mod framing;
 pub mod graph;
 pub mod ids;
 pub mod key_group;
+pub mod regions;
 pub mod time;
 pub mod wire;
 

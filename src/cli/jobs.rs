@@ -298,6 +298,13 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
         ("elapsed", format!("{:.3} s", status.elapsed_s)),
         ("placement", placement.join(" ")),
         (
+            "regions",
+            match status.regions {
+                0 | 1 => "1 (connected: a failure restarts the whole job)".into(),
+                n => format!("{n} pipelined regions (a failure still restarts them all)"),
+            },
+        ),
+        (
             "spares",
             if status.spares.is_empty() {
                 "-".into()

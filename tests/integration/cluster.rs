@@ -424,6 +424,8 @@ fn survivors_keep_their_slots_when_a_spare_takes_the_lost_one() {
     let out = dir.path().join("out");
     let id = cluster.submit_long_job(&out, &[]);
     let before = cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
+    assert_eq!(before.regions, 1, "keyed-sum is one pipelined region");
+    assert_eq!(before.spares.len(), 1, "{before:?}");
     let victim = cluster.kill_worker_of_slot_0(&before);
     let after = cluster.wait_for(&id, "the restart runs", |s| {
         s.attempt >= 2 && s.state == JobState::Running
@@ -437,6 +439,7 @@ fn survivors_keep_their_slots_when_a_spare_takes_the_lost_one() {
         );
     }
     let spare = worker_of_slot(&after, 0);
+    assert_eq!(spare, before.spares[0], "slot 0 on the spare");
     assert!(
         spare != victim && (1..3).all(|slot| worker_of_slot(&before, slot) != spare),
         "slot 0 on the spare: {:?}",
