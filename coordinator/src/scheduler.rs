@@ -37,15 +37,6 @@ pub fn slots_needed(graph: &JobGraph) -> u32 {
         .unwrap_or(0)
 }
 
-/// Which of a slot's holders a placement pass considers.
-#[derive(Clone, Copy)]
-enum Holders {
-    /// The first: the worker that ran the slot.
-    Own,
-    /// All of them, replicas included.
-    Replicas,
-}
-
 /// Places every subtask of `graph` given each worker's free slots;
 /// `holders[slot]` lists the workers holding that slot's state, best first
 /// (the worker that ran it, then those holding its replicas).
@@ -72,18 +63,14 @@ pub fn place(
             .unwrap_or(&[])
     };
     // First every slot whose own worker (its first holder) is still there,
-    // then the others on the holders of their replicas.
-    for pass in [Holders::Own, Holders::Replicas] {
+    // then the others on any of their holders (those of their replicas).
+    for considered in [1, usize::MAX] {
         for (slot, chosen) in slots.iter_mut().enumerate() {
             if chosen.is_some() {
                 continue;
             }
-            let candidates = match (pass, holders_of(slot)) {
-                (Holders::Own, [own, ..]) => std::slice::from_ref(own),
-                (Holders::Own, []) => &[],
-                (Holders::Replicas, all) => all,
-            };
-            if let Some(worker) = candidates
+            let holders = holders_of(slot);
+            if let Some(worker) = holders[..considered.min(holders.len())]
                 .iter()
                 .find(|w| left.get(w).is_some_and(|n| *n > 0))
             {

@@ -365,13 +365,13 @@ fn restore_detail(status: &JobStatus) -> String {
                 .find(|p| p.vertex == r.vertex && p.subtask == r.subtask)
                 .map_or("?".into(), |p| p.worker.to_string());
             let fetched: Vec<String> = [
-                (RestoreTier::Local, "local"),
-                (RestoreTier::Peer, "peer"),
-                (RestoreTier::ObjectStore, "object store"),
+                RestoreTier::Local,
+                RestoreTier::Peer,
+                RestoreTier::ObjectStore,
             ]
             .into_iter()
-            .filter(|(tier, _)| r.bytes.of(*tier) > 0)
-            .map(|(tier, name)| format!("{name} {}", super::checkpoints::bytes(r.bytes.of(tier))))
+            .filter(|tier| r.bytes.of(*tier) > 0)
+            .map(|tier| format!("{tier} {}", super::checkpoints::bytes(r.bytes.of(tier))))
             .collect();
             format!(
                 "v{}/{}@{worker}: {}, {} ms ({})",

@@ -250,23 +250,46 @@ pub fn check_file(bytes: &[u8], file: &StateFile, path: &str) -> Result<(), Stat
     }
 }
 
-/// The size and CRC-32C of the file at `path`, read in 1 MiB steps: the
-/// check of a native file ([`check_file`]) without holding it in memory.
-pub fn streamed_checksum(path: &std::path::Path) -> std::io::Result<(u64, u32)> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+/// [`check_file`] for a native file read from `reader` in 1 MiB steps
+/// rather than held whole in memory: its size and checksum, with the same
+/// errors; a read that fails is [`StateError::LocalIo`].
+pub fn check_native_stream(
+    mut reader: impl std::io::Read,
+    file: &StateFile,
+    path: &str,
+) -> Result<(), StateError> {
     let mut buffer = vec![0u8; 1 << 20];
     let (mut size, mut crc) = (0u64, 0u32);
     loop {
-        let n = match file.read(&mut buffer) {
-            Ok(0) => return Ok((size, crc)),
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(source) => {
+                return Err(StateError::LocalIo {
+                    action: "reading",
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         };
         crc = crc32c::crc32c_append(crc, &buffer[..n]);
         size += n as u64;
     }
+    if size != file.size {
+        return Err(StateError::Corrupt {
+            path: path.to_owned(),
+            problem: format!("size {size} but the manifest says {}", file.size),
+        });
+    }
+    if crc != file.crc32c {
+        return Err(StateError::ChecksumMismatch {
+            path: path.to_owned(),
+            expected: file.crc32c,
+            actual: crc,
+        });
+    }
+    Ok(())
 }
 
 /// The section of key group `span` in a verified file.

@@ -49,14 +49,7 @@ fn killing_random_workers_keeps_the_output_exactly_once() {
         cluster.restart_worker(victim, 1);
         killed += 1;
     }
-    let output = cluster.weir(&["jobs", "wait", &id, "--timeout", "300s", "--json"]);
-    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
-    assert!(
-        output.status.success(),
-        "{}{status}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(status["state"], serde_json::json!(JobState::Finished));
+    let status = wait_finished(&cluster, &id);
     println!(
         "restarts: {}, last recovery: {} ms",
         status["restarts"], status["last_recovery_ms"]
@@ -120,7 +113,14 @@ fn killing_a_spare_never_restarts_the_job() {
         let index = cluster.kill_registered(worker_of_slot(&status, 0));
         cluster.restart_worker(index, 1);
     }
-    let output = cluster.weir(&["jobs", "wait", &id, "--timeout", "300s", "--json"]);
+    let status = wait_finished(&cluster, &id);
+    assert_eq!(status["restarts"], serde_json::json!(rounds), "{status}");
+    assert_same(&out, &clean_run_with(dir.path(), &events));
+}
+
+/// Waits for job `id` to finish (`weir jobs wait`); its final status.
+fn wait_finished(cluster: &TestCluster, id: &str) -> serde_json::Value {
+    let output = cluster.weir(&["jobs", "wait", id, "--timeout", "300s", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
     assert!(
         output.status.success(),
@@ -128,8 +128,7 @@ fn killing_a_spare_never_restarts_the_job() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(status["state"], serde_json::json!(JobState::Finished));
-    assert_eq!(status["restarts"], serde_json::json!(rounds), "{status}");
-    assert_same(&out, &clean_run_with(dir.path(), &events));
+    status
 }
 
 /// A clean embedded run of the same job.

@@ -149,25 +149,37 @@ impl StateReplicas {
     }
 
     /// The first local copy of `file` (of job `job_id`), own before peer,
-    /// that matches the manifest's size and checksum: where it is, its
-    /// bytes, and which tier it is.
-    fn verified(&self, job_id: &str, file: &StateFile) -> Option<(PathBuf, Vec<u8>, RestoreTier)> {
+    /// that `check` finds there (`None`: no copy) and accepts: where it is,
+    /// what `check` made of it, and which tier it is.
+    fn first_copy<T>(
+        &self,
+        job_id: &str,
+        file: &StateFile,
+        check: impl Fn(&Path) -> Option<Result<T, weir_state::StateError>>,
+    ) -> Option<(PathBuf, T, RestoreTier)> {
         for (origin, tier) in [
             (Origin::Own, RestoreTier::Local),
             (Origin::Peer, RestoreTier::Peer),
         ] {
             let path = self.file(origin, job_id, &file.path)?;
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            match snapshot::check_file(&bytes, file, &file.path) {
-                Ok(()) => return Some((path, bytes, tier)),
-                Err(error) => {
+            match check(&path) {
+                None => {}
+                Some(Ok(checked)) => return Some((path, checked, tier)),
+                Some(Err(error)) => {
                     tracing::warn!(path = %path.display(), error = &error as &dyn std::error::Error, "a local copy does not match its checkpoint; ignoring it")
                 }
             }
         }
         None
+    }
+
+    /// The first verified local copy of `file`: where it is, its bytes,
+    /// and which tier it is.
+    fn verified(&self, job_id: &str, file: &StateFile) -> Option<(PathBuf, Vec<u8>, RestoreTier)> {
+        self.first_copy(job_id, file, |path| {
+            let bytes = std::fs::read(path).ok()?;
+            Some(snapshot::check_file(&bytes, file, &file.path).map(|()| bytes))
+        })
     }
 
     /// Where a verified local copy of `file` is, and which tier it is. A
@@ -176,30 +188,16 @@ impl StateReplicas {
     /// 500 MB of RocksDB files spent about half its time allocating and
     /// filling a buffer nobody used.
     pub fn verified_path(&self, job_id: &str, file: &StateFile) -> Option<(PathBuf, RestoreTier)> {
-        if !matches!(file.format, weir_protocol::StateFileFormat::Native { .. }) {
-            return self
-                .verified(job_id, file)
-                .map(|(path, _, tier)| (path, tier));
-        }
-        for (origin, tier) in [
-            (Origin::Own, RestoreTier::Local),
-            (Origin::Peer, RestoreTier::Peer),
-        ] {
-            let path = self.file(origin, job_id, &file.path)?;
-            match snapshot::streamed_checksum(&path) {
-                Ok((size, crc)) if size == file.size && crc == file.crc32c => {
-                    return Some((path, tier))
-                }
-                Ok((size, crc)) => {
-                    tracing::warn!(path = %path.display(), size, crc, expected_size = file.size, expected_crc = file.crc32c, "a local copy does not match its checkpoint; ignoring it")
-                }
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => {
-                    tracing::warn!(path = %path.display(), error = &error as &dyn std::error::Error, "cannot read a local copy; ignoring it")
-                }
-            }
-        }
-        None
+        let found = if matches!(file.format, weir_protocol::StateFileFormat::Native { .. }) {
+            self.first_copy(job_id, file, |path| {
+                let copy = File::open(path).ok()?;
+                Some(snapshot::check_native_stream(copy, file, &file.path))
+            })
+        } else {
+            self.verified(job_id, file)
+                .map(|(path, _, tier)| (path, (), tier))
+        };
+        found.map(|(path, (), tier)| (path, tier))
     }
 
     /// The bytes of a verified local copy of `file`, and which tier it is.

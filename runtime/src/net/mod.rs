@@ -164,7 +164,7 @@ impl Exchange {
     /// id, waits for those with a lower id to dial.
     pub fn connect(&self, me: u32, peers: &[Peer]) -> Result<(), RuntimeError> {
         for peer in peers.iter().filter(|p| p.worker.0 > me) {
-            self.dial(me, peer, None)?;
+            self.dial(me, peer)?;
         }
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         let mut routes = self.routes();
@@ -199,7 +199,7 @@ impl Exchange {
             let spawned = std::thread::Builder::new()
                 .name("exchange-dial".into())
                 .spawn(move || {
-                    if let Err(error) = exchange.dial(me, &spare, Some(CONNECT_TIMEOUT)) {
+                    if let Err(error) = exchange.dial(me, &spare) {
                         tracing::warn!(
                             peer = spare.worker.0,
                             error = &error as &dyn std::error::Error,
@@ -216,10 +216,11 @@ impl Exchange {
         }
     }
 
-    /// Opens the link to `peer` unless there is one: connects (within
-    /// `timeout`, if given, to each of its addresses in turn), says hello,
+    /// Opens the link to `peer` unless there is one: connects (to each of
+    /// its addresses in turn, within [`CONNECT_TIMEOUT`] each, so a peer
+    /// that is cut off fails the dial rather than hangs it), says hello,
     /// starts reading.
-    fn dial(&self, me: u32, peer: &Peer, timeout: Option<Duration>) -> Result<(), RuntimeError> {
+    fn dial(&self, me: u32, peer: &Peer) -> Result<(), RuntimeError> {
         let lock = {
             let mut dialing = self
                 .shared
@@ -237,26 +238,21 @@ impl Exchange {
             address: peer.data_addr.clone(),
             source,
         };
-        let mut stream = match timeout {
-            None => TcpStream::connect(&peer.data_addr).map_err(unreachable)?,
-            Some(timeout) => {
-                let mut last = std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "the address resolves to nothing",
-                );
-                let mut connected = None;
-                for address in peer.data_addr.to_socket_addrs().map_err(unreachable)? {
-                    match TcpStream::connect_timeout(&address, timeout) {
-                        Ok(stream) => {
-                            connected = Some(stream);
-                            break;
-                        }
-                        Err(error) => last = error,
-                    }
+        let mut last = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the address resolves to nothing",
+        );
+        let mut connected = None;
+        for address in peer.data_addr.to_socket_addrs().map_err(unreachable)? {
+            match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+                Ok(stream) => {
+                    connected = Some(stream);
+                    break;
                 }
-                connected.ok_or_else(|| unreachable(last))?
+                Err(error) => last = error,
             }
-        };
+        }
+        let mut stream = connected.ok_or_else(|| unreachable(last))?;
         let hello = encode_exchange(&ExchangeFrame::Hello {
             protocol: PROTOCOL_VERSION,
             from: me,
