@@ -58,6 +58,79 @@ pub enum AdoptionDecision {
     Stopped,
 }
 
+/// One worker's deployments of job `job`'s attempt `attempt`, from all
+/// it reported: the whole-job deployment, or (a job deployed region by
+/// region) those of its regions at the attempts `region_attempts` names,
+/// merged into one report of the attempt. `None` when it runs none of it.
+/// The second part lists the reports matched, (attempt, region).
+pub fn reports_of_attempt(
+    reports: &[DeploymentReport],
+    job: u32,
+    attempt: u32,
+    region_attempts: &BTreeMap<u32, u32>,
+) -> (Option<DeploymentReport>, Vec<(u32, Option<u32>)>) {
+    let ours: Vec<&DeploymentReport> = reports
+        .iter()
+        .filter(|r| r.job_number == job)
+        .filter(|r| match r.region {
+            None => r.attempt == attempt,
+            Some(part) => {
+                part.job_attempt == attempt && region_attempts.get(&part.region) == Some(&r.attempt)
+            }
+        })
+        .collect();
+    let matched = ours
+        .iter()
+        .map(|r| (r.attempt, r.region.map(|p| p.region)))
+        .collect();
+    let merged = match ours.as_slice() {
+        [] => None,
+        [one] if one.region.is_none() => Some((*one).clone()),
+        parts => {
+            let ended: Vec<&DeploymentOutcome> =
+                parts.iter().filter_map(|r| r.ended.as_ref()).collect();
+            let failed = ended
+                .iter()
+                .find(|o| !matches!(o, DeploymentOutcome::Finished { .. }));
+            let ended = match failed {
+                Some(outcome) => Some((*outcome).clone()),
+                None if ended.len() == parts.len() => {
+                    let (mut events_in, mut records_out) = (0, 0);
+                    for outcome in &ended {
+                        if let DeploymentOutcome::Finished {
+                            events_in: e,
+                            records_out: r,
+                        } = outcome
+                        {
+                            events_in += e;
+                            records_out += r;
+                        }
+                    }
+                    Some(DeploymentOutcome::Finished {
+                        events_in,
+                        records_out,
+                    })
+                }
+                None => None,
+            };
+            Some(DeploymentReport {
+                job_number: job,
+                attempt,
+                region: None,
+                started: parts.iter().all(|r| r.started),
+                restored: parts.iter().flat_map(|r| r.restored.clone()).collect(),
+                finished_sources: parts
+                    .iter()
+                    .flat_map(|r| r.finished_sources.clone())
+                    .collect(),
+                final_triggered: parts.iter().any(|r| r.final_triggered),
+                ended,
+            })
+        }
+    };
+    (merged, matched)
+}
+
 /// Decides from what the workers reported (`None`: the worker registered
 /// without this attempt) and whether the deadline has passed.
 pub fn decide(
@@ -146,6 +219,7 @@ mod tests {
         Some(DeploymentReport {
             job_number: 1,
             attempt,
+            region: None,
             started: true,
             restored: vec![],
             finished_sources: vec![],
@@ -265,5 +339,53 @@ mod tests {
         ));
         e.stop = StopState::Done;
         assert_eq!(decide(&e, &Heard::new(), false), AdoptionDecision::Stopped);
+    }
+
+    #[test]
+    fn a_workers_region_deployments_merge_into_one_report_of_the_attempt() {
+        use weir_protocol::cluster::RegionPart;
+        let region = |region: u32, attempt: u32, ended: Option<DeploymentOutcome>| {
+            let mut report = running(attempt).unwrap();
+            report.region = Some(RegionPart {
+                region,
+                job_attempt: 4,
+                others_running: false,
+            });
+            report.finished_sources = vec![];
+            report.ended = ended;
+            report
+        };
+        let finished = |n: u64| DeploymentOutcome::Finished {
+            events_in: n,
+            records_out: n,
+        };
+        // Region 1 restarted on its own: attempt 7; its old attempt 6 is stale.
+        let attempts: BTreeMap<u32, u32> = [(0, 5), (1, 7)].into_iter().collect();
+        let reports = vec![region(0, 5, None), region(1, 7, None), region(1, 6, None)];
+        let (merged, matched) = reports_of_attempt(&reports, 1, 4, &attempts);
+        let merged = merged.unwrap();
+        assert_eq!(
+            (merged.attempt, merged.region, merged.ended),
+            (4, None, None)
+        );
+        assert!(merged.started);
+        assert_eq!(matched, vec![(5, Some(0)), (7, Some(1))]);
+        // Both finished: the sum; one failed: the failure.
+        let done = vec![
+            region(0, 5, Some(finished(2))),
+            region(1, 7, Some(finished(3))),
+        ];
+        let (merged, _) = reports_of_attempt(&done, 1, 4, &attempts);
+        assert_eq!(merged.unwrap().ended, Some(finished(5)));
+        let failed = DeploymentOutcome::Failed {
+            error: "boom".into(),
+            kind: weir_protocol::FailureKind::Task,
+        };
+        let one_failed = vec![region(0, 5, Some(failed.clone())), region(1, 7, None)];
+        let (merged, _) = reports_of_attempt(&one_failed, 1, 4, &attempts);
+        assert_eq!(merged.unwrap().ended, Some(failed));
+        // Another attempt's deployments are not this one's.
+        let (merged, matched) = reports_of_attempt(&reports, 1, 3, &attempts);
+        assert!(merged.is_none() && matched.is_empty());
     }
 }

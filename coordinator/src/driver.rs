@@ -39,6 +39,29 @@ enum Woke {
     Event(Option<WorkerEvent>),
     /// A savepoint request, or `None`: nobody can ask any more.
     Savepoint(Option<SavepointRequest>),
+    /// The supervisor's word on a regional failover, or `None`: it has
+    /// nothing more to say.
+    Control(Option<DriverControl>),
+}
+
+/// What the supervisor tells the driver during a regional failover.
+#[derive(Debug)]
+pub enum DriverControl {
+    /// Regions restart on their own, among them the sources `sources`:
+    /// abort the checkpoint in flight and trigger none until
+    /// [`RegionsRunning`](Self::RegionsRunning). `reply` says whether the
+    /// driver agrees: not after the final checkpoint was triggered, nor
+    /// during a stop-with-savepoint (the job must restart as a whole).
+    RegionsRestarting {
+        /// The restarting regions' sources.
+        sources: Vec<SubtaskId>,
+        /// Why, for the aborted checkpoint's record.
+        reason: String,
+        /// Whether the driver holds its checkpoints for the restart.
+        reply: Sender<bool>,
+    },
+    /// The restarted regions run again: checkpoints go on.
+    RegionsRunning,
 }
 
 /// The control store's side of a job's checkpoints: the fenced writes a
@@ -109,6 +132,8 @@ pub struct CheckpointDriver {
     stopping: bool,
     /// The stop-with-savepoint is written: the job is ending.
     stopped: bool,
+    /// Where the supervisor's word on regional failovers arrives.
+    control: Option<Receiver<DriverControl>>,
 }
 
 impl CheckpointDriver {
@@ -165,6 +190,7 @@ impl CheckpointDriver {
             savepoint: None,
             stopping: false,
             stopped: false,
+            control: None,
         })
     }
 
@@ -183,6 +209,12 @@ impl CheckpointDriver {
     /// For an adopted attempt: these sources had finished already.
     pub fn with_finished_sources(mut self, tasks: impl IntoIterator<Item = SubtaskId>) -> Self {
         self.finished_before.extend(tasks);
+        self
+    }
+
+    /// Takes the supervisor's word on regional failovers from `control`.
+    pub fn with_control(mut self, control: Receiver<DriverControl>) -> Self {
+        self.control = Some(control);
         self
     }
 
@@ -221,9 +253,8 @@ impl CheckpointDriver {
             let woke = {
                 let mut select = Select::new();
                 let event = select.recv(events);
-                if let Some(requests) = &self.savepoint_requests {
-                    select.recv(requests);
-                }
+                let requests = self.savepoint_requests.as_ref().map(|r| select.recv(r));
+                let control = self.control.as_ref().map(|c| select.recv(c));
                 let ready = match due {
                     Some(due) => select.select_deadline(due).ok(),
                     None => Some(select.select()),
@@ -231,9 +262,14 @@ impl CheckpointDriver {
                 match ready {
                     None => Woke::Due,
                     Some(op) if op.index() == event => Woke::Event(op.recv(events).ok()),
-                    Some(op) => {
+                    Some(op) if Some(op.index()) == requests => {
                         let requests = self.savepoint_requests.as_ref().expect("selected");
                         Woke::Savepoint(op.recv(requests).ok())
+                    }
+                    Some(op) => {
+                        debug_assert_eq!(Some(op.index()), control);
+                        let control = self.control.as_ref().expect("selected");
+                        Woke::Control(op.recv(control).ok())
                     }
                 }
             };
@@ -249,6 +285,27 @@ impl CheckpointDriver {
                 // Nobody can ask any more: stop waiting on the channel.
                 Woke::Savepoint(None) => {
                     self.savepoint_requests = None;
+                    continue;
+                }
+                Woke::Control(Some(DriverControl::RegionsRestarting {
+                    sources,
+                    reason,
+                    reply,
+                })) => {
+                    let held = if self.stopping {
+                        None
+                    } else {
+                        self.tracker.regions_restarting(&sources, reason).ok()
+                    };
+                    let _ = reply.send(held.is_some());
+                    held.flatten()
+                }
+                Woke::Control(Some(DriverControl::RegionsRunning)) => {
+                    self.tracker.regions_running(Instant::now());
+                    continue;
+                }
+                Woke::Control(None) => {
+                    self.control = None;
                     continue;
                 }
             };

@@ -11,6 +11,7 @@ use crate::lifecycle::{JobLifecycle, Transition};
 use crate::savepoint::SavepointRequest;
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -19,19 +20,38 @@ use weir_protocol::cluster::{
 };
 use weir_protocol::{JobGraph, JobState, WorkerEvent, WorkerId};
 
+/// Who a report is about: a worker, and the region of its deployment
+/// (`None`: everything it runs of the attempt: a whole-job deployment, or
+/// the worker's loss).
+pub type PartId = (WorkerId, Option<u32>);
+
 /// Where the running attempt of a job takes its workers' reports.
 pub struct AttemptInbox {
     /// The attempt.
     pub attempt: u32,
+    /// For a job deployed region by region: the attempt each region runs
+    /// (a region restarted on its own runs a newer one).
+    pub region_attempts: BTreeMap<u32, u32>,
     /// The workers it runs on.
     pub workers: Vec<WorkerId>,
     /// Checkpoint events, to the checkpoint driver (absent without checkpoints).
     pub events: Option<Sender<WorkerEvent>>,
     /// The workers' reports: their parts started, or ended.
-    pub reports: Sender<(WorkerId, AttemptReport)>,
+    pub reports: Sender<(PartId, AttemptReport)>,
     /// Set while a new leader waits for the attempt's workers to report
     /// their deployments (adoption after a failover).
     pub adopting: bool,
+}
+
+impl AttemptInbox {
+    /// Whether a message of `attempt` from a deployment of `region` is of
+    /// the running attempt (and not of a region's earlier one).
+    pub fn accepts(&self, attempt: u32, region: Option<u32>) -> bool {
+        match region {
+            None => attempt == self.attempt,
+            Some(region) => self.region_attempts.get(&region) == Some(&attempt),
+        }
+    }
 }
 
 /// What a worker reports about its part of an attempt.
@@ -64,6 +84,26 @@ pub struct LossReport {
     /// From detection to every subtask running again.
     pub recovery_ms: Option<f64>,
 }
+
+/// One regional failover: some regions restarted, the others kept running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionalRestart {
+    /// The regions restarted.
+    pub regions: Vec<u32>,
+    /// Their new attempts, by region.
+    pub attempts: BTreeMap<u32, u32>,
+    /// What failed.
+    pub cause: String,
+    /// The checkpoint they restored (`None`: they started over).
+    pub restored_from: Option<u64>,
+    /// When the failure was detected (ms since the Unix epoch).
+    pub detected_at_ms: u64,
+    /// From detection to every subtask of the regions running again.
+    pub recovery_ms: Option<f64>,
+}
+
+/// How many regional failovers a job's status keeps.
+pub const REGIONAL_RESTARTS_KEPT: usize = 16;
 
 /// What the API reports about a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,10 +150,20 @@ pub struct JobStatus {
     #[serde(default)]
     pub spares: Vec<WorkerId>,
     /// How many pipelined regions its graph falls apart into
-    /// ([`pipelined_regions`](weir_protocol::regions::pipelined_regions));
-    /// a failure still restarts every region.
+    /// ([`pipelined_regions`](weir_protocol::regions::pipelined_regions)).
+    /// With more than one, a failure restarts only the regions that lost a
+    /// task.
     #[serde(default)]
     pub regions: u32,
+    /// The attempt each region runs, by region (empty for a job of one
+    /// region): a region restarted on its own runs a newer one than the
+    /// job's `attempt`, the others keep theirs.
+    #[serde(default)]
+    pub region_attempts: BTreeMap<u32, u32>,
+    /// Regional failovers under the current leader, oldest first (the
+    /// last few).
+    #[serde(default)]
+    pub regional_restarts: Vec<RegionalRestart>,
     /// The last loss of one of its workers.
     pub last_loss: Option<LossReport>,
     /// From the last failure's detection to every subtask running again.
@@ -233,6 +283,9 @@ pub struct JobRecord {
     /// The supervisor waiting for checkpoint storage (to restore, or to
     /// write the job's record), while it lasts.
     pub waiting_for_storage: Option<Outage>,
+    /// Regional failovers under this leader, the last
+    /// [`REGIONAL_RESTARTS_KEPT`].
+    pub regional_restarts: std::collections::VecDeque<RegionalRestart>,
 }
 
 use weir_protocol::time::now_ms as wall_ms;
@@ -518,6 +571,8 @@ impl JobHandle {
             placement: stored.placement.clone(),
             spares: stored.spares.iter().map(|p| p.worker).collect(),
             regions: weir_protocol::regions::pipelined_regions(&self.graph).len() as u32,
+            region_attempts: stored.region_attempts.clone(),
+            regional_restarts: record.regional_restarts.iter().cloned().collect(),
             last_loss: record.last_loss.clone(),
             last_recovery_ms: record.last_recovery_ms,
             restored: record.last_restore.clone(),

@@ -278,6 +278,7 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
         ToCoordinator::Event {
             job_number,
             attempt,
+            region,
             event,
         } => {
             let Some(job) = cluster.job_by_number(job_number) else {
@@ -286,13 +287,13 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
             };
             let inbox = job.inbox();
             match inbox.as_ref() {
-                Some(inbox) if inbox.attempt == attempt => {
+                Some(inbox) if inbox.accepts(attempt, region) => {
                     if let Some(events) = &inbox.events {
                         let _ = events.send(event);
                     }
                 }
                 _ => {
-                    tracing::warn!(%worker, job = %job.job_id, attempt, ?event, "dropping an event of an attempt that is not running")
+                    tracing::warn!(%worker, job = %job.job_id, attempt, ?region, ?event, "dropping an event of an attempt that is not running")
                 }
             }
             Ok(())
@@ -300,16 +301,18 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
         ToCoordinator::Started {
             job_number,
             attempt,
+            region,
             restored,
         } => {
             if let Some(job) = cluster.job_by_number(job_number) {
                 for r in &restored {
-                    tracing::info!(job = %job.job_id, attempt, %worker, vertex = r.vertex, task = r.subtask, tier = %r.tier, "subtask restored");
+                    tracing::info!(job = %job.job_id, attempt, ?region, %worker, vertex = r.vertex, task = r.subtask, tier = %r.tier, "subtask restored");
                 }
-                if let Some(inbox) = job.inbox().as_ref().filter(|i| i.attempt == attempt) {
+                let inbox = job.inbox();
+                if let Some(inbox) = inbox.as_ref().filter(|i| i.accepts(attempt, region)) {
                     let _ = inbox
                         .reports
-                        .send((worker, AttemptReport::Started(restored)));
+                        .send(((worker, region), AttemptReport::Started(restored)));
                 }
             }
             Ok(())
@@ -317,6 +320,7 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
         ToCoordinator::Ended {
             job_number,
             attempt,
+            region,
             outcome,
         } => {
             let Some(job) = cluster.job_by_number(job_number) else {
@@ -324,11 +328,13 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
             };
             let inbox = job.inbox();
             match inbox.as_ref() {
-                Some(inbox) if inbox.attempt == attempt => {
-                    let _ = inbox.reports.send((worker, AttemptReport::Ended(outcome)));
+                Some(inbox) if inbox.accepts(attempt, region) => {
+                    let _ = inbox
+                        .reports
+                        .send(((worker, region), AttemptReport::Ended(outcome)));
                 }
                 _ => {
-                    tracing::info!(%worker, job = %job.job_id, attempt, ?outcome, "end of an attempt that is no longer running")
+                    tracing::info!(%worker, job = %job.job_id, attempt, ?region, ?outcome, "end of an attempt that is no longer running")
                 }
             }
             Ok(())

@@ -117,7 +117,15 @@ pub struct CheckpointTracker {
     /// A final checkpoint failed: the next waits for the interval.
     final_failed: bool,
     failed_in_a_row: u32,
+    /// Regions restart (regional failover): nothing triggers until their
+    /// tasks run again.
+    held: bool,
 }
+
+/// Why regions cannot restart on their own while the job's checkpoints go
+/// on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalCheckpointTriggered;
 
 impl CheckpointTracker {
     /// A tracker for a job with these `tasks` (every subtask acks every
@@ -142,7 +150,52 @@ impl CheckpointTracker {
             final_triggered: false,
             final_failed: false,
             failed_in_a_row: 0,
+            held: false,
         }
+    }
+
+    /// Regions restart on their own, among them the sources `restarted`:
+    /// the checkpoint in flight cannot complete (aborted, without counting
+    /// as a failure), and none is triggered until
+    /// [`regions_running`](Self::regions_running). Refused once the final
+    /// checkpoint was triggered: the other regions' sources closed after it
+    /// and can take no other.
+    pub fn regions_restarting(
+        &mut self,
+        restarted: &[SubtaskId],
+        reason: String,
+    ) -> Result<Option<Decision>, FinalCheckpointTriggered> {
+        if self.final_triggered {
+            return Err(FinalCheckpointTriggered);
+        }
+        self.held = true;
+        for source in restarted {
+            self.finished_sources.remove(source);
+        }
+        let Some(pending) = self.pending.take() else {
+            return Ok(None);
+        };
+        Ok(Some(Decision::Abort(FailedCheckpoint {
+            epoch: pending.epoch,
+            is_final: pending.is_final,
+            triggered_at: pending.triggered_at,
+            reason,
+            kind: FailureKind::Task,
+            failed_in_a_row: self.failed_in_a_row,
+            fail_over: false,
+        })))
+    }
+
+    /// The restarted regions run again: the next checkpoint is due at once
+    /// (the restarted tasks resume from an older one).
+    pub fn regions_running(&mut self, now: Instant) {
+        self.held = false;
+        self.due_now(now);
+    }
+
+    /// Whether regions are restarting (nothing triggers).
+    pub fn is_held(&self) -> bool {
+        self.held
     }
 
     /// Makes the next checkpoint due at once (minimum pause aside): after a
@@ -171,7 +224,7 @@ impl CheckpointTracker {
         if let Some(pending) = &self.pending {
             return pending.triggered_at.checked_add(self.config.timeout);
         }
-        if self.final_triggered {
+        if self.final_triggered || self.held {
             return None;
         }
         if self.finished_sources.len() == self.sources.len() && !self.final_failed {
@@ -194,7 +247,7 @@ impl CheckpointTracker {
             }
             return None;
         }
-        if self.final_triggered {
+        if self.final_triggered || self.held {
             return None;
         }
         let all_sources_done = self.finished_sources.len() == self.sources.len();
@@ -677,5 +730,54 @@ mod tests {
         };
         assert!(done.is_final);
         assert_eq!(t.tick(secs(t0, at + 10.0)), None);
+    }
+
+    #[test]
+    fn restarting_regions_abort_the_checkpoint_in_flight_and_hold_the_next() {
+        let t0 = Instant::now();
+        let mut tracker = tracker(t0);
+        assert!(matches!(
+            tracker.tick(secs(t0, 1.0)),
+            Some(Decision::Trigger { .. })
+        ));
+        tracker.on_event(ack(1, task(1, 0)), secs(t0, 1.1));
+        let aborted = tracker
+            .regions_restarting(&[task(0, 0)], "region 0 restarts".into())
+            .unwrap();
+        let Some(Decision::Abort(failed)) = aborted else {
+            panic!("the checkpoint in flight is aborted: {aborted:?}");
+        };
+        assert_eq!(failed.epoch, Epoch(1));
+        assert!(!failed.fail_over);
+        assert_eq!(
+            failed.failed_in_a_row, 0,
+            "a regional restart is no checkpoint failure"
+        );
+        // A late ack of the aborted checkpoint changes nothing; nothing is due.
+        assert_eq!(tracker.on_event(ack(1, task(0, 0)), secs(t0, 1.2)), None);
+        assert_eq!(tracker.next_due(), None);
+        assert_eq!(tracker.tick(secs(t0, 30.0)), None);
+        // Running again: due at once, under a new epoch.
+        tracker.regions_running(secs(t0, 31.0));
+        let Some(Decision::Trigger { epoch, .. }) = tracker.tick(secs(t0, 31.0)) else {
+            panic!("a checkpoint is due once the regions run");
+        };
+        assert_eq!(epoch, Epoch(2));
+    }
+
+    #[test]
+    fn regions_cannot_restart_alone_after_the_final_checkpoint_was_triggered() {
+        let t0 = Instant::now();
+        let mut tracker = tracker(t0);
+        let decision = tracker.on_event(WorkerEvent::SourceFinished { task: task(0, 0) }, t0);
+        assert!(matches!(
+            decision,
+            Some(Decision::Trigger { is_final: true, .. })
+        ));
+        assert_eq!(
+            tracker.regions_restarting(&[task(0, 0)], "r".into()),
+            Err(FinalCheckpointTriggered)
+        );
+        assert!(!tracker.is_held());
     }
 }

@@ -13,11 +13,14 @@
 //! - [`wordcount`]: `wordcount` over a text file.
 //! - [`nexmark`]: Nexmark `q5` (hot items, sliding windows) and `q7`
 //!   (highest bid per tumbling window).
+//! - [`chains`]: `two-chains`, two unconnected pipelines in one job (a
+//!   graph of many pipelined regions: regional failover).
 //!
 //! Each job module exports a [`JobDefinition`](weir_operators::job::JobDefinition).
 
 #![warn(missing_docs)]
 
+pub mod chains;
 pub mod kafka;
 pub mod keyed_sum;
 pub mod nexmark;
@@ -26,7 +29,7 @@ pub mod wordcount;
 use weir_operators::job::JobRegistry;
 
 /// Weir's reference jobs: keyed-sum, wordcount, nexmark-q5, nexmark-q7,
-/// kafka-keyed-sum, kafka-to-postgres, nexmark-to-kafka.
+/// kafka-keyed-sum, kafka-to-postgres, nexmark-to-kafka, two-chains.
 pub fn registry() -> JobRegistry {
     let mut registry = JobRegistry::new();
     registry.register(keyed_sum::DEFINITION);
@@ -36,6 +39,7 @@ pub fn registry() -> JobRegistry {
     registry.register(kafka::KEYED_SUM);
     registry.register(kafka::TO_POSTGRES);
     registry.register(kafka::NEXMARK_TO_KAFKA);
+    registry.register(chains::DEFINITION);
     registry
 }
 

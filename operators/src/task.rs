@@ -139,6 +139,12 @@ pub struct TaskInfo {
     pub attempt: String,
     /// The state to resume from, when the job was restored.
     pub restored: Option<Arc<RestoredTask>>,
+    /// This subtask restarted with its pipelined region alone while the
+    /// job's other regions kept running (regional failover): a clean-up at
+    /// start must touch only this subtask's own share (its own hidden
+    /// files, its own transactional ids), never the other subtasks' output
+    /// in flight.
+    pub others_running: bool,
     /// Wakes this subtask when it is a source waiting after
     /// [`SourcePoll::Idle`].
     pub waker: SourceWaker,

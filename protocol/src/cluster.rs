@@ -192,15 +192,23 @@ pub struct Deployment {
     pub job_number: u32,
     /// The job's id (checkpoint directory name).
     pub job_id: String,
-    /// The attempt: increases with every (re)deployment of the job.
+    /// The attempt: increases with every (re)deployment of the job or of
+    /// one of its regions, so no two deployments of a job share one (the
+    /// data channels of each are told apart by it).
     pub attempt: u32,
+    /// The pipelined region this deployment runs, for a job whose graph
+    /// falls apart into several (each region is deployed, and restarted,
+    /// on its own); `None`: every subtask placed on the worker.
+    #[serde(default)]
+    pub region: Option<RegionPart>,
     /// What to build.
     pub spec: JobSpec,
     /// The graph the coordinator validated; a worker checks that it built the same.
     pub graph: JobGraph,
-    /// Every subtask's worker.
+    /// The worker of every subtask this deployment runs (of its region,
+    /// when it has one).
     pub placement: Vec<TaskPlacement>,
-    /// Every worker of the deployment.
+    /// Every worker of the job (replicas go to them and its spares).
     pub peers: Vec<Peer>,
     /// Checkpointing, when on.
     pub checkpoints: Option<DeploymentCheckpoints>,
@@ -218,7 +226,34 @@ pub struct Deployment {
     pub spares: Vec<Peer>,
 }
 
+/// Which pipelined region a deployment runs, and of which attempt of the
+/// job: the attempt whose checkpoint driver sends it commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionPart {
+    /// The region's index in
+    /// [`pipelined_regions`](crate::regions::pipelined_regions).
+    pub region: u32,
+    /// The job's attempt: its commands (checkpoint triggers, commits) name
+    /// it, whichever attempt the region runs.
+    pub job_attempt: u32,
+    /// The region restarted on its own while the job's other regions kept
+    /// running (regional failover): a clean-up at start must touch only
+    /// what this region's subtasks left, never another's pending output.
+    #[serde(default)]
+    pub others_running: bool,
+}
+
 impl Deployment {
+    /// The attempt whose commands this deployment follows.
+    pub fn command_attempt(&self) -> u32 {
+        self.region.map_or(self.attempt, |r| r.job_attempt)
+    }
+
+    /// The region this deployment runs, if the job has several.
+    pub fn region_index(&self) -> Option<u32> {
+        self.region.map(|r| r.region)
+    }
+
     /// The workers `worker` pushes replicas to while all take them: the
     /// first `replicas` of its [`replica_candidates`].
     pub fn replica_peers(&self, worker: WorkerId) -> Vec<WorkerId> {
@@ -342,6 +377,7 @@ mod replica_tests {
             job_number: 1,
             job_id: "j".into(),
             attempt: 1,
+            region: None,
             spec: JobSpec {
                 job: "j".into(),
                 params: Vec::new(),
@@ -452,6 +488,9 @@ pub struct DeploymentReport {
     pub job_number: u32,
     /// The attempt.
     pub attempt: u32,
+    /// The region it runs, for a job deployed region by region.
+    #[serde(default)]
+    pub region: Option<RegionPart>,
     /// Every local subtask runs (its state restored).
     pub started: bool,
     /// Which tier served each restored local subtask.

@@ -6,8 +6,10 @@
 //! joins every subtask of both ends. A failure in one region leaves the
 //! others untouched (pure).
 
+use crate::cluster::{TaskPlacement, WorkerId};
 use crate::graph::{JobGraph, Partitioning};
 use crate::ids::VertexId;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One subtask of a graph: its vertex and index.
 pub type Task = (VertexId, u32);
@@ -75,6 +77,92 @@ pub fn pipelined_regions(graph: &JobGraph) -> Vec<Vec<Task>> {
     }
     regions.sort();
     regions
+}
+
+/// A graph's pipelined regions with the region of every task: what a
+/// failover decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionMap {
+    regions: Vec<Vec<Task>>,
+    of: BTreeMap<Task, u32>,
+}
+
+impl RegionMap {
+    /// The regions of `graph` ([`pipelined_regions`]).
+    pub fn of(graph: &JobGraph) -> Self {
+        let regions = pipelined_regions(graph);
+        let of = regions
+            .iter()
+            .enumerate()
+            .flat_map(|(r, tasks)| tasks.iter().map(move |t| (*t, r as u32)))
+            .collect();
+        Self { regions, of }
+    }
+
+    /// How many regions there are.
+    pub fn len(&self) -> u32 {
+        self.regions.len() as u32
+    }
+
+    /// Whether the graph has no task at all.
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+
+    /// Whether a failure can restart less than the whole job.
+    pub fn is_regional(&self) -> bool {
+        self.regions.len() > 1
+    }
+
+    /// The region of subtask `subtask` of `vertex`.
+    pub fn region_of(&self, vertex: u32, subtask: u32) -> Option<u32> {
+        self.of.get(&(VertexId(vertex), subtask)).copied()
+    }
+
+    /// The tasks of region `region`.
+    pub fn tasks(&self, region: u32) -> &[Task] {
+        self.regions
+            .get(region as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The regions with a task on `worker` under `placement`.
+    pub fn regions_on(&self, placement: &[TaskPlacement], worker: WorkerId) -> BTreeSet<u32> {
+        placement
+            .iter()
+            .filter(|p| p.worker == worker)
+            .filter_map(|p| self.region_of(p.vertex, p.subtask))
+            .collect()
+    }
+
+    /// The part of `placement` in `region`.
+    pub fn placement_of(&self, placement: &[TaskPlacement], region: u32) -> Vec<TaskPlacement> {
+        placement
+            .iter()
+            .filter(|p| self.region_of(p.vertex, p.subtask) == Some(region))
+            .copied()
+            .collect()
+    }
+
+    /// What a failure of `failed` (the regions that lost a task) restarts:
+    /// those regions alone while others are left running, else everything.
+    pub fn failover(&self, failed: &BTreeSet<u32>) -> Failover {
+        if !self.is_regional() || failed.is_empty() || failed.len() >= self.regions.len() {
+            Failover::Global
+        } else {
+            Failover::Regions(failed.clone())
+        }
+    }
+}
+
+/// What a failure restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failover {
+    /// Every task of the job, from its latest complete checkpoint.
+    Global,
+    /// Only these regions; the others keep running.
+    Regions(BTreeSet<u32>),
 }
 
 #[cfg(test)]
@@ -149,5 +237,41 @@ mod tests {
         // A vertex of its own (no edges) is a region per subtask.
         assert_eq!(pipelined_regions(&graph(&[(0, 2)], &[])).len(), 2);
         assert!(pipelined_regions(&JobGraph::new("empty")).is_empty());
+    }
+
+    #[test]
+    fn a_failure_restarts_only_the_regions_that_lost_a_task() {
+        // Two forward chains at p=2: four regions, two per slot.
+        let chains = graph(
+            &[(0, 2), (1, 2), (2, 2), (3, 2)],
+            &[(0, 1, Partitioning::Forward), (2, 3, Partitioning::Forward)],
+        );
+        let map = RegionMap::of(&chains);
+        assert_eq!(map.len(), 4);
+        let placement: Vec<TaskPlacement> = (0..4)
+            .flat_map(|v| {
+                (0..2).map(move |s| TaskPlacement {
+                    vertex: v,
+                    subtask: s,
+                    worker: WorkerId(s + 1),
+                })
+            })
+            .collect();
+        let lost = map.regions_on(&placement, WorkerId(1));
+        assert_eq!(lost.len(), 2);
+        for region in &lost {
+            assert!(map.tasks(*region).iter().all(|(_, s)| *s == 0));
+            assert_eq!(map.placement_of(&placement, *region).len(), 2);
+        }
+        assert_eq!(map.failover(&lost), Failover::Regions(lost.clone()));
+        let everything: BTreeSet<u32> = (0..4).collect();
+        assert_eq!(map.failover(&everything), Failover::Global);
+        assert_eq!(map.failover(&BTreeSet::new()), Failover::Global);
+        // A connected graph always restarts as a whole.
+        let keyed = graph(&[(0, 2), (1, 2)], &[(0, 1, Partitioning::Hash)]);
+        assert_eq!(
+            RegionMap::of(&keyed).failover(&[0].into_iter().collect()),
+            Failover::Global
+        );
     }
 }

@@ -59,6 +59,9 @@ pub enum ToCoordinator {
         job_number: u32,
         /// The attempt it belongs to.
         attempt: u32,
+        /// The deployment's region, for a job deployed region by region.
+        #[serde(default)]
+        region: Option<u32>,
         /// The event.
         event: WorkerEvent,
     },
@@ -69,6 +72,9 @@ pub enum ToCoordinator {
         job_number: u32,
         /// The attempt.
         attempt: u32,
+        /// The deployment's region, for a job deployed region by region.
+        #[serde(default)]
+        region: Option<u32>,
         /// For restored subtasks: which tier served their state.
         #[serde(default)]
         restored: Vec<SubtaskRestore>,
@@ -79,6 +85,9 @@ pub enum ToCoordinator {
         job_number: u32,
         /// The attempt.
         attempt: u32,
+        /// The deployment's region, for a job deployed region by region.
+        #[serde(default)]
+        region: Option<u32>,
         /// How.
         outcome: DeploymentOutcome,
     },
@@ -119,7 +128,8 @@ pub enum ToWorker {
     Command {
         /// The job's number.
         job_number: u32,
-        /// The attempt it is for; other attempts ignore it.
+        /// The job attempt it is for (every region of it takes it); other
+        /// attempts ignore it.
         attempt: u32,
         /// The command.
         command: ControlCommand,
@@ -128,8 +138,13 @@ pub enum ToWorker {
     Cancel {
         /// The job's number.
         job_number: u32,
-        /// The attempt to stop.
+        /// The attempt to stop: a deployment of it, or every region of
+        /// the job attempt it names.
         attempt: u32,
+        /// Only this region's deployment (regional failover); `None`: every
+        /// deployment of the attempt.
+        #[serde(default)]
+        region: Option<u32>,
     },
 }
 

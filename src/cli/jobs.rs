@@ -297,13 +297,8 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
         ("records out", status.records_out.to_string()),
         ("elapsed", format!("{:.3} s", status.elapsed_s)),
         ("placement", placement.join(" ")),
-        (
-            "regions",
-            match status.regions {
-                0 | 1 => "1 (connected: a failure restarts the whole job)".into(),
-                n => format!("{n} pipelined regions (a failure still restarts them all)"),
-            },
-        ),
+        ("regions", regions_line(status)),
+        ("regional restarts", regional_restarts_line(status)),
         (
             "spares",
             if status.spares.is_empty() {
@@ -318,6 +313,47 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
     }
     println!("{rows}");
     Ok(())
+}
+
+/// How many regions the job has, and what a failure restarts.
+fn regions_line(status: &JobStatus) -> String {
+    match status.regions {
+        0 | 1 => "1 (connected: a failure restarts the whole job)".into(),
+        n if status.region_attempts.is_empty() => {
+            format!("{n} pipelined regions (without checkpoints a failure restarts them all)")
+        }
+        n => {
+            let attempts: Vec<String> = status
+                .region_attempts
+                .iter()
+                .map(|(region, attempt)| format!("r{region}@{attempt}"))
+                .collect();
+            format!(
+                "{n} pipelined regions; a failure restarts only those that lost a task (region@attempt: {})",
+                attempts.join(" ")
+            )
+        }
+    }
+}
+
+/// The last regional failover: `2 (last: regions 0 1 from checkpoint 7 in 180 ms: cause)`.
+fn regional_restarts_line(status: &JobStatus) -> String {
+    let Some(last) = status.regional_restarts.last() else {
+        return "-".into();
+    };
+    let regions: Vec<String> = last.regions.iter().map(u32::to_string).collect();
+    let from = last
+        .restored_from
+        .map_or("from the start".into(), |e| format!("from checkpoint {e}"));
+    let took = last.recovery_ms.map_or("still starting".into(), |ms| {
+        format!("running again in {ms:.0} ms")
+    });
+    format!(
+        "{} (last: regions {} {from}, {took}; the others kept running): {}",
+        status.regional_restarts.len(),
+        regions.join(" "),
+        last.cause
+    )
 }
 
 /// `waiting for checkpoint storage for 12.3 s (…): error`.

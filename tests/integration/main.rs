@@ -17,6 +17,7 @@ mod partition;
 mod postgres;
 mod recovery;
 mod reference_jobs;
+mod regional;
 mod s3;
 mod savepoints;
 mod scaling;

@@ -258,8 +258,10 @@ impl Cluster {
         inner.detector.heard(id, Instant::now());
         let jobs: Vec<Arc<JobHandle>> = inner.jobs.values().cloned().collect();
         drop(inner);
-        let mut stale: Vec<(u32, u32)> =
-            reports.iter().map(|r| (r.job_number, r.attempt)).collect();
+        let mut stale: Vec<(u32, u32, Option<u32>)> = reports
+            .iter()
+            .map(|r| (r.job_number, r.attempt, r.region.map(|p| p.region)))
+            .collect();
         for job in jobs {
             let inbox = job.inbox();
             let Some(inbox) = inbox
@@ -268,16 +270,29 @@ impl Cluster {
             else {
                 continue;
             };
-            let report = reports
-                .iter()
-                .find(|r| r.job_number == job.number && r.attempt == inbox.attempt)
-                .cloned();
-            stale.retain(|(number, attempt)| !(*number == job.number && *attempt == inbox.attempt));
-            let _ = inbox.reports.send((id, AttemptReport::Reattached(report)));
+            let (report, matched) = crate::adoption::reports_of_attempt(
+                &reports,
+                job.number,
+                inbox.attempt,
+                &inbox.region_attempts,
+            );
+            stale.retain(|(number, attempt, region)| {
+                !(*number == job.number && matched.contains(&(*attempt, *region)))
+            });
+            let _ = inbox
+                .reports
+                .send(((id, None), AttemptReport::Reattached(report)));
         }
-        for (job_number, attempt) in stale {
-            tracing::info!(worker = %id, job = job_number, attempt, "cancelling a deployment no job adopts");
-            self.cancel([&id], job_number, attempt);
+        for (job_number, attempt, region) in stale {
+            tracing::info!(worker = %id, job = job_number, attempt, ?region, "cancelling a deployment no job adopts");
+            self.send(
+                id,
+                ToWorker::Cancel {
+                    job_number,
+                    attempt,
+                    region,
+                },
+            );
         }
         Ok(id)
     }
@@ -340,7 +355,7 @@ impl Cluster {
                     busy = true;
                     job.record().note_loss(worker, cause, loss, detected);
                     let _ = inbox.reports.send((
-                        worker,
+                        (worker, None),
                         AttemptReport::Ended(DeploymentOutcome::Failed {
                             error: format!("worker {worker} was lost: {cause}"),
                             kind: weir_protocol::FailureKind::Task,
@@ -382,9 +397,23 @@ impl Cluster {
                 ToWorker::Cancel {
                     job_number,
                     attempt,
+                    region: None,
                 },
             );
         }
+    }
+
+    /// Tells `worker` to stop region `region`'s deployment of job
+    /// `job_number` that is `attempt` (a regional failover).
+    pub fn cancel_region(&self, worker: WorkerId, job_number: u32, attempt: u32, region: u32) {
+        self.send(
+            worker,
+            ToWorker::Cancel {
+                job_number,
+                attempt,
+                region: Some(region),
+            },
+        );
     }
 
     /// The channel to `worker`, if it is registered.

@@ -127,6 +127,30 @@ impl Cluster {
         Ok(())
     }
 
+    /// Reserves one slot for a slot a regional failover moves: on the
+    /// first of `preferred` (the workers holding its state, best first)
+    /// with one free, else on the worker with the most free (ties by id).
+    /// Returns that worker and its data-exchange address.
+    pub fn take_slot(&self, preferred: &[WorkerId]) -> Option<(WorkerId, String)> {
+        let mut inner = self.inner();
+        let free = |w: &super::WorkerEntry| w.slots.saturating_sub(w.used);
+        let chosen = preferred
+            .iter()
+            .copied()
+            .find(|id| inner.workers.get(id).is_some_and(|w| free(w) > 0))
+            .or_else(|| {
+                inner
+                    .workers
+                    .iter()
+                    .filter(|(_, w)| free(w) > 0)
+                    .max_by(|a, b| free(a.1).cmp(&free(b.1)).then(b.0.cmp(a.0)))
+                    .map(|(id, _)| *id)
+            })?;
+        let entry = inner.workers.get_mut(&chosen)?;
+        entry.used += 1;
+        Some((chosen, entry.data_addr.clone()))
+    }
+
     /// Returns the slots of `placement` (workers that are gone are skipped).
     pub fn release(&self, graph: &JobGraph, placement: &[TaskPlacement]) {
         let widest = widest_vertex(graph);

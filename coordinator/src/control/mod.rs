@@ -114,6 +114,11 @@ pub struct StoredJob {
     /// ([`Deployment::spares`](weir_protocol::cluster::Deployment::spares)).
     #[serde(default)]
     pub spares: Vec<Peer>,
+    /// For a job deployed region by region: the attempt each region of
+    /// the current attempt runs (a region restarted on its own runs a
+    /// newer one than `attempt`).
+    #[serde(default)]
+    pub region_attempts: std::collections::BTreeMap<u32, u32>,
     /// Parallelism of the current attempt.
     pub running_parallelism: u32,
     /// Restarts so far.
@@ -141,6 +146,15 @@ pub struct StoredJob {
 }
 
 impl StoredJob {
+    /// The newest attempt number given out, the job's or a region's: the
+    /// next deployment's is higher.
+    pub fn newest_attempt(&self) -> u32 {
+        self.region_attempts
+            .values()
+            .copied()
+            .fold(self.attempt, u32::max)
+    }
+
     /// A job just submitted.
     pub fn new(number: u32, job_id: String, spec: JobSpec, settings: RunSettings) -> Self {
         Self {
@@ -155,6 +169,7 @@ impl StoredJob {
             placement: Vec::new(),
             peers: Vec::new(),
             spares: Vec::new(),
+            region_attempts: Default::default(),
             running_parallelism: 0,
             restarts: 0,
             consecutive_failures: 0,

@@ -7,12 +7,13 @@ use super::ends::Progress;
 use super::AttemptEnd;
 use crate::adoption::{decide, AdoptionDecision, ExpectedAttempt, Heard, StopState};
 use crate::cluster::Cluster;
-use crate::job::{AttemptInbox, AttemptReport, JobHandle};
+use crate::job::{AttemptInbox, AttemptReport, JobHandle, PartId};
 use crate::scaling::Shape;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_protocol::cluster::{DeploymentOutcome, DeploymentReport, TaskPlacement};
+use weir_protocol::regions::RegionMap;
 use weir_protocol::{JobSpec, JobState, WorkerEvent, WorkerId};
 use weir_state::CheckpointStorage;
 
@@ -22,7 +23,7 @@ use weir_state::CheckpointStorage;
 pub struct Adoption {
     expected: ExpectedAttempt,
     placement: Vec<TaskPlacement>,
-    reports: Receiver<(WorkerId, AttemptReport)>,
+    reports: Receiver<(PartId, AttemptReport)>,
     events: Option<Receiver<WorkerEvent>>,
     deadline: Instant,
 }
@@ -46,6 +47,7 @@ impl Adoption {
         };
         *job.inbox() = Some(AttemptInbox {
             attempt: stored.attempt,
+            region_attempts: stored.region_attempts.clone(),
             workers: workers.clone(),
             events: events_tx,
             reports: reports_tx,
@@ -69,8 +71,24 @@ impl Adoption {
     }
 }
 
-/// Notes one report of a worker of the attempt.
-fn hear(heard: &mut Heard, worker: WorkerId, report: AttemptReport) {
+/// Notes one report of a worker of the attempt. Those of one region's
+/// deployment go to `late` (the decision looks at whole workers), except a
+/// failure, which no adoption survives.
+fn hear(
+    heard: &mut Heard,
+    late: &mut Vec<(PartId, AttemptReport)>,
+    (worker, region): PartId,
+    report: AttemptReport,
+) {
+    if region.is_some() {
+        if let AttemptReport::Ended(outcome @ DeploymentOutcome::Failed { .. }) = &report {
+            if let Some(Some(merged)) = heard.get_mut(&worker) {
+                merged.ended = Some(outcome.clone());
+            }
+        }
+        late.push(((worker, region), report));
+        return;
+    }
     match report {
         AttemptReport::Reattached(report) => {
             heard.insert(worker, report);
@@ -98,10 +116,10 @@ fn close_inbox(
     cluster: &Cluster,
     job: &JobHandle,
     attempt: u32,
-    reports: &Receiver<(WorkerId, AttemptReport)>,
+    reports: &Receiver<(PartId, AttemptReport)>,
 ) {
     *job.inbox() = None;
-    for (worker, report) in reports.try_iter() {
+    for ((worker, _), report) in reports.try_iter() {
         if let AttemptReport::Reattached(Some(report)) = report {
             if report.ended.is_none() {
                 cluster.cancel([&worker], job.number, attempt);
@@ -127,6 +145,7 @@ pub(super) fn run(
     let attempt = expected.attempt;
     job.advance(JobState::Scheduling);
     let mut heard = Heard::new();
+    let mut late = Vec::new();
     let cancel_heard = |heard: &Heard| {
         let running = heard
             .iter()
@@ -149,7 +168,7 @@ pub(super) fn run(
                     .saturating_duration_since(now)
                     .min(Duration::from_millis(100));
                 match reports.recv_timeout(wait) {
-                    Ok((worker, report)) => hear(&mut heard, worker, report),
+                    Ok((part, report)) => hear(&mut heard, &mut late, part, report),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return AttemptEnd::Deposed,
                 }
@@ -218,12 +237,25 @@ pub(super) fn run(
         .iter()
         .flat_map(|r| r.restored.iter().copied())
         .collect();
-    let progress = Progress::adopted(&heard);
+    // A job deployed region by region runs a part per region on a worker.
+    let regions = RegionMap::of(&shape.graph);
+    let by_region = !stored.region_attempts.is_empty();
+    let parts_of = |worker: WorkerId| -> Vec<PartId> {
+        if by_region {
+            regions
+                .regions_on(&placement, worker)
+                .into_iter()
+                .map(|r| (worker, Some(r)))
+                .collect()
+        } else {
+            vec![(worker, None)]
+        }
+    };
+    let progress = Progress::adopted(&heard, parts_of, late);
     let end = attempt::adopted(
         cluster,
         job,
         &shape,
-        &placement,
         attempt,
         storage,
         events,
@@ -231,7 +263,8 @@ pub(super) fn run(
         progress,
         finished_sources,
     );
-    cluster.release(&shape.graph, &placement);
+    // Where the attempt ran last (a regional failover moves slots).
+    cluster.release(&shape.graph, &job.stored().placement);
     end
 }
 

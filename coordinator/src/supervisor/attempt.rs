@@ -3,25 +3,29 @@
 //! command forwarding and the collection of its workers' ends.
 
 use super::ends::{collect_ends, Progress};
+use super::regional::{CommandTargets, Regional};
 use super::restore::Unanswered;
 use super::AttemptEnd;
 use crate::catalog::CheckpointCatalog;
 use crate::cluster::Cluster;
 use crate::control::CheckpointPointer;
-use crate::driver::{CheckpointDriver, CheckpointFence, CheckpointStats, DriverConfig};
+use crate::driver::{
+    CheckpointDriver, CheckpointFence, CheckpointStats, DriverConfig, DriverControl,
+};
 use crate::error::CoordinatorError;
 use crate::history::StorageWaitPhase;
-use crate::job::{AttemptInbox, AttemptReport, JobHandle};
+use crate::job::{AttemptInbox, AttemptReport, JobHandle, PartId};
 use crate::scaling::Shape;
 use crate::tracker::CheckpointConfig;
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_protocol::cluster::{
-    replica_candidates, Deployment, DeploymentCheckpoints, DeploymentOutcome, Peer, RestorePoint,
-    TaskPlacement,
+    replica_candidates, Deployment, DeploymentCheckpoints, DeploymentOutcome, Peer, RegionPart,
+    RestorePoint, TaskPlacement,
 };
+use weir_protocol::regions::RegionMap;
 use weir_protocol::wire::ToWorker;
 use weir_protocol::{ControlCommand, Epoch, FailureKind, SubtaskId, WorkerEvent, WorkerId};
 use weir_state::CheckpointStorage;
@@ -64,6 +68,10 @@ impl CheckpointFence for JobFence {
 /// The checkpoint driver of a running attempt and where its commands go.
 pub(super) struct Checkpoints {
     thread: Option<std::thread::JoinHandle<CheckpointStats>>,
+    /// The supervisor's word to the driver on regional failovers.
+    control: Sender<DriverControl>,
+    /// The workers its commands go to.
+    targets: CommandTargets,
 }
 
 impl Checkpoints {
@@ -127,7 +135,10 @@ impl Checkpoints {
             driver = driver.checkpoint_at_once();
         }
         let (savepoints_tx, savepoints_rx) = crossbeam_channel::unbounded();
-        driver = driver.with_savepoints(savepoints_rx);
+        let (control, control_rx) = crossbeam_channel::unbounded();
+        driver = driver
+            .with_savepoints(savepoints_rx)
+            .with_control(control_rx);
         *crate::cluster::lock(&job.savepoints) = Some(savepoints_tx);
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
@@ -135,8 +146,15 @@ impl Checkpoints {
             .spawn(move || driver.run(&events, &commands_tx))
             .ok();
         let number = job.number;
-        // Commands end with the driver (its sender drops).
-        let senders: Vec<_> = workers.iter().filter_map(|w| cluster.outbox(*w)).collect();
+        // Commands end with the driver (its sender drops). A regional
+        // failover adds the workers lost slots move to.
+        let targets: CommandTargets = Arc::new(std::sync::Mutex::new(
+            workers
+                .iter()
+                .filter_map(|w| cluster.outbox(*w).map(|outbox| (*w, outbox)))
+                .collect(),
+        ));
+        let senders = targets.clone();
         let guard = cluster.guard().clone();
         let _ = std::thread::Builder::new()
             .name(format!("commands-{number}"))
@@ -145,7 +163,8 @@ impl Checkpoints {
                     if !guard.leads() {
                         break;
                     }
-                    for outbox in &senders {
+                    let senders = crate::cluster::lock(&senders).clone();
+                    for (_, outbox) in &senders {
                         let _ = outbox.send(ToWorker::Command {
                             job_number: number,
                             attempt,
@@ -160,24 +179,31 @@ impl Checkpoints {
                     }
                 }
             });
-        Ok(Self { thread })
+        Ok(Self {
+            thread,
+            control,
+            targets,
+        })
+    }
+
+    /// What a regional failover needs of the driver.
+    fn regional(&self) -> (Sender<DriverControl>, CommandTargets) {
+        (self.control.clone(), self.targets.clone())
     }
 
     /// Waits for the driver (its event channel closed) and keeps its figures.
-    fn finish(
-        self,
-        job: &JobHandle,
-        shape: &Shape,
-        placement: &[TaskPlacement],
-        workers: &[WorkerId],
-    ) -> Option<(String, FailureKind)> {
+    fn finish(self, job: &JobHandle, shape: &Shape) -> Option<(String, FailureKind)> {
         // Requests from now on find no driver (one still queued is
         // answered as the driver ends).
         *crate::cluster::lock(&job.savepoints) = None;
         let thread = self.thread?;
         let mut stats = thread.join().unwrap_or_default();
         let failed_over = stats.failed_over.take();
-        let spares: Vec<WorkerId> = job.stored().spares.iter().map(|p| p.worker).collect();
+        // Where the attempt ran last (a regional failover moves slots).
+        let stored = job.stored();
+        let spares: Vec<WorkerId> = stored.spares.iter().map(|p| p.worker).collect();
+        let workers: Vec<WorkerId> = stored.peers.iter().map(|p| p.worker).collect();
+        let placement = &stored.placement;
         let mut record = job.record();
         record.live_checkpoints = None;
         if stats.completed > 0 {
@@ -186,7 +212,7 @@ impl Checkpoints {
             record.holders = state_holders(
                 &shape.graph,
                 placement,
-                workers,
+                &workers,
                 &spares,
                 job.settings.replicas,
             );
@@ -224,12 +250,23 @@ pub(super) fn deploy(
     } else {
         Vec::new()
     };
+    // A job whose graph falls apart into regions (and that checkpoints, so
+    // a region can restart alone) is deployed region by region, each with
+    // an attempt of its own above the job's.
+    let regions = RegionMap::of(&shape.graph);
+    let by_region = regions.is_regional() && storage.is_some();
+    let attempt = job.stored().newest_attempt() + 1;
+    let region_attempts: BTreeMap<u32, u32> = if by_region {
+        (0..regions.len()).map(|r| (r, attempt + 1 + r)).collect()
+    } else {
+        BTreeMap::new()
+    };
     // The attempt is recorded before any worker hears of it: a new leader
     // then knows which attempt may be running, and where.
-    let attempt = job.stored().attempt + 1;
     let recorded =
         super::restore::persist_waiting(job, &super::restart_strategy(settings), |stored| {
             stored.attempt = attempt;
+            stored.region_attempts = region_attempts.clone();
             stored.placement = placement.to_vec();
             stored.peers = peers.clone();
             stored.spares = spares.clone();
@@ -279,6 +316,7 @@ pub(super) fn deploy(
     }
     *job.inbox() = Some(AttemptInbox {
         attempt,
+        region_attempts: region_attempts.clone(),
         workers: workers.clone(),
         events,
         reports: reports.clone(),
@@ -289,6 +327,7 @@ pub(super) fn deploy(
         job_number: job.number,
         job_id: job.job_id.clone(),
         attempt,
+        region: None,
         spec: shape.spec.clone(),
         graph: shape.graph.clone(),
         placement: placement.to_vec(),
@@ -299,27 +338,50 @@ pub(super) fn deploy(
         replicas: settings.replicas,
         spares,
     };
+    let mut parts: Vec<PartId> = Vec::new();
     for worker in &workers {
-        if !cluster.send(*worker, ToWorker::Deploy(Box::new(deployment.clone()))) {
-            let _ = reports.send((
-                *worker,
-                AttemptReport::Ended(DeploymentOutcome::Failed {
-                    error: format!("worker {worker} is gone"),
-                    kind: weir_protocol::FailureKind::Task,
-                }),
-            ));
+        let mut theirs: Vec<(Option<u32>, Deployment)> = Vec::new();
+        if by_region {
+            for region in regions.regions_on(placement, *worker) {
+                theirs.push((
+                    Some(region),
+                    Deployment {
+                        attempt: region_attempts[&region],
+                        region: Some(RegionPart {
+                            region,
+                            job_attempt: attempt,
+                            others_running: false,
+                        }),
+                        placement: regions.placement_of(placement, region),
+                        ..deployment.clone()
+                    },
+                ));
+            }
+        } else {
+            theirs.push((None, deployment.clone()));
+        }
+        for (region, deployment) in theirs {
+            parts.push((*worker, region));
+            if !cluster.send(*worker, ToWorker::Deploy(Box::new(deployment))) {
+                let _ = reports.send((
+                    (*worker, region),
+                    AttemptReport::Ended(DeploymentOutcome::Failed {
+                        error: format!("worker {worker} is gone"),
+                        kind: weir_protocol::FailureKind::Task,
+                    }),
+                ));
+            }
         }
     }
     drop(reports);
-    tracing::info!(job = %job.job_id, attempt, workers = ?workers, "attempt deployed");
-    let progress = Progress::starting(&workers);
+    tracing::info!(job = %job.job_id, attempt, workers = ?workers, regions = region_attempts.len(), "attempt deployed");
+    let progress = Progress::starting(&parts);
     finish(
         cluster,
         job,
         shape,
-        placement,
-        &workers,
         attempt,
+        storage,
         driver,
         progress,
         &reports_rx,
@@ -334,11 +396,10 @@ pub(super) fn adopted(
     cluster: &Cluster,
     job: &Arc<JobHandle>,
     shape: &Shape,
-    placement: &[TaskPlacement],
     attempt: u32,
     storage: Option<&CheckpointStorage>,
     events: Option<Receiver<WorkerEvent>>,
-    reports: &Receiver<(WorkerId, AttemptReport)>,
+    reports: &Receiver<(PartId, AttemptReport)>,
     progress: Progress,
     finished_sources: Vec<SubtaskId>,
 ) -> AttemptEnd {
@@ -403,7 +464,7 @@ pub(super) fn adopted(
     }
     tracing::info!(job = %job.job_id, attempt, workers = ?workers, "attempt adopted: every worker kept it running");
     finish(
-        cluster, job, shape, placement, &workers, attempt, driver, progress, reports,
+        cluster, job, shape, attempt, storage, driver, progress, reports,
     )
 }
 
@@ -413,14 +474,20 @@ fn finish(
     cluster: &Cluster,
     job: &JobHandle,
     shape: &Shape,
-    placement: &[TaskPlacement],
-    workers: &[WorkerId],
     attempt: u32,
+    storage: Option<&CheckpointStorage>,
     driver: Option<Checkpoints>,
     progress: Progress,
-    reports: &Receiver<(WorkerId, AttemptReport)>,
+    reports: &Receiver<(PartId, AttemptReport)>,
 ) -> AttemptEnd {
     let full_slots = crate::scheduler::slots_needed(&job.graph);
+    let regional = Regional::new(
+        job,
+        shape,
+        attempt,
+        storage,
+        driver.as_ref().map(Checkpoints::regional),
+    );
     let end = collect_ends(
         cluster,
         job,
@@ -428,10 +495,11 @@ fn finish(
         progress,
         reports,
         (shape.slots(), full_slots),
+        regional,
     );
     // Dropping the inbox closes the driver's event channel: it stops.
     *job.inbox() = None;
-    let failed_over = driver.and_then(|driver| driver.finish(job, shape, placement, workers));
+    let failed_over = driver.and_then(|driver| driver.finish(job, shape));
     match (end, failed_over) {
         // The workers only saw a cancel: the cause is the driver's, and a
         // failover for storage does not count against the restarts.

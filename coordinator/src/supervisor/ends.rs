@@ -1,12 +1,15 @@
 //! Collecting the workers' ends of an attempt: the first failure (or a
 //! cancel request, or slots coming back for a scaled-down attempt) stops
-//! the others; a coordinator that no longer leads stops collecting and
-//! says nothing to the workers.
+//! the others, unless it hit only some regions of a job that falls apart
+//! into several: then those regions restart on their own
+//! ([`Regional`]) and the others run on. A coordinator that no longer
+//! leads stops collecting and says nothing to the workers.
 
+use super::regional::Regional;
 use super::AttemptEnd;
 use crate::adoption::Heard;
 use crate::cluster::Cluster;
-use crate::job::{AttemptReport, JobHandle};
+use crate::job::{AttemptReport, JobHandle, PartId};
 use crate::scaling::should_scale_up;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -19,46 +22,79 @@ const SLOT_CHECK: Duration = Duration::from_millis(200);
 /// How long an ending attempt waits for its workers to confirm.
 const END_GRACE: Duration = Duration::from_secs(10);
 
-/// Where the workers of an attempt are: which parts have not started, which
-/// have not ended, and the counters of those that finished.
+/// Where the workers of an attempt are: which parts (a worker's
+/// deployment, one per region for a job deployed region by region) have
+/// not started, which have not ended, and the counters of those that
+/// finished.
 #[derive(Debug, Clone)]
 pub(super) struct Progress {
     workers: Vec<WorkerId>,
-    pending: BTreeSet<WorkerId>,
-    starting: BTreeSet<WorkerId>,
+    pending: BTreeSet<PartId>,
+    starting: BTreeSet<PartId>,
     events_in: u64,
     records_out: u64,
 }
 
 impl Progress {
-    /// A freshly deployed attempt on `workers`.
-    pub(super) fn starting(workers: &[WorkerId]) -> Self {
+    /// A freshly deployed attempt of `parts`.
+    pub(super) fn starting(parts: &[PartId]) -> Self {
+        let mut workers: Vec<WorkerId> = parts.iter().map(|(w, _)| *w).collect();
+        workers.dedup();
         Self {
-            workers: workers.to_vec(),
-            pending: workers.iter().copied().collect(),
-            starting: workers.iter().copied().collect(),
+            workers,
+            pending: parts.iter().copied().collect(),
+            starting: parts.iter().copied().collect(),
             events_in: 0,
             records_out: 0,
         }
     }
 
-    /// An adopted attempt, as its workers reported it.
-    pub(super) fn adopted(heard: &Heard) -> Self {
-        let mut progress = Self::starting(&heard.keys().copied().collect::<Vec<_>>());
+    /// An adopted attempt, as its workers reported it (`parts_of`: the
+    /// parts each runs), and the reports of single regions that came in
+    /// while the adoption was decided.
+    pub(super) fn adopted(
+        heard: &Heard,
+        parts_of: impl Fn(WorkerId) -> Vec<PartId>,
+        late: Vec<(PartId, AttemptReport)>,
+    ) -> Self {
+        let parts: Vec<PartId> = heard.keys().flat_map(|w| parts_of(*w)).collect();
+        let mut progress = Self::starting(&parts);
+        progress.workers = heard.keys().copied().collect();
         for (worker, report) in heard {
             let Some(report) = report else { continue };
+            let theirs: Vec<PartId> = parts_of(*worker);
             if report.started {
-                progress.starting.remove(worker);
+                for part in &theirs {
+                    progress.starting.remove(part);
+                }
             }
             if let Some(DeploymentOutcome::Finished {
                 events_in,
                 records_out,
             }) = &report.ended
             {
-                progress.pending.remove(worker);
-                progress.starting.remove(worker);
+                for part in &theirs {
+                    progress.pending.remove(part);
+                    progress.starting.remove(part);
+                }
                 progress.events_in += events_in;
                 progress.records_out += records_out;
+            }
+        }
+        for (part, report) in late {
+            match report {
+                AttemptReport::Started(_) => {
+                    progress.starting.remove(&part);
+                }
+                AttemptReport::Ended(DeploymentOutcome::Finished {
+                    events_in,
+                    records_out,
+                }) if progress.pending.remove(&part) => {
+                    progress.starting.remove(&part);
+                    progress.events_in += events_in;
+                    progress.records_out += records_out;
+                }
+                _ => {}
             }
         }
         progress
@@ -70,6 +106,25 @@ impl Progress {
     }
 }
 
+/// Takes the parts a report of `part` is about out of `pending`: that
+/// part, or (a worker's loss, `None`) every part of the worker.
+fn take_parts(pending: &mut BTreeSet<PartId>, (worker, region): PartId) -> Vec<PartId> {
+    let taken: Vec<PartId> = pending
+        .iter()
+        .filter(|(w, r)| *w == worker && (region.is_none() || *r == region))
+        .copied()
+        .collect();
+    for part in &taken {
+        pending.remove(part);
+    }
+    taken
+}
+
+/// The workers of `parts`.
+fn workers_of(parts: &BTreeSet<PartId>) -> BTreeSet<WorkerId> {
+    parts.iter().map(|(w, _)| *w).collect()
+}
+
 /// Why the wait for a report ended without one.
 enum Woken {
     /// A wake-up or a deadline: look at the job and the clock.
@@ -79,14 +134,16 @@ enum Woken {
 }
 
 /// Waits for every worker's end of the attempt; on the first failure (or a
-/// cancel request) tells the others to stop.
+/// cancel request) tells the others to stop, unless `regional` restarts
+/// just the regions that failed.
 pub(super) fn collect_ends(
     cluster: &Cluster,
     job: &JobHandle,
     attempt: u32,
     progress: Progress,
-    reports: &crossbeam_channel::Receiver<(WorkerId, AttemptReport)>,
+    reports: &crossbeam_channel::Receiver<(PartId, AttemptReport)>,
     (slots, full_slots): (u32, u32),
+    mut regional: Option<Regional>,
 ) -> AttemptEnd {
     let Progress {
         mut pending,
@@ -99,8 +156,8 @@ pub(super) fn collect_ends(
     let mut looked_at_slots = Instant::now();
     let mut failure: Option<(String, FailureKind)> = None;
     let mut stopping_since: Option<Instant> = None;
-    let stop_all = |pending: &BTreeSet<WorkerId>| {
-        cluster.cancel(pending, job.number, attempt);
+    let stop_all = |pending: &BTreeSet<PartId>| {
+        cluster.cancel(&workers_of(pending), job.number, attempt);
     };
     let all_running = |job: &JobHandle| {
         job.advance(JobState::Running);
@@ -110,17 +167,23 @@ pub(super) fn collect_ends(
     if starting.is_empty() {
         all_running(job);
     }
-    while !pending.is_empty() {
+    let mut all_started = starting.is_empty();
+    while !pending.is_empty() || regional.as_ref().is_some_and(Regional::is_restarting) {
         if !job.leads() {
             return AttemptEnd::Deposed;
         }
         // Reports and wake-ups (a cancel request, leadership lost) are
         // signals; the rest are deadlines: the lease lapsing, the next look
-        // at free slots, the end of the grace the workers have to confirm.
+        // at free slots, the end of the grace the workers have to confirm,
+        // a regional restart's next step.
         let deadline = [
             job.lease_lapses_at(),
             (stopping_since.is_none() && slots < full_slots).then(|| looked_at_slots + SLOT_CHECK),
             stopping_since.map(|since| since + END_GRACE),
+            regional
+                .as_ref()
+                .filter(|_| stopping_since.is_none())
+                .and_then(Regional::next_step),
         ]
         .into_iter()
         .flatten()
@@ -145,45 +208,92 @@ pub(super) fn collect_ends(
             }
         };
         match report {
-            Ok((worker, AttemptReport::Started(restored))) => {
-                job.record().last_restore.extend(restored);
-                if starting.remove(&worker) && starting.is_empty() && failure.is_none() {
+            Ok((part, AttemptReport::Started(restored))) => {
+                job.record().last_restore.extend(restored.iter().copied());
+                if starting.remove(&part) {
+                    if let Some(regional) = regional.as_mut() {
+                        regional.started(job, part, &restored);
+                    }
+                }
+                if !all_started && starting.is_empty() && failure.is_none() {
+                    all_started = true;
                     all_running(job);
                 }
             }
-            Ok((worker, AttemptReport::Ended(outcome))) => {
-                if !pending.remove(&worker) {
+            Ok((part, AttemptReport::Ended(outcome))) => {
+                let parts = take_parts(&mut pending, part);
+                if part.1.is_none() {
+                    // A lost worker confirms none of its cancelled parts.
+                    if let Some(regional) = regional.as_mut() {
+                        regional.ended(part);
+                    }
+                }
+                if parts.is_empty() {
+                    // A region's earlier attempt confirming its cancel, or
+                    // a report of a part that already ended.
+                    if let Some(regional) = regional.as_mut() {
+                        regional.ended(part);
+                    }
                     continue;
                 }
-                match outcome {
+                for part in &parts {
+                    starting.remove(part);
+                }
+                let worker = part.0;
+                let failed = match outcome {
                     DeploymentOutcome::Finished {
                         events_in: e,
                         records_out: r,
                     } => {
                         events_in += e;
                         records_out += r;
+                        None
                     }
                     DeploymentOutcome::Failed { error, kind } => {
-                        let error = format!("{worker}: {error}");
-                        // Keep the root cause, not the cancellations it caused.
-                        if failure
+                        Some((format!("{worker}: {error}"), kind))
+                    }
+                    DeploymentOutcome::Cancelled if stopping_since.is_none() => {
+                        Some((format!("{worker} cancelled its part"), FailureKind::Task))
+                    }
+                    DeploymentOutcome::Cancelled => None,
+                };
+                if let Some((cause, kind)) = failed {
+                    let regional_restart = stopping_since.is_none()
+                        && failure.is_none()
+                        && kind == FailureKind::Task
+                        && !job.is_cancel_requested()
+                        && regional.as_mut().is_some_and(|regional| {
+                            regional.restart(
+                                cluster,
+                                job,
+                                &parts,
+                                &cause,
+                                &mut pending,
+                                &mut starting,
+                            )
+                        });
+                    // Keep the root cause, not the cancellations it caused.
+                    if !regional_restart
+                        && failure
                             .as_ref()
                             .is_none_or(|(f, _)| f.contains("was cancelled"))
-                        {
-                            failure = Some((error, kind));
-                        }
-                    }
-                    DeploymentOutcome::Cancelled => {
-                        if stopping_since.is_none() && failure.is_none() {
-                            failure =
-                                Some((format!("{worker} cancelled its part"), FailureKind::Task));
-                        }
+                    {
+                        failure = Some((cause, kind));
                     }
                 }
             }
             Ok((_, AttemptReport::Reattached(_))) => {}
             Err(Woken::Looked) => {}
             Err(Woken::Disconnected) => break,
+        }
+        if stopping_since.is_none() && failure.is_none() {
+            if let Some(Err(cause)) = regional
+                .as_mut()
+                .map(|r| r.step(cluster, job, &mut pending, &mut starting))
+            {
+                // The regions could not restart on their own: the job does.
+                failure = Some((cause, FailureKind::Task));
+            }
         }
         if stopping_since.is_none() && slots < full_slots && looked_at_slots.elapsed() >= SLOT_CHECK
         {
@@ -206,6 +316,9 @@ pub(super) fn collect_ends(
             }
             if failure.is_some() {
                 job.record().note_failure(Instant::now());
+            }
+            if let Some(regional) = regional.as_mut() {
+                regional.abandon();
             }
             stop_all(&pending);
             stopping_since = Some(Instant::now());

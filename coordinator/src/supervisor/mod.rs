@@ -15,10 +15,13 @@
 //! - [`ends`]: collecting the workers' ends of an attempt.
 //! - [`restore`]: where an attempt restores from, waiting for checkpoint
 //!   storage while it does not answer.
+//! - [`regional`]: restarting only the regions that lost a task, for a
+//!   job whose graph falls apart into pipelined regions.
 
 mod adopt;
 mod attempt;
 mod ends;
+mod regional;
 mod restore;
 
 use crate::history::StorageWaitPhase;
@@ -394,8 +397,17 @@ fn deploy(
     };
     match cluster.reserve(&shape.graph, &holders) {
         Ok(Reservation { placement, peers }) => {
+            let before = job.stored().newest_attempt();
             let end = attempt::deploy(cluster, job, &shape, &placement, &peers, storage, restore);
-            cluster.release(&shape.graph, &placement);
+            // Where the attempt ran last, once recorded (a regional
+            // failover moves slots).
+            let stored = job.stored();
+            let last = if stored.attempt > before {
+                &stored.placement
+            } else {
+                &placement
+            };
+            cluster.release(&shape.graph, last);
             end
         }
         Err(error) => AttemptEnd::Failed(error.to_string()),

@@ -220,24 +220,33 @@ impl<T: Data + Display> TwoPhaseSink<T> for FileSink {
 
     /// Subtask 0 deletes every hidden file of earlier attempts that the
     /// restored checkpoint does not own and, on a fresh start, the
-    /// committed output of earlier runs.
+    /// committed output of earlier runs. A subtask restarted with its
+    /// region alone deletes only its own hidden files: the other subtasks
+    /// kept running, and their pending files are still to be committed.
     fn abort_stale(&mut self, info: &TaskInfo, owned: &[String]) -> Result<(), OperatorError> {
-        if !self.transactional || info.subtask != 0 {
+        if !self.transactional || (info.subtask != 0 && !info.others_running) {
             return Ok(());
         }
+        let own_prefix = format!(".part-{:05}-", self.subtask);
         let keep: HashSet<&str> = owned.iter().map(String::as_str).collect();
         let entries = std::fs::read_dir(&self.dir).map_err(Self::io(&self.dir, "listing"))?;
         for entry in entries {
             let entry = entry.map_err(Self::io(&self.dir, "listing"))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let ours = name.ends_with(".inprogress") || name.ends_with(".pending");
-            let stale_hidden = name.starts_with(".part-")
+            let share = if info.others_running {
+                own_prefix.as_str()
+            } else {
+                ".part-"
+            };
+            let stale_hidden = name.starts_with(share)
                 && ours
                 && !keep.contains(name.as_str())
                 && !name.contains(&self.attempt);
             // A fresh (not restored) run replaces the output of earlier
             // runs; nothing is committed before every sink has opened.
-            let earlier_output = info.restored.is_none() && is_committed_name(&name);
+            let earlier_output =
+                info.restored.is_none() && !info.others_running && is_committed_name(&name);
             if stale_hidden || earlier_output {
                 std::fs::remove_file(entry.path()).map_err(Self::io(&entry.path(), "removing"))?;
             }

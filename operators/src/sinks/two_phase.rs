@@ -280,6 +280,7 @@ mod tests {
             checkpointing: true,
             attempt: "a".into(),
             restored: restored.map(Arc::new),
+            others_running: false,
             waker: crate::task::SourceWaker::none(),
         }
     }

@@ -149,6 +149,14 @@ impl Source for Generator {
         restored: Option<Restored<Remaining>>,
     ) -> Result<(), OperatorError> {
         self.remaining = match restored {
+            // At the same parallelism each subtask resumes its own ranges
+            // (as Flink keeps operator state where it was): a subtask that
+            // restarts alone (regional failover) must not take over the
+            // ranges of one that kept running.
+            Some(restored) if !restored.rescaled() && restored.own().is_some() => restored
+                .own()
+                .map(|own| own.remaining.iter().copied().collect())
+                .unwrap_or_default(),
             Some(restored) if restored.all().next().is_some() => {
                 let mut ranges: Vec<(u64, u64)> = restored
                     .all()
@@ -228,5 +236,53 @@ mod tests {
             .map(|s| s.iter().map(|(a, b)| b - a).sum())
             .collect();
         assert_eq!(sizes, vec![5, 5, 6]);
+    }
+
+    #[test]
+    fn at_the_same_parallelism_each_subtask_resumes_its_own_ranges() {
+        use crate::task::{RestoredTask, SourceWaker};
+        use std::sync::Arc;
+        use weir_protocol::{Epoch, VertexId};
+        use weir_state::MemoryBackend;
+        // Old subtask 0 had little left, old subtask 1 much: subtask 0
+        // restarting alone (its region) must not take over 1's events.
+        let states = [vec![(8, 10)], vec![(14, 20)]];
+        let info = |subtask: u32, parallelism: u32| TaskInfo {
+            job: "j".into(),
+            vertex: VertexId(0),
+            operator: "events".into(),
+            state_id: "events".into(),
+            subtask,
+            parallelism,
+            max_parallelism: 128,
+            state_backend: Arc::new(MemoryBackend),
+            checkpointing: true,
+            attempt: "a".into(),
+            restored: Some(Arc::new(RestoredTask {
+                epoch: Epoch(3),
+                key_groups: Vec::new(),
+                native: Vec::new(),
+                operator_states: states
+                    .iter()
+                    .map(|r| {
+                        Some(serde_json::to_string(&Remaining { remaining: r.clone() }).unwrap())
+                    })
+                    .collect(),
+            })),
+            others_running: true,
+            waker: SourceWaker::none(),
+        };
+        let resumed = |subtask: u32, parallelism: u32| {
+            let info = info(subtask, parallelism);
+            let mut generator = Generator::new(20, 1, 7);
+            generator
+                .open(&info, info.restored_states("generator").unwrap())
+                .unwrap();
+            generator.remaining.into_iter().collect::<Vec<_>>()
+        };
+        assert_eq!(resumed(0, 2), vec![(8, 10)]);
+        assert_eq!(resumed(1, 2), vec![(14, 20)]);
+        // Rescaled: the remaining events split evenly.
+        assert_eq!(resumed(0, 1), vec![(8, 10), (14, 20)]);
     }
 }

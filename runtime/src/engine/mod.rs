@@ -108,11 +108,13 @@ impl LocalEngine {
         let attempt = match part {
             // One id across the deployment's workers: a file sink tells
             // its deployment's hidden files from earlier ones' by it.
+            // The regions of one job attempt share it: they start apart.
             Some(part) if !part.deployment.deployment_id.is_empty() => format!(
                 "{}-{}",
-                part.deployment.attempt, part.deployment.deployment_id
+                part.deployment.command_attempt(),
+                part.deployment.deployment_id
             ),
-            Some(part) => format!("{}-{}", part.deployment.attempt, new_attempt_id()),
+            Some(part) => format!("{}-{}", part.deployment.command_attempt(), new_attempt_id()),
             None => new_attempt_id(),
         };
         let job_cancel = cancel.child();

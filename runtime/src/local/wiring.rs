@@ -107,6 +107,9 @@ pub(crate) fn plan(
                             checkpointing,
                             attempt: attempt.to_owned(),
                             restored: restored.remove(&(v.id, subtask)),
+                            others_running: part.is_some_and(|p| {
+                                p.deployment.region.is_some_and(|r| r.others_running)
+                            }),
                             waker: SourceWaker::new(move || {
                                 let _ = wake_sender.try_send(());
                             }),

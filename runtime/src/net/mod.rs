@@ -370,17 +370,24 @@ impl Exchange {
         }
     }
 
-    /// Notes that `attempt` of job `job` is deployed here: frames of older
-    /// attempts are from now on reported as such.
+    /// Notes that job attempt `attempt` of job `job` is deployed here (or
+    /// one of its regions): frames of older attempts are from now on
+    /// dropped.
     pub fn begin_attempt(&self, job: u32, attempt: u32) {
         let mut routes = self.routes();
         let newest = routes.attempts.entry(job).or_insert(attempt);
         *newest = (*newest).max(attempt);
+        let newest = *newest;
+        routes.ended.retain(|(j, a)| *j != job || *a >= newest);
     }
 
-    /// Forgets every channel of `attempt` of job `job` (it ended here).
+    /// Forgets every channel of `attempt` of job `job` (it ended here);
+    /// its frames are dropped from now on.
     pub fn release(&self, job: u32, attempt: u32) {
         let mut routes = self.routes();
+        if attempt >= routes.attempts.get(&job).copied().unwrap_or(0) {
+            routes.ended.insert((job, attempt));
+        }
         routes
             .inbound
             .retain(|k, _| !(k.job == job && k.attempt == attempt));

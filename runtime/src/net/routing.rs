@@ -2,13 +2,14 @@
 //! records decoded lazily by the task), a credit grant to its sender's
 //! gate, a file part to the [`FileInbox`](super::FileInbox); and attempt
 //! fencing, which drops the frames of an attempt older than the newest
-//! deployed here.
+//! job attempt deployed here, or of a deployment that ended here (a
+//! region's earlier attempt, after a regional failover).
 
 use super::credits::CreditGate;
 use super::files::FileInbox;
 use super::links::PeerLink;
 use crossbeam_channel::Sender;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use weir_operators::{Batch, BatchCodec, Message};
 use weir_protocol::wire::{ChannelKey, ExchangeFrame, FrameBody, IncomingFrame};
@@ -26,15 +27,19 @@ pub(crate) struct Routes {
     pub(crate) links: HashMap<u32, Arc<PeerLink>>,
     pub(crate) inbound: HashMap<ChannelKey, Inbound>,
     pub(crate) gates: HashMap<ChannelKey, (u32, Arc<CreditGate>)>,
-    /// The newest attempt deployed here, per job number.
+    /// The newest job attempt deployed here, per job number.
     pub(crate) attempts: HashMap<u32, u32>,
+    /// Deployments (job, attempt) at or above their job's newest attempt
+    /// that ended here: a region's earlier attempts.
+    pub(crate) ended: HashSet<(u32, u32)>,
 }
 
 impl Routes {
     /// Whether `key` belongs to an attempt older than the newest deployed
-    /// here for its job (a zombie's frame).
+    /// here for its job, or to one that ended here (a zombie's frame).
     fn is_older_attempt(&self, key: &ChannelKey) -> bool {
         key.attempt < self.attempts.get(&key.job).copied().unwrap_or(0)
+            || self.ended.contains(&(key.job, key.attempt))
     }
 }
 

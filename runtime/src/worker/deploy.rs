@@ -33,16 +33,18 @@ pub(super) struct DeployContext {
 impl DeployContext {
     pub(super) fn deploy(&self, deployment: Deployment) {
         let (job, attempt) = (deployment.job_number, deployment.attempt);
+        let (part, region) = (deployment.region, deployment.region_index());
         let (commands, commands_rx) = crossbeam_channel::unbounded();
         let cancel = CancelToken::new();
         self.running
-            .insert(job, Running::new(attempt, commands, cancel.clone()));
-        self.exchange.begin_attempt(job, attempt);
+            .insert(job, Running::new(attempt, part, commands, cancel.clone()));
+        self.exchange
+            .begin_attempt(job, deployment.command_attempt());
         let context = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("deploy-{job}-{attempt}"))
             .spawn(move || {
-                tracing::info!(job = %deployment.job_id, attempt, "deployment starting");
+                tracing::info!(job = %deployment.job_id, attempt, ?region, "deployment starting");
                 let outcome = match context.run(&deployment, commands_rx, &cancel) {
                     Ok(report) => DeploymentOutcome::Finished {
                         events_in: report.events_in,
@@ -61,11 +63,12 @@ impl DeployContext {
                     }
                 };
                 context.exchange.release(job, attempt);
-                context.running.ended(job, attempt, outcome.clone());
-                tracing::info!(job = %deployment.job_id, attempt, ?outcome, "deployment ended");
+                context.running.ended(job, attempt, part, outcome.clone());
+                tracing::info!(job = %deployment.job_id, attempt, ?region, ?outcome, "deployment ended");
                 context.link.send(&ToCoordinator::Ended {
                     job_number: job,
                     attempt,
+                    region,
                     outcome,
                 });
             });
@@ -74,10 +77,11 @@ impl DeployContext {
                 error: format!("could not start the deployment thread: {error}"),
                 kind: FailureKind::Task,
             };
-            self.running.ended(job, attempt, outcome.clone());
+            self.running.ended(job, attempt, part, outcome.clone());
             self.link.send(&ToCoordinator::Ended {
                 job_number: job,
                 attempt,
+                region,
                 outcome,
             });
         }
@@ -111,6 +115,7 @@ impl DeployContext {
         });
         let (started, running) = (self.link.clone(), self.running.clone());
         let (job_number, attempt) = (deployment.job_number, deployment.attempt);
+        let region = deployment.region_index();
         let part = WorkerPart {
             deployment,
             me: self.me,
@@ -120,6 +125,7 @@ impl DeployContext {
                 started.send(&ToCoordinator::Started {
                     job_number,
                     attempt,
+                    region,
                     restored: restored.to_vec(),
                 });
             })),
@@ -155,6 +161,7 @@ impl DeployContext {
                     link.send(&ToCoordinator::Event {
                         job_number,
                         attempt,
+                        region,
                         event,
                     });
                 }

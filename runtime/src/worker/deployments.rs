@@ -4,18 +4,25 @@
 //! checkpoint was triggered, and how the parts that ended since the last
 //! registration ended. A leader adopts an attempt from these reports
 //! instead of restarting it.
+//!
+//! A job whose graph falls apart into pipelined regions runs one
+//! deployment per region here, each with its own attempt: a regional
+//! failover replaces one without touching the others. The job attempt's
+//! commands reach every region of it.
 
 use crate::cancel::CancelToken;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use weir_protocol::cluster::{DeploymentOutcome, DeploymentReport, SubtaskRestore};
+use weir_protocol::cluster::{DeploymentOutcome, DeploymentReport, RegionPart, SubtaskRestore};
 use weir_protocol::{ControlCommand, SubtaskId};
 
 /// A deployment running here.
 pub(crate) struct Running {
     pub(crate) attempt: u32,
+    /// Its region, when the job is deployed region by region.
+    pub(crate) region: Option<RegionPart>,
     pub(crate) commands: Sender<ControlCommand>,
     pub(crate) cancel: CancelToken,
     started: bool,
@@ -25,9 +32,15 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    pub(crate) fn new(attempt: u32, commands: Sender<ControlCommand>, cancel: CancelToken) -> Self {
+    pub(crate) fn new(
+        attempt: u32,
+        region: Option<RegionPart>,
+        commands: Sender<ControlCommand>,
+        cancel: CancelToken,
+    ) -> Self {
         Self {
             attempt,
+            region,
             commands,
             cancel,
             started: false,
@@ -36,16 +49,26 @@ impl Running {
             final_triggered: false,
         }
     }
+
+    /// The job attempt whose commands it follows.
+    fn command_attempt(&self) -> u32 {
+        self.region.map_or(self.attempt, |r| r.job_attempt)
+    }
 }
+
+/// A deployment's key here: its job and region.
+type Key = (u32, Option<u32>);
 
 #[derive(Default)]
 struct Inner {
-    by_job: HashMap<u32, Running>,
-    /// Parts that ended since the last registration: (job, attempt, outcome).
-    ended: Vec<(u32, u32, DeploymentOutcome)>,
+    by_job: HashMap<Key, Running>,
+    /// Parts that ended since the last registration: (job, attempt,
+    /// region, outcome).
+    ended: Vec<(u32, u32, Option<RegionPart>, DeploymentOutcome)>,
 }
 
-/// The deployments running here, by job number; waiters learn when one ends.
+/// The deployments running here, by job number and region; waiters learn
+/// when one ends.
 #[derive(Default)]
 pub(crate) struct Deployments {
     inner: Mutex<Inner>,
@@ -57,14 +80,23 @@ impl Deployments {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts tracking `running` for `job`, cancelling the attempt it replaces.
+    /// Starts tracking `running` for `job`, cancelling the deployment of
+    /// its region it replaces, and any of an older job attempt.
     pub(crate) fn insert(&self, job: u32, running: Running) {
-        if let Some(previous) = self.inner().by_job.insert(job, running) {
+        let mut inner = self.inner();
+        let newest = running.command_attempt();
+        for ((number, _), older) in inner.by_job.iter() {
+            if *number == job && older.command_attempt() < newest {
+                older.cancel.cancel();
+            }
+        }
+        let key = (job, running.region.map(|r| r.region));
+        if let Some(previous) = inner.by_job.insert(key, running) {
             previous.cancel.cancel();
         }
     }
 
-    /// Runs `act` on the deployment of `job` if it is `attempt`.
+    /// Runs `act` on the deployment of `job` that is `attempt`.
     pub(crate) fn with<T>(
         &self,
         job: u32,
@@ -73,9 +105,9 @@ impl Deployments {
     ) -> Option<T> {
         self.inner()
             .by_job
-            .get_mut(&job)
-            .filter(|r| r.attempt == attempt)
-            .map(act)
+            .iter_mut()
+            .find(|((number, _), r)| *number == job && r.attempt == attempt)
+            .map(|(_, r)| act(r))
     }
 
     /// Every local subtask of `attempt` of `job` runs.
@@ -91,30 +123,43 @@ impl Deployments {
         self.with(job, attempt, |r| r.finished_sources.push(task));
     }
 
-    /// The coordinator sent `command` to `attempt` of `job`: passes it on.
-    /// False when that attempt does not run here.
+    /// The coordinator sent `command` to job attempt `attempt` of `job`:
+    /// passes it on to every deployment of it (one per region). False when
+    /// that attempt does not run here.
     pub(crate) fn command(&self, job: u32, attempt: u32, command: ControlCommand) -> bool {
-        self.with(job, attempt, |r| {
+        let mut inner = self.inner();
+        let mut delivered = false;
+        for ((number, _), r) in inner.by_job.iter_mut() {
+            if *number != job || r.command_attempt() != attempt {
+                continue;
+            }
             if matches!(
                 command,
                 ControlCommand::TriggerCheckpoint { is_final: true, .. }
             ) {
                 r.final_triggered = true;
             }
-            let _ = r.commands.send(command);
-        })
-        .is_some()
+            let _ = r.commands.send(command.clone());
+            delivered = true;
+        }
+        delivered
     }
 
     /// Forgets `attempt` of job `job`, which ended with `outcome` (unless a
     /// newer attempt replaced it), and keeps the outcome for the next
     /// registration.
-    pub(crate) fn ended(&self, job: u32, attempt: u32, outcome: DeploymentOutcome) {
+    pub(crate) fn ended(
+        &self,
+        job: u32,
+        attempt: u32,
+        region: Option<RegionPart>,
+        outcome: DeploymentOutcome,
+    ) {
         let mut inner = self.inner();
-        if inner.by_job.get(&job).is_some_and(|r| r.attempt == attempt) {
-            inner.by_job.remove(&job);
-        }
-        inner.ended.push((job, attempt, outcome));
+        inner
+            .by_job
+            .retain(|(number, _), r| !(*number == job && r.attempt == attempt));
+        inner.ended.push((job, attempt, region, outcome));
         self.ended.notify_all();
     }
 
@@ -125,9 +170,10 @@ impl Deployments {
         let mut reports: Vec<DeploymentReport> = inner
             .by_job
             .iter()
-            .map(|(job, r)| DeploymentReport {
+            .map(|((job, _), r)| DeploymentReport {
                 job_number: *job,
                 attempt: r.attempt,
+                region: r.region,
                 started: r.started,
                 restored: r.restored.clone(),
                 finished_sources: r.finished_sources.clone(),
@@ -135,10 +181,11 @@ impl Deployments {
                 ended: None,
             })
             .collect();
-        for (job, attempt, outcome) in &inner.ended {
+        for (job, attempt, region, outcome) in &inner.ended {
             reports.push(DeploymentReport {
                 job_number: *job,
                 attempt: *attempt,
+                region: *region,
                 started: true,
                 restored: Vec::new(),
                 finished_sources: Vec::new(),
@@ -151,7 +198,7 @@ impl Deployments {
 
     /// A leader accepted `reports`: the ends among them need not be told again.
     pub(crate) fn reported(&self, reports: &[DeploymentReport]) {
-        self.inner().ended.retain(|(job, attempt, _)| {
+        self.inner().ended.retain(|(job, attempt, _, _)| {
             !reports
                 .iter()
                 .any(|r| r.ended.is_some() && r.job_number == *job && r.attempt == *attempt)
@@ -163,9 +210,23 @@ impl Deployments {
         self.inner().by_job.is_empty()
     }
 
-    /// Cancels `attempt` of `job`; false when it does not run here.
-    pub(crate) fn cancel(&self, job: u32, attempt: u32) -> bool {
-        self.with(job, attempt, |r| r.cancel.cancel()).is_some()
+    /// Cancels `attempt` of `job`: the deployment of `region` that is
+    /// that attempt, or (`None`) every deployment of it, or of the job
+    /// attempt it names. False when none runs here.
+    pub(crate) fn cancel(&self, job: u32, attempt: u32, region: Option<u32>) -> bool {
+        let inner = self.inner();
+        let mut found = false;
+        for ((number, at), r) in inner.by_job.iter() {
+            let matches = match region {
+                Some(region) => *at == Some(region) && r.attempt == attempt,
+                None => r.attempt == attempt || r.command_attempt() == attempt,
+            };
+            if *number == job && matches {
+                r.cancel.cancel();
+                found = true;
+            }
+        }
+        found
     }
 
     /// Cancels every deployment and waits (at most `patience`) for them to end.

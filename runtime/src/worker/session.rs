@@ -220,9 +220,10 @@ pub(super) fn run(
             ToWorker::Cancel {
                 job_number,
                 attempt,
+                region,
             } => {
-                if state.running.cancel(job_number, attempt) {
-                    tracing::info!(job = job_number, attempt, "cancelling deployment");
+                if state.running.cancel(job_number, attempt, region) {
+                    tracing::info!(job = job_number, attempt, ?region, "cancelling deployment");
                 }
             }
             ToWorker::Rejected { reason } => {
@@ -245,6 +246,7 @@ fn reannounce(state: &WorkerState, registered: &[DeploymentReport]) {
     let now = state.running.reports();
     for report in &now {
         let (job_number, attempt) = (report.job_number, report.attempt);
+        let region = report.region.map(|r| r.region);
         let before = registered
             .iter()
             .find(|r| r.job_number == job_number && r.attempt == attempt);
@@ -253,6 +255,7 @@ fn reannounce(state: &WorkerState, registered: &[DeploymentReport]) {
                 state.link.send(&ToCoordinator::Ended {
                     job_number,
                     attempt,
+                    region,
                     outcome: outcome.clone(),
                 });
             }
@@ -262,6 +265,7 @@ fn reannounce(state: &WorkerState, registered: &[DeploymentReport]) {
             state.link.send(&ToCoordinator::Started {
                 job_number,
                 attempt,
+                region,
                 restored: report.restored.clone(),
             });
         }
@@ -270,6 +274,7 @@ fn reannounce(state: &WorkerState, registered: &[DeploymentReport]) {
                 state.link.send(&ToCoordinator::Event {
                     job_number,
                     attempt,
+                    region,
                     event: WorkerEvent::SourceFinished { task: *task },
                 });
             }

@@ -103,6 +103,7 @@ fn open_operator(
         checkpointing: false,
         attempt: "dump".into(),
         restored: None,
+        others_running: false,
         waker: SourceWaker::none(),
     };
     let wiring = OutputWiring {
