@@ -265,7 +265,12 @@ mod tests {
                 operator_states: states
                     .iter()
                     .map(|r| {
-                        Some(serde_json::to_string(&Remaining { remaining: r.clone() }).unwrap())
+                        Some(
+                            serde_json::to_string(&Remaining {
+                                remaining: r.clone(),
+                            })
+                            .unwrap(),
+                        )
                     })
                     .collect(),
             })),
