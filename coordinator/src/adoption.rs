@@ -61,13 +61,16 @@ pub enum AdoptionDecision {
 /// One worker's deployments of job `job`'s attempt `attempt`, from all
 /// it reported: the whole-job deployment, or (a job deployed region by
 /// region) those of its regions at the attempts `region_attempts` names,
-/// merged into one report of the attempt. `None` when it runs none of it.
-/// The second part lists the reports matched, (attempt, region).
+/// merged into one report of the attempt. `None` when it runs none of it,
+/// or not every region `expected` says it runs (a leader that died while
+/// redeploying regions). The second part lists the reports matched,
+/// (attempt, region).
 pub fn reports_of_attempt(
     reports: &[DeploymentReport],
     job: u32,
     attempt: u32,
     region_attempts: &BTreeMap<u32, u32>,
+    expected: Option<&BTreeSet<u32>>,
 ) -> (Option<DeploymentReport>, Vec<(u32, Option<u32>)>) {
     let ours: Vec<&DeploymentReport> = reports
         .iter()
@@ -79,10 +82,14 @@ pub fn reports_of_attempt(
             }
         })
         .collect();
-    let matched = ours
+    let matched: Vec<(u32, Option<u32>)> = ours
         .iter()
         .map(|r| (r.attempt, r.region.map(|p| p.region)))
         .collect();
+    let regions: BTreeSet<u32> = matched.iter().filter_map(|(_, r)| *r).collect();
+    if !regions.is_empty() && expected.is_some_and(|expected| *expected != regions) {
+        return (None, Vec::new());
+    }
     let merged = match ours.as_slice() {
         [] => None,
         [one] if one.region.is_none() => Some((*one).clone()),
@@ -362,7 +369,7 @@ mod tests {
         // Region 1 restarted on its own: attempt 7; its old attempt 6 is stale.
         let attempts: BTreeMap<u32, u32> = [(0, 5), (1, 7)].into_iter().collect();
         let reports = vec![region(0, 5, None), region(1, 7, None), region(1, 6, None)];
-        let (merged, matched) = reports_of_attempt(&reports, 1, 4, &attempts);
+        let (merged, matched) = reports_of_attempt(&reports, 1, 4, &attempts, None);
         let merged = merged.unwrap();
         assert_eq!(
             (merged.attempt, merged.region, merged.ended),
@@ -375,17 +382,22 @@ mod tests {
             region(0, 5, Some(finished(2))),
             region(1, 7, Some(finished(3))),
         ];
-        let (merged, _) = reports_of_attempt(&done, 1, 4, &attempts);
+        let (merged, _) = reports_of_attempt(&done, 1, 4, &attempts, None);
         assert_eq!(merged.unwrap().ended, Some(finished(5)));
         let failed = DeploymentOutcome::Failed {
             error: "boom".into(),
             kind: weir_protocol::FailureKind::Task,
         };
         let one_failed = vec![region(0, 5, Some(failed.clone())), region(1, 7, None)];
-        let (merged, _) = reports_of_attempt(&one_failed, 1, 4, &attempts);
+        let (merged, _) = reports_of_attempt(&one_failed, 1, 4, &attempts, None);
         assert_eq!(merged.unwrap().ended, Some(failed));
         // Another attempt's deployments are not this one's.
-        let (merged, matched) = reports_of_attempt(&reports, 1, 3, &attempts);
+        let (merged, matched) = reports_of_attempt(&reports, 1, 3, &attempts, None);
+        assert!(merged.is_none() && matched.is_empty());
+        // A worker missing one of its regions' deployments runs no part of
+        // the attempt: what it runs is cancelled as stale.
+        let expected: BTreeSet<u32> = [0, 1, 2].into_iter().collect();
+        let (merged, matched) = reports_of_attempt(&reports, 1, 4, &attempts, Some(&expected));
         assert!(merged.is_none() && matched.is_empty());
     }
 }

@@ -60,8 +60,13 @@ pub enum DriverControl {
         /// Whether the driver holds its checkpoints for the restart.
         reply: Sender<bool>,
     },
-    /// The restarted regions run again: checkpoints go on.
-    RegionsRunning,
+    /// The restarted regions run again, among them the sources `sources`
+    /// (none of which has finished, whatever their old attempt said):
+    /// checkpoints go on.
+    RegionsRunning {
+        /// The restarted regions' sources.
+        sources: Vec<SubtaskId>,
+    },
 }
 
 /// The control store's side of a job's checkpoints: the fenced writes a
@@ -300,8 +305,8 @@ impl CheckpointDriver {
                     let _ = reply.send(held.is_some());
                     held.flatten()
                 }
-                Woke::Control(Some(DriverControl::RegionsRunning)) => {
-                    self.tracker.regions_running(Instant::now());
+                Woke::Control(Some(DriverControl::RegionsRunning { sources })) => {
+                    self.tracker.regions_running(&sources, Instant::now());
                     continue;
                 }
                 Woke::Control(None) => {

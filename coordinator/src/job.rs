@@ -20,10 +20,11 @@ use weir_protocol::cluster::{
 };
 use weir_protocol::{JobGraph, JobState, WorkerEvent, WorkerId};
 
-/// Who a report is about: a worker, and the region of its deployment
-/// (`None`: everything it runs of the attempt: a whole-job deployment, or
-/// the worker's loss).
-pub type PartId = (WorkerId, Option<u32>);
+/// Who a report is about: a worker, and the region of its deployment with
+/// the attempt it runs (`None`: everything it runs of the attempt: a
+/// whole-job deployment, or the worker's loss). A region's new attempt is
+/// another part than its old one on the same worker.
+pub type PartId = (WorkerId, Option<(u32, u32)>);
 
 /// Where the running attempt of a job takes its workers' reports.
 pub struct AttemptInbox {
@@ -32,6 +33,9 @@ pub struct AttemptInbox {
     /// For a job deployed region by region: the attempt each region runs
     /// (a region restarted on its own runs a newer one).
     pub region_attempts: BTreeMap<u32, u32>,
+    /// Regions whose attempt is being cancelled for a regional restart:
+    /// their ends still count, their events and starts no longer do.
+    pub cancelling: std::collections::BTreeSet<u32>,
     /// The workers it runs on.
     pub workers: Vec<WorkerId>,
     /// Checkpoint events, to the checkpoint driver (absent without checkpoints).
@@ -52,6 +56,14 @@ impl AttemptInbox {
             Some(region) => self.region_attempts.get(&region) == Some(&attempt),
         }
     }
+
+    /// Whether a checkpoint event or start of `attempt` from a deployment
+    /// of `region` counts: of the running attempt, and not of a region
+    /// being cancelled (a restarted source must not be taken for finished
+    /// by its old attempt's word).
+    pub fn accepts_event(&self, attempt: u32, region: Option<u32>) -> bool {
+        self.accepts(attempt, region) && region.is_none_or(|r| !self.cancelling.contains(&r))
+    }
 }
 
 /// What a worker reports about its part of an attempt.
@@ -64,6 +76,23 @@ pub enum AttemptReport {
     /// It registered with a new leader, reporting its deployment of this
     /// attempt (`None`: it runs no deployment of it).
     Reattached(Option<weir_protocol::cluster::DeploymentReport>),
+    /// A worker registered while the attempt runs: it may become a spare.
+    Joined,
+    /// A spare finished copying its share of checkpoint `epoch`.
+    CaughtUp(CatchUpOutcome),
+}
+
+/// How a spare's catch-up ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatchUpOutcome {
+    /// The checkpoint it copied files of.
+    pub epoch: u64,
+    /// Bytes copied (files it held already are not counted).
+    pub copied_bytes: u64,
+    /// How long it took, in milliseconds.
+    pub took_ms: u64,
+    /// Why it stopped short, if it did.
+    pub failure: Option<String>,
 }
 
 /// The last loss of a worker that ran the job, and the recovery after it.

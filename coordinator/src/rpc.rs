@@ -287,7 +287,7 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
             };
             let inbox = job.inbox();
             match inbox.as_ref() {
-                Some(inbox) if inbox.accepts(attempt, region) => {
+                Some(inbox) if inbox.accepts_event(attempt, region) => {
                     if let Some(events) = &inbox.events {
                         let _ = events.send(event);
                     }
@@ -309,10 +309,9 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
                     tracing::info!(job = %job.job_id, attempt, ?region, %worker, vertex = r.vertex, task = r.subtask, tier = %r.tier, "subtask restored");
                 }
                 let inbox = job.inbox();
-                if let Some(inbox) = inbox.as_ref().filter(|i| i.accepts(attempt, region)) {
-                    let _ = inbox
-                        .reports
-                        .send(((worker, region), AttemptReport::Started(restored)));
+                if let Some(inbox) = inbox.as_ref().filter(|i| i.accepts_event(attempt, region)) {
+                    let part = (worker, region.map(|r| (r, attempt)));
+                    let _ = inbox.reports.send((part, AttemptReport::Started(restored)));
                 }
             }
             Ok(())
@@ -329,9 +328,8 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
             let inbox = job.inbox();
             match inbox.as_ref() {
                 Some(inbox) if inbox.accepts(attempt, region) => {
-                    let _ = inbox
-                        .reports
-                        .send(((worker, region), AttemptReport::Ended(outcome)));
+                    let part = (worker, region.map(|r| (r, attempt)));
+                    let _ = inbox.reports.send((part, AttemptReport::Ended(outcome)));
                 }
                 _ => {
                     tracing::info!(%worker, job = %job.job_id, attempt, ?region, ?outcome, "end of an attempt that is no longer running")

@@ -186,9 +186,15 @@ impl CheckpointTracker {
         })))
     }
 
-    /// The restarted regions run again: the next checkpoint is due at once
-    /// (the restarted tasks resume from an older one).
-    pub fn regions_running(&mut self, now: Instant) {
+    /// The restarted regions run again, among them the sources
+    /// `restarted`, which have not finished whatever their old attempt
+    /// said (its last events may have come in after the restart began):
+    /// the next checkpoint is due at once (the restarted tasks resume from
+    /// an older one).
+    pub fn regions_running(&mut self, restarted: &[SubtaskId], now: Instant) {
+        for source in restarted {
+            self.finished_sources.remove(source);
+        }
         self.held = false;
         self.due_now(now);
     }
@@ -757,12 +763,21 @@ mod tests {
         assert_eq!(tracker.on_event(ack(1, task(0, 0)), secs(t0, 1.2)), None);
         assert_eq!(tracker.next_due(), None);
         assert_eq!(tracker.tick(secs(t0, 30.0)), None);
+        // The old attempt's last word, after the restart began, is ignored
+        // once the regions run.
+        tracker.on_event(
+            WorkerEvent::SourceFinished { task: task(0, 0) },
+            secs(t0, 2.0),
+        );
         // Running again: due at once, under a new epoch.
-        tracker.regions_running(secs(t0, 31.0));
-        let Some(Decision::Trigger { epoch, .. }) = tracker.tick(secs(t0, 31.0)) else {
+        tracker.regions_running(&[task(0, 0)], secs(t0, 31.0));
+        let Some(Decision::Trigger {
+            epoch, is_final, ..
+        }) = tracker.tick(secs(t0, 31.0))
+        else {
             panic!("a checkpoint is due once the regions run");
         };
-        assert_eq!(epoch, Epoch(2));
+        assert_eq!((epoch, is_final), (Epoch(2), false));
     }
 
     #[test]

@@ -270,11 +270,21 @@ impl Cluster {
             else {
                 continue;
             };
+            let stored = job.stored();
+            // The regions it must run, when the graph is the job's own
+            // (not a scaled-down one's).
+            let expected = (!inbox.region_attempts.is_empty()
+                && stored.running_parallelism == job.spec.parallelism)
+                .then(|| {
+                    weir_protocol::regions::RegionMap::of(&job.graph)
+                        .regions_on(&stored.placement, id)
+                });
             let (report, matched) = crate::adoption::reports_of_attempt(
                 &reports,
                 job.number,
                 inbox.attempt,
                 &inbox.region_attempts,
+                expected.as_ref(),
             );
             stale.retain(|(number, attempt, region)| {
                 !(*number == job.number && matched.contains(&(*attempt, *region)))
@@ -282,6 +292,29 @@ impl Cluster {
             let _ = inbox
                 .reports
                 .send(((id, None), AttemptReport::Reattached(report)));
+            // What each region's deployment did before the registration:
+            // progress counts parts, and their ends are not told again.
+            for region_report in reports.iter().filter(|r| {
+                r.job_number == job.number
+                    && r.region.is_some()
+                    && matched.contains(&(r.attempt, r.region.map(|p| p.region)))
+            }) {
+                let part = (
+                    id,
+                    region_report
+                        .region
+                        .map(|p| (p.region, region_report.attempt)),
+                );
+                if region_report.started {
+                    let restored = region_report.restored.clone();
+                    let _ = inbox.reports.send((part, AttemptReport::Started(restored)));
+                }
+                if let Some(outcome) = &region_report.ended {
+                    let _ = inbox
+                        .reports
+                        .send((part, AttemptReport::Ended(outcome.clone())));
+                }
+            }
         }
         for (job_number, attempt, region) in stale {
             tracing::info!(worker = %id, job = job_number, attempt, ?region, "cancelling a deployment no job adopts");

@@ -151,6 +151,17 @@ impl Cluster {
         Some((chosen, entry.data_addr.clone()))
     }
 
+    /// Returns one slot to each of `workers` (slots [`take_slot`](Self::take_slot)
+    /// reserved for a regional restart that did not happen).
+    pub fn give_back(&self, workers: &[WorkerId]) {
+        let mut inner = self.inner();
+        for worker in workers {
+            if let Some(entry) = inner.workers.get_mut(worker) {
+                entry.used = entry.used.saturating_sub(1);
+            }
+        }
+    }
+
     /// Returns the slots of `placement` (workers that are gone are skipped).
     pub fn release(&self, graph: &JobGraph, placement: &[TaskPlacement]) {
         let widest = widest_vertex(graph);

@@ -48,6 +48,7 @@ impl Adoption {
         *job.inbox() = Some(AttemptInbox {
             attempt: stored.attempt,
             region_attempts: stored.region_attempts.clone(),
+            cancelling: Default::default(),
             workers: workers.clone(),
             events: events_tx,
             reports: reports_tx,
@@ -106,6 +107,8 @@ fn hear(
                 heard.insert(worker, None);
             }
         },
+        // Spares matter once the attempt is adopted.
+        AttemptReport::Joined | AttemptReport::CaughtUp(_) => {}
     }
 }
 
@@ -245,7 +248,7 @@ pub(super) fn run(
             regions
                 .regions_on(&placement, worker)
                 .into_iter()
-                .map(|r| (worker, Some(r)))
+                .filter_map(|r| Some((worker, Some((r, *stored.region_attempts.get(&r)?)))))
                 .collect()
         } else {
             vec![(worker, None)]

@@ -317,6 +317,7 @@ pub(super) fn deploy(
     *job.inbox() = Some(AttemptInbox {
         attempt,
         region_attempts: region_attempts.clone(),
+        cancelling: Default::default(),
         workers: workers.clone(),
         events,
         reports: reports.clone(),
@@ -340,11 +341,11 @@ pub(super) fn deploy(
     };
     let mut parts: Vec<PartId> = Vec::new();
     for worker in &workers {
-        let mut theirs: Vec<(Option<u32>, Deployment)> = Vec::new();
+        let mut theirs: Vec<(Option<(u32, u32)>, Deployment)> = Vec::new();
         if by_region {
             for region in regions.regions_on(placement, *worker) {
                 theirs.push((
-                    Some(region),
+                    Some((region, region_attempts[&region])),
                     Deployment {
                         attempt: region_attempts[&region],
                         region: Some(RegionPart {

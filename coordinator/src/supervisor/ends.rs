@@ -283,6 +283,7 @@ pub(super) fn collect_ends(
                 }
             }
             Ok((_, AttemptReport::Reattached(_))) => {}
+            Ok((_, AttemptReport::Joined | AttemptReport::CaughtUp(_))) => {}
             Err(Woken::Looked) => {}
             Err(Woken::Disconnected) => break,
         }
@@ -306,6 +307,9 @@ pub(super) fn collect_ends(
                 .map_or(0, |live| crate::cluster::lock(live).completed);
             if should_scale_up(slots, full_slots, free, checkpoints) {
                 rescale = true;
+                if let Some(regional) = regional.as_mut() {
+                    regional.abandon();
+                }
                 stop_all(&pending);
                 stopping_since = Some(Instant::now());
             }

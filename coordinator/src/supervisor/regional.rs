@@ -95,6 +95,8 @@ pub(super) struct Regional {
     started: BTreeMap<u32, Instant>,
     restarting: Option<Restarting>,
     recovering: Vec<Recovering>,
+    /// The sources of the regions restarted since checkpoints were held.
+    held_sources: Vec<SubtaskId>,
 }
 
 impl Regional {
@@ -124,6 +126,7 @@ impl Regional {
             restarts: RestartTracker::new(super::restart_strategy(&job.settings)),
             restarting: None,
             recovering: Vec::new(),
+            held_sources: Vec::new(),
         })
     }
 
@@ -159,7 +162,7 @@ impl Regional {
         let mut regions: BTreeSet<u32> = BTreeSet::new();
         for (worker, region) in failed {
             match region {
-                Some(region) => {
+                Some((region, _)) => {
                     regions.insert(*region);
                 }
                 None => regions.extend(self.map.regions_on(&placement, *worker)),
@@ -186,28 +189,30 @@ impl Regional {
             return false;
         }
         // Their parts on surviving workers stop; those on lost workers are
-        // gone already.
-        let attempts = job.stored().region_attempts;
+        // gone already. From now on their old attempt's events and starts
+        // are dropped (its ends still count).
+        if let Some(inbox) = job.inbox().as_mut() {
+            inbox.cancelling.extend(regions.iter().copied());
+        }
         let doomed: Vec<PartId> = pending
             .iter()
-            .filter(|(_, r)| r.is_some_and(|r| regions.contains(&r)))
+            .filter(|(_, r)| r.is_some_and(|(r, _)| regions.contains(&r)))
             .copied()
             .collect();
         let mut waiting = BTreeSet::new();
         for part in doomed {
             pending.remove(&part);
             starting.remove(&part);
-            let (worker, Some(region)) = part else {
+            let (worker, Some((region, attempt))) = part else {
                 continue;
             };
-            let attempt = attempts.get(&region).copied().unwrap_or(self.job_attempt);
             cluster.cancel_region(worker, job.number, attempt, region);
             waiting.insert(part);
         }
         self.recovering.retain(|r| {
             !r.parts
                 .iter()
-                .any(|(_, p)| p.is_some_and(|p| regions.contains(&p)))
+                .any(|(_, p)| p.is_some_and(|(p, _)| regions.contains(&p)))
         });
         let detected = job.record().recovering_since.unwrap_or(now);
         job.record().note_failure(detected);
@@ -236,18 +241,7 @@ impl Regional {
     /// Asks the checkpoint driver to abort the checkpoint in flight and
     /// hold the next until the regions run; false when it refuses.
     fn hold_checkpoints(&self, regions: &BTreeSet<u32>, cause: &str) -> bool {
-        let sources: Vec<SubtaskId> = regions
-            .iter()
-            .flat_map(|r| self.map.tasks(*r).iter().copied())
-            .filter(|(vertex, _)| {
-                self.shape
-                    .graph
-                    .vertices
-                    .iter()
-                    .any(|v| v.id == *vertex && v.kind == VertexKind::Source)
-            })
-            .map(|(vertex, index)| SubtaskId { vertex, index })
-            .collect();
+        let sources = self.sources_of(regions);
         let (reply, answer) = crossbeam_channel::bounded(1);
         let asked = self.driver.send(DriverControl::RegionsRestarting {
             sources,
@@ -269,6 +263,22 @@ impl Regional {
         }
     }
 
+    /// The restarting regions' sources.
+    fn sources_of(&self, regions: &BTreeSet<u32>) -> Vec<SubtaskId> {
+        regions
+            .iter()
+            .flat_map(|r| self.map.tasks(*r).iter().copied())
+            .filter(|(vertex, _)| {
+                self.shape
+                    .graph
+                    .vertices
+                    .iter()
+                    .any(|v| v.id == *vertex && v.kind == VertexKind::Source)
+            })
+            .map(|(vertex, index)| SubtaskId { vertex, index })
+            .collect()
+    }
+
     /// Redeploys the restarting regions once their old parts confirmed
     /// their end and the backoff is over. An error: they cannot restart on
     /// their own.
@@ -285,9 +295,11 @@ impl Regional {
         }
         let restarting = self.restarting.take().expect("ready above");
         let record = self.redeploy(cluster, job, &restarting, pending, starting)?;
+        self.held_sources
+            .extend(self.sources_of(&restarting.regions));
         let parts: BTreeSet<PartId> = pending
             .iter()
-            .filter(|(_, r)| r.is_some_and(|r| restarting.regions.contains(&r)))
+            .filter(|(_, r)| r.is_some_and(|(r, _)| restarting.regions.contains(&r)))
             .copied()
             .collect();
         let now = Instant::now();
@@ -324,7 +336,11 @@ impl Regional {
                 "regions {regions:?} found no checkpoint to restore, and cannot start over alone"
             ));
         }
-        let (placement, peers) = self.replace_lost(cluster, job, regions, &stored)?;
+        let (placement, peers, taken) = self.replace_lost(cluster, job, regions, &stored)?;
+        let give_back = |error: String| {
+            cluster.give_back(&taken);
+            error
+        };
         let base = stored.newest_attempt();
         let attempts: BTreeMap<u32, u32> = regions
             .iter()
@@ -337,15 +353,18 @@ impl Regional {
             stored.region_attempts.extend(&attempts);
         })
         .map_err(|error| {
-            format!(
+            give_back(format!(
                 "recording the restart of regions {regions:?}: {}",
                 crate::error::chain(&error)
-            )
+            ))
         })?;
         // The restore figures shown are those of the restarted regions.
         job.record().last_restore.clear();
         if let Some(inbox) = job.inbox().as_mut() {
             inbox.region_attempts.extend(&attempts);
+            for region in regions {
+                inbox.cancelling.remove(region);
+            }
             for peer in &peers {
                 if !inbox.workers.contains(&peer.worker) {
                     inbox.workers.push(peer.worker);
@@ -397,8 +416,9 @@ impl Regional {
                         "{worker} left before region {region} was redeployed on it"
                     ));
                 }
-                pending.insert((worker, Some(*region)));
-                starting.insert((worker, Some(*region)));
+                let part = (worker, Some((*region, attempts[region])));
+                pending.insert(part);
+                starting.insert(part);
             }
         }
         let restored_from = point.as_ref().map(|p| p.manifest.epoch.0);
@@ -423,7 +443,7 @@ impl Regional {
         job: &JobHandle,
         regions: &BTreeSet<u32>,
         stored: &crate::control::StoredJob,
-    ) -> Result<(Vec<TaskPlacement>, Vec<Peer>), String> {
+    ) -> Result<(Vec<TaskPlacement>, Vec<Peer>, Vec<WorkerId>), String> {
         let registered = cluster.free_slots();
         let mut placement = stored.placement.clone();
         let mut lost_slots = BTreeSet::new();
@@ -452,13 +472,16 @@ impl Regional {
             }
         };
         let mut peers = stored.peers.clone();
+        let mut taken = Vec::new();
         for slot in lost_slots {
             let preferred = holders.get(&slot).map(Vec::as_slice).unwrap_or(&[]);
             let Some((worker, data_addr)) = cluster.take_slot(preferred) else {
+                cluster.give_back(&taken);
                 return Err(format!(
                     "no free slot for slot {slot} of the restarting regions"
                 ));
             };
+            taken.push(worker);
             for task in placement.iter_mut() {
                 if task.subtask == slot && !registered.contains_key(&task.worker) {
                     task.worker = worker;
@@ -472,7 +495,7 @@ impl Regional {
         peers.retain(|p| {
             registered.contains_key(&p.worker) || placement.iter().any(|t| t.worker == p.worker)
         });
-        Ok((placement, peers))
+        Ok((placement, peers, taken))
     }
 
     /// A part started: once every new part of a restart did, checkpoints
@@ -499,7 +522,8 @@ impl Regional {
             }
         }
         if self.restarting.is_none() && self.recovering.is_empty() {
-            let _ = self.driver.send(DriverControl::RegionsRunning);
+            let sources = std::mem::take(&mut self.held_sources);
+            let _ = self.driver.send(DriverControl::RegionsRunning { sources });
         }
     }
 
