@@ -131,6 +131,28 @@ pub struct RegionalRestart {
     pub recovery_ms: Option<f64>,
 }
 
+/// A spare that joined the running attempt catching up on a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpareCatchUp {
+    /// The spare.
+    pub worker: WorkerId,
+    /// The checkpoint whose files it copies.
+    pub epoch: u64,
+    /// Files of its share.
+    pub files: u32,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Bytes it copied (those it held already are not), once done.
+    pub copied_bytes: Option<u64>,
+    /// How long it took, once done.
+    pub took_ms: Option<u64>,
+    /// Why it stopped short, if it did.
+    pub failure: Option<String>,
+}
+
+/// How many catch-ups a job's status keeps.
+pub const SPARE_CATCH_UPS_KEPT: usize = 16;
+
 /// How many regional failovers a job's status keeps.
 pub const REGIONAL_RESTARTS_KEPT: usize = 16;
 
@@ -193,6 +215,10 @@ pub struct JobStatus {
     /// last few).
     #[serde(default)]
     pub regional_restarts: Vec<RegionalRestart>,
+    /// Spares that joined the running attempt, catching up on its latest
+    /// checkpoint (the last few, oldest first).
+    #[serde(default)]
+    pub spare_catch_ups: Vec<SpareCatchUp>,
     /// The last loss of one of its workers.
     pub last_loss: Option<LossReport>,
     /// From the last failure's detection to every subtask running again.
@@ -315,6 +341,8 @@ pub struct JobRecord {
     /// Regional failovers under this leader, the last
     /// [`REGIONAL_RESTARTS_KEPT`].
     pub regional_restarts: std::collections::VecDeque<RegionalRestart>,
+    /// Catch-ups of spares that joined, the last [`SPARE_CATCH_UPS_KEPT`].
+    pub spare_catch_ups: std::collections::VecDeque<SpareCatchUp>,
 }
 
 use weir_protocol::time::now_ms as wall_ms;
@@ -602,6 +630,7 @@ impl JobHandle {
             regions: weir_protocol::regions::pipelined_regions(&self.graph).len() as u32,
             region_attempts: stored.region_attempts.clone(),
             regional_restarts: record.regional_restarts.iter().cloned().collect(),
+            spare_catch_ups: record.spare_catch_ups.iter().cloned().collect(),
             last_loss: record.last_loss.clone(),
             last_recovery_ms: record.last_recovery_ms,
             restored: record.last_restore.clone(),

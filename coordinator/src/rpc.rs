@@ -9,7 +9,7 @@
 //! answers a registration with `NotLeader`, naming the leader's endpoint.
 
 use crate::cluster::Cluster;
-use crate::job::AttemptReport;
+use crate::job::{AttemptReport, CatchUpOutcome};
 use crate::server::Node;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -312,6 +312,28 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
                 if let Some(inbox) = inbox.as_ref().filter(|i| i.accepts_event(attempt, region)) {
                     let part = (worker, region.map(|r| (r, attempt)));
                     let _ = inbox.reports.send((part, AttemptReport::Started(restored)));
+                }
+            }
+            Ok(())
+        }
+        ToCoordinator::CaughtUp {
+            job_number,
+            epoch,
+            copied_bytes,
+            took_ms,
+            failure,
+        } => {
+            if let Some(job) = cluster.job_by_number(job_number) {
+                if let Some(inbox) = job.inbox().as_ref() {
+                    let outcome = CatchUpOutcome {
+                        epoch,
+                        copied_bytes,
+                        took_ms,
+                        failure,
+                    };
+                    let _ = inbox
+                        .reports
+                        .send(((worker, None), AttemptReport::CaughtUp(outcome)));
                 }
             }
             Ok(())

@@ -279,6 +279,44 @@ impl Deployment {
     }
 }
 
+/// The files of checkpoint `manifest` that `spare` holds as a replica once
+/// it caught up: those of every subtask whose worker (under `placement`)
+/// pushes to `spare` among its first `replicas` [`replica_candidates`]
+/// (pure). Each file once.
+pub fn catch_up_files(
+    manifest: &crate::CheckpointManifest,
+    placement: &[TaskPlacement],
+    deployed: &[WorkerId],
+    spares: &[WorkerId],
+    spare: WorkerId,
+    replicas: u32,
+) -> Vec<crate::StateFile> {
+    let pushes_to_spare = |worker: WorkerId| {
+        let mut candidates = replica_candidates(deployed, spares, worker, replicas);
+        candidates.truncate(replicas as usize);
+        candidates.contains(&spare)
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut files = Vec::new();
+    for operator in &manifest.operators {
+        for (index, state) in operator.subtasks.iter().enumerate() {
+            let worker = placement
+                .iter()
+                .find(|p| p.vertex == operator.vertex.0 && p.subtask == index as u32)
+                .map(|p| p.worker);
+            if !worker.is_some_and(pushes_to_spare) {
+                continue;
+            }
+            for file in &state.files {
+                if seen.insert(file.path.clone()) {
+                    files.push(file.clone());
+                }
+            }
+        }
+    }
+    files
+}
+
 /// The workers `worker` (one of `deployed`) may push its checkpoint files
 /// to, best first: the spares, starting at a different one for each
 /// deployed worker so that several spares share the load; then the
@@ -316,6 +354,72 @@ pub fn replica_candidates(
 #[cfg(test)]
 mod replica_tests {
     use super::*;
+
+    #[test]
+    fn a_new_spare_catches_up_on_the_files_of_the_workers_that_push_to_it() {
+        use crate::checkpoint::{OperatorState, StateFile, SubtaskState};
+        use crate::{Epoch, KeyGroupRange, VertexId};
+        let file = |path: &str| StateFile {
+            path: path.into(),
+            size: 1,
+            crc32c: 0,
+            key_groups: Vec::new(),
+            format: Default::default(),
+        };
+        let subtask = |index: u32, path: &str| SubtaskState {
+            subtask: index,
+            key_groups: KeyGroupRange::new(0, 0),
+            files: vec![file(path), file("shared/common")],
+            operator_state: None,
+        };
+        let manifest = CheckpointManifest {
+            version: crate::checkpoint::MANIFEST_VERSION,
+            job: "j".into(),
+            epoch: Epoch(4),
+            triggered_at_ms: 0,
+            completed_at_ms: 0,
+            max_parallelism: 128,
+            is_final: false,
+            leader_term: None,
+            savepoint: false,
+            operators: vec![OperatorState {
+                vertex: VertexId(0),
+                name: "sum".into(),
+                uid: None,
+                parallelism: 2,
+                subtasks: vec![subtask(0, "a"), subtask(1, "b")],
+            }],
+        };
+        let placement: Vec<TaskPlacement> = (0..2)
+            .map(|s| TaskPlacement {
+                vertex: 0,
+                subtask: s,
+                worker: WorkerId(s + 1),
+            })
+            .collect();
+        let deployed = [WorkerId(1), WorkerId(2)];
+        let paths = |spares: &[WorkerId], spare: u32, replicas: u32| -> Vec<String> {
+            catch_up_files(
+                &manifest,
+                &placement,
+                &deployed,
+                spares,
+                WorkerId(spare),
+                replicas,
+            )
+            .into_iter()
+            .map(|f| f.path)
+            .collect()
+        };
+        // One spare: every worker pushes to it first; shared files once.
+        assert_eq!(paths(&[WorkerId(5)], 5, 1), vec!["a", "shared/common", "b"]);
+        // Two spares share the load: each holds one worker's files.
+        let two = [WorkerId(5), WorkerId(6)];
+        assert_eq!(paths(&two, 5, 1), vec!["a", "shared/common"]);
+        assert_eq!(paths(&two, 6, 1), vec!["b", "shared/common"]);
+        // Without replicas a spare holds nothing.
+        assert!(paths(&[WorkerId(5)], 5, 0).is_empty());
+    }
 
     fn ids(ids: &[u32]) -> Vec<WorkerId> {
         ids.iter().map(|i| WorkerId(*i)).collect()

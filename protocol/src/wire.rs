@@ -79,6 +79,20 @@ pub enum ToCoordinator {
         #[serde(default)]
         restored: Vec<SubtaskRestore>,
     },
+    /// A spare finished copying its share of a checkpoint's files
+    /// ([`ToWorker::CatchUp`]).
+    CaughtUp {
+        /// The job's number.
+        job_number: u32,
+        /// The checkpoint.
+        epoch: u64,
+        /// Bytes copied (files it held already are not counted).
+        copied_bytes: u64,
+        /// How long it took, in milliseconds.
+        took_ms: u64,
+        /// Why it stopped short, if it did.
+        failure: Option<String>,
+    },
     /// The worker's part of a deployment ended.
     Ended {
         /// The job's number.
@@ -133,6 +147,31 @@ pub enum ToWorker {
         attempt: u32,
         /// The command.
         command: ControlCommand,
+    },
+    /// A worker with a free slot joined while job attempt `attempt` runs:
+    /// it is a spare now, and replicas go to it first.
+    SpareJoined {
+        /// The job's number.
+        job_number: u32,
+        /// The job attempt.
+        attempt: u32,
+        /// The new spare.
+        spare: crate::cluster::Peer,
+    },
+    /// You are a new spare of a running job: copy these files of its latest
+    /// checkpoint from storage into your replicas, at a bounded rate, and
+    /// say when done ([`ToCoordinator::CaughtUp`]).
+    CatchUp {
+        /// The job's number.
+        job_number: u32,
+        /// The job's id (its checkpoint directory).
+        job_id: String,
+        /// Checkpoint storage root URL.
+        storage_url: String,
+        /// The checkpoint.
+        epoch: u64,
+        /// The files, as its manifest names them.
+        files: Vec<crate::StateFile>,
     },
     /// Stop your subtasks of this deployment.
     Cancel {

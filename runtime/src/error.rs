@@ -80,6 +80,17 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    /// A new spare could not copy a checkpoint file into its replicas.
+    #[error("catching up on file {path} of job {job}")]
+    CatchUp {
+        /// The job's id.
+        job: String,
+        /// The file, relative to the job's checkpoint root.
+        path: String,
+        /// What failed: reading it from storage, or writing the copy.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A local file or directory could not be set up.
     #[error("{action} {path}")]
     LocalIo {

@@ -299,6 +299,7 @@ fn print_status(status: &JobStatus, json: bool) -> Result<(), Box<dyn std::error
         ("placement", placement.join(" ")),
         ("regions", regions_line(status)),
         ("regional restarts", regional_restarts_line(status)),
+        ("spare catch-up", catch_up_line(status)),
         (
             "spares",
             if status.spares.is_empty() {
@@ -354,6 +355,28 @@ fn regional_restarts_line(status: &JobStatus) -> String {
         regions.join(" "),
         last.cause
     )
+}
+
+/// The last catch-up of a spare that joined: `w4 on checkpoint 7: 3 files, 48 MiB copied in 512 ms`.
+fn catch_up_line(status: &JobStatus) -> String {
+    let Some(last) = status.spare_catch_ups.last() else {
+        return "-".into();
+    };
+    let share = format!(
+        "{} on checkpoint {}: {} files, {}",
+        last.worker,
+        last.epoch,
+        last.files,
+        crate::cli::checkpoints::bytes(last.bytes)
+    );
+    match (&last.failure, last.copied_bytes, last.took_ms) {
+        (Some(failure), _, _) => format!("{share}; failed: {failure}"),
+        (None, Some(copied), Some(ms)) => format!(
+            "{share}; {} copied in {ms} ms",
+            crate::cli::checkpoints::bytes(copied)
+        ),
+        _ => format!("{share}; copying"),
+    }
 }
 
 /// `waiting for checkpoint storage for 12.3 s (…): error`.

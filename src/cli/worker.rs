@@ -48,6 +48,11 @@ pub struct WorkerArgs {
     /// leader's lease + 3 s, or 10 s under a standalone coordinator].
     #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
     pub leaderless_timeout: Option<Duration>,
+    /// How fast this worker copies checkpoint files when it joins a running
+    /// job as a spare and catches up on its latest checkpoint (per second;
+    /// `0`: unthrottled).
+    #[arg(long, value_name = "SIZE", default_value = "100MiB")]
+    pub catch_up_rate: bytesize::ByteSize,
 }
 
 /// Registers with the coordinator and serves until it goes away.
@@ -63,6 +68,7 @@ pub fn run(args: WorkerArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::
         heartbeat: args.heartbeat,
         coordinator_timeout: args.coordinator_timeout,
         leaderless_timeout: args.leaderless_timeout,
+        catch_up_rate: args.catch_up_rate.as_u64(),
         ..defaults
     };
     let build = crate::cluster::registry_builder(registry.clone());

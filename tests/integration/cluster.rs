@@ -3,7 +3,7 @@
 //! requests and frames, cancel, and restore a lost worker's subtasks from
 //! peer replicas.
 
-use crate::harness::{clean_long_run, text, worker_of_slot, TestCluster};
+use crate::harness::{clean_long_run, long_job, text, worker_of_slot, TestCluster};
 use crate::reference_jobs::{sorted_lines, weir_command, weir_run};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -456,4 +456,57 @@ fn survivors_keep_their_slots_when_a_spare_takes_the_lost_one() {
     }
     cluster.wait_finished(&id);
     crate::recovery::assert_same(&out, &clean_long_run(dir.path()));
+}
+
+/// Three one-slot workers run the job at p=3, so it has no spare. A fourth
+/// worker that registers while it runs becomes its spare: the others push
+/// their replicas to it, and it catches up on the latest checkpoint's
+/// files from storage in the background. When the worker of slot 0 is
+/// SIGKILLed, slot 0 moves to it and restores from its copies, reading
+/// nothing from the object store; the output equals a clean run's.
+#[test]
+fn a_spare_that_joins_a_running_job_catches_up_and_takes_a_lost_slot() {
+    use weir::protocol::cluster::RestoreTier;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(dir.path(), 3, 1, &[]);
+    let mut job = long_job();
+    job[8] = "rate=100000";
+    let out = dir.path().join("out");
+    let id = cluster.submit_chaos_job(&job, &out);
+    let before = cluster.wait_for(&id, "two checkpoints", |s| s.checkpoints_completed >= 2);
+    assert!(
+        before.spares.is_empty(),
+        "every worker runs the job: {before:?}"
+    );
+    cluster.add_worker(1);
+    let joined = cluster.wait_for(&id, "the new worker caught up", |s| {
+        s.spare_catch_ups.iter().any(|c| c.copied_bytes.is_some())
+    });
+    let catch_up = joined.spare_catch_ups[0].clone();
+    eprintln!("catch-up: {catch_up:?}");
+    assert_eq!(catch_up.failure, None, "{catch_up:?}");
+    assert!(catch_up.files > 0 && catch_up.bytes > 0, "{catch_up:?}");
+    assert_eq!(catch_up.copied_bytes, Some(catch_up.bytes), "{catch_up:?}");
+    let spare = catch_up.worker;
+    assert!(joined.spares.contains(&spare), "{joined:?}");
+    // A checkpoint after the catch-up: its files were pushed to the spare.
+    let ready = cluster.wait_for(&id, "a checkpoint after the catch-up", |s| {
+        s.latest_checkpoint.is_some_and(|e| e > catch_up.epoch + 1)
+    });
+    cluster.kill_worker_of_slot_0(&ready);
+    let after = cluster.wait_for(&id, "the restart runs", |s| {
+        s.attempt > ready.attempt && s.state == JobState::Running
+    });
+    assert_eq!(worker_of_slot(&after, 0), spare, "{:?}", after.placement);
+    let slot_0: Vec<_> = after.restored.iter().filter(|r| r.subtask == 0).collect();
+    assert!(!slot_0.is_empty(), "{after:?}");
+    for restored in slot_0 {
+        assert_eq!(restored.tier, RestoreTier::Peer, "{:?}", after.restored);
+        assert_eq!(restored.bytes.object_store, 0, "{restored:?}");
+    }
+    cluster.wait_finished(&id);
+    crate::recovery::assert_same(
+        &out,
+        &crate::harness::clean_run_of(dir.path(), "clean", &job),
+    );
 }

@@ -316,6 +316,16 @@ impl Cluster {
                 }
             }
         }
+        // A worker with a free slot that runs nothing of a running job may
+        // become its spare (the job's supervisor decides).
+        let jobs: Vec<Arc<JobHandle>> = self.inner().jobs.values().cloned().collect();
+        for job in jobs {
+            if let Some(inbox) = job.inbox().as_ref() {
+                if !inbox.adopting && !inbox.workers.contains(&id) && job.settings.replicas > 0 {
+                    let _ = inbox.reports.send(((id, None), AttemptReport::Joined));
+                }
+            }
+        }
         for (job_number, attempt, region) in stale {
             tracing::info!(worker = %id, job = job_number, attempt, ?region, "cancelling a deployment no job adopts");
             self.send(

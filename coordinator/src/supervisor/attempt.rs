@@ -497,6 +497,7 @@ fn finish(
         reports,
         (shape.slots(), full_slots),
         regional,
+        storage,
     );
     // Dropping the inbox closes the driver's event channel: it stops.
     *job.inbox() = None;

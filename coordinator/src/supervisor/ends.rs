@@ -135,7 +135,9 @@ enum Woken {
 
 /// Waits for every worker's end of the attempt; on the first failure (or a
 /// cancel request) tells the others to stop, unless `regional` restarts
-/// just the regions that failed.
+/// just the regions that failed. Workers that join meanwhile become spares
+/// and catch up from `storage`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn collect_ends(
     cluster: &Cluster,
     job: &JobHandle,
@@ -144,6 +146,7 @@ pub(super) fn collect_ends(
     reports: &crossbeam_channel::Receiver<(PartId, AttemptReport)>,
     (slots, full_slots): (u32, u32),
     mut regional: Option<Regional>,
+    storage: Option<&weir_state::CheckpointStorage>,
 ) -> AttemptEnd {
     let Progress {
         mut pending,
@@ -283,7 +286,14 @@ pub(super) fn collect_ends(
                 }
             }
             Ok((_, AttemptReport::Reattached(_))) => {}
-            Ok((_, AttemptReport::Joined | AttemptReport::CaughtUp(_))) => {}
+            Ok(((worker, _), AttemptReport::Joined)) => {
+                if stopping_since.is_none() {
+                    super::spares::joined(cluster, job, attempt, storage, worker);
+                }
+            }
+            Ok(((worker, _), AttemptReport::CaughtUp(outcome))) => {
+                super::spares::caught_up(cluster, job, storage, worker, outcome);
+            }
             Err(Woken::Looked) => {}
             Err(Woken::Disconnected) => break,
         }

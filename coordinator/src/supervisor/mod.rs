@@ -17,12 +17,15 @@
 //!   storage while it does not answer.
 //! - [`regional`]: restarting only the regions that lost a task, for a
 //!   job whose graph falls apart into pipelined regions.
+//! - [`spares`]: workers that join a running attempt become its spares
+//!   and catch up on its latest checkpoint.
 
 mod adopt;
 mod attempt;
 mod ends;
 mod regional;
 mod restore;
+mod spares;
 
 use crate::history::StorageWaitPhase;
 pub use adopt::Adoption;

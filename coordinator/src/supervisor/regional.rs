@@ -72,6 +72,17 @@ struct Restarting {
     detected_at_ms: u64,
 }
 
+/// Where restarting regions run after their lost slots moved.
+struct Moved {
+    /// The job's placement, lost slots on their new workers.
+    placement: Vec<TaskPlacement>,
+    /// The job's workers with their new ones.
+    peers: Vec<Peer>,
+    /// The workers a slot was reserved on (given back if the restart
+    /// does not happen).
+    taken: Vec<WorkerId>,
+}
+
 /// Restarted regions whose new parts have not all started.
 #[derive(Debug)]
 struct Recovering {
@@ -336,7 +347,11 @@ impl Regional {
                 "regions {regions:?} found no checkpoint to restore, and cannot start over alone"
             ));
         }
-        let (placement, peers, taken) = self.replace_lost(cluster, job, regions, &stored)?;
+        let Moved {
+            placement,
+            peers,
+            taken,
+        } = self.replace_lost(cluster, job, regions, &stored)?;
         let give_back = |error: String| {
             cluster.give_back(&taken);
             error
@@ -443,7 +458,7 @@ impl Regional {
         job: &JobHandle,
         regions: &BTreeSet<u32>,
         stored: &crate::control::StoredJob,
-    ) -> Result<(Vec<TaskPlacement>, Vec<Peer>, Vec<WorkerId>), String> {
+    ) -> Result<Moved, String> {
         let registered = cluster.free_slots();
         let mut placement = stored.placement.clone();
         let mut lost_slots = BTreeSet::new();
@@ -495,7 +510,11 @@ impl Regional {
         peers.retain(|p| {
             registered.contains_key(&p.worker) || placement.iter().any(|t| t.worker == p.worker)
         });
-        Ok((placement, peers, taken))
+        Ok(Moved {
+            placement,
+            peers,
+            taken,
+        })
     }
 
     /// A part started: once every new part of a restart did, checkpoints

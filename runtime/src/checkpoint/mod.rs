@@ -11,11 +11,14 @@
 //!   through the data exchange.
 //! - [`restore`]: which state each subtask of a new deployment resumes
 //!   from, read from the nearest tier whose copy verifies.
+//! - [`catch_up`]: a new spare's copy of its share of the latest
+//!   checkpoint, from storage into `replicas`, at a bounded rate.
 //!
 //! `snapshots` uses `replication`, which uses `replicas` and the exchange;
 //! `restore` reads `replicas`. Nothing here is used by the exchange: pushed
 //! files reach `replicas` through the exchange's `FileInbox`.
 
+pub mod catch_up;
 pub mod replicas;
 pub mod replication;
 pub mod restore;

@@ -18,7 +18,9 @@ pub struct Replication {
     /// the deployment's others: [`Deployment::replica_candidates`]).
     ///
     /// [`Deployment::replica_candidates`]: weir_protocol::cluster::Deployment::replica_candidates
-    candidates: Vec<u32>,
+    /// A spare that joins later is added
+    /// ([`set_candidates`](Self::set_candidates)).
+    candidates: Mutex<Vec<u32>>,
     /// How many of them get each file.
     wanted: usize,
     /// Peers that did not take a file in time (paused, cut off): skipped
@@ -38,7 +40,7 @@ impl Replication {
         Self {
             store,
             exchange,
-            candidates,
+            candidates: Mutex::new(candidates),
             wanted: wanted as usize,
             too_slow: Mutex::new(HashSet::new()),
         }
@@ -53,7 +55,8 @@ impl Replication {
             tracing::warn!(job = %job_id, %path, error = &error as &dyn std::error::Error, "keeping a local copy failed");
         }
         let mut pushed = 0;
-        for peer in &self.candidates {
+        let candidates = self.candidates().clone();
+        for peer in &candidates {
             if pushed >= self.wanted {
                 break;
             }
@@ -71,6 +74,16 @@ impl Replication {
                 }
             }
         }
+    }
+
+    /// The peers that may get a replica from now on, best first (a spare
+    /// joined).
+    pub fn set_candidates(&self, candidates: Vec<u32>) {
+        *self.candidates() = candidates;
+    }
+
+    fn candidates(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        self.candidates.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn too_slow(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {

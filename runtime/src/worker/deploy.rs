@@ -2,7 +2,7 @@
 //! wired to its peers through the exchange; checkpoint events are
 //! forwarded to the coordinator tagged with the job and attempt.
 
-use super::deployments::Running;
+use super::deployments::{ReplicaTargets, Running};
 use super::{ControlLink, DataflowBuilder, RunningMap};
 use crate::cancel::CancelToken;
 use crate::checkpoint::replicas::StateReplicas;
@@ -36,8 +36,29 @@ impl DeployContext {
         let (part, region) = (deployment.region, deployment.region_index());
         let (commands, commands_rx) = crossbeam_channel::unbounded();
         let cancel = CancelToken::new();
-        self.running
-            .insert(job, Running::new(attempt, part, commands, cancel.clone()));
+        let mut running = Running::new(attempt, part, commands, cancel.clone());
+        // Made here, so that a spare that joins later is added to it.
+        let replication = deployment.checkpoints.as_ref().map(|_| {
+            let replication = Arc::new(Replication::new(
+                self.replicas.clone(),
+                self.exchange.clone(),
+                deployment
+                    .replica_candidates(self.me)
+                    .into_iter()
+                    .map(|w| w.0)
+                    .collect(),
+                deployment.replicas,
+            ));
+            running.replicas = Some(ReplicaTargets {
+                replication: replication.clone(),
+                me: self.me,
+                deployed: deployment.peers.iter().map(|p| p.worker).collect(),
+                spares: deployment.spares.iter().map(|p| p.worker).collect(),
+                replicas: deployment.replicas,
+            });
+            replication
+        });
+        self.running.insert(job, running);
         self.exchange
             .begin_attempt(job, deployment.command_attempt());
         let context = self.clone();
@@ -45,7 +66,7 @@ impl DeployContext {
             .name(format!("deploy-{job}-{attempt}"))
             .spawn(move || {
                 tracing::info!(job = %deployment.job_id, attempt, ?region, "deployment starting");
-                let outcome = match context.run(&deployment, commands_rx, &cancel) {
+                let outcome = match context.run(&deployment, commands_rx, replication, &cancel) {
                     Ok(report) => DeploymentOutcome::Finished {
                         events_in: report.events_in,
                         records_out: report.records_out,
@@ -91,6 +112,7 @@ impl DeployContext {
         &self,
         deployment: &Deployment,
         commands: crossbeam_channel::Receiver<ControlCommand>,
+        replication: Option<Arc<Replication>>,
         cancel: &CancelToken,
     ) -> Result<crate::engine::config::JobReport, RuntimeError> {
         let dataflow = (self.build)(&deployment.spec).map_err(|source| RuntimeError::Build {
@@ -186,16 +208,7 @@ impl DeployContext {
             commands,
             events,
             restore,
-            replication: Some(Arc::new(Replication::new(
-                self.replicas.clone(),
-                self.exchange.clone(),
-                deployment
-                    .replica_candidates(self.me)
-                    .into_iter()
-                    .map(|w| w.0)
-                    .collect(),
-                deployment.replicas,
-            ))),
+            replication,
         };
         let result = engine.run_part(&dataflow, Some(&part), Some(run), cancel);
         let _ = forwarder.join();

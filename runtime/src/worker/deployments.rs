@@ -11,18 +11,35 @@
 //! commands reach every region of it.
 
 use crate::cancel::CancelToken;
+use crate::checkpoint::replication::Replication;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use weir_protocol::cluster::{DeploymentOutcome, DeploymentReport, RegionPart, SubtaskRestore};
+use weir_protocol::cluster::{
+    replica_candidates, DeploymentOutcome, DeploymentReport, Peer, RegionPart, SubtaskRestore,
+};
+use weir_protocol::WorkerId;
 use weir_protocol::{ControlCommand, SubtaskId};
+
+/// Where a deployment's replicas go: the service pushing them, and what
+/// its candidates are computed from (spares that join are added).
+pub(crate) struct ReplicaTargets {
+    pub(crate) replication: Arc<Replication>,
+    pub(crate) me: WorkerId,
+    pub(crate) deployed: Vec<WorkerId>,
+    pub(crate) spares: Vec<WorkerId>,
+    pub(crate) replicas: u32,
+}
 
 /// A deployment running here.
 pub(crate) struct Running {
     pub(crate) attempt: u32,
     /// Its region, when the job is deployed region by region.
     pub(crate) region: Option<RegionPart>,
+    /// Where its replicas go, when it checkpoints.
+    pub(crate) replicas: Option<ReplicaTargets>,
     pub(crate) commands: Sender<ControlCommand>,
     pub(crate) cancel: CancelToken,
     started: bool,
@@ -41,6 +58,7 @@ impl Running {
         Self {
             attempt,
             region,
+            replicas: None,
             commands,
             cancel,
             started: false,
@@ -208,6 +226,39 @@ impl Deployments {
     /// Whether any deployment runs here.
     pub(crate) fn is_empty(&self) -> bool {
         self.inner().by_job.is_empty()
+    }
+
+    /// Spare `spare` joined job attempt `attempt` of `job`: the deployments
+    /// of it push replicas to it from now on when it is among their first
+    /// candidates. Returns it if any does (it must be dialed).
+    pub(crate) fn spare_joined(&self, job: u32, attempt: u32, spare: &Peer) -> Option<Peer> {
+        let mut inner = self.inner();
+        let mut dial = false;
+        for ((number, _), r) in inner.by_job.iter_mut() {
+            if *number != job || r.command_attempt() != attempt {
+                continue;
+            }
+            let Some(targets) = r.replicas.as_mut() else {
+                continue;
+            };
+            if !targets.spares.contains(&spare.worker) {
+                targets.spares.push(spare.worker);
+            }
+            let candidates = replica_candidates(
+                &targets.deployed,
+                &targets.spares,
+                targets.me,
+                targets.replicas,
+            );
+            dial |= candidates
+                .iter()
+                .take(targets.replicas as usize)
+                .any(|w| *w == spare.worker);
+            targets
+                .replication
+                .set_candidates(candidates.into_iter().map(|w| w.0).collect());
+        }
+        dial.then(|| spare.clone())
     }
 
     /// Cancels `attempt` of `job`: the deployment of `region` that is

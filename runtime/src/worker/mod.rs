@@ -94,7 +94,13 @@ pub struct WorkerConfig {
     /// Told the worker's id at every registration with a leader (for an
     /// embedding process that waits until its worker is registered).
     pub registered: Option<crossbeam_channel::Sender<WorkerId>>,
+    /// Bytes per second a new spare copies checkpoint files at while it
+    /// catches up on a running job (0: unthrottled).
+    pub catch_up_rate: u64,
 }
+
+/// The default catch-up rate: 100 MiB/s, a fraction of a 10 Gbit/s link.
+pub const DEFAULT_CATCH_UP_RATE: u64 = 100 << 20;
 
 /// Added to the leader's lease for the leaderless window: time for a
 /// standby to win and take over after the lease expires.
@@ -121,6 +127,7 @@ impl Default for WorkerConfig {
             reconnect_for: Duration::from_secs(60),
             channel_capacity: 16,
             registered: None,
+            catch_up_rate: DEFAULT_CATCH_UP_RATE,
         }
     }
 }

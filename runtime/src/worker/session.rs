@@ -5,6 +5,7 @@
 use super::deploy::DeployContext;
 use super::{spawn, WorkerConfig, WorkerState};
 use crate::cancel::CancelToken;
+use crate::checkpoint::catch_up::catch_up;
 use crate::error::RuntimeError;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -224,6 +225,64 @@ pub(super) fn run(
             } => {
                 if state.running.cancel(job_number, attempt, region) {
                     tracing::info!(job = job_number, attempt, ?region, "cancelling deployment");
+                }
+            }
+            ToWorker::SpareJoined {
+                job_number,
+                attempt,
+                spare,
+            } => {
+                if let Some(spare) = state.running.spare_joined(job_number, attempt, &spare) {
+                    tracing::info!(job = job_number, attempt, spare = %spare.worker, "a spare joined: replicas go to it");
+                    state.exchange.dial_spares(me.0, &[spare]);
+                }
+            }
+            ToWorker::CatchUp {
+                job_number,
+                job_id,
+                storage_url,
+                epoch,
+                files,
+            } => {
+                let (replicas, link, rate) = (
+                    state.replicas.clone(),
+                    state.link.clone(),
+                    config.catch_up_rate,
+                );
+                let spawned = spawn("catch-up", move || {
+                    let started = Instant::now();
+                    tracing::info!(job = %job_id, epoch, files = files.len(), "catching up on the latest checkpoint as a new spare");
+                    let copied = weir_state::CheckpointStorage::open(&storage_url)
+                        .map_err(|source| RuntimeError::CatchUp {
+                            job: job_id.clone(),
+                            path: storage_url.clone(),
+                            source: Box::new(source),
+                        })
+                        .and_then(|storage| catch_up(&replicas, &storage, &job_id, &files, rate));
+                    let took_ms = started.elapsed().as_millis() as u64;
+                    let (copied_bytes, failure) = match copied {
+                        Ok(done) => {
+                            tracing::info!(job = %job_id, epoch, files = done.files, bytes = done.bytes, took_ms, "caught up");
+                            (done.bytes, None)
+                        }
+                        Err(error) => {
+                            tracing::warn!(job = %job_id, epoch, error = &error as &dyn std::error::Error, "catching up failed; a restore here reads what is missing from storage");
+                            (0, Some(weir_protocol::error::chain(&error)))
+                        }
+                    };
+                    link.send(&ToCoordinator::CaughtUp {
+                        job_number,
+                        epoch,
+                        copied_bytes,
+                        took_ms,
+                        failure,
+                    });
+                });
+                if let Err(error) = spawned {
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "cannot start catching up"
+                    );
                 }
             }
             ToWorker::Rejected { reason } => {
