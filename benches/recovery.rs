@@ -13,7 +13,11 @@
 //! directory here). The `spare-…` configurations run three one-slot
 //! workers at p=2 with 20,000 keys, so the third worker is a spare: every
 //! replica goes to it, and the lost slot moves there while the survivor
-//! stays in its slot.
+//! stays in its slot. The `late-spare-…` configurations start with two
+//! one-slot workers at p=2 (no spare) and add a third once the state is
+//! checkpointed: it catches up on the latest checkpoint from storage
+//! (`catch_up_ms`, `catch_up_bytes`), and after the next checkpoint slot 0
+//! is killed and moves to it.
 //!
 //! Environment: `RECOVERY_ONLY` (a substring of the configuration names,
 //! e.g. `100MB`), `RECOVERY_RUNS` (default 1), `RECOVERY_TRACE` (set: the
@@ -35,12 +39,14 @@ fn wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Where a configuration runs: worker processes, slots each, parallelism.
+/// Where a configuration runs: worker processes, slots each, parallelism,
+/// and whether a one-slot spare joins once the state is checkpointed.
 #[derive(Clone, Copy)]
 struct Layout {
     workers: usize,
     slots: u32,
     parallelism: u32,
+    late_spare: bool,
 }
 
 fn request(layout: Layout, keys: u64, state_bytes: u64, replicas: u32) -> SubmitRequest {
@@ -84,6 +90,41 @@ fn run_once(layout: Layout, keys: u64, state_bytes: u64, replicas: u32) -> Strin
         std::thread::sleep(Duration::from_millis(50));
     };
     let state = *status.checkpoint_sizes.last().expect("a checkpoint");
+    let mut caught_up = String::new();
+    let status = if layout.late_spare {
+        cluster.add_worker(1);
+        let status = loop {
+            let status = client.job(&id).expect("status");
+            assert!(Instant::now() < deadline, "no catch-up: {status:?}");
+            let done = status
+                .spare_catch_ups
+                .iter()
+                .rev()
+                .find(|c| c.took_ms.is_some());
+            if let Some(done) = done {
+                assert_eq!(done.failure, None, "{done:?}");
+                // The next checkpoint went to the spare as a push.
+                if status.latest_checkpoint.is_some_and(|e| e > done.epoch) {
+                    break status;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let ms: u64 = status
+            .spare_catch_ups
+            .iter()
+            .filter_map(|c| c.took_ms)
+            .sum();
+        let bytes: u64 = status
+            .spare_catch_ups
+            .iter()
+            .filter_map(|c| c.copied_bytes)
+            .sum();
+        caught_up = format!(",\"catch_up_ms\":{ms},\"catch_up_bytes\":{bytes}");
+        status
+    } else {
+        status
+    };
     let victim = status
         .placement
         .iter()
@@ -136,7 +177,7 @@ fn run_once(layout: Layout, keys: u64, state_bytes: u64, replicas: u32) -> Strin
         fetched(RestoreTier::Local),
         fetched(RestoreTier::Peer),
         fetched(RestoreTier::ObjectStore)
-    )
+    ) + &caught_up
 }
 
 fn main() {
@@ -145,16 +186,24 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1);
-    let (spread, spare) = (
+    let (spread, spare, late) = (
         Layout {
             workers: 3,
             slots: 2,
             parallelism: 3,
+            late_spare: false,
         },
         Layout {
             workers: 3,
             slots: 1,
             parallelism: 2,
+            late_spare: false,
+        },
+        Layout {
+            workers: 2,
+            slots: 1,
+            parallelism: 2,
+            late_spare: true,
         },
     );
     let configs = [
@@ -162,9 +211,14 @@ fn main() {
         ("", spread, "1GB", 1_000_000, 1000),
         ("spare-", spare, "100MB", 20_000, 5_000),
         ("spare-", spare, "1GB", 20_000, 50_000),
+        ("late-spare-", late, "1GB", 20_000, 50_000),
     ];
     for (prefix, layout, size, keys, state_bytes) in configs {
         for (tier, replicas) in [("replica", 1u32), ("object-store", 0)] {
+            // Without replicas a spare has nothing to catch up on.
+            if layout.late_spare && replicas == 0 {
+                continue;
+            }
             let name = format!("{prefix}{size}-{tier}");
             if !name.contains(&only) {
                 continue;

@@ -15,6 +15,7 @@ use weir::protocol::SubmitRequest;
 /// A coordinator and workers as separate processes, killed on drop.
 pub struct ProcessCluster {
     api: String,
+    data_dir: std::path::PathBuf,
     children: Vec<Child>,
 }
 
@@ -37,29 +38,47 @@ impl ProcessCluster {
             .nth(4)
             .expect("an address")
             .to_owned();
-        let mut children = vec![coordinator];
+        let mut cluster = Self {
+            api,
+            data_dir: data_dir.to_owned(),
+            children: vec![coordinator],
+        };
         for _ in 0..workers {
-            children.push(
-                Command::new(weir)
-                    .env("WEIR_DATA_DIR", data_dir)
-                    .args([
-                        "worker",
-                        "--coordinator",
-                        &api,
-                        "--slots",
-                        &slots.to_string(),
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("a worker starts"),
-            );
+            cluster.spawn_worker(slots);
         }
-        let client = Client::new(&api, None).expect("a client");
+        cluster.wait_for_workers(workers);
+        cluster
+    }
+
+    fn spawn_worker(&mut self, slots: u32) {
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .env("WEIR_DATA_DIR", &self.data_dir)
+            .args([
+                "worker",
+                "--coordinator",
+                &self.api,
+                "--slots",
+                &slots.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("a worker starts");
+        self.children.push(child);
+    }
+
+    fn wait_for_workers(&self, workers: usize) {
+        let client = self.client();
         while client.cluster().map_or(true, |c| c.workers.len() < workers) {
             std::thread::sleep(Duration::from_millis(10));
         }
-        Self { api, children }
+    }
+
+    /// Starts one more worker with `slots` and waits until it registered.
+    pub fn add_worker(&mut self, slots: u32) {
+        let registered = self.client().cluster().map_or(0, |c| c.workers.len());
+        self.spawn_worker(slots);
+        self.wait_for_workers(registered + 1);
     }
 
     /// A client of the coordinator.

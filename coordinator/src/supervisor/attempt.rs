@@ -513,6 +513,28 @@ fn finish(
     }
 }
 
+/// The holders of the last recorded attempt's checkpoints (`stored`, the
+/// job's control-store record), when it ran one and a checkpoint completed.
+pub(super) fn recorded_holders(
+    stored: &crate::control::StoredJob,
+    graph: &weir_protocol::JobGraph,
+    replicas: u32,
+) -> Option<BTreeMap<u32, Vec<WorkerId>>> {
+    stored.checkpoint?;
+    if stored.placement.is_empty() {
+        return None;
+    }
+    let workers: Vec<WorkerId> = stored.peers.iter().map(|p| p.worker).collect();
+    let spares: Vec<WorkerId> = stored.spares.iter().map(|p| p.worker).collect();
+    Some(state_holders(
+        graph,
+        &stored.placement,
+        &workers,
+        &spares,
+        replicas,
+    ))
+}
+
 /// For each slot, the workers holding the state its subtasks checkpointed:
 /// the worker that ran it, then those it may have pushed replicas to, best
 /// first (the [`replica_candidates`] the workers push to).
@@ -536,4 +558,60 @@ fn state_holders(
             (p.subtask, holders)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{CheckpointPointer, StoredJob};
+    use weir_protocol::{JobGraph, JobSpec, RunSettings, Vertex, VertexId, VertexKind};
+
+    #[test]
+    fn a_new_leader_guesses_the_holders_from_the_recorded_attempt() {
+        let spec = JobSpec {
+            job: "j".into(),
+            params: Vec::new(),
+            parallelism: 2,
+            max_parallelism: 128,
+            output: None,
+        };
+        let mut stored = StoredJob::new(1, "j".into(), spec, RunSettings::default());
+        let mut graph = JobGraph::new("j");
+        graph.vertices.push(Vertex {
+            id: VertexId(0),
+            name: "v".into(),
+            uid: None,
+            kind: VertexKind::Operator,
+            parallelism: 2,
+            keyed: false,
+        });
+        let peer = |id: u32| Peer {
+            worker: WorkerId(id),
+            data_addr: format!("127.0.0.1:{id}"),
+        };
+        stored.placement = (0..2)
+            .map(|s| TaskPlacement {
+                vertex: 0,
+                subtask: s,
+                worker: WorkerId(s + 1),
+            })
+            .collect();
+        stored.peers = vec![peer(1), peer(2)];
+        stored.spares = vec![peer(3)];
+        assert_eq!(
+            recorded_holders(&stored, &graph, 1),
+            None,
+            "no checkpoint yet"
+        );
+        stored.checkpoint = Some(CheckpointPointer {
+            epoch: 4,
+            is_final: false,
+            term: 1,
+            completed_at_ms: 0,
+        });
+        let holders = recorded_holders(&stored, &graph, 1).unwrap();
+        // Each slot's own worker, then its replicas: the spare first.
+        assert_eq!(holders[&0][..2], [WorkerId(1), WorkerId(3)]);
+        assert_eq!(holders[&1][..2], [WorkerId(2), WorkerId(3)]);
+    }
 }

@@ -398,6 +398,16 @@ fn deploy(
             BTreeMap::new()
         }
     };
+    // A new leader has seen no checkpoint complete yet: the holders are
+    // where the last recorded attempt ran and pushed its replicas (a wrong
+    // guess only costs a download from storage).
+    let holders = if holders.is_empty() {
+        attempt::recorded_holders(&job.stored(), &shape.graph, job.settings.replicas)
+            .filter(|_| job.stored().running_parallelism == shape.spec.parallelism)
+            .unwrap_or_default()
+    } else {
+        holders
+    };
     match cluster.reserve(&shape.graph, &holders) {
         Ok(Reservation { placement, peers }) => {
             let before = job.stored().newest_attempt();
