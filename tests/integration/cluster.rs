@@ -470,6 +470,7 @@ fn a_spare_that_joins_a_running_job_catches_up_and_takes_a_lost_slot() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = TestCluster::start(dir.path(), 3, 1, &[]);
     let mut job = long_job();
+    job[2] = "events=2000000";
     job[8] = "rate=100000";
     let out = dir.path().join("out");
     let id = cluster.submit_chaos_job(&job, &out);

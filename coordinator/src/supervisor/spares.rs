@@ -85,7 +85,15 @@ pub(super) fn catch_up(
         }
     };
     let deployed: Vec<WorkerId> = stored.peers.iter().map(|p| p.worker).collect();
-    let spares: Vec<WorkerId> = stored.spares.iter().map(|p| p.worker).collect();
+    // Spares that left are no longer pushed to (their share falls to the
+    // next candidates, as on the workers).
+    let registered = cluster.free_slots();
+    let spares: Vec<WorkerId> = stored
+        .spares
+        .iter()
+        .map(|p| p.worker)
+        .filter(|w| registered.contains_key(w))
+        .collect();
     let files = catch_up_files(
         &manifest,
         &stored.placement,
@@ -148,8 +156,11 @@ pub(super) fn caught_up(
         .stored()
         .checkpoint
         .is_some_and(|pointer| pointer.epoch > outcome.epoch);
-    let still_spare = job.stored().spares.iter().any(|p| p.worker == worker);
-    if let (Some(storage), true, true, None) = (storage, newer, still_spare, &outcome.failure) {
+    let stored = job.stored();
+    let still_spare = stored.spares.iter().any(|p| p.worker == worker)
+        && !stored.placement.iter().any(|p| p.worker == worker);
+    // After a failure too: a newer checkpoint's files may all be there.
+    if let (Some(storage), true, true) = (storage, newer, still_spare) {
         catch_up(cluster, job, storage, worker);
     }
 }

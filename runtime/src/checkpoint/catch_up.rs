@@ -11,9 +11,6 @@ use std::time::{Duration, Instant};
 use weir_protocol::StateFile;
 use weir_state::CheckpointStorage;
 
-/// Bytes written per step of the pacing.
-const CHUNK: usize = 4 << 20;
-
 /// What a catch-up copied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CaughtUp {
@@ -21,6 +18,9 @@ pub struct CaughtUp {
     pub files: u32,
     /// Their bytes.
     pub bytes: u64,
+    /// Files gone from storage meanwhile (a newer checkpoint replaced
+    /// their checkpoint), left out.
+    pub skipped: u32,
 }
 
 /// Copies `files` of job `job_id` from `storage` into `replicas` (as peer
@@ -40,37 +40,43 @@ pub fn catch_up(
         if replicas.verified_path(job_id, file).is_some() {
             continue;
         }
-        let bytes = storage
-            .get_checked(job_id, file)
-            .map_err(|source| RuntimeError::CatchUp {
-                job: job_id.to_owned(),
-                path: file.path.clone(),
-                source: Box::new(source),
-            })?;
-        let total = bytes.len() as u64;
-        let mut offset = 0u64;
-        for chunk in bytes.chunks(CHUNK.max(1)) {
-            replicas
-                .store_part(Origin::Peer, job_id, &file.path, offset, total, chunk)
-                .map_err(|source| RuntimeError::CatchUp {
+        let bytes = match storage.get_checked(job_id, file) {
+            Ok(bytes) => bytes,
+            // Retention removed the checkpoint meanwhile (a slow catch-up
+            // of a large state): the catch-up on a newer one follows.
+            Err(weir_state::StateError::NotFound { .. }) => {
+                done.skipped += 1;
+                continue;
+            }
+            Err(source) => {
+                return Err(RuntimeError::CatchUp {
                     job: job_id.to_owned(),
                     path: file.path.clone(),
                     source: Box::new(source),
-                })?;
-            offset += chunk.len() as u64;
-            done.bytes += chunk.len() as u64;
-            if let Some(wait) = pace(done.bytes, bytes_per_second, started.elapsed()) {
+                })
+            }
+        };
+        let before = done.bytes;
+        let stored = replicas.store_paced(Origin::Peer, job_id, &file.path, &bytes, |written| {
+            if let Some(wait) = pace(before + written, bytes_per_second, started.elapsed()) {
                 std::thread::sleep(wait);
             }
-        }
-        if total == 0 {
-            replicas
-                .store(Origin::Peer, job_id, &file.path, &[])
-                .map_err(|source| RuntimeError::CatchUp {
+        });
+        match stored {
+            Ok(()) => done.bytes += bytes.len() as u64,
+            // Pruned meanwhile: a newer checkpoint no longer needs it.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(job = %job_id, path = %file.path, "a catch-up file was pruned meanwhile; skipped");
+                done.skipped += 1;
+                continue;
+            }
+            Err(source) => {
+                return Err(RuntimeError::CatchUp {
                     job: job_id.to_owned(),
                     path: file.path.clone(),
                     source: Box::new(source),
-                })?;
+                })
+            }
         }
         done.files += 1;
     }
