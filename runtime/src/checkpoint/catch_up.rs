@@ -36,6 +36,13 @@ pub fn catch_up(
 ) -> Result<CaughtUp, RuntimeError> {
     let started = Instant::now();
     let mut done = CaughtUp::default();
+    let failed = |file: &StateFile, source: Box<dyn std::error::Error + Send + Sync>| {
+        RuntimeError::CatchUp {
+            job: job_id.to_owned(),
+            path: file.path.clone(),
+            source,
+        }
+    };
     for file in files {
         if replicas.verified_path(job_id, file).is_some() {
             continue;
@@ -48,13 +55,7 @@ pub fn catch_up(
                 done.skipped += 1;
                 continue;
             }
-            Err(source) => {
-                return Err(RuntimeError::CatchUp {
-                    job: job_id.to_owned(),
-                    path: file.path.clone(),
-                    source: Box::new(source),
-                })
-            }
+            Err(source) => return Err(failed(file, Box::new(source))),
         };
         let before = done.bytes;
         let stored = replicas.store_paced(Origin::Peer, job_id, &file.path, &bytes, |written| {
@@ -70,13 +71,7 @@ pub fn catch_up(
                 done.skipped += 1;
                 continue;
             }
-            Err(source) => {
-                return Err(RuntimeError::CatchUp {
-                    job: job_id.to_owned(),
-                    path: file.path.clone(),
-                    source: Box::new(source),
-                })
-            }
+            Err(source) => return Err(failed(file, Box::new(source))),
         }
         done.files += 1;
     }

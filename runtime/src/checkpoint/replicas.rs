@@ -83,6 +83,21 @@ impl StateReplicas {
             .then(|| self.root.join(origin.dir()).join(job_id).join(path))
     }
 
+    /// Where a copy of `path` goes, its directory created; an error for a
+    /// path outside the replica directory.
+    fn writable(&self, origin: Origin, job_id: &str, path: &str) -> std::io::Result<PathBuf> {
+        let target = self.file(origin, job_id, path).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("bad replica path {job_id}/{path}"),
+            )
+        })?;
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(target)
+    }
+
     /// Stores a whole file.
     pub fn store(
         &self,
@@ -105,15 +120,7 @@ impl StateReplicas {
         total: u64,
         bytes: &[u8],
     ) -> std::io::Result<()> {
-        let target = self.file(origin, job_id, path).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("bad replica path {job_id}/{path}"),
-            )
-        })?;
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
+        let target = self.writable(origin, job_id, path)?;
         let partial = target.with_extension("partial");
         let mut file = if offset == 0 {
             File::create(&partial)?
@@ -141,15 +148,7 @@ impl StateReplicas {
         bytes: &[u8],
         mut paced: impl FnMut(u64),
     ) -> std::io::Result<()> {
-        let target = self.file(origin, job_id, path).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("bad replica path {job_id}/{path}"),
-            )
-        })?;
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
+        let target = self.writable(origin, job_id, path)?;
         let temporary = target.with_extension("catch-up");
         let mut file = File::create(&temporary)?;
         let mut written = 0u64;
