@@ -165,6 +165,23 @@ fn run_once(layout: Layout, keys: u64, state_bytes: u64, replicas: u32) -> Strin
         .map(|r| r.duration_ms)
         .max()
         .unwrap_or(0);
+    // Survivors reopen their own copies while the lost slots restore from
+    // a peer's, in parallel: both figures say what an in-place rollback of
+    // a survivor's still-open instance could save.
+    let slowest_of = |tier: RestoreTier| {
+        status
+            .restored
+            .iter()
+            .filter(|r| r.tier == tier)
+            .map(|r| r.duration_ms)
+            .max()
+            .unwrap_or(0)
+    };
+    let per_tier = format!(
+        ",\"slowest_local_restore_ms\":{},\"slowest_peer_restore_ms\":{}",
+        slowest_of(RestoreTier::Local),
+        slowest_of(RestoreTier::Peer)
+    );
     let _ = client.cancel(&id);
     format!(
         "\"state_bytes\":{state},\"detect_ms\":{},\"running_again_ms\":{},\"coordinator_recovery_ms\":{:.1},\"restored_local\":{},\"restored_peer\":{},\"restored_object_store\":{},\"slowest_restore_ms\":{slowest},\"bytes_local\":{},\"bytes_peer\":{},\"bytes_object_store\":{}",
@@ -177,7 +194,8 @@ fn run_once(layout: Layout, keys: u64, state_bytes: u64, replicas: u32) -> Strin
         fetched(RestoreTier::Local),
         fetched(RestoreTier::Peer),
         fetched(RestoreTier::ObjectStore)
-    ) + &caught_up
+    ) + &per_tier
+        + &caught_up
 }
 
 fn main() {

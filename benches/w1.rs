@@ -14,7 +14,10 @@
 //!
 //! Environment: `W1_EVENTS`, `W1_KEYS`, `W1_PARALLELISM`, `W1_RUNS` (best of
 //! N, default 3), `W1_INTERVAL_MS` (default 1000), `W1_ONLY` (a substring
-//! of the configuration names to run, e.g. `cluster`).
+//! of the configuration names to run, e.g. `cluster`), `W1_SCRAPE_MS`
+//! (set: each `cluster-…` configuration runs a second time as
+//! `cluster-…-scraped`, with the coordinator's and both workers' `/metrics`
+//! scraped at that period, to show what metrics cost).
 //!
 //! `W1_PAIRED=N` instead runs N rounds of `paired-{memory,rocksdb}-updates`:
 //! each round one embedded and one two-process run back to back, so that a
@@ -131,6 +134,10 @@ fn main() {
     let runs = env_or("W1_RUNS", 3).max(1);
     let interval = Duration::from_millis(env_or("W1_INTERVAL_MS", 1000));
     let only = std::env::var("W1_ONLY").unwrap_or_default();
+    let scrape = std::env::var("W1_SCRAPE_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
     let data_dir = tempfile::tempdir().expect("a temporary directory");
     // RocksDB instances of the embedded worker go under the data directory too.
     std::env::set_var("WEIR_DATA_DIR", data_dir.path());
@@ -160,6 +167,7 @@ fn main() {
                     backend,
                     checkpointing,
                     emit,
+                    None,
                 ));
             }
         }
@@ -173,10 +181,21 @@ fn main() {
                 backend,
                 Some(interval),
                 emit,
+                None,
             ));
+            if let Some(period) = scrape {
+                configs.push((
+                    format!("cluster-{backend_name}-checkpoints-{emit}-scraped"),
+                    backend_name,
+                    backend,
+                    Some(interval),
+                    emit,
+                    Some(period),
+                ));
+            }
         }
     }
-    for (name, backend_name, backend, checkpointing, emit) in configs {
+    for (name, backend_name, backend, checkpointing, emit, scraped) in configs {
         if !name.contains(&only) {
             continue;
         }
@@ -189,10 +208,16 @@ fn main() {
             ));
         }
         let mut best: Option<JobStatus> = None;
+        let mut scrapes = 0;
         for _ in 0..runs {
             let request = request(&setup, emit, backend, checkpointing);
             let status = match &cluster {
-                Some(cluster) if on_cluster => cluster.run(&request),
+                Some(cluster) if on_cluster => {
+                    let scraper = scraped.map(|period| cluster.scrape_every(period));
+                    let status = cluster.run(&request);
+                    scrapes += scraper.map_or(0, cluster::Scraper::finish);
+                    status
+                }
                 _ => run_embedded(&registry, checkpoints.clone(), setup.parallelism, request)
                     .expect("W1 runs"),
             };
@@ -215,8 +240,14 @@ fn main() {
         } else {
             String::new()
         };
+        let scrape_figures = scraped.map_or_else(String::new, |period| {
+            format!(
+                ",\"scrape_ms\":{},\"scrape_rounds\":{scrapes}",
+                period.as_millis()
+            )
+        });
         println!(
-            "{{\"bench\":\"w1\",\"config\":\"{name}\",\"backend\":\"{backend_name}\",\"emit\":\"{emit}\",\"workers\":{},\"events\":{},\"keys\":{},\"parallelism\":{},\"best_of\":{runs},\"elapsed_s\":{:.3},\"events_per_s\":{:.0}{checkpoint_figures}}}",
+            "{{\"bench\":\"w1\",\"config\":\"{name}\",\"backend\":\"{backend_name}\",\"emit\":\"{emit}\",\"workers\":{},\"events\":{},\"keys\":{},\"parallelism\":{},\"best_of\":{runs},\"elapsed_s\":{:.3},\"events_per_s\":{:.0}{checkpoint_figures}{scrape_figures}}}",
             if on_cluster { setup.parallelism } else { 1 },
             setup.events,
             setup.keys,

@@ -7,6 +7,7 @@
 use serde::de::DeserializeOwned;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use weir_coordinator::api::history::{CheckpointHistory, ExceptionHistory};
 use weir_coordinator::api::{ClusterInfo, LeaderAnswer};
 use weir_coordinator::savepoint::{SavepointDone, SavepointOptions};
 use weir_coordinator::JobStatus;
@@ -256,6 +257,21 @@ impl Client {
         body: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<T, ClientError> {
+        let (url, bytes) = self.call_raw(method, path, body, timeout)?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
+            url,
+            problem: e.to_string(),
+        })
+    }
+
+    /// The leader's successful answer (its URL and body), or why none.
+    fn call_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<(String, Vec<u8>), ClientError> {
         let started = Instant::now();
         let (status, bytes) = loop {
             match self.ask(&method, path, body.as_deref(), timeout) {
@@ -278,10 +294,7 @@ impl Client {
                 message,
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
-            url,
-            problem: e.to_string(),
-        })
+        Ok((url, bytes))
     }
 
     /// Submits a job; returns its status.
@@ -339,6 +352,56 @@ impl Client {
             Some(body),
             Some(SAVEPOINT_TIMEOUT),
         )
+    }
+
+    /// A job's newest `limit` checkpoints, with each subtask's part.
+    pub fn checkpoints(&self, id: &str, limit: usize) -> Result<CheckpointHistory, ClientError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v1/jobs/{id}/checkpoints?limit={limit}"),
+            None,
+        )
+    }
+
+    /// A job's restarts, with their causes and restore tiers.
+    pub fn exceptions(&self, id: &str) -> Result<ExceptionHistory, ClientError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v1/jobs/{id}/exceptions"),
+            None,
+        )
+    }
+
+    /// The leader's metrics, in the Prometheus text format.
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        let (url, bytes) = self.call_raw(reqwest::Method::GET, "/metrics", None, None)?;
+        String::from_utf8(bytes).map_err(|e| ClientError::BadAnswer {
+            url,
+            problem: e.to_string(),
+        })
+    }
+
+    /// A worker's metrics from its `/metrics` endpoint at `address`
+    /// (`host:port`, as `GET /v1/cluster` lists it), with the token.
+    pub fn worker_metrics(&self, address: &str) -> Result<String, ClientError> {
+        let base = base_url(address);
+        let url = format!("{base}/metrics");
+        match self.send(&base, &reqwest::Method::GET, "/metrics", None, None)? {
+            Answer::Done(status, bytes) if status.is_success() => {
+                String::from_utf8(bytes).map_err(|e| ClientError::BadAnswer {
+                    url,
+                    problem: e.to_string(),
+                })
+            }
+            Answer::Done(status, bytes) => Err(ClientError::Refused {
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&bytes).trim().to_owned(),
+            }),
+            Answer::Standby { message, .. } => Err(ClientError::BadAnswer {
+                url,
+                problem: message,
+            }),
+        }
     }
 
     /// The worker endpoint and the workers.

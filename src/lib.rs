@@ -26,6 +26,7 @@
 //! - [`client`]: the coordinators' REST API from the command line: takes a
 //!   list of coordinators and follows the leader.
 //! - [`cluster`]: the job registry as the coordinator and workers use it.
+//! - [`metrics_endpoint`]: a worker's `/metrics` over HTTP.
 //! - [`embedded`]: the embedded cluster of `weir run`: a coordinator (its
 //!   control state in memory) and a worker in one process.
 //! - [`testing`]: a cluster of real processes of a binary (coordinator and
@@ -41,6 +42,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod embedded;
+pub mod metrics_endpoint;
 pub mod testing;
 
 pub use weir_connectors as connectors;

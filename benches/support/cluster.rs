@@ -59,6 +59,8 @@ impl ProcessCluster {
                 &self.api,
                 "--slots",
                 &slots.to_string(),
+                "--metrics-listen",
+                "127.0.0.1:0",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -79,6 +81,38 @@ impl ProcessCluster {
         let registered = self.client().cluster().map_or(0, |c| c.workers.len());
         self.spawn_worker(slots);
         self.wait_for_workers(registered + 1);
+    }
+
+    /// Scrapes the coordinator's and every worker's `/metrics` every
+    /// `period` (as Prometheus would, much more often) until the returned
+    /// guard drops; counts the scrapes.
+    pub fn scrape_every(&self, period: Duration) -> Scraper {
+        let client = self.client();
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let thread = std::thread::spawn(move || {
+            let mut scrapes = 0u64;
+            let workers: Vec<String> = client
+                .cluster()
+                .expect("cluster info")
+                .workers
+                .into_iter()
+                .filter_map(|w| w.metrics_addr)
+                .collect();
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(period)
+            {
+                client.metrics().expect("the coordinator's metrics");
+                for worker in &workers {
+                    client.worker_metrics(worker).expect("a worker's metrics");
+                }
+                scrapes += 1;
+            }
+            scrapes
+        });
+        Scraper {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     /// A client of the coordinator.
@@ -125,6 +159,31 @@ impl ProcessCluster {
                 );
                 return status;
             }
+        }
+    }
+}
+
+/// Scrapes a cluster's metrics while it lives ([`ProcessCluster::scrape_every`]).
+pub struct Scraper {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Scraper {
+    /// Stops scraping; how many rounds of scrapes there were.
+    pub fn finish(mut self) -> u64 {
+        self.stop.take();
+        self.thread
+            .take()
+            .map_or(0, |t| t.join().expect("the scraper"))
+    }
+}
+
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::catalog::CheckpointCatalog;
 use crate::error::CoordinatorError;
 pub use crate::history::CheckpointStats;
 use crate::history::{CheckpointOutcome, CheckpointRecord, Outage, StorageWaitPhase};
+use crate::metrics::CoordinatorMetrics;
 use crate::savepoint::{default_uid_warnings, write_savepoint, SavepointDone, SavepointRequest};
 use crate::tracker::{
     CheckpointConfig, CheckpointTracker, CompletedCheckpoint, Decision, FailedCheckpoint,
@@ -139,6 +140,8 @@ pub struct CheckpointDriver {
     stopped: bool,
     /// Where the supervisor's word on regional failovers arrives.
     control: Option<Receiver<DriverControl>>,
+    /// Where checkpoint figures are exported.
+    metrics: Option<Arc<CoordinatorMetrics>>,
 }
 
 impl CheckpointDriver {
@@ -196,6 +199,7 @@ impl CheckpointDriver {
             stopping: false,
             stopped: false,
             control: None,
+            metrics: None,
         })
     }
 
@@ -214,6 +218,12 @@ impl CheckpointDriver {
     /// For an adopted attempt: these sources had finished already.
     pub fn with_finished_sources(mut self, tasks: impl IntoIterator<Item = SubtaskId>) -> Self {
         self.finished_before.extend(tasks);
+        self
+    }
+
+    /// Exports each checkpoint's figures to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<CoordinatorMetrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -472,20 +482,28 @@ impl CheckpointDriver {
                         tracing::info!(job = %job, epoch = completed.epoch.0, waited_s = outage.waited().as_secs_f64(), "checkpoint storage is back");
                     }
                     self.stats.failed_in_a_row = 0;
-                    self.stats.remember(CheckpointRecord {
+                    let record = CheckpointRecord {
                         epoch: completed.epoch.0,
                         outcome: CheckpointOutcome::Completed,
                         is_final: completed.is_final,
                         triggered_at_ms: weir_protocol::time::wall_ms(completed.triggered_at),
                         duration_ms: duration.as_secs_f64() * 1000.0,
                         size_bytes: Some(size),
+                        incremental_size_bytes: Some(added),
                         cause: None,
                         storage_unavailable: false,
-                    });
+                        subtasks: CheckpointRecord::subtask_details(
+                            &self.graph,
+                            completed.triggered_at,
+                            &completed.receipts,
+                            &completed.states,
+                        ),
+                    };
+                    if let Some(metrics) = &self.metrics {
+                        metrics.checkpoint_completed(&job, &record);
+                    }
+                    self.stats.remember(record);
                     self.stats.completed += 1;
-                    self.stats.durations.push(duration);
-                    self.stats.sizes.push(size);
-                    self.stats.incremental_sizes.push(added);
                     if self.is_stop_savepoint(completed.epoch) {
                         // Sinks commit only once the savepoint is written and
                         // the stop recorded; otherwise the job resumes from
@@ -572,9 +590,17 @@ impl CheckpointDriver {
             triggered_at_ms: weir_protocol::time::wall_ms(failed.triggered_at),
             duration_ms: failed.triggered_at.elapsed().as_secs_f64() * 1000.0,
             size_bytes: None,
+            incremental_size_bytes: None,
             cause: Some(reason.clone()),
             storage_unavailable: storage,
+            subtasks: CheckpointRecord::subtask_details(
+                &self.graph,
+                failed.triggered_at,
+                &failed.receipts,
+                &BTreeMap::new(),
+            ),
         });
+
         self.savepoint_failed(epoch, reason);
         if self.stopping {
             // The sources stopped after its barrier: the job can only go on

@@ -1,7 +1,9 @@
 //! What a job's checkpoints amounted to: counts and figures, the recent
-//! checkpoint history (completed and aborted, with causes), and whether the
-//! job is waiting for checkpoint storage.
+//! checkpoint history (completed and aborted, with causes, and each
+//! subtask's part), whether the job is waiting for checkpoint storage, and
+//! its recent restarts.
 
+use crate::tracker::AckReceipt;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -9,6 +11,11 @@ use std::time::{Duration, Instant};
 /// Checkpoints kept in a job's history (the newest ones): enough to show an
 /// outage of a minute or two at a 200 ms interval.
 pub const HISTORY_LEN: usize = 300;
+
+/// The newest checkpoints of the history that keep their per-subtask
+/// details (as Flink's web UI keeps ten): the details of a job at high
+/// parallelism would otherwise make the history large.
+pub const DETAILED_LEN: usize = 20;
 
 /// How a checkpoint of the history ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,10 +42,108 @@ pub struct CheckpointRecord {
     pub duration_ms: f64,
     /// Its state size in bytes (completed ones).
     pub size_bytes: Option<u64>,
+    /// Bytes it added: files the checkpoint before it did not reference
+    /// (completed ones; all of its files for a full checkpoint).
+    #[serde(default)]
+    pub incremental_size_bytes: Option<u64>,
     /// Why it was aborted.
     pub cause: Option<String>,
     /// Whether checkpoint storage caused the abort.
     pub storage_unavailable: bool,
+    /// Each subtask's part, in subtask order, for the subtasks that acked
+    /// (only for the newest [`DETAILED_LEN`] checkpoints).
+    #[serde(default)]
+    pub subtasks: Vec<SubtaskCheckpoint>,
+}
+
+/// One subtask's part of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubtaskCheckpoint {
+    /// Its operator's name.
+    pub operator: String,
+    /// Its operator's vertex id.
+    pub vertex: u32,
+    /// Its index.
+    pub subtask: u32,
+    /// From the trigger to its ack, in milliseconds.
+    pub acked_after_ms: f64,
+    /// The bytes of its state files.
+    pub size_bytes: u64,
+    /// Waiting for barriers on all of its inputs, in milliseconds.
+    pub alignment_ms: f64,
+    /// The synchronous part of its snapshot.
+    pub sync_ms: f64,
+    /// Writing its files to checkpoint storage.
+    pub async_ms: f64,
+}
+
+/// Restarts kept in a job's restart history (the newest ones).
+pub const RESTARTS_KEPT: usize = 100;
+
+/// What a restart restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartScope {
+    /// The whole job: a new job attempt.
+    Global,
+    /// Only the pipelined regions that lost a task.
+    Regional,
+}
+
+/// One restart of a job, as `GET /v1/jobs/{id}/exceptions` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartRecord {
+    /// When the failure was detected (ms since the Unix epoch).
+    pub detected_at_ms: u64,
+    /// What failed, with its causes.
+    pub cause: String,
+    /// What restarted.
+    pub scope: RestartScope,
+    /// The job attempt that failed (a regional restart keeps it running).
+    pub attempt: u32,
+    /// For a regional restart: the regions restarted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<u32>,
+    /// From detection to every restarted subtask running, once they run.
+    pub recovery_ms: Option<f64>,
+    /// The tier each restored subtask's state came from, once they run.
+    #[serde(default)]
+    pub restored: Vec<weir_protocol::cluster::SubtaskRestore>,
+}
+
+impl CheckpointRecord {
+    /// Each subtask's part of checkpoint `epoch`, from its acks
+    /// (`receipts`) and states, in subtask order.
+    pub fn subtask_details(
+        graph: &weir_protocol::JobGraph,
+        triggered_at: Instant,
+        receipts: &std::collections::BTreeMap<weir_protocol::SubtaskId, AckReceipt>,
+        states: &std::collections::BTreeMap<weir_protocol::SubtaskId, weir_protocol::SubtaskState>,
+    ) -> Vec<SubtaskCheckpoint> {
+        let ms = |us: u64| us as f64 / 1000.0;
+        receipts
+            .iter()
+            .map(|(task, receipt)| SubtaskCheckpoint {
+                operator: graph
+                    .vertices
+                    .get(task.vertex.index())
+                    .map_or_else(String::new, |v| v.name.clone()),
+                vertex: task.vertex.0,
+                subtask: task.index,
+                acked_after_ms: receipt
+                    .at
+                    .saturating_duration_since(triggered_at)
+                    .as_secs_f64()
+                    * 1000.0,
+                size_bytes: states
+                    .get(task)
+                    .map_or(0, |s| s.files.iter().map(|f| f.size).sum()),
+                alignment_ms: ms(receipt.timing.alignment_us),
+                sync_ms: ms(receipt.timing.sync_us),
+                async_ms: ms(receipt.timing.async_us),
+            })
+            .collect()
+    }
 }
 
 /// What a wait for checkpoint storage is holding up.
@@ -123,13 +228,6 @@ pub struct CheckpointStats {
     pub completed: u32,
     /// Checkpoints aborted.
     pub aborted: u32,
-    /// Time from trigger to commit of each completed checkpoint.
-    pub durations: Vec<Duration>,
-    /// Total state size of each completed checkpoint, in bytes.
-    pub sizes: Vec<u64>,
-    /// Bytes each completed checkpoint added: files the checkpoint before
-    /// it did not reference (all of them for full checkpoints).
-    pub incremental_sizes: Vec<u64>,
     /// The newest checkpoints, oldest first (at most [`HISTORY_LEN`]).
     pub history: VecDeque<CheckpointRecord>,
     /// Checkpoints failed in a row at the end of the run.
@@ -146,9 +244,6 @@ impl CheckpointStats {
     pub fn absorb(&mut self, later: CheckpointStats) {
         self.completed += later.completed;
         self.aborted += later.aborted;
-        self.durations.extend(later.durations);
-        self.sizes.extend(later.sizes);
-        self.incremental_sizes.extend(later.incremental_sizes);
         for record in later.history {
             self.remember(record);
         }
@@ -158,12 +253,22 @@ impl CheckpointStats {
     }
 
     /// Adds a checkpoint to the history, forgetting the oldest beyond
-    /// [`HISTORY_LEN`].
+    /// [`HISTORY_LEN`] and the details of those beyond [`DETAILED_LEN`].
     pub fn remember(&mut self, record: CheckpointRecord) {
         if self.history.len() == HISTORY_LEN {
             self.history.pop_front();
         }
         self.history.push_back(record);
+        if let Some(undetailed) = self.history.len().checked_sub(DETAILED_LEN + 1) {
+            self.history[undetailed].subtasks = Vec::new();
+        }
+    }
+
+    /// The completed checkpoints of the history, oldest first.
+    pub fn completed(&self) -> impl Iterator<Item = &CheckpointRecord> {
+        self.history
+            .iter()
+            .filter(|r| r.outcome == CheckpointOutcome::Completed)
     }
 }
 
@@ -179,8 +284,19 @@ mod tests {
             triggered_at_ms: 0,
             duration_ms: 1.0,
             size_bytes: None,
+            incremental_size_bytes: None,
             cause: Some("writing x: connection refused".into()),
             storage_unavailable: true,
+            subtasks: vec![SubtaskCheckpoint {
+                operator: "sum".into(),
+                vertex: 1,
+                subtask: 0,
+                acked_after_ms: 2.0,
+                size_bytes: 10,
+                alignment_ms: 0.5,
+                sync_ms: 0.1,
+                async_ms: 1.0,
+            }],
         }
     }
 
@@ -196,6 +312,15 @@ mod tests {
         assert_eq!(earlier.history.len(), HISTORY_LEN);
         assert_eq!(earlier.history.front().unwrap().epoch, 1);
         assert_eq!(earlier.history.back().unwrap().epoch, 1000);
+        // Only the newest keep their details.
+        let detailed: Vec<u64> = earlier
+            .history
+            .iter()
+            .filter(|r| !r.subtasks.is_empty())
+            .map(|r| r.epoch)
+            .collect();
+        assert_eq!(detailed.len(), DETAILED_LEN);
+        assert_eq!(detailed.last(), Some(&1000));
     }
 
     #[test]

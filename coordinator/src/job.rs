@@ -6,7 +6,7 @@ use crate::control::{ControlStore, LeaseGuard, StoredJob};
 use crate::detector::Loss;
 use crate::driver::CheckpointStats;
 use crate::error::CoordinatorError;
-use crate::history::{CheckpointRecord, Outage, StorageWait};
+use crate::history::{CheckpointRecord, Outage, RestartRecord, StorageWait};
 use crate::lifecycle::{JobLifecycle, Transition};
 use crate::savepoint::SavepointRequest;
 use crossbeam_channel::Sender;
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 use weir_protocol::cluster::{
-    DeploymentOutcome, JobSpec, RunSettings, SubtaskRestore, TaskPlacement,
+    DeploymentOutcome, JobSpec, RestoreTier, RunSettings, SubtaskRestore, TaskPlacement,
 };
 use weir_protocol::{JobGraph, JobState, WorkerEvent, WorkerId};
 
@@ -188,11 +188,14 @@ pub struct JobStatus {
     pub checkpoints_completed: u32,
     /// Checkpoints aborted over all attempts.
     pub checkpoints_aborted: u32,
-    /// Duration of each completed checkpoint, in milliseconds.
+    /// Duration of each completed checkpoint of the history (the newest
+    /// [`HISTORY_LEN`](crate::history::HISTORY_LEN) checkpoints), in
+    /// milliseconds.
     pub checkpoint_durations_ms: Vec<f64>,
-    /// Size of each completed checkpoint, in bytes.
+    /// Size of each completed checkpoint of the history, in bytes.
     pub checkpoint_sizes: Vec<u64>,
-    /// Bytes each completed checkpoint added over the one before it.
+    /// Bytes each completed checkpoint of the history added over the one
+    /// before it.
     pub checkpoint_incremental_sizes: Vec<u64>,
     /// Where each subtask runs.
     pub placement: Vec<TaskPlacement>,
@@ -343,9 +346,26 @@ pub struct JobRecord {
     pub regional_restarts: std::collections::VecDeque<RegionalRestart>,
     /// Catch-ups of spares that joined, the last [`SPARE_CATCH_UPS_KEPT`].
     pub spare_catch_ups: std::collections::VecDeque<SpareCatchUp>,
+    /// Restarts under this leader, the last
+    /// [`RESTARTS_KEPT`](crate::history::RESTARTS_KEPT).
+    pub restarts: std::collections::VecDeque<RestartRecord>,
+    /// Regional restarts under this leader.
+    pub regional_restart_count: u64,
+    /// Recoveries under this leader, and their total time in seconds.
+    pub recoveries: (u64, f64),
+    /// Subtasks restored under this leader, and their bytes, per tier
+    /// (local, peer, object store).
+    pub restored_by_tier: [(u64, u64); 3],
 }
 
 use weir_protocol::time::now_ms as wall_ms;
+
+/// The restore tiers, in the order of [`JobRecord::restored_by_tier`].
+pub const TIERS: [RestoreTier; 3] = [
+    RestoreTier::Local,
+    RestoreTier::Peer,
+    RestoreTier::ObjectStore,
+];
 
 impl JobRecord {
     /// A worker of the running attempt was declared lost at `detected`.
@@ -370,13 +390,37 @@ impl JobRecord {
         *since = (*since).min(at);
     }
 
-    /// Every subtask of the new attempt runs: the recovery is over.
+    /// The job restarts (`restart.recovery_ms` is filled in once it runs).
+    pub fn note_restart(&mut self, restart: RestartRecord) {
+        if restart.scope == crate::history::RestartScope::Regional {
+            self.regional_restart_count += 1;
+        }
+        self.restarts.push_back(restart);
+        while self.restarts.len() > crate::history::RESTARTS_KEPT {
+            self.restarts.pop_front();
+        }
+    }
+
+    /// Every subtask of the new attempt (or of the restarted regions) runs:
+    /// the recovery is over.
     pub fn note_running(&mut self) {
         let Some(since) = self.recovering_since.take() else {
             return;
         };
         let took = since.elapsed().as_secs_f64() * 1000.0;
         self.last_recovery_ms = Some(took);
+        self.recoveries.0 += 1;
+        self.recoveries.1 += took / 1000.0;
+        for restored in &self.last_restore {
+            for (tier, totals) in TIERS.iter().zip(&mut self.restored_by_tier) {
+                totals.0 += u64::from(restored.tier == *tier);
+                totals.1 += restored.bytes.of(*tier);
+            }
+        }
+        if let Some(restart) = self.restarts.back_mut().filter(|r| r.recovery_ms.is_none()) {
+            restart.recovery_ms = Some(took);
+            restart.restored = self.last_restore.clone();
+        }
         if let Some(loss) = self
             .last_loss
             .as_mut()
@@ -589,15 +633,25 @@ impl JobHandle {
         self.cancel_requested.load(Ordering::Relaxed)
     }
 
+    /// The checkpoints of every attempt so far, the running one's included.
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        Self::merged_checkpoints(&self.record())
+    }
+
+    fn merged_checkpoints(record: &JobRecord) -> CheckpointStats {
+        let mut checkpoints = record.checkpoints.clone();
+        if let Some(live) = &record.live_checkpoints {
+            checkpoints.absorb(lock(live).clone());
+        }
+        checkpoints
+    }
+
     /// The job as reported by the API.
     pub fn status(&self) -> JobStatus {
         let record = self.record();
         // Attempt, restarts and placement are the control store's record.
         let stored = lock(&self.stored);
-        let mut checkpoints = record.checkpoints.clone();
-        if let Some(live) = &record.live_checkpoints {
-            checkpoints.absorb(lock(live).clone());
-        }
+        let checkpoints = Self::merged_checkpoints(&record);
         let elapsed = match (record.started, record.ended) {
             (Some(start), Some(end)) => end.saturating_duration_since(start),
             (Some(start), None) => start.elapsed(),
@@ -618,13 +672,15 @@ impl JobHandle {
             restored_from: record.restored_from,
             checkpoints_completed: checkpoints.completed,
             checkpoints_aborted: checkpoints.aborted,
-            checkpoint_durations_ms: checkpoints
-                .durations
-                .iter()
-                .map(|d| d.as_secs_f64() * 1000.0)
+            checkpoint_durations_ms: checkpoints.completed().map(|r| r.duration_ms).collect(),
+            checkpoint_sizes: checkpoints
+                .completed()
+                .map(|r| r.size_bytes.unwrap_or(0))
                 .collect(),
-            checkpoint_sizes: checkpoints.sizes,
-            checkpoint_incremental_sizes: checkpoints.incremental_sizes,
+            checkpoint_incremental_sizes: checkpoints
+                .completed()
+                .map(|r| r.incremental_size_bytes.unwrap_or(0))
+                .collect(),
             placement: stored.placement.clone(),
             spares: stored.spares.iter().map(|p| p.worker).collect(),
             regions: weir_protocol::regions::pipelined_regions(&self.graph).len() as u32,
@@ -651,7 +707,15 @@ impl JobHandle {
                 .map(Outage::report),
             failed_checkpoints_in_a_row: checkpoints.failed_in_a_row,
             tolerable_failed_checkpoints: self.settings.tolerable_failed_checkpoints,
-            checkpoint_history: checkpoints.history.into_iter().collect(),
+            // The details are `GET /v1/jobs/{id}/checkpoints`'s.
+            checkpoint_history: checkpoints
+                .history
+                .into_iter()
+                .map(|record| CheckpointRecord {
+                    subtasks: Vec::new(),
+                    ..record
+                })
+                .collect(),
         }
     }
 }

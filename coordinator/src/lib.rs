@@ -52,6 +52,9 @@
 //!   supervisor).
 //! - [`server`]: [`Coordinator`], both endpoints on one runtime, and the
 //!   leadership loop (campaign, lead, step down).
+//! - [`metrics`]: [`CoordinatorMetrics`](metrics::CoordinatorMetrics), the
+//!   `/metrics` figures: read from the jobs' records when scraped, and
+//!   histograms the driver and the failure detection observe.
 //! - [`crash`]: crash hooks that tests arm to abort at dangerous moments.
 //! - [`error`]: [`CoordinatorError`], the one error type of this crate.
 //!
@@ -75,6 +78,7 @@ pub mod error;
 pub mod history;
 pub mod job;
 pub mod lifecycle;
+pub mod metrics;
 pub mod restart;
 pub mod restore_check;
 pub mod rpc;

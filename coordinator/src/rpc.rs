@@ -138,6 +138,7 @@ async fn serve_worker(mut stream: TcpStream, node: &Arc<Node>) -> Result<(), Str
         name,
         slots,
         data_addr,
+        metrics_addr,
         previous,
         deployments,
     } = first
@@ -183,9 +184,12 @@ async fn serve_worker(mut stream: TcpStream, node: &Arc<Node>) -> Result<(), Str
     let (registered_name, sender) = (name.clone(), outbox.clone());
     let registered = tokio::task::spawn_blocking(move || {
         registering.register_worker(
-            registered_name,
-            slots,
-            data_addr,
+            crate::cluster::WorkerOffer {
+                name: registered_name,
+                slots,
+                data_addr,
+                metrics_addr,
+            },
             previous,
             deployments,
             sender,
@@ -274,7 +278,10 @@ async fn serve_worker(mut stream: TcpStream, node: &Arc<Node>) -> Result<(), Str
 fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result<(), String> {
     match message {
         ToCoordinator::Register { .. } => Err(format!("worker {worker} is already registered")),
-        ToCoordinator::Heartbeat => Ok(()),
+        ToCoordinator::Heartbeat => {
+            cluster.metrics.heartbeat(worker);
+            Ok(())
+        }
         ToCoordinator::Event {
             job_number,
             attempt,

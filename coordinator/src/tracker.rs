@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use weir_protocol::{Epoch, FailureKind, SubtaskId, SubtaskState, WorkerEvent};
+use weir_protocol::{AckTiming, Epoch, FailureKind, SubtaskId, SubtaskState, WorkerEvent};
 
 /// When checkpoints are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,17 @@ pub struct FailedCheckpoint {
     /// More failed in a row than tolerated: the job must fail over
     /// (restart from its last complete checkpoint). Never for a final one.
     pub fail_over: bool,
+    /// The acks that had arrived.
+    pub receipts: BTreeMap<SubtaskId, AckReceipt>,
+}
+
+/// When a subtask's ack arrived, and what its phases took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckReceipt {
+    /// When it arrived.
+    pub at: Instant,
+    /// Its phases, as the subtask measured them.
+    pub timing: AckTiming,
 }
 
 /// A checkpoint all of whose acks arrived.
@@ -91,6 +102,8 @@ pub struct CompletedCheckpoint {
     pub completed_at: Instant,
     /// Every task's state.
     pub states: BTreeMap<SubtaskId, SubtaskState>,
+    /// Every task's ack.
+    pub receipts: BTreeMap<SubtaskId, AckReceipt>,
 }
 
 #[derive(Debug)]
@@ -99,6 +112,7 @@ struct Pending {
     is_final: bool,
     triggered_at: Instant,
     states: BTreeMap<SubtaskId, SubtaskState>,
+    receipts: BTreeMap<SubtaskId, AckReceipt>,
 }
 
 /// Decides the checkpoints of one running job.
@@ -183,6 +197,7 @@ impl CheckpointTracker {
             kind: FailureKind::Task,
             failed_in_a_row: self.failed_in_a_row,
             fail_over: false,
+            receipts: pending.receipts,
         })))
     }
 
@@ -279,6 +294,13 @@ impl CheckpointTracker {
                     return None;
                 }
                 pending.states.insert(ack.task, ack.state);
+                pending.receipts.insert(
+                    ack.task,
+                    AckReceipt {
+                        at: now,
+                        timing: ack.timing,
+                    },
+                );
                 if pending.states.len() < self.tasks.len() {
                     return None;
                 }
@@ -290,6 +312,7 @@ impl CheckpointTracker {
                     triggered_at: done.triggered_at,
                     completed_at: now,
                     states: done.states,
+                    receipts: done.receipts,
                 }))
             }
             WorkerEvent::Declined {
@@ -338,11 +361,10 @@ impl CheckpointTracker {
         kind: FailureKind,
     ) -> Decision {
         self.failed(
-            completed.epoch,
-            completed.is_final,
-            completed.triggered_at,
+            (completed.epoch, completed.is_final, completed.triggered_at),
             reason,
             kind,
+            completed.receipts.clone(),
         )
     }
 
@@ -356,6 +378,7 @@ impl CheckpointTracker {
             is_final,
             triggered_at: now,
             states: BTreeMap::new(),
+            receipts: BTreeMap::new(),
         });
         Decision::Trigger {
             epoch,
@@ -368,21 +391,20 @@ impl CheckpointTracker {
         let pending = self.pending.take().expect("a pending checkpoint");
         self.last_end = Some(now);
         self.failed(
-            pending.epoch,
-            pending.is_final,
-            pending.triggered_at,
+            (pending.epoch, pending.is_final, pending.triggered_at),
             reason,
             kind,
+            pending.receipts,
         )
     }
 
+    /// Checkpoint `(epoch, is_final, triggered_at)` failed.
     fn failed(
         &mut self,
-        epoch: Epoch,
-        is_final: bool,
-        triggered_at: Instant,
+        (epoch, is_final, triggered_at): (Epoch, bool, Instant),
         reason: String,
         kind: FailureKind,
+        receipts: BTreeMap<SubtaskId, AckReceipt>,
     ) -> Decision {
         self.failed_in_a_row += 1;
         if is_final {
@@ -398,6 +420,7 @@ impl CheckpointTracker {
             kind,
             failed_in_a_row: self.failed_in_a_row,
             fail_over: !is_final && self.failed_in_a_row > self.config.tolerable_failures,
+            receipts,
         })
     }
 }
@@ -424,6 +447,7 @@ mod tests {
                 files: vec![],
                 operator_state: None,
             },
+            timing: Default::default(),
         })
     }
 

@@ -124,6 +124,7 @@ fn ack_all(running: &Running, epoch: Epoch) {
                     files: Vec::new(),
                     operator_state: Some("{\"position\":7}".into()),
                 },
+                timing: Default::default(),
             }))
             .unwrap();
     }

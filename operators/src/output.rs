@@ -14,6 +14,7 @@ use crate::error::OperatorError;
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use weir_protocol::key_group::{key_group_of_hash, subtask_for_key_group};
 use weir_protocol::{Epoch, Partitioning};
 
@@ -23,8 +24,9 @@ use weir_protocol::{Epoch, Partitioning};
 /// reaches a producer. It fails with [`OperatorError::Disconnected`] when
 /// the receiving task is gone.
 pub trait OutputChannel: Send {
-    /// Delivers one message, waiting for room if needed.
-    fn send(&mut self, message: Message) -> Result<(), OperatorError>;
+    /// Delivers one message, waiting for room if needed; returns how long
+    /// it waited (the producer's back-pressured time, for its metrics).
+    fn send(&mut self, message: Message) -> Result<Duration, OperatorError>;
 
     /// How many records a full batch on this channel holds, given the
     /// job's batch size: a channel whose every message is costly (a hop
@@ -41,13 +43,40 @@ pub type KeyHasher<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
 /// A [`KeyHasher`] with its record type erased, as stored in a dataflow.
 pub type ErasedKeyHasher = Arc<dyn Any + Send + Sync>;
 
-/// Counters a task shares with the runtime, for the job summary.
+/// Counters a task shares with the runtime, for the job summary and the
+/// worker's metrics.
 #[derive(Debug, Default)]
 pub struct TaskCounters {
     /// Records the task received.
     pub records_in: AtomicU64,
     /// Records the task sent downstream.
     pub records_out: AtomicU64,
+    /// Nanoseconds it waited for input (or, a source, for data to poll).
+    pub idle_ns: AtomicU64,
+    /// Nanoseconds it waited for room downstream.
+    pub backpressured_ns: AtomicU64,
+    /// Messages waiting in its input channels when it last looked.
+    pub input_queued: AtomicU64,
+    /// Messages its input channels hold at most.
+    pub input_capacity: AtomicU64,
+}
+
+impl TaskCounters {
+    /// Adds `waited` to the back-pressured time.
+    #[inline]
+    pub fn backpressured(&self, waited: Duration) {
+        if !waited.is_zero() {
+            self.backpressured_ns
+                .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds `waited` to the idle time.
+    #[inline]
+    pub fn idled(&self, waited: Duration) {
+        self.idle_ns
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 /// The runtime's description of one outgoing edge of a subtask.
@@ -94,6 +123,8 @@ struct EdgeOutput<T> {
     buffers: Vec<Vec<T>>,
     /// The records that fill each buffer.
     full_at: Vec<usize>,
+    /// The task's: waits for room count as back-pressured time.
+    counters: Arc<TaskCounters>,
 }
 
 impl<T: Data> EdgeOutput<T> {
@@ -127,22 +158,24 @@ impl<T: Data> EdgeOutput<T> {
         // no large buffer after every small flush of a quiet channel.
         let sent = buffer.len();
         let records = std::mem::replace(buffer, Vec::with_capacity(sent));
-        match &mut self.route {
+        let waited = match &mut self.route {
             Route::Single => self.channels[0].send(Message::Data(Batch::new(records)))?,
             Route::Hash { .. } => self.channels[slot].send(Message::Data(Batch::new(records)))?,
             Route::RoundRobin { next } => {
                 let target = *next % self.channels.len();
                 *next = next.wrapping_add(1);
-                self.channels[target].send(Message::Data(Batch::new(records)))?;
+                self.channels[target].send(Message::Data(Batch::new(records)))?
             }
             Route::Broadcast => {
                 let (last, rest) = self.channels.split_last_mut().expect("edge has channels");
+                let mut waited = Duration::ZERO;
                 for channel in rest {
-                    channel.send(Message::Data(Batch::new(records.clone())))?;
+                    waited += channel.send(Message::Data(Batch::new(records.clone())))?;
                 }
-                last.send(Message::Data(Batch::new(records)))?;
+                waited + last.send(Message::Data(Batch::new(records)))?
             }
-        }
+        };
+        self.counters.backpressured(waited);
         Ok(sent)
     }
 
@@ -156,7 +189,8 @@ impl<T: Data> EdgeOutput<T> {
 
     fn send_control(&mut self, make: impl Fn() -> Message) -> Result<(), OperatorError> {
         for channel in &mut self.channels {
-            channel.send(make())?;
+            let waited = channel.send(make())?;
+            self.counters.backpressured(waited);
         }
         Ok(())
     }
@@ -215,6 +249,7 @@ impl<T: Data> Output<T> {
                 buffers: full_at.iter().map(|&n| Vec::with_capacity(n)).collect(),
                 full_at,
                 channels: edge.channels,
+                counters: wiring.counters.clone(),
             });
         }
         Ok(Self {
@@ -342,11 +377,11 @@ mod tests {
     }
 
     impl OutputChannel for Recording {
-        fn send(&mut self, message: Message) -> Result<(), OperatorError> {
+        fn send(&mut self, message: Message) -> Result<Duration, OperatorError> {
             if let Message::Data(batch) = message {
                 self.sizes.lock().unwrap().push(batch.len());
             }
-            Ok(())
+            Ok(Duration::ZERO)
         }
 
         fn batch_records(&self, batch_size: usize) -> usize {

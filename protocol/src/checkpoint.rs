@@ -132,6 +132,22 @@ pub struct TaskAck {
     pub task: SubtaskId,
     /// Its state.
     pub state: SubtaskState,
+    /// How long its part took, phase by phase.
+    #[serde(default)]
+    pub timing: AckTiming,
+}
+
+/// How long a subtask's part of a checkpoint took, phase by phase (as
+/// Flink's checkpoint details show them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckTiming {
+    /// From the first barrier on one of its inputs to the last (0 for a
+    /// source or a single input), in microseconds.
+    pub alignment_us: u64,
+    /// The synchronous part of its snapshot, on the task thread.
+    pub sync_us: u64,
+    /// The asynchronous part: writing its files to checkpoint storage.
+    pub async_us: u64,
 }
 
 /// All subtasks of one operator in a checkpoint.

@@ -517,6 +517,17 @@ pub enum RestoreTier {
     ObjectStore,
 }
 
+impl RestoreTier {
+    /// Its name as a metric label (`local`, `peer`, `object_store`).
+    pub fn label(self) -> &'static str {
+        match self {
+            RestoreTier::Local => "local",
+            RestoreTier::Peer => "peer",
+            RestoreTier::ObjectStore => "object_store",
+        }
+    }
+}
+
 impl fmt::Display for RestoreTier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

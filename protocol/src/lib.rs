@@ -48,7 +48,7 @@ pub mod time;
 pub mod wire;
 
 pub use checkpoint::{
-    CheckpointManifest, OperatorState, StateFile, StateFileFormat, SubtaskState, TaskAck,
+    AckTiming, CheckpointManifest, OperatorState, StateFile, StateFileFormat, SubtaskState, TaskAck,
 };
 pub use cluster::{JobSpec, JobState, RunSettings, SubmitRequest, WorkerId};
 pub use control::{ControlCommand, FailureKind, WorkerEvent};

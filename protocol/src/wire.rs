@@ -42,6 +42,9 @@ pub enum ToCoordinator {
         slots: u32,
         /// Where the worker serves data exchange to its peers.
         data_addr: String,
+        /// Where it serves its metrics (`/metrics`), if it does.
+        #[serde(default)]
+        metrics_addr: Option<String>,
         /// The id an earlier leader gave this worker process, which keeps
         /// it when the new leader adopts its deployments.
         #[serde(default)]
@@ -495,6 +498,7 @@ mod tests {
             name: "w".into(),
             slots: 2,
             data_addr: "127.0.0.1:1".into(),
+            metrics_addr: Some("127.0.0.1:2".into()),
             previous: None,
             deployments: vec![],
         };

@@ -25,10 +25,14 @@
 //!   deployment it is given with the engine, wired to its peers through
 //!   `net`; it keeps its deployments through a leaderless window and
 //!   reports them to the next leader, which adopts them.
+//! - [`metrics`]: [`WorkerMetrics`](metrics::WorkerMetrics), a worker's
+//!   figures in the Prometheus text format, read from the tasks' counters
+//!   when scraped.
 //! - [`error`]: [`RuntimeError`], the one error type of this crate.
 //!
 //! Imports point one way: `worker` → `engine` → `local`, `task`,
-//! `checkpoint` → `net` → `cancel`, `error`. The exchange knows nothing of
+//! `checkpoint` → `net` → `cancel`, `error`; `metrics` reads `net`'s
+//! credit gates. The exchange knows nothing of
 //! checkpoints: replication pushes files through it, and pushed files
 //! reach the replicas through its `FileInbox`.
 
@@ -39,6 +43,7 @@ pub mod checkpoint;
 pub mod engine;
 pub mod error;
 pub mod local;
+pub mod metrics;
 pub mod net;
 pub mod task;
 pub mod worker;

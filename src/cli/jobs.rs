@@ -48,8 +48,11 @@ pub enum JobsCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// A job's newest checkpoints: completed and aborted, with causes.
+    /// A job's newest checkpoints: completed and aborted, with causes
+    /// (`--epoch N`: each subtask's part of checkpoint N).
     History(crate::cli::history::HistoryArgs),
+    /// A job's restarts: causes, recovery times, restore tiers.
+    Exceptions(crate::cli::exceptions::ExceptionsArgs),
     /// Ask a job to stop.
     Cancel {
         /// The job's id or number.
@@ -113,6 +116,7 @@ pub fn run(command: JobsCommand, registry: &JobRegistry) -> Result<(), Box<dyn s
         }
         JobsCommand::Savepoint(args) => crate::cli::savepoint::run(args),
         JobsCommand::History(args) => crate::cli::history::run(args),
+        JobsCommand::Exceptions(args) => crate::cli::exceptions::run(args),
         JobsCommand::Status { job, remote } => {
             let status = client(&remote)?.job(&job)?;
             print_status(&status, remote.json)

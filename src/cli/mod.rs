@@ -5,13 +5,16 @@
 //! - [`worker`]: `weir worker --coordinator A[,B…]`.
 //! - [`submit`]: `weir submit JOB …`, a job for the cluster.
 //! - [`jobs`]: `weir jobs available|list|status|cancel|wait`.
-//! - [`history`]: `weir jobs history JOB`, its newest checkpoints with causes.
+//! - [`history`]: `weir jobs history JOB [--epoch N]`, its newest
+//!   checkpoints with causes, or each subtask's part of one.
+//! - [`exceptions`]: `weir jobs exceptions JOB`, its restarts.
 //! - [`savepoint`]: `weir jobs savepoint JOB_ID [--stop] [--dir URL]`.
 //! - [`checkpoints`]: `weir checkpoints list|show|verify|dump|diff|gc`, straight from storage.
 //! - [`job_args`]: the job options `run` and `submit` share.
 
 pub mod checkpoints;
 pub mod coordinator;
+pub mod exceptions;
 pub mod history;
 pub mod job_args;
 pub mod jobs;
@@ -28,9 +31,24 @@ use weir_operators::job::JobRegistry;
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about)]
 pub struct Cli {
+    /// How logs are written to standard error: `text` (`field=value`) or
+    /// `json` (one object per line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "WEIR_LOG_FORMAT")]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines with `field=value` pairs.
+    Text,
+    /// One JSON object per line: time, level, message, fields and the
+    /// spans it happened in (`task` with `job` and `task`, `checkpoint`
+    /// with `epoch`).
+    Json,
 }
 
 /// The subcommands.
@@ -52,21 +70,29 @@ pub enum Command {
     Checkpoints(checkpoints::CheckpointsCommand),
 }
 
-/// Logs go to standard error; `WEIR_LOG` (or `RUST_LOG`) sets the filter,
-/// default `warn`.
-pub fn install_tracing() {
+/// Logs go to standard error in `format`; `WEIR_LOG` (or `RUST_LOG`) sets
+/// the filter, default `warn`.
+pub fn install_tracing(format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("WEIR_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = match format {
         // Colours only on a terminal: logs piped to a file or a test stay
         // plain text (`field=value`).
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 /// The whole `weir` command line for a binary whose jobs are `registry`:
@@ -74,7 +100,7 @@ pub fn install_tracing() {
 /// own binary is `fn main() -> ExitCode { weir::cli::main(my_registry()) }`.
 pub fn main(registry: JobRegistry) -> ExitCode {
     let args = Cli::parse();
-    install_tracing();
+    install_tracing(args.log_format);
     run(args, &registry)
 }
 

@@ -53,12 +53,25 @@ pub struct WorkerArgs {
     /// `0`: unthrottled).
     #[arg(long, value_name = "SIZE", default_value = "100MiB")]
     pub catch_up_rate: bytesize::ByteSize,
+    /// Where to serve `/metrics` (Prometheus text format; port 0 picks a
+    /// free one) [default: not served]. Beyond loopback it requires the
+    /// token, as scrapes do.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Registers with the coordinator and serves until it goes away.
 pub fn run(args: WorkerArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::error::Error>> {
     let client = crate::client::Client::new(&args.coordinator, args.token.clone())?;
     let defaults = WorkerConfig::default();
+    let metrics = defaults.metrics.clone();
+    let metrics_addr = match &args.metrics_listen {
+        Some(listen) => Some(
+            crate::metrics_endpoint::serve(listen, args.token.clone(), metrics.clone())?
+                .to_string(),
+        ),
+        None => None,
+    };
     let config = WorkerConfig {
         coordinator: Arc::new(Coordinators(client)),
         slots: args.slots,
@@ -69,6 +82,8 @@ pub fn run(args: WorkerArgs, registry: &JobRegistry) -> Result<(), Box<dyn std::
         coordinator_timeout: args.coordinator_timeout,
         leaderless_timeout: args.leaderless_timeout,
         catch_up_rate: args.catch_up_rate.as_u64(),
+        metrics,
+        metrics_addr,
         ..defaults
     };
     let build = crate::cluster::registry_builder(registry.clone());

@@ -206,6 +206,7 @@ fn registration(token: Option<&str>, data_addr: &str) -> Vec<u8> {
         name: "test".into(),
         slots: 1,
         data_addr: data_addr.into(),
+        metrics_addr: None,
         previous: None,
         deployments: vec![],
     })

@@ -13,6 +13,7 @@ mod ha;
 mod harness;
 mod kafka;
 mod kafka_sink;
+mod metrics;
 mod partition;
 mod postgres;
 mod recovery;

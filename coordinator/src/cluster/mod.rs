@@ -53,6 +53,8 @@ pub struct WorkerEntry {
     pub used: u32,
     /// Its data-exchange address.
     pub data_addr: String,
+    /// Where it serves `/metrics`, if it does.
+    pub metrics_addr: Option<String>,
     /// Frames to it.
     pub outbox: tokio::sync::mpsc::UnboundedSender<ToWorker>,
     /// Set to close its connection (the worker was declared lost).
@@ -72,6 +74,22 @@ pub struct WorkerInfo {
     pub used: u32,
     /// Its data-exchange address.
     pub data_addr: String,
+    /// Where it serves `/metrics`, if it does.
+    #[serde(default)]
+    pub metrics_addr: Option<String>,
+}
+
+/// What a registering worker offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerOffer {
+    /// Its name, for logs.
+    pub name: String,
+    /// Slots it offers.
+    pub slots: u32,
+    /// Where it serves data exchange.
+    pub data_addr: String,
+    /// Where it serves `/metrics`, if it does.
+    pub metrics_addr: Option<String>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,6 +134,8 @@ pub struct Cluster {
     counters: Mutex<Counters>,
     /// The leader's lease, told to workers when they register.
     pub lease: Option<Duration>,
+    /// This term's metrics.
+    pub metrics: Arc<crate::metrics::CoordinatorMetrics>,
 }
 
 impl Cluster {
@@ -141,6 +161,7 @@ impl Cluster {
             guard: term.guard,
             counters: Mutex::new(term.counters),
             lease: term.lease,
+            metrics: Arc::default(),
         }
     }
 
@@ -192,14 +213,18 @@ impl Cluster {
     #[allow(clippy::too_many_arguments)]
     pub fn register_worker(
         &self,
-        name: String,
-        slots: u32,
-        data_addr: String,
+        offer: WorkerOffer,
         previous: Option<WorkerId>,
         reports: Vec<DeploymentReport>,
         outbox: tokio::sync::mpsc::UnboundedSender<ToWorker>,
         kick: tokio::sync::watch::Sender<bool>,
     ) -> Result<WorkerId, String> {
+        let WorkerOffer {
+            name,
+            slots,
+            data_addr,
+            metrics_addr,
+        } = offer;
         let conflict = |inner: &Inner| {
             inner
                 .workers
@@ -251,6 +276,7 @@ impl Cluster {
                 slots,
                 used: 0,
                 data_addr,
+                metrics_addr,
                 outbox,
                 kick,
             },
@@ -388,6 +414,8 @@ impl Cluster {
             if inner.workers.remove(&worker).is_none() {
                 return;
             }
+            let (Loss::Silent(silent) | Loss::Disconnected(silent)) = loss;
+            self.metrics.worker_lost(worker, silent);
             inner.lost.insert(worker);
             inner.jobs.values().cloned().collect()
         };

@@ -38,6 +38,7 @@ impl Cluster {
                 slots: w.slots,
                 used: w.used,
                 data_addr: w.data_addr.clone(),
+                metrics_addr: w.metrics_addr.clone(),
             })
             .collect()
     }

@@ -130,6 +130,7 @@ impl Checkpoints {
         driver = driver
             .publish_to(live)
             .fenced_by(Arc::new(JobFence(job.clone())))
+            .with_metrics(cluster.metrics.clone())
             .with_finished_sources(finished);
         if adopted {
             driver = driver.checkpoint_at_once();

@@ -27,7 +27,7 @@ mod regional;
 mod restore;
 mod spares;
 
-use crate::history::StorageWaitPhase;
+use crate::history::{RestartRecord, RestartScope, StorageWaitPhase};
 pub use adopt::Adoption;
 use restore::{
     choose_restore, open_restore_point, persist_waiting, until_storage_answers, Unanswered,
@@ -308,6 +308,20 @@ fn supervise(
         });
         if let Err(stop) = recorded {
             return stopped_by(job, stop);
+        }
+        let failed_attempt = job.stored().attempt;
+        {
+            let mut record = job.record();
+            let detected_at = record.recovering_since.unwrap_or_else(Instant::now);
+            record.note_restart(RestartRecord {
+                detected_at_ms: weir_protocol::time::wall_ms(detected_at),
+                cause: cause.clone(),
+                scope: RestartScope::Global,
+                attempt: failed_attempt,
+                regions: Vec::new(),
+                recovery_ms: None,
+                restored: Vec::new(),
+            });
         }
         // The backoff runs from when the failure was detected: the time
         // spent stopping the attempt counts towards it. The checkpoint is

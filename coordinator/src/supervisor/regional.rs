@@ -30,6 +30,7 @@
 use super::restore::choose_restore;
 use crate::cluster::Cluster;
 use crate::driver::DriverControl;
+use crate::history::{RestartRecord, RestartScope};
 use crate::job::{JobHandle, PartId, RegionalRestart, REGIONAL_RESTARTS_KEPT};
 use crate::restart::{RestartDecision, RestartTracker};
 use crate::scaling::Shape;
@@ -534,6 +535,15 @@ impl Regional {
         tracing::info!(job = %job.job_id, attempt = self.job_attempt, regions = ?done.record.regions, recovery_ms = took, "restarted regions run again");
         {
             let mut record = job.record();
+            record.note_restart(RestartRecord {
+                detected_at_ms: done.record.detected_at_ms,
+                cause: done.record.cause.clone(),
+                scope: RestartScope::Regional,
+                attempt: self.job_attempt,
+                regions: done.record.regions.clone(),
+                recovery_ms: None,
+                restored: Vec::new(),
+            });
             record.note_running();
             record.regional_restarts.push_back(done.record);
             while record.regional_restarts.len() > REGIONAL_RESTARTS_KEPT {

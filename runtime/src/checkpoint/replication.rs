@@ -4,6 +4,7 @@
 //! peer before it goes to checkpoint storage.
 
 use super::replicas::{Origin, StateReplicas};
+use crate::metrics::WorkerMetrics;
 use crate::net::{Exchange, Pushed};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,8 @@ pub struct Replication {
     /// from then on, so that a peer that stopped reading costs one wait,
     /// not one per file of every checkpoint.
     too_slow: Mutex<HashSet<u32>>,
+    /// Counts the bytes pushed.
+    metrics: WorkerMetrics,
 }
 
 impl Replication {
@@ -36,6 +39,7 @@ impl Replication {
         exchange: Exchange,
         candidates: Vec<u32>,
         wanted: u32,
+        metrics: WorkerMetrics,
     ) -> Self {
         Self {
             store,
@@ -43,6 +47,7 @@ impl Replication {
             candidates: Mutex::new(candidates),
             wanted: wanted as usize,
             too_slow: Mutex::new(HashSet::new()),
+            metrics,
         }
     }
 
@@ -64,7 +69,10 @@ impl Replication {
                 continue;
             }
             match self.exchange.push_file(*peer, job_id, path, bytes) {
-                Pushed::Taken => pushed += 1,
+                Pushed::Taken => {
+                    pushed += 1;
+                    self.metrics.replica_pushed(bytes.len() as u64);
+                }
                 Pushed::NoLink => {
                     tracing::debug!(job = %job_id, %path, peer, "no link to a replica peer; trying the next");
                 }

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use weir_operators::task::TaskSnapshot;
 use weir_protocol::checkpoint::paths;
 use weir_protocol::{
-    Epoch, FailureKind, KeyGroupRange, SubtaskId, SubtaskState, TaskAck, WorkerEvent,
+    AckTiming, Epoch, FailureKind, KeyGroupRange, SubtaskId, SubtaskState, TaskAck, WorkerEvent,
 };
 use weir_state::{CheckpointStorage, StateError};
 
@@ -24,6 +24,7 @@ struct WriteJob {
     task: SubtaskId,
     key_groups: KeyGroupRange,
     snapshot: TaskSnapshot,
+    timing: AckTiming,
 }
 
 /// A pool of threads that write snapshots and send acks.
@@ -68,6 +69,7 @@ impl SnapshotSubmitter {
         task: SubtaskId,
         key_groups: KeyGroupRange,
         snapshot: TaskSnapshot,
+        timing: AckTiming,
     ) {
         let has_keyed_state = snapshot.keyed.as_ref().is_some_and(|k| !k.is_empty());
         if !has_keyed_state {
@@ -80,6 +82,7 @@ impl SnapshotSubmitter {
                     files: Vec::new(),
                     operator_state: snapshot.operator_state,
                 },
+                timing,
             };
             let _ = self.events.send(WorkerEvent::Ack(ack));
             return;
@@ -90,6 +93,7 @@ impl SnapshotSubmitter {
             task,
             key_groups,
             snapshot,
+            timing,
         };
         if self.jobs.send(job).is_err() {
             let _ = self.events.send(WorkerEvent::Declined {
@@ -180,8 +184,19 @@ fn write_loop(
             continue;
         }
         let (epoch, task) = (job.epoch, job.task);
+        let _span =
+            tracing::info_span!("checkpoint", job = %job.job, task = %task, epoch = epoch.0)
+                .entered();
         let event = match write(job, storage, replication, (abandoned, aborted)) {
-            Ok(ack) => WorkerEvent::Ack(ack),
+            Ok(ack) => {
+                tracing::debug!(
+                    files = ack.state.files.len(),
+                    bytes = ack.state.files.iter().map(|f| f.size).sum::<u64>(),
+                    async_us = ack.timing.async_us,
+                    "snapshot written: acknowledging"
+                );
+                WorkerEvent::Ack(ack)
+            }
             // Nobody waits for it.
             Err(StateError::Abandoned) if aborted.covers(epoch) => continue,
             Err(error) => {
@@ -209,6 +224,7 @@ fn write(
     replication: Option<&Replication>,
     (abandoned, aborted): (&AtomicBool, &AbortedCheckpoints),
 ) -> Result<TaskAck, StateError> {
+    let started = std::time::Instant::now();
     let files = match &job.snapshot.keyed {
         Some(keyed) => {
             let task_dir = paths::subtask_file(job.epoch, job.task, "");
@@ -233,6 +249,10 @@ fn write(
             key_groups: job.key_groups,
             files,
             operator_state: job.snapshot.operator_state,
+        },
+        timing: AckTiming {
+            async_us: started.elapsed().as_micros() as u64,
+            ..job.timing
         },
     })
 }

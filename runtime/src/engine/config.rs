@@ -2,6 +2,7 @@
 
 use crate::checkpoint::replicas::StateReplicas;
 use crate::checkpoint::replication::Replication;
+use crate::metrics::WorkerMetrics;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,8 @@ pub struct EngineConfig {
     pub state_backend: Arc<dyn StateBackend>,
     /// Threads writing snapshots to checkpoint storage.
     pub snapshot_threads: usize,
+    /// Where the tasks' figures are exported.
+    pub metrics: WorkerMetrics,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +63,7 @@ impl Default for EngineConfig {
             channel_capacity: 16,
             state_backend: Arc::new(MemoryBackend),
             snapshot_threads: 2,
+            metrics: WorkerMetrics::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::checkpoint::snapshots::SnapshotWriter;
 use crate::error::RuntimeError;
 use crate::local::wiring::plan;
 pub use crate::local::wiring::WorkerPart;
+use crate::metrics::TaskMetrics;
 use crate::task::TaskExit;
 use config::{CheckpointRun, EngineConfig, JobReport};
 use std::collections::HashMap;
@@ -133,6 +134,10 @@ impl LocalEngine {
             on_running: part.and_then(|p| p.on_running.clone()),
             restored: std::mem::take(&mut restored_tiers),
         });
+        let job_label = match part {
+            Some(part) => part.deployment.job_id.clone(),
+            None => graph.name.clone(),
+        };
         let mut aborted = None;
         let (writer, commands, shared) = match checkpoints {
             Some(run) => {
@@ -145,6 +150,7 @@ impl LocalEngine {
                 );
                 aborted = Some(writer.aborted());
                 let shared = Shared {
+                    job: Arc::from(job_label.as_str()),
                     cancel: job_cancel.clone(),
                     failure: Arc::new(Mutex::new(None)),
                     batch_size: self.config.batch_size,
@@ -157,6 +163,7 @@ impl LocalEngine {
             }
             None => {
                 let shared = Shared {
+                    job: Arc::from(job_label.as_str()),
                     cancel: job_cancel.clone(),
                     failure: Arc::new(Mutex::new(None)),
                     batch_size: self.config.batch_size,
@@ -170,6 +177,19 @@ impl LocalEngine {
         };
         let mut handles = Vec::with_capacity(plans.len());
         let mut counters = Vec::with_capacity(plans.len());
+        // Exported while the tasks run (and for a while after).
+        let _task_metrics = self.config.metrics.deployment(
+            plans
+                .iter()
+                .map(|plan| TaskMetrics {
+                    job: job_label.clone(),
+                    operator: plan.info.operator.clone(),
+                    subtask: plan.info.subtask,
+                    counters: plan.counters.clone(),
+                    gates: plan.gates.clone(),
+                })
+                .collect(),
+        );
         for plan in plans {
             counters.push((plan.kind, plan.counters.clone()));
             let factory = dataflow.factory(plan.info.vertex).clone();

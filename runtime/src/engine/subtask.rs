@@ -22,6 +22,8 @@ pub(super) type FirstFailure = Arc<Mutex<Option<(String, u32, TaskFailure)>>>;
 /// What every subtask thread shares.
 #[derive(Clone)]
 pub(super) struct Shared {
+    /// The job's id (its name in a local run), for the tasks' log spans.
+    pub(super) job: Arc<str>,
     pub(super) cancel: CancelToken,
     pub(super) failure: FirstFailure,
     pub(super) batch_size: usize,
@@ -128,6 +130,9 @@ pub(super) fn run_subtask(plan: SubtaskPlan, factory: VertexFactory, shared: &Sh
         batch_size: shared.batch_size,
         counters: counters.clone(),
     };
+    // Every event of the task carries its job and subtask, so that one
+    // checkpoint can be followed through the logs of every worker.
+    let _span = tracing::info_span!("task", job = %shared.job, task = %info.id()).entered();
     let ctx = TaskContext {
         task: info.id(),
         key_groups: if keyed {

@@ -1,6 +1,7 @@
 //! Bounded in-process channels between subtasks.
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::time::{Duration, Instant};
 use weir_operators::output::OutputChannel;
 use weir_operators::{Message, OperatorError};
 
@@ -10,10 +11,18 @@ pub struct LocalSender {
 }
 
 impl OutputChannel for LocalSender {
-    fn send(&mut self, message: Message) -> Result<(), OperatorError> {
+    fn send(&mut self, message: Message) -> Result<Duration, OperatorError> {
+        // The clock is read only when the channel is full.
+        let message = match self.sender.try_send(message) {
+            Ok(()) => return Ok(Duration::ZERO),
+            Err(TrySendError::Disconnected(_)) => return Err(OperatorError::Disconnected),
+            Err(TrySendError::Full(message)) => message,
+        };
+        let waiting = Instant::now();
         self.sender
             .send(message)
-            .map_err(|_| OperatorError::Disconnected)
+            .map_err(|_| OperatorError::Disconnected)?;
+        Ok(waiting.elapsed())
     }
 }
 

@@ -6,6 +6,7 @@ use super::channels::local_channel;
 use crate::cancel::CancelToken;
 use crate::engine::config::{EngineConfig, OnRunning};
 use crate::error::RuntimeError;
+use crate::net::credits::CreditGate;
 use crate::net::Exchange;
 use crate::task::{TaskCommand, TaskInput};
 use crossbeam_channel::{Receiver, Sender};
@@ -59,6 +60,8 @@ pub(crate) struct SubtaskPlan {
     pub(crate) outputs: Vec<EdgeWiring>,
     pub(crate) inputs: Vec<TaskInput>,
     pub(crate) counters: Arc<TaskCounters>,
+    /// The credit gates of its channels to other workers (for metrics).
+    pub(crate) gates: Vec<Arc<CreditGate>>,
     pub(crate) control: Receiver<TaskCommand>,
     /// Woken by the task's [`SourceWaker`] (sources wait on it when idle).
     pub(crate) wake: Receiver<()>,
@@ -119,6 +122,7 @@ pub(crate) fn plan(
                         outputs: Vec::new(),
                         inputs: Vec::new(),
                         counters: Arc::new(TaskCounters::default()),
+                        gates: Vec::new(),
                         control,
                         wake,
                     })
@@ -149,12 +153,11 @@ pub(crate) fn plan(
                         let peer = part.worker_of(edge.to, j).map_or(u32::MAX, |w| w.0);
                         let codec = edge_codec(dataflow, edge_index)?;
                         let key = part.key(edge_index, i, j);
-                        channels.push(Box::new(part.exchange.sender(
-                            key,
-                            peer,
-                            codec,
-                            cancel.clone(),
-                        )?));
+                        let sender = part.exchange.sender(key, peer, codec, cancel.clone())?;
+                        if let Some(plan) = plans[edge.from.index()][i as usize].as_mut() {
+                            plan.gates.push(sender.gate());
+                        }
+                        channels.push(Box::new(sender));
                         None
                     }
                     (false, true, Some(part)) => {

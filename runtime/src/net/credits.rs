@@ -10,6 +10,7 @@
 use crate::cancel::CancelToken;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 use weir_protocol::wire::{encode_exchange_body, ChannelKey, ExchangeFrame, OutgoingFrame};
 
 /// The sending side's credits on one channel.
@@ -69,21 +70,25 @@ impl CreditGate {
         });
     }
 
-    /// Takes one credit, waiting while there is none. `cancel` ends the
-    /// wait only if the gate was told to [`wake_on`](Self::wake_on) it.
-    pub fn acquire(&self, cancel: &CancelToken) -> Result<(), NoCredit> {
+    /// Takes one credit, waiting while there is none; returns how long it
+    /// waited. `cancel` ends the wait only if the gate was told to
+    /// [`wake_on`](Self::wake_on) it.
+    pub fn acquire(&self, cancel: &CancelToken) -> Result<Duration, NoCredit> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // The clock is read only when there is no credit.
+        let mut waiting_since: Option<Instant> = None;
         loop {
             if state.closed {
                 return Err(NoCredit::Closed);
             }
             if state.credits > 0 {
                 state.credits -= 1;
-                return Ok(());
+                return Ok(waiting_since.map_or(Duration::ZERO, |since| since.elapsed()));
             }
             if cancel.is_cancelled() {
                 return Err(NoCredit::Cancelled);
             }
+            waiting_since.get_or_insert_with(Instant::now);
             state.waiting += 1;
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
             state.waiting -= 1;
@@ -97,8 +102,7 @@ impl CreditGate {
     }
 
     /// Credits currently held.
-    #[cfg(test)]
-    fn available(&self) -> u64 {
+    pub fn available(&self) -> u64 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).credits
     }
 }
@@ -158,8 +162,8 @@ mod tests {
         let gate = CreditGate::default();
         let cancel = CancelToken::new();
         gate.grant(2);
-        assert_eq!(gate.acquire(&cancel), Ok(()));
-        assert_eq!(gate.acquire(&cancel), Ok(()));
+        assert_eq!(gate.acquire(&cancel), Ok(Duration::ZERO));
+        assert_eq!(gate.acquire(&cancel), Ok(Duration::ZERO));
         assert_eq!(gate.available(), 0);
         cancel.cancel();
         assert_eq!(gate.acquire(&cancel), Err(NoCredit::Cancelled));

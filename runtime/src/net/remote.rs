@@ -7,6 +7,7 @@ use super::credits::{CreditGate, CreditSink, NoCredit};
 use super::links::PeerLink;
 use crate::cancel::CancelToken;
 use std::sync::Arc;
+use std::time::Duration;
 use weir_operators::output::OutputChannel;
 use weir_operators::{BatchCodec, Message, OperatorError};
 use weir_protocol::wire::{
@@ -68,22 +69,22 @@ impl OutputChannel for RemoteSender {
         batch_size.saturating_mul(REMOTE_BATCH_FACTOR)
     }
 
-    fn send(&mut self, message: Message) -> Result<(), OperatorError> {
-        self.acquire()?;
+    fn send(&mut self, message: Message) -> Result<Duration, OperatorError> {
+        let mut waited = self.acquire()?;
         let body = match message {
             Message::Data(batch) => {
                 // Each part is a message of its own, and spends a credit.
                 let parts = self.codec.encode(&batch, MAX_FRAME_LEN - CHANNEL_KEY_LEN)?;
                 for (i, records) in parts.into_iter().enumerate() {
                     if i > 0 {
-                        self.acquire()?;
+                        waited += self.acquire()?;
                     }
                     self.queue(OutgoingFrame::Records {
                         key: self.key,
                         records,
                     })?;
                 }
-                return Ok(());
+                return Ok(waited);
             }
             Message::Watermark(t) => FrameBody::Watermark(t),
             Message::Idle => FrameBody::Idle,
@@ -96,13 +97,20 @@ impl OutputChannel for RemoteSender {
             key: self.key,
             body,
         });
-        self.queue(OutgoingFrame::Encoded(frame))
+        self.queue(OutgoingFrame::Encoded(frame))?;
+        Ok(waited)
     }
 }
 
 impl RemoteSender {
-    /// Spends a credit, waiting for one.
-    fn acquire(&self) -> Result<(), OperatorError> {
+    /// Its credit gate: how many messages it may send before the receiver
+    /// has room for them.
+    pub(crate) fn gate(&self) -> Arc<CreditGate> {
+        self.gate.clone()
+    }
+
+    /// Spends a credit, waiting for one; returns how long it waited.
+    fn acquire(&self) -> Result<Duration, OperatorError> {
         self.gate.acquire(&self.cancel).map_err(|e| match e {
             NoCredit::Closed | NoCredit::Cancelled => OperatorError::Disconnected,
         })

@@ -7,10 +7,11 @@ use crate::checkpoint::snapshots::SnapshotSubmitter;
 use crate::net::credits::CreditReturn;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use weir_operators::output::TaskCounters;
 use weir_operators::task::TaskSnapshot;
 use weir_operators::{Message, OperatorError};
-use weir_protocol::{Epoch, KeyGroupRange, SubtaskId, WorkerEvent};
+use weir_protocol::{AckTiming, Epoch, KeyGroupRange, SubtaskId, WorkerEvent};
 
 /// How a subtask's loop ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +79,32 @@ pub struct TaskContext<'a> {
 }
 
 impl TaskContext<'_> {
-    pub(super) fn submit(&self, epoch: Epoch, snapshot: TaskSnapshot) {
+    /// Takes the synchronous part of the task's snapshot of `epoch` (with
+    /// `take`, timed) after `alignment` waiting for barriers, and hands it
+    /// to the snapshot writer.
+    pub(super) fn checkpoint(
+        &self,
+        epoch: Epoch,
+        alignment: Duration,
+        take: impl FnOnce() -> Result<TaskSnapshot, OperatorError>,
+    ) -> Result<(), OperatorError> {
+        let started = Instant::now();
+        let snapshot = take()?;
+        let timing = AckTiming {
+            alignment_us: alignment.as_micros() as u64,
+            sync_us: started.elapsed().as_micros() as u64,
+            async_us: 0,
+        };
+        tracing::debug!(
+            epoch = epoch.0,
+            alignment_us = timing.alignment_us,
+            sync_us = timing.sync_us,
+            "barrier passed: snapshot taken"
+        );
         if let Some(snapshots) = self.snapshots {
-            snapshots.submit(epoch, self.task, self.key_groups, snapshot);
+            snapshots.submit(epoch, self.task, self.key_groups, snapshot, timing);
         }
+        Ok(())
     }
 }
 

@@ -12,9 +12,28 @@ use super::context::{disconnected_is_cancel, TaskCommand, TaskContext, TaskExit,
 use super::watermarks::{IdleOutcome, InputWatermarks};
 use crossbeam_channel::Select;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use weir_operators::output::TaskCounters;
 use weir_operators::task::OperatorTask;
 use weir_operators::{Message, OperatorError};
+
+/// Every how many messages a task records how full its inputs are.
+const QUEUE_SAMPLE_EVERY: u64 = 64;
+
+/// Records how many messages wait in `inputs` (for the worker's metrics).
+fn sample_queues(inputs: &[TaskInput], counters: &TaskCounters) {
+    let queued: usize = inputs.iter().map(|i| i.receiver.len()).sum();
+    let capacity: usize = inputs
+        .iter()
+        .map(|i| i.receiver.capacity().unwrap_or(0))
+        .sum();
+    counters
+        .input_queued
+        .store(queued as u64, Ordering::Relaxed);
+    counters
+        .input_capacity
+        .store(capacity as u64, Ordering::Relaxed);
+}
 
 /// The longest a task waits for its next processing-time timer before it
 /// reads the wall clock again (which NTP may have stepped meanwhile).
@@ -39,6 +58,8 @@ struct OperatorLoop {
     closed: Vec<bool>,
     finished: bool,
     outputs_closed: bool,
+    /// When the barrier being aligned arrived on the first input.
+    aligning_since: Option<Instant>,
 }
 
 impl OperatorLoop {
@@ -50,7 +71,15 @@ impl OperatorLoop {
             closed: vec![false; channels],
             finished: false,
             outputs_closed: false,
+            aligning_since: None,
         }
+    }
+
+    /// The alignment that just completed: how long since its first barrier.
+    fn aligned(&mut self) -> Duration {
+        self.aligning_since
+            .take()
+            .map_or(Duration::ZERO, |since| since.elapsed())
     }
 
     fn run(
@@ -62,6 +91,7 @@ impl OperatorLoop {
         if inputs.is_empty() {
             self.end_data(task)?;
         }
+        let mut received: u64 = 0;
         loop {
             if ctx.cancel.is_cancelled() {
                 return Ok(TaskExit::Cancelled);
@@ -106,7 +136,8 @@ impl OperatorLoop {
                 Ok(op) => Some(op),
                 Err(_) => {
                     task.flush()?;
-                    match deadline {
+                    let idle_since = Instant::now();
+                    let ready = match deadline {
                         Some(due) => {
                             // Timers follow the wall clock, which can step:
                             // look again at least every second.
@@ -115,7 +146,9 @@ impl OperatorLoop {
                             select.select_timeout(wait).ok()
                         }
                         None => Some(select.select()),
-                    }
+                    };
+                    ctx.counters.idled(idle_since.elapsed());
+                    ready
                 }
             };
             // The timer is due.
@@ -141,6 +174,10 @@ impl OperatorLoop {
             };
             if let Some(credits) = &inputs[channel].credits {
                 credits.consumed();
+            }
+            received = received.wrapping_add(1);
+            if received.is_multiple_of(QUEUE_SAMPLE_EVERY) {
+                sample_queues(inputs, ctx.counters);
             }
             self.handle(task, channel, message, ctx)?;
         }
@@ -172,9 +209,12 @@ impl OperatorLoop {
                 IdleOutcome::Unchanged => {}
             },
             Message::Barrier(epoch) => {
-                if let Alignment::Aligned(epoch) = self.aligner.on_barrier(channel, epoch) {
-                    let snapshot = task.checkpoint(epoch)?;
-                    ctx.submit(epoch, snapshot);
+                let aligned = self.aligner.on_barrier(channel, epoch);
+                if let Alignment::Aligned(epoch) = aligned {
+                    let alignment = self.aligned();
+                    ctx.checkpoint(epoch, alignment, || task.checkpoint(epoch))?;
+                } else {
+                    self.aligning_since.get_or_insert_with(Instant::now);
                 }
             }
             Message::EndOfData => self.channel_data_ended(task, channel)?,
@@ -184,17 +224,19 @@ impl OperatorLoop {
                     // Every input stopped at this barrier: snapshot and pass
                     // the stop on; the outputs end with it.
                     task.suspend()?;
-                    let snapshot = task.checkpoint(epoch)?;
-                    ctx.submit(epoch, snapshot);
+                    let alignment = self.aligned();
+                    ctx.checkpoint(epoch, alignment, || task.checkpoint(epoch))?;
                     self.outputs_closed = true;
+                } else {
+                    self.aligning_since.get_or_insert_with(Instant::now);
                 }
             }
             Message::EndOfStream => {
                 self.channel_data_ended(task, channel)?;
                 self.closed[channel] = true;
                 if let Alignment::Aligned(epoch) = self.aligner.on_closed(channel) {
-                    let snapshot = task.checkpoint(epoch)?;
-                    ctx.submit(epoch, snapshot);
+                    let alignment = self.aligned();
+                    ctx.checkpoint(epoch, alignment, || task.checkpoint(epoch))?;
                 }
             }
         }

@@ -8,7 +8,7 @@
 
 use super::context::{disconnected_is_cancel, TaskCommand, TaskContext, TaskExit};
 use crossbeam_channel::{Select, TryRecvError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use weir_operators::task::{SourcePoll, SourceTask};
 use weir_operators::OperatorError;
 use weir_protocol::{Epoch, WorkerEvent};
@@ -44,13 +44,18 @@ fn next_command(ctx: &TaskContext<'_>, wait: Wait) -> Result<Option<TaskCommand>
         Wait::For(_) => Some(select.recv(ctx.wake)),
         _ => None,
     };
+    let idle_since = Instant::now();
     let op = match wait {
         Wait::For(idle) => match select.select_timeout(idle) {
             Ok(op) => op,
-            Err(_) => return Ok(None),
+            Err(_) => {
+                ctx.counters.idled(idle_since.elapsed());
+                return Ok(None);
+            }
         },
         _ => select.select(),
     };
+    ctx.counters.idled(idle_since.elapsed());
     if op.index() == control {
         op.recv(ctx.control).map(Some).map_err(|_| ())
     } else if Some(op.index()) == wake {
@@ -104,8 +109,7 @@ fn source_loop(
                     task.suspend()?;
                     stopped_at = Some(epoch);
                 }
-                let snapshot = task.checkpoint(epoch)?;
-                ctx.submit(epoch, snapshot);
+                ctx.checkpoint(epoch, Duration::ZERO, || task.checkpoint(epoch))?;
                 if is_final {
                     final_at = Some(epoch);
                 }

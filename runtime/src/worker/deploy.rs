@@ -28,6 +28,7 @@ pub(super) struct DeployContext {
     pub(super) replicas: Arc<StateReplicas>,
     pub(super) channel_capacity: usize,
     pub(super) running: RunningMap,
+    pub(super) metrics: crate::metrics::WorkerMetrics,
 }
 
 impl DeployContext {
@@ -48,6 +49,7 @@ impl DeployContext {
                     .map(|w| w.0)
                     .collect(),
                 deployment.replicas,
+                self.metrics.clone(),
             ));
             running.replicas = Some(ReplicaTargets {
                 replication: replication.clone(),
@@ -133,6 +135,7 @@ impl DeployContext {
                 BackendKind::Memory => Arc::new(MemoryBackend),
                 BackendKind::Rocksdb => self.rocksdb.clone(),
             },
+            metrics: self.metrics.clone(),
             ..EngineConfig::default()
         });
         let (started, running) = (self.link.clone(), self.running.clone());

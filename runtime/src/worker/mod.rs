@@ -97,6 +97,11 @@ pub struct WorkerConfig {
     /// Bytes per second a new spare copies checkpoint files at while it
     /// catches up on a running job (0: unthrottled).
     pub catch_up_rate: u64,
+    /// Its metrics, which its deployments' tasks report into.
+    pub metrics: crate::metrics::WorkerMetrics,
+    /// Where the embedding process serves [`metrics`](Self::metrics)
+    /// (`host:port`), told to the coordinator for its cluster view.
+    pub metrics_addr: Option<String>,
 }
 
 /// The default catch-up rate: 100 MiB/s, a fraction of a 10 Gbit/s link.
@@ -128,6 +133,8 @@ impl Default for WorkerConfig {
             channel_capacity: 16,
             registered: None,
             catch_up_rate: DEFAULT_CATCH_UP_RATE,
+            metrics: crate::metrics::WorkerMetrics::default(),
+            metrics_addr: None,
         }
     }
 }

@@ -60,6 +60,7 @@ fn register(
         name: config.name.clone(),
         slots: config.slots,
         data_addr: state.exchange.local_addr().to_string(),
+        metrics_addr: config.metrics_addr.clone(),
         previous,
         deployments: reports.to_vec(),
     })
@@ -151,9 +152,16 @@ pub(super) fn run(
     let origin = Instant::now();
     let last_heard = Arc::new(AtomicU64::new(0));
     // Heartbeats out.
+    config.metrics.set_worker(me.0.to_string(), config.slots);
     let (beats, beat_stop, every) = (state.link.clone(), stop.clone(), config.heartbeat);
+    let beat_metrics = config.metrics.clone();
     spawn("heartbeat", move || {
-        while beats.send(&ToCoordinator::Heartbeat) && !beat_stop.wait_timeout(every) {}
+        while beats.send(&ToCoordinator::Heartbeat) {
+            beat_metrics.heartbeat_sent();
+            if beat_stop.wait_timeout(every) {
+                break;
+            }
+        }
     })?;
     // The watchdog closes the connection (ending the read loop below) on
     // shutdown, or when the leader has been silent for too long.
@@ -191,6 +199,7 @@ pub(super) fn run(
         replicas: state.replicas.clone(),
         channel_capacity: config.channel_capacity,
         running: state.running.clone(),
+        metrics: config.metrics.clone(),
     };
     loop {
         let message = match read_message(&mut stream) {

@@ -6,14 +6,19 @@
 //! | `GET /v1/jobs` | every job's status |
 //! | `GET /v1/jobs/{id}` | one job's status (by id or number) |
 //! | `POST /v1/jobs/{id}/cancel` | ask a job to stop; 202 |
+//! | `GET /v1/jobs/{id}/checkpoints?limit=N` | the newest checkpoints, with each subtask's part ([`CheckpointHistory`](history::CheckpointHistory)) |
+//! | `GET /v1/jobs/{id}/exceptions` | the restarts, with causes and restore tiers ([`ExceptionHistory`](history::ExceptionHistory)) |
 //! | `GET /v1/cluster` | the worker endpoint and the registered workers |
 //! | `GET /v1/leader` | this coordinator's role and the leader (any coordinator answers) |
+//! | `GET /metrics` | the leader's metrics, Prometheus text format ([`crate::metrics`]) |
 //!
 //! Errors are `{"error": "…"}` with a 4xx status. When the coordinator
 //! has a token, every request must carry `Authorization: Bearer <token>`.
 //! A standby answers every other request with `307 Temporary Redirect` to
 //! the same path on the leader (`Location`, and `"leader"` in the JSON
 //! body), or `503 Service Unavailable` while no leader is known.
+
+pub mod history;
 
 use crate::cluster::{Cluster, WorkerInfo};
 use crate::control::{CoordinatorAddress, LeaderInfo};
@@ -107,7 +112,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/jobs/{id}", get(status))
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/jobs/{id}/savepoint", post(savepoint))
+        .route("/v1/jobs/{id}/checkpoints", get(history::checkpoints))
+        .route("/v1/jobs/{id}/exceptions", get(history::exceptions))
         .route("/v1/cluster", get(cluster_info))
+        .route("/metrics", get(history::metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), standby))
         .route("/v1/leader", get(leader))
