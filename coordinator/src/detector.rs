@@ -57,6 +57,14 @@ impl FailureDetector {
             .map(|last| Loss::Disconnected(now.saturating_duration_since(last)))
     }
 
+    /// How long ago, at `now`, `worker` was last heard from (`None`: it is
+    /// not live).
+    pub fn silent_for(&self, worker: WorkerId, now: Instant) -> Option<Duration> {
+        self.last_heard
+            .get(&worker)
+            .map(|last| now.saturating_duration_since(*last))
+    }
+
     /// The workers silent for longer than the timeout at `now`; they are
     /// forgotten (reported once).
     pub fn tick(&mut self, now: Instant) -> Vec<(WorkerId, Loss)> {

@@ -55,6 +55,8 @@
 //! - [`metrics`]: [`CoordinatorMetrics`](metrics::CoordinatorMetrics), the
 //!   `/metrics` figures: read from the jobs' records when scraped, and
 //!   histograms the driver and the failure detection observe.
+//! - [`rates`]: per-operator rates and busy/back-pressured shares from
+//!   the task figures workers report (pure).
 //! - [`crash`]: crash hooks that tests arm to abort at dangerous moments.
 //! - [`error`]: [`CoordinatorError`], the one error type of this crate.
 //!
@@ -79,6 +81,7 @@ pub mod history;
 pub mod job;
 pub mod lifecycle;
 pub mod metrics;
+pub mod rates;
 pub mod restart;
 pub mod restore_check;
 pub mod rpc;

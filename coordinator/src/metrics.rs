@@ -165,7 +165,7 @@ impl CoordinatorMetrics {
         }
         registry.register(
             "weir_worker_heartbeats_received",
-            "Frames received from each registered worker.",
+            "Heartbeats received from each registered worker.",
             self.heartbeats.clone(),
         );
         registry.register(

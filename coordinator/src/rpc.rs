@@ -282,6 +282,10 @@ fn handle(cluster: &Cluster, worker: WorkerId, message: ToCoordinator) -> Result
             cluster.metrics.heartbeat(worker);
             Ok(())
         }
+        ToCoordinator::TaskMetrics { tasks } => {
+            crate::cluster::lock(&cluster.rates).report(tasks, std::time::Instant::now());
+            Ok(())
+        }
         ToCoordinator::Event {
             job_number,
             attempt,

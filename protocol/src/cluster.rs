@@ -505,6 +505,30 @@ mod replica_tests {
     }
 }
 
+/// One running subtask's cumulative figures, as a worker reports them to
+/// the coordinator about once a second (for its per-operator rates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskFigures {
+    /// The job's id.
+    pub job_id: String,
+    /// The operator's vertex.
+    pub vertex: u32,
+    /// The subtask.
+    pub subtask: u32,
+    /// Records received since it started.
+    pub records_in: u64,
+    /// Records sent downstream since it started.
+    pub records_out: u64,
+    /// Seconds it was busy since it started.
+    pub busy_s: f64,
+    /// Seconds it waited for input.
+    pub idle_s: f64,
+    /// Seconds it waited for room downstream.
+    pub backpressured_s: f64,
+    /// How full its inputs were when it last looked (0 to 1).
+    pub input_fill: f64,
+}
+
 /// Which copy of a subtask's checkpoint files a restore read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -96,6 +96,11 @@ pub enum ToCoordinator {
         /// Why it stopped short, if it did.
         failure: Option<String>,
     },
+    /// The figures of the worker's running subtasks (about once a second).
+    TaskMetrics {
+        /// One entry per running subtask.
+        tasks: Vec<crate::cluster::TaskFigures>,
+    },
     /// The worker's part of a deployment ended.
     Ended {
         /// The job's number.

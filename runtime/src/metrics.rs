@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use weir_operators::output::TaskCounters;
+use weir_protocol::cluster::TaskFigures;
 
 /// Ended deployments whose tasks' final figures stay exported.
 pub const ENDED_KEPT: usize = 4;
@@ -56,6 +57,8 @@ pub struct TaskMetrics {
     pub job: String,
     /// Its operator's name.
     pub operator: String,
+    /// Its operator's vertex id.
+    pub vertex: u32,
     /// Its subtask index.
     pub subtask: u32,
     /// The counters it keeps.
@@ -178,6 +181,32 @@ impl WorkerMetrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
         text
+    }
+
+    /// The figures of every running task, for the coordinator.
+    pub fn running_figures(&self) -> Vec<TaskFigures> {
+        let tasks = self.tasks();
+        let now = Instant::now();
+        tasks
+            .deployments
+            .values()
+            .flatten()
+            .filter(|r| r.ended.is_none())
+            .map(|registered| {
+                let sample = TaskSample::read(registered, now);
+                TaskFigures {
+                    job_id: registered.task.job.clone(),
+                    vertex: registered.task.vertex,
+                    subtask: registered.task.subtask,
+                    records_in: sample.records_in,
+                    records_out: sample.records_out,
+                    busy_s: sample.busy_s,
+                    idle_s: sample.idle_s,
+                    backpressured_s: sample.backpressured_s,
+                    input_fill: sample.input_fill,
+                }
+            })
+            .collect()
     }
 
     /// Each task's figures, read now: the newest task of each label set.
@@ -369,6 +398,7 @@ mod tests {
         TaskMetrics {
             job: job.into(),
             operator: "sum".into(),
+            vertex: 1,
             subtask,
             counters: counters.clone(),
             gates: Vec::new(),

@@ -7,6 +7,7 @@ mod checkpoints_cli;
 mod cli;
 mod cluster;
 mod connectors;
+mod dashboard;
 mod failover;
 mod failures;
 mod ha;

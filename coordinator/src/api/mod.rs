@@ -11,13 +11,17 @@
 //! | `GET /v1/cluster` | the worker endpoint and the registered workers |
 //! | `GET /v1/leader` | this coordinator's role and the leader (any coordinator answers) |
 //! | `GET /metrics` | the leader's metrics, Prometheus text format ([`crate::metrics`]) |
+//! | `GET /v1/jobs/{id}/graph` | the job graph with each operator's rates ([`GraphView`](dashboard::GraphView)) |
+//! | `GET /` | the web dashboard ([`dashboard`]) |
 //!
 //! Errors are `{"error": "…"}` with a 4xx status. When the coordinator
-//! has a token, every request must carry `Authorization: Bearer <token>`.
+//! has a token, every request must carry `Authorization: Bearer <token>`
+//! (or the dashboard's cookie, set by opening `/?token=<token>`).
 //! A standby answers every other request with `307 Temporary Redirect` to
 //! the same path on the leader (`Location`, and `"leader"` in the JSON
 //! body), or `503 Service Unavailable` while no leader is known.
 
+pub mod dashboard;
 pub mod history;
 
 use crate::cluster::{Cluster, WorkerInfo};
@@ -48,6 +52,9 @@ pub struct ClusterInfo {
     pub worker_endpoint: String,
     /// The registered workers.
     pub workers: Vec<WorkerInfo>,
+    /// The workers this leader declared lost, newest first.
+    #[serde(default)]
+    pub lost: Vec<crate::cluster::LostWorker>,
 }
 
 /// What `GET /v1/leader` returns.
@@ -116,6 +123,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/jobs/{id}/exceptions", get(history::exceptions))
         .route("/v1/cluster", get(cluster_info))
         .route("/metrics", get(history::metrics))
+        .route("/v1/jobs/{id}/graph", get(dashboard::graph))
+        .route("/", get(dashboard::index))
+        .route("/dashboard/dashboard.js", get(dashboard::script))
+        .route("/dashboard/dashboard.css", get(dashboard::style))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), standby))
         .route("/v1/leader", get(leader))
@@ -212,16 +223,36 @@ async fn leader(State(state): State<ApiState>) -> Json<LeaderAnswer> {
 
 async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     if let Some(expected) = &state.node.token {
+        // A browser opening the dashboard passes the token once in the
+        // query; it is kept in a cookie, which later requests carry.
+        if let Some(given) = dashboard::query_token(request.uri().query()) {
+            if !tokens_match(given, expected) {
+                return ApiError(StatusCode::UNAUTHORIZED, "wrong token".into()).into_response();
+            }
+            let cookie = format!(
+                "{}={given}; Path=/; HttpOnly; SameSite=Strict",
+                dashboard::TOKEN_COOKIE
+            );
+            return (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::LOCATION, request.uri().path().to_owned()),
+                    (header::SET_COOKIE, cookie),
+                ],
+            )
+                .into_response();
+        }
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| dashboard::cookie_token(request.headers()));
         match given {
             None => {
                 return ApiError(
                     StatusCode::UNAUTHORIZED,
-                    "this coordinator requires a token (Authorization: Bearer …)".into(),
+                    "this coordinator requires a token (Authorization: Bearer …; the dashboard: open /?token=…)".into(),
                 )
                 .into_response()
             }
@@ -339,5 +370,6 @@ async fn cluster_info(State(state): State<ApiState>) -> Result<Json<ClusterInfo>
     Ok(Json(ClusterInfo {
         worker_endpoint: state.node.address.workers.clone(),
         workers: cluster.workers(),
+        lost: cluster.recently_lost(),
     }))
 }

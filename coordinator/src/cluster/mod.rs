@@ -77,7 +77,26 @@ pub struct WorkerInfo {
     /// Where it serves `/metrics`, if it does.
     #[serde(default)]
     pub metrics_addr: Option<String>,
+    /// How long ago the leader last heard from it, in milliseconds.
+    #[serde(default)]
+    pub heartbeat_age_ms: Option<u64>,
 }
+
+/// A worker this leader declared lost, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostWorker {
+    /// Its id.
+    pub id: WorkerId,
+    /// Its name.
+    pub name: String,
+    /// Why it was declared lost.
+    pub cause: String,
+    /// When (ms since the Unix epoch).
+    pub lost_at_ms: u64,
+}
+
+/// Lost workers the API lists (the newest).
+pub const LOST_WORKERS_SHOWN: usize = 20;
 
 /// What a registering worker offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +119,8 @@ struct Inner {
     workers: BTreeMap<WorkerId, WorkerEntry>,
     /// Workers this leader declared lost: one that comes back gets a new id.
     lost: BTreeSet<WorkerId>,
+    /// The newest of them, as the API shows them.
+    recently_lost: std::collections::VecDeque<LostWorker>,
     jobs: BTreeMap<u32, Arc<JobHandle>>,
     /// Job ids of submissions being recorded.
     reserved_ids: BTreeSet<String>,
@@ -136,6 +157,8 @@ pub struct Cluster {
     pub lease: Option<Duration>,
     /// This term's metrics.
     pub metrics: Arc<crate::metrics::CoordinatorMetrics>,
+    /// The tasks' latest figures, for per-operator rates.
+    pub rates: Mutex<crate::rates::TaskRates>,
 }
 
 impl Cluster {
@@ -150,6 +173,7 @@ impl Cluster {
             inner: Mutex::new(Inner {
                 workers: BTreeMap::new(),
                 lost: BTreeSet::new(),
+                recently_lost: std::collections::VecDeque::new(),
                 jobs: BTreeMap::new(),
                 reserved_ids: BTreeSet::new(),
                 detector: FailureDetector::new(heartbeat_timeout),
@@ -162,6 +186,7 @@ impl Cluster {
             counters: Mutex::new(term.counters),
             lease: term.lease,
             metrics: Arc::default(),
+            rates: Mutex::default(),
         }
     }
 
@@ -411,12 +436,19 @@ impl Cluster {
         let detected = Instant::now();
         let jobs: Vec<Arc<JobHandle>> = {
             let mut inner = self.inner();
-            if inner.workers.remove(&worker).is_none() {
+            let Some(entry) = inner.workers.remove(&worker) else {
                 return;
-            }
+            };
             let (Loss::Silent(silent) | Loss::Disconnected(silent)) = loss;
             self.metrics.worker_lost(worker, silent);
             inner.lost.insert(worker);
+            inner.recently_lost.push_front(LostWorker {
+                id: worker,
+                name: entry.name,
+                cause: cause.to_owned(),
+                lost_at_ms: weir_protocol::time::now_ms(),
+            });
+            inner.recently_lost.truncate(LOST_WORKERS_SHOWN);
             inner.jobs.values().cloned().collect()
         };
         let mut busy = false;

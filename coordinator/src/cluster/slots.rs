@@ -29,7 +29,9 @@ fn widest_vertex(graph: &JobGraph) -> Option<u32> {
 impl Cluster {
     /// The registered workers.
     pub fn workers(&self) -> Vec<WorkerInfo> {
-        self.inner()
+        let inner = self.inner();
+        let now = std::time::Instant::now();
+        inner
             .workers
             .iter()
             .map(|(id, w)| WorkerInfo {
@@ -39,8 +41,18 @@ impl Cluster {
                 used: w.used,
                 data_addr: w.data_addr.clone(),
                 metrics_addr: w.metrics_addr.clone(),
+                heartbeat_age_ms: inner
+                    .detector
+                    .silent_for(*id, now)
+                    .map(|d| d.as_millis() as u64),
             })
             .collect()
+    }
+
+    /// The workers this leader declared lost, newest first (at most
+    /// [`LOST_WORKERS_SHOWN`](super::LOST_WORKERS_SHOWN)).
+    pub fn recently_lost(&self) -> Vec<super::LostWorker> {
+        self.inner().recently_lost.iter().cloned().collect()
     }
 
     /// The registered workers outside `deployed` with a free slot: where a

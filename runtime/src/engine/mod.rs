@@ -184,6 +184,7 @@ impl LocalEngine {
                 .map(|plan| TaskMetrics {
                     job: job_label.clone(),
                     operator: plan.info.operator.clone(),
+                    vertex: plan.info.vertex.0,
                     subtask: plan.info.subtask,
                     counters: plan.counters.clone(),
                     gates: plan.gates.clone(),

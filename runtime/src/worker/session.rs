@@ -18,6 +18,9 @@ use weir_protocol::wire::{
 };
 use weir_protocol::WorkerEvent;
 
+/// How often a worker reports its tasks' figures to the coordinator.
+const TASK_FIGURES_EVERY: Duration = Duration::from_secs(1);
+
 /// How long connecting to a coordinator may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -156,8 +159,18 @@ pub(super) fn run(
     let (beats, beat_stop, every) = (state.link.clone(), stop.clone(), config.heartbeat);
     let beat_metrics = config.metrics.clone();
     spawn("heartbeat", move || {
+        // The tasks' figures go with every heartbeat a second or more
+        // after the last ones (the coordinator's dashboard rates).
+        let mut reported = Instant::now();
         while beats.send(&ToCoordinator::Heartbeat) {
             beat_metrics.heartbeat_sent();
+            if reported.elapsed() >= TASK_FIGURES_EVERY {
+                reported = Instant::now();
+                let tasks = beat_metrics.running_figures();
+                if !tasks.is_empty() && !beats.send(&ToCoordinator::TaskMetrics { tasks }) {
+                    break;
+                }
+            }
             if beat_stop.wait_timeout(every) {
                 break;
             }
