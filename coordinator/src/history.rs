@@ -109,6 +109,9 @@ pub struct RestartRecord {
     /// The tier each restored subtask's state came from, once they run.
     #[serde(default)]
     pub restored: Vec<weir_protocol::cluster::SubtaskRestore>,
+    /// It never ran: a global restart followed before it did.
+    #[serde(default)]
+    pub superseded: bool,
 }
 
 impl CheckpointRecord {

@@ -6,7 +6,7 @@ use crate::control::{ControlStore, LeaseGuard, StoredJob};
 use crate::detector::Loss;
 use crate::driver::CheckpointStats;
 use crate::error::CoordinatorError;
-use crate::history::{CheckpointRecord, Outage, RestartRecord, StorageWait};
+use crate::history::{CheckpointRecord, Outage, RestartRecord, RestartScope, StorageWait};
 use crate::lifecycle::{JobLifecycle, Transition};
 use crate::savepoint::SavepointRequest;
 use crossbeam_channel::Sender;
@@ -392,12 +392,38 @@ impl JobRecord {
 
     /// The job restarts (`restart.recovery_ms` is filled in once it runs).
     pub fn note_restart(&mut self, restart: RestartRecord) {
-        if restart.scope == crate::history::RestartScope::Regional {
+        if restart.scope == RestartScope::Regional {
             self.regional_restart_count += 1;
+        } else {
+            // What was still recovering will not run: the job restarts.
+            for earlier in self.restarts.iter_mut().filter(|r| r.recovery_ms.is_none()) {
+                earlier.superseded = true;
+            }
         }
         self.restarts.push_back(restart);
         while self.restarts.len() > crate::history::RESTARTS_KEPT {
             self.restarts.pop_front();
+        }
+    }
+
+    /// The regions of regional restart `regional` run again, `took`
+    /// milliseconds after the failure, their subtasks restored as `restored`.
+    pub fn note_regional_running(
+        &mut self,
+        regional: &RegionalRestart,
+        took: f64,
+        restored: Vec<SubtaskRestore>,
+    ) {
+        let restart = self.restarts.iter_mut().rev().find(|r| {
+            r.scope == RestartScope::Regional
+                && r.recovery_ms.is_none()
+                && !r.superseded
+                && r.regions == regional.regions
+                && r.detected_at_ms == regional.detected_at_ms
+        });
+        if let Some(restart) = restart {
+            restart.recovery_ms = Some(took);
+            restart.restored = restored;
         }
     }
 
@@ -417,7 +443,11 @@ impl JobRecord {
                 totals.1 += restored.bytes.of(*tier);
             }
         }
-        if let Some(restart) = self.restarts.back_mut().filter(|r| r.recovery_ms.is_none()) {
+        if let Some(restart) = self
+            .restarts
+            .back_mut()
+            .filter(|r| r.scope == RestartScope::Global && r.recovery_ms.is_none())
+        {
             restart.recovery_ms = Some(took);
             restart.restored = self.last_restore.clone();
         }

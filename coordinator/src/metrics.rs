@@ -65,6 +65,8 @@ pub struct CoordinatorMetrics {
     /// Jobs with histogram series, to drop those of jobs no longer exported.
     histogram_jobs: Mutex<BTreeSet<String>>,
     heartbeats: Family<WorkerLabels, Counter>,
+    /// Workers with a heartbeat series, to drop those of workers gone.
+    heartbeat_workers: Mutex<BTreeSet<WorkerId>>,
     workers_lost: Counter,
     loss_detection: Histogram,
 }
@@ -78,6 +80,7 @@ impl Default for CoordinatorMetrics {
             checkpoint_async: Histograms::new_with_constructor(seconds_histogram),
             histogram_jobs: Mutex::new(BTreeSet::new()),
             heartbeats: Family::default(),
+            heartbeat_workers: Mutex::new(BTreeSet::new()),
             workers_lost: Counter::default(),
             loss_detection: seconds_histogram(),
         }
@@ -106,6 +109,7 @@ impl CoordinatorMetrics {
 
     /// A heartbeat (or any frame) arrived from `worker`.
     pub fn heartbeat(&self, worker: WorkerId) {
+        crate::cluster::lock(&self.heartbeat_workers).insert(worker);
         self.heartbeats
             .get_or_create(&WorkerLabels {
                 worker: worker.0.to_string(),
@@ -137,6 +141,20 @@ impl CoordinatorMetrics {
             known.retain(|job| exported.contains(job));
         }
         let workers = cluster.workers();
+        {
+            // A heartbeat handled as its worker was declared lost may have
+            // brought back a series of a worker that is gone.
+            let mut known = crate::cluster::lock(&self.heartbeat_workers);
+            known.retain(|worker| {
+                let live = workers.iter().any(|w| w.id == *worker);
+                if !live {
+                    self.heartbeats.remove(&WorkerLabels {
+                        worker: worker.0.to_string(),
+                    });
+                }
+                live
+            });
+        }
         let mut registry = Registry::default();
         let histograms = [
             (

@@ -14,7 +14,7 @@ use crate::error::OperatorError;
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use weir_protocol::key_group::{key_group_of_hash, subtask_for_key_group};
 use weir_protocol::{Epoch, Partitioning};
 
@@ -55,6 +55,10 @@ pub struct TaskCounters {
     pub idle_ns: AtomicU64,
     /// Nanoseconds it waited for room downstream.
     pub backpressured_ns: AtomicU64,
+    /// While it waits for input: when that wait began, in nanoseconds
+    /// since [`clock_origin`]; 0 while it does not wait (so that a reader
+    /// counts a long wait in progress as idle, not busy).
+    pub idle_since_ns: AtomicU64,
     /// Messages waiting in its input channels when it last looked.
     pub input_queued: AtomicU64,
     /// Messages its input channels hold at most.
@@ -71,12 +75,38 @@ impl TaskCounters {
         }
     }
 
-    /// Adds `waited` to the idle time.
+    /// A wait for input begins; [`idled`](Self::idled) ends it.
+    #[inline]
+    pub fn idle_from(&self, since: Instant) {
+        let ns = since.saturating_duration_since(clock_origin()).as_nanos() as u64;
+        self.idle_since_ns.store(ns.max(1), Ordering::Relaxed);
+    }
+
+    /// A wait for input that took `waited` ended: adds it to the idle time.
     #[inline]
     pub fn idled(&self, waited: Duration) {
+        self.idle_since_ns.store(0, Ordering::Relaxed);
         self.idle_ns
             .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
     }
+
+    /// The idle time at `now`, the wait in progress included.
+    pub fn idle_at(&self, now: Instant) -> Duration {
+        let ended = Duration::from_nanos(self.idle_ns.load(Ordering::Relaxed));
+        match self.idle_since_ns.load(Ordering::Relaxed) {
+            0 => ended,
+            since => {
+                let now = now.saturating_duration_since(clock_origin()).as_nanos() as u64;
+                ended + Duration::from_nanos(now.saturating_sub(since))
+            }
+        }
+    }
+}
+
+/// The instant [`TaskCounters::idle_since_ns`] counts from.
+pub fn clock_origin() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
 }
 
 /// The runtime's description of one outgoing edge of a subtask.

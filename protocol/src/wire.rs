@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// restore points; records travel in records frames ([`RECORDS_FRAME`]).
 /// 4: a records frame's records are a count and bitcode, not postcard.
 /// 5: a channel can say it is idle ([`FrameBody::Idle`]).
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Largest frame accepted, in bytes (a bigger length prefix is garbage).
 pub const MAX_FRAME_LEN: usize = 64 << 20;

@@ -74,6 +74,10 @@ struct Registered {
     ended: Option<Instant>,
     /// Registration order: among tasks with the same labels, the newest wins.
     order: u64,
+    /// The busy seconds last read (as `f64` bits): busy time is what was
+    /// not spent waiting, and a wait for room downstream counts only once
+    /// it ended, so a reading never goes below the last one.
+    busy_read: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +153,7 @@ impl WorkerMetrics {
                 started,
                 ended: None,
                 order: number,
+                busy_read: AtomicU64::new(0),
             })
             .collect();
         all.deployments.insert(number, registered);
@@ -259,16 +264,19 @@ struct TaskSample {
 impl TaskSample {
     fn read(registered: &Registered, now: Instant) -> Self {
         let counters = &registered.task.counters;
-        let seconds = |ns: &AtomicU64| ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let (idle_s, backpressured_s) = (
-            seconds(&counters.idle_ns),
-            seconds(&counters.backpressured_ns),
-        );
-        let lived = registered
-            .ended
-            .unwrap_or(now)
+        let until = registered.ended.unwrap_or(now);
+        // A wait for input in progress counts as idle already.
+        let idle_s = counters.idle_at(until).as_secs_f64();
+        let backpressured_s = counters.backpressured_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let lived = until
             .saturating_duration_since(registered.started)
             .as_secs_f64();
+        let busy_now = (lived - idle_s - backpressured_s).max(0.0);
+        let busy_before = f64::from_bits(registered.busy_read.load(Ordering::Relaxed));
+        let busy_s = busy_now.max(busy_before);
+        registered
+            .busy_read
+            .fetch_max(busy_s.to_bits(), Ordering::Relaxed);
         let capacity = counters.input_capacity.load(Ordering::Relaxed);
         let input_fill = match capacity {
             0 => 0.0,
@@ -277,8 +285,7 @@ impl TaskSample {
         Self {
             records_in: counters.records_in.load(Ordering::Relaxed),
             records_out: counters.records_out.load(Ordering::Relaxed),
-            // What it did not spend waiting.
-            busy_s: (lived - idle_s - backpressured_s).max(0.0),
+            busy_s,
             idle_s,
             backpressured_s,
             input_fill,
@@ -438,6 +445,32 @@ mod tests {
         let text = metrics.encode();
         assert_eq!(value(&text, series), Some(3.0), "{text}");
         assert_eq!(text.matches(series).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_long_wait_for_input_counts_as_idle_while_it_lasts_and_busy_never_falls() {
+        let metrics = WorkerMetrics::default();
+        let counters = Arc::new(TaskCounters::default());
+        let _deployment = metrics.deployment(vec![task("j-1", 0, &counters)]);
+        let busy = |m: &WorkerMetrics| {
+            value(
+                &m.encode(),
+                r#"weir_task_busy_seconds_total{job="j-1",operator="sum",subtask="0",worker=""}"#,
+            )
+            .unwrap()
+        };
+        let waiting = Instant::now();
+        counters.idle_from(waiting);
+        let before = busy(&metrics);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Waiting all along: not busier than before.
+        let during = busy(&metrics);
+        assert!(during - before < 0.02, "{before} then {during}");
+        // A wait for room downstream reported at its end takes time off
+        // busy: the reading does not go back.
+        counters.idled(waiting.elapsed());
+        counters.backpressured(std::time::Duration::from_secs(10));
+        assert!(busy(&metrics) >= during);
     }
 
     #[test]

@@ -150,8 +150,9 @@ fn scraped_metrics_count_what_the_job_did_and_what_storage_holds() {
                 busy > 0.0 && idle > 0.0,
                 "{labels:?}: {busy} s busy, {idle} s idle"
             );
+            // Rate-limited to a fraction of what it could do: mostly idle.
             assert!(
-                busy + idle < status.elapsed_s + 5.0,
+                idle > busy,
                 "{labels:?}: {busy} s busy, {idle} s idle in a {} s job",
                 status.elapsed_s
             );
@@ -224,7 +225,10 @@ fn scraped_metrics_count_what_the_job_did_and_what_storage_holds() {
 
     // The REST history: the last checkpoint first, each subtask's ack.
     let history = client.checkpoints(&id, 5).unwrap();
-    assert_eq!(history.checkpoints.len(), 5);
+    assert_eq!(
+        history.checkpoints.len(),
+        (status.checkpoints_completed as usize + status.checkpoints_aborted as usize).min(5)
+    );
     let last = &history.checkpoints[0];
     assert_eq!(last.epoch, epoch);
     assert_eq!(last.size_bytes, Some(size));

@@ -94,6 +94,19 @@ fn a_worker_kill_restarts_only_the_regions_that_ran_on_it() {
         lost,
         "only the regions on the lost worker restart: {after:?}"
     );
+    // The exception history has it too, with its regions, its recovery
+    // and the two restored subtasks of its stateful operators' regions.
+    let exceptions = cluster.client().exceptions(&id).unwrap();
+    let [recorded] = exceptions.exceptions.as_slice() else {
+        panic!("one restart: {exceptions:?}");
+    };
+    assert_eq!(
+        recorded.scope,
+        weir::coordinator::history::RestartScope::Regional
+    );
+    assert_eq!(recorded.regions, restart.regions, "{recorded:?}");
+    assert_eq!(recorded.recovery_ms, restart.recovery_ms, "{recorded:?}");
+    assert_eq!(recorded.attempt, before.attempt, "{recorded:?}");
     assert_eq!(after.state, JobState::Running, "{after:?}");
     assert_eq!(after.attempt, before.attempt, "the job keeps its attempt");
     assert_eq!(after.restarts, before.restarts, "no restart of the job");

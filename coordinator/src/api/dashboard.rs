@@ -126,7 +126,7 @@ pub(super) async fn graph(
 }
 
 /// The token a request carries in the [`TOKEN_COOKIE`] cookie.
-pub(super) fn cookie_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+pub(super) fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -134,15 +134,35 @@ pub(super) fn cookie_token(headers: &axum::http::HeaderMap) -> Option<&str> {
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == TOKEN_COOKIE).then_some(value)
+            (name == TOKEN_COOKIE).then(|| from_hex(value)).flatten()
         })
 }
 
-/// The token in a `?token=` query.
-pub(super) fn query_token(query: Option<&str>) -> Option<&str> {
-    query?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
+/// The cookie's value for `token`: hexadecimal, so that any token fits a
+/// cookie (`;`, `,` and spaces do not).
+pub(super) fn cookie_value(token: &str) -> String {
+    token.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(value: &str) -> Option<String> {
+    if !value.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..value.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(value.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// The token in a `?token=` query, percent-decoded.
+pub(super) fn query_token(query: Option<&str>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct TokenQuery {
+        token: Option<String>,
+    }
+    let query: TokenQuery = serde_urlencoded::from_str(query?).ok()?;
+    query.token
 }
 
 #[cfg(test)]
@@ -152,13 +172,22 @@ mod tests {
     #[test]
     fn the_token_is_found_in_its_cookie_and_its_query() {
         let mut headers = axum::http::HeaderMap::new();
+        let token = "s3;c ret,%";
         headers.insert(
             header::COOKIE,
-            "theme=dark; weir_token=s3cret".parse().unwrap(),
+            format!("theme=dark; weir_token={}", cookie_value(token))
+                .parse()
+                .unwrap(),
         );
-        assert_eq!(cookie_token(&headers), Some("s3cret"));
+        assert_eq!(cookie_token(&headers).as_deref(), Some(token));
         assert_eq!(cookie_token(&axum::http::HeaderMap::new()), None);
-        assert_eq!(query_token(Some("a=1&token=abc")), Some("abc"));
+        let mut garbled = axum::http::HeaderMap::new();
+        garbled.insert(header::COOKIE, "weir_token=zz1".parse().unwrap());
+        assert_eq!(cookie_token(&garbled), None);
+        assert_eq!(
+            query_token(Some("a=1&token=s3%3Bc%20ret%2C%25")).as_deref(),
+            Some(token)
+        );
         assert_eq!(query_token(Some("a=1")), None);
         assert_eq!(query_token(None), None);
     }

@@ -32,7 +32,7 @@ use crate::server::Node;
 use crate::submission::{submit_job, SubmitError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -226,28 +226,39 @@ async fn authorize(State(state): State<ApiState>, request: Request, next: Next) 
         // A browser opening the dashboard passes the token once in the
         // query; it is kept in a cookie, which later requests carry.
         if let Some(given) = dashboard::query_token(request.uri().query()) {
-            if !tokens_match(given, expected) {
+            if !tokens_match(&given, expected) {
                 return ApiError(StatusCode::UNAUTHORIZED, "wrong token".into()).into_response();
             }
             let cookie = format!(
-                "{}={given}; Path=/; HttpOnly; SameSite=Strict",
-                dashboard::TOKEN_COOKIE
+                "{}={}; Path=/; HttpOnly; SameSite=Strict",
+                dashboard::TOKEN_COOKIE,
+                dashboard::cookie_value(&given)
             );
+            // To the dashboard itself, whatever the path asked: never
+            // elsewhere.
             return (
                 StatusCode::SEE_OTHER,
                 [
-                    (header::LOCATION, request.uri().path().to_owned()),
+                    (header::LOCATION, "/".to_owned()),
                     (header::SET_COOKIE, cookie),
                 ],
             )
                 .into_response();
         }
+        // The cookie a browser sends by itself is good for reads only: a
+        // page elsewhere must not submit or cancel jobs with it.
+        let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+        let from_cookie = reads
+            .then(|| dashboard::cookie_token(request.headers()))
+            .flatten();
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .or_else(|| dashboard::cookie_token(request.headers()));
+            .map(str::to_owned)
+            .or(from_cookie);
+        let given = given.as_deref();
         match given {
             None => {
                 return ApiError(

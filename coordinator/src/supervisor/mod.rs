@@ -321,6 +321,7 @@ fn supervise(
                 regions: Vec::new(),
                 recovery_ms: None,
                 restored: Vec::new(),
+                superseded: false,
             });
         }
         // The backoff runs from when the failure was detected: the time

@@ -91,6 +91,8 @@ struct Recovering {
     detected: Instant,
     /// Its entry in the job record's regional restarts.
     record: RegionalRestart,
+    /// How its started parts' subtasks were restored.
+    restored: Vec<SubtaskRestore>,
 }
 
 /// The regional failover of one running attempt.
@@ -318,10 +320,21 @@ impl Regional {
         for region in &restarting.regions {
             self.started.insert(*region, now);
         }
+        job.record().note_restart(RestartRecord {
+            detected_at_ms: record.detected_at_ms,
+            cause: record.cause.clone(),
+            scope: RestartScope::Regional,
+            attempt: self.job_attempt,
+            regions: record.regions.clone(),
+            recovery_ms: None,
+            restored: Vec::new(),
+            superseded: false,
+        });
         self.recovering.push(Recovering {
             parts,
             detected: restarting.detected,
             record,
+            restored: Vec::new(),
         });
         Ok(())
     }
@@ -520,12 +533,13 @@ impl Regional {
 
     /// A part started: once every new part of a restart did, checkpoints
     /// go on and the restart is recorded.
-    pub(super) fn started(&mut self, job: &JobHandle, part: PartId, _restored: &[SubtaskRestore]) {
+    pub(super) fn started(&mut self, job: &JobHandle, part: PartId, restored: &[SubtaskRestore]) {
         let Some(at) = self.recovering.iter().position(|r| r.parts.contains(&part)) else {
             return;
         };
         let recovering = &mut self.recovering[at];
         recovering.parts.remove(&part);
+        recovering.restored.extend_from_slice(restored);
         if !recovering.parts.is_empty() {
             return;
         }
@@ -535,15 +549,7 @@ impl Regional {
         tracing::info!(job = %job.job_id, attempt = self.job_attempt, regions = ?done.record.regions, recovery_ms = took, "restarted regions run again");
         {
             let mut record = job.record();
-            record.note_restart(RestartRecord {
-                detected_at_ms: done.record.detected_at_ms,
-                cause: done.record.cause.clone(),
-                scope: RestartScope::Regional,
-                attempt: self.job_attempt,
-                regions: done.record.regions.clone(),
-                recovery_ms: None,
-                restored: Vec::new(),
-            });
+            record.note_regional_running(&done.record, took, done.restored);
             record.note_running();
             record.regional_restarts.push_back(done.record);
             while record.regional_restarts.len() > REGIONAL_RESTARTS_KEPT {

@@ -39,6 +39,7 @@ fn sample_queues(inputs: &[TaskInput], counters: &TaskCounters) {
 /// reads the wall clock again (which NTP may have stepped meanwhile).
 const WALL_CLOCK_RECHECK: Duration = Duration::from_secs(1);
 use weir_protocol::time::now_timestamp as now_millis;
+use weir_protocol::Epoch;
 
 /// Runs an operator or sink until every input has closed and nothing waits
 /// for a commit, or the job is cancelled.
@@ -58,8 +59,8 @@ struct OperatorLoop {
     closed: Vec<bool>,
     finished: bool,
     outputs_closed: bool,
-    /// When the barrier being aligned arrived on the first input.
-    aligning_since: Option<Instant>,
+    /// The barrier being aligned, and when it arrived on the first input.
+    aligning_since: Option<(Epoch, Instant)>,
 }
 
 impl OperatorLoop {
@@ -79,7 +80,16 @@ impl OperatorLoop {
     fn aligned(&mut self) -> Duration {
         self.aligning_since
             .take()
-            .map_or(Duration::ZERO, |since| since.elapsed())
+            .map_or(Duration::ZERO, |(_, since)| since.elapsed())
+    }
+
+    /// Barrier `epoch` arrived without completing an alignment: the
+    /// alignment of `epoch` began now unless it had (a newer barrier
+    /// replaces an older alignment).
+    fn aligning(&mut self, epoch: Epoch) {
+        if self.aligning_since.is_none_or(|(e, _)| e != epoch) {
+            self.aligning_since = Some((epoch, Instant::now()));
+        }
     }
 
     fn run(
@@ -136,7 +146,9 @@ impl OperatorLoop {
                 Ok(op) => Some(op),
                 Err(_) => {
                     task.flush()?;
+                    sample_queues(inputs, ctx.counters);
                     let idle_since = Instant::now();
+                    ctx.counters.idle_from(idle_since);
                     let ready = match deadline {
                         Some(due) => {
                             // Timers follow the wall clock, which can step:
@@ -214,7 +226,7 @@ impl OperatorLoop {
                     let alignment = self.aligned();
                     ctx.checkpoint(epoch, alignment, || task.checkpoint(epoch))?;
                 } else {
-                    self.aligning_since.get_or_insert_with(Instant::now);
+                    self.aligning(epoch);
                 }
             }
             Message::EndOfData => self.channel_data_ended(task, channel)?,
@@ -228,7 +240,7 @@ impl OperatorLoop {
                     ctx.checkpoint(epoch, alignment, || task.checkpoint(epoch))?;
                     self.outputs_closed = true;
                 } else {
-                    self.aligning_since.get_or_insert_with(Instant::now);
+                    self.aligning(epoch);
                 }
             }
             Message::EndOfStream => {

@@ -45,6 +45,7 @@ fn next_command(ctx: &TaskContext<'_>, wait: Wait) -> Result<Option<TaskCommand>
         _ => None,
     };
     let idle_since = Instant::now();
+    ctx.counters.idle_from(idle_since);
     let op = match wait {
         Wait::For(idle) => match select.select_timeout(idle) {
             Ok(op) => op,
