@@ -111,3 +111,60 @@ fn jobs_available_lists_jobs_with_parameters_and_defaults() {
         assert!(stdout.contains(needle), "missing {needle}: {stdout}");
     }
 }
+
+/// `--log-format json` writes one JSON object per line; with debug logs of
+/// the runtime, a checkpoint can be followed through them: each task's
+/// snapshot and each upload carry the job, the task and the epoch.
+#[test]
+fn json_logs_carry_the_job_the_task_and_the_epoch_of_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = weir_command(dir.path())
+        .env("WEIR_LOG", "weir_runtime=debug")
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "keyed-sum",
+            "--param",
+            "events=20000",
+            "--param",
+            "rate=20000",
+            "-p",
+            "2",
+            "--checkpoint-interval",
+            "200ms",
+            "--checkpoint-dir",
+            dir.path().join("checkpoints").to_str().unwrap(),
+            "--output",
+            dir.path().join("out").to_str().unwrap(),
+        ])
+        .output()
+        .expect("weir starts");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Besides the logs, standard error has the run's summary line.
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|line| !line.starts_with("keyed-sum: "))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let snapshot = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "barrier passed: snapshot taken")
+        .unwrap_or_else(|| panic!("no snapshot event in {stderr}"));
+    assert!(snapshot["fields"]["epoch"].as_u64().is_some(), "{snapshot}");
+    assert_eq!(snapshot["span"]["name"], "task", "{snapshot}");
+    assert!(
+        snapshot["span"]["job"]
+            .as_str()
+            .is_some_and(|job| job.starts_with("keyed-sum")),
+        "{snapshot}"
+    );
+    assert!(snapshot["span"]["task"].as_str().is_some(), "{snapshot}");
+    let upload = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "snapshot written: acknowledging")
+        .unwrap_or_else(|| panic!("no upload event in {stderr}"));
+    assert_eq!(upload["span"]["name"], "checkpoint", "{upload}");
+    assert!(upload["span"]["epoch"].as_u64().is_some(), "{upload}");
+}

@@ -59,6 +59,19 @@ impl Drop for Driver {
     }
 }
 
+/// A browser session, closed on drop (a failing test included: the
+/// browser would outlive chromedriver otherwise).
+struct Session {
+    runtime: tokio::runtime::Runtime,
+    browser: Client,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.runtime.block_on(self.browser.clone().close());
+    }
+}
+
 async fn browser(driver: &Driver) -> Client {
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
@@ -167,15 +180,17 @@ fn the_dashboard_shows_jobs_graph_checkpoints_and_a_restart_in_a_browser() {
         .unwrap();
     let api = cluster.api.clone();
     let browser = runtime.block_on(browser(&driver));
+    let session = Session { runtime, browser };
+    let (runtime, browser) = (&session.runtime, &session.browser);
     runtime.block_on(async {
         browser.goto(&format!("http://{api}/")).await.unwrap();
-        wait_for_elements(&browser, "[data-testid=job-row]", "the job", |rows| {
+        wait_for_elements(browser, "[data-testid=job-row]", "the job", |rows| {
             rows.iter()
                 .any(|r| r.contains(&id) && r.contains("Running"))
         })
         .await;
         wait_for_elements(
-            &browser,
+            browser,
             "[data-testid=worker-row]",
             "three workers",
             |rows| rows.len() == 3,
@@ -187,7 +202,7 @@ fn the_dashboard_shows_jobs_graph_checkpoints_and_a_restart_in_a_browser() {
             .await
             .unwrap();
         let vertices = wait_for_elements(
-            &browser,
+            browser,
             "[data-testid=vertex]",
             "the graph with rates",
             |vertices| vertices.len() == 3 && vertices.iter().all(|v| v.contains("k/s")),
@@ -195,7 +210,7 @@ fn the_dashboard_shows_jobs_graph_checkpoints_and_a_restart_in_a_browser() {
         .await;
         assert!(vertices[0].contains("×2"), "{vertices:?}");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while count(&browser, "[data-testid=checkpoint-point]").await < 3 {
+        while count(browser, "[data-testid=checkpoint-point]").await < 3 {
             assert!(
                 Instant::now() < deadline,
                 "fewer than three checkpoint points"
@@ -203,7 +218,7 @@ fn the_dashboard_shows_jobs_graph_checkpoints_and_a_restart_in_a_browser() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         wait_for_elements(
-            &browser,
+            browser,
             "[data-testid=checkpoint-row]",
             "checkpoints",
             |rows| rows.iter().any(|r| r.contains("completed")),
@@ -215,7 +230,7 @@ fn the_dashboard_shows_jobs_graph_checkpoints_and_a_restart_in_a_browser() {
     let victim = cluster.kill_worker_of_slot_0(&running);
     let screenshot = runtime.block_on(async {
         let restarts = wait_for_elements(
-            &browser,
+            browser,
             "[data-testid=restart-row]",
             "the restart",
             |rows| {
@@ -235,7 +250,7 @@ fn the_dashboard_shows_jobs_graph_checkpoints_and_a_restart_in_a_browser() {
         // The new attempt's subtasks report their rates again (their
         // first report after the restart starts a new interval).
         wait_for_elements(
-            &browser,
+            browser,
             "[data-testid=vertex]",
             "rates after the restart",
             |vertices| {
@@ -249,13 +264,12 @@ fn the_dashboard_shows_jobs_graph_checkpoints_and_a_restart_in_a_browser() {
 
         browser.goto(&format!("http://{api}/")).await.unwrap();
         wait_for_elements(
-            &browser,
+            browser,
             "[data-testid=worker-row]",
             "the lost worker",
             |rows| rows.iter().any(|r| r.contains("lost")),
         )
         .await;
-        browser.close().await.unwrap();
         screenshot
     });
     let path = artifacts().join("dashboard.png");
