@@ -1,6 +1,7 @@
 //! The coordinator's metrics, in the Prometheus text format (`/metrics`).
 //!
-//! Per job: state and uptime, checkpoints completed and aborted, the last
+//! Per job: state and uptime, records in (from its sources) and out (into
+//! its sinks), checkpoints completed and aborted, the last
 //! completed checkpoint's epoch, size and incremental size, histograms of
 //! checkpoint duration (trigger to complete) and of each subtask's
 //! alignment, synchronous and asynchronous phase; restarts (global and
@@ -27,10 +28,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use weir_protocol::WorkerId;
+use weir_protocol::{VertexKind, WorkerId};
 
 /// Ended jobs whose series stay exported (the newest ones).
 pub const ENDED_JOBS_KEPT: usize = 10;
@@ -197,7 +198,14 @@ impl CoordinatorMetrics {
             self.loss_detection.clone(),
         );
         registry.register_collector(Box::new(Figures {
-            jobs: jobs.iter().map(|job| JobFigures::of(job)).collect(),
+            jobs: jobs
+                .iter()
+                .map(|job| {
+                    let totals = crate::cluster::lock(&cluster.rates)
+                        .totals(&job.job_id, std::time::Instant::now());
+                    JobFigures::of(job, &totals)
+                })
+                .collect(),
             workers: workers.len() as u64,
             slots: workers.iter().map(|w| u64::from(w.slots)).sum(),
             slots_used: workers.iter().map(|w| u64::from(w.used)).sum(),
@@ -244,14 +252,35 @@ struct JobFigures {
     recovery_s: f64,
     checkpoints_completed: u64,
     checkpoints_aborted: u64,
+    records_in: u64,
+    records_out: u64,
     last_checkpoint: Option<(u64, u64, u64)>,
     restored: [(u64, u64); 3],
 }
 
 impl JobFigures {
-    fn of(job: &JobHandle) -> Self {
+    /// `job`'s figures; `totals` are its operators' records so far, by
+    /// vertex, while it runs.
+    fn of(job: &JobHandle, totals: &BTreeMap<u32, (u64, u64)>) -> Self {
         let status = job.status();
         let record = job.record();
+        let (records_in, records_out) = if status.state.is_terminal() {
+            (status.events_in, status.records_out)
+        } else {
+            let of_kind = |kind: VertexKind, pick: fn(&(u64, u64)) -> u64| -> u64 {
+                job.graph
+                    .vertices
+                    .iter()
+                    .filter(|v| v.kind == kind)
+                    .filter_map(|v| totals.get(&v.id.0))
+                    .map(pick)
+                    .sum()
+            };
+            (
+                of_kind(VertexKind::Source, |t| t.1),
+                of_kind(VertexKind::Sink, |t| t.0),
+            )
+        };
         let last_checkpoint = status
             .checkpoint_history
             .iter()
@@ -276,6 +305,8 @@ impl JobFigures {
             recovery_s: record.recoveries.1,
             checkpoints_completed: u64::from(status.checkpoints_completed),
             checkpoints_aborted: u64::from(status.checkpoints_aborted),
+            records_in,
+            records_out,
             last_checkpoint,
             restored: record.restored_by_tier,
         }
@@ -325,7 +356,17 @@ impl Collector for Figures {
             };
             ConstGauge::new(1i64).encode(state.encode_family(&labels)?)?;
         }
-        let counters: [(&str, &str, Pick<f64>); 4] = [
+        let counters: [(&str, &str, Pick<f64>); 6] = [
+            (
+                "weir_job_records_in",
+                "Records the job's sources produced (in the running attempt; the whole run once it ended).",
+                |j| Some(j.records_in as f64),
+            ),
+            (
+                "weir_job_records_out",
+                "Records the job's sinks received (in the running attempt; the whole run once it ended).",
+                |j| Some(j.records_out as f64),
+            ),
             (
                 "weir_checkpoints_completed",
                 "Checkpoints completed under this leader.",

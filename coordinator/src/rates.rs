@@ -90,6 +90,20 @@ impl TaskRates {
         }
     }
 
+    /// The records each operator of `job_id` received and sent so far (in
+    /// its subtasks' current attempts), by vertex id, from recent reports.
+    pub fn totals(&self, job_id: &str, now: Instant) -> BTreeMap<u32, (u64, u64)> {
+        let mut totals: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        for ((job, vertex, _), reported) in &self.tasks {
+            if job == job_id && now.saturating_duration_since(reported.at) <= STALE_AFTER {
+                let total = totals.entry(*vertex).or_default();
+                total.0 += reported.figures.records_in;
+                total.1 += reported.figures.records_out;
+            }
+        }
+        totals
+    }
+
     /// Each operator of `job_id` with a recent report, by vertex id.
     pub fn operators(&self, job_id: &str, now: Instant) -> BTreeMap<u32, OperatorRates> {
         let mut operators: BTreeMap<u32, OperatorRates> = BTreeMap::new();
@@ -175,6 +189,7 @@ mod tests {
         assert_eq!(operator.records_out_per_s, 500.0 + 1_000.0);
         assert_eq!(operator.busy_ratio, (0.5 + 1.0) / 2.0);
         assert_eq!(operator.backpressured_ratio, (0.5 + 0.0) / 2.0);
+        assert_eq!(rates.totals("j-1", t1)[&2], (6_000, 3_000));
         assert!(rates.operators("j-2", t1).is_empty());
     }
 

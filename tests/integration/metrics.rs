@@ -178,6 +178,14 @@ fn scraped_metrics_count_what_the_job_did_and_what_storage_holds() {
     );
     assert!(sum(&scrape, "weir_worker_heartbeats_received_total", &[]) > 0.0);
     assert_eq!(sum(&scrape, "weir_workers_registered", &[]), 2.0);
+    assert_eq!(
+        sum(&scrape, "weir_job_records_in_total", &job),
+        EVENTS as f64
+    );
+    assert_eq!(
+        sum(&scrape, "weir_job_records_out_total", &job),
+        status.records_out as f64
+    );
     let epoch = sum(&scrape, "weir_checkpoint_last_epoch", &job) as u64;
     assert_eq!(Some(epoch), status.latest_checkpoint);
     let size = sum(&scrape, "weir_checkpoint_last_size_bytes", &job) as u64;
@@ -306,6 +314,17 @@ fn a_restart_shows_in_the_exception_history_and_the_metrics() {
         1.0
     );
     assert_eq!(sum(&scrape, "weir_job_recoveries_total", &job), 1.0);
+    // While it runs, from the workers' reports (a second or so late).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sum(
+        &parse(&cluster.client().metrics().unwrap()),
+        "weir_job_records_in_total",
+        &job,
+    ) == 0.0
+    {
+        assert!(std::time::Instant::now() < deadline, "no records counted");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(
         sum(&scrape, "weir_restored_subtasks_total", &job),
         restart.restored.len() as f64
