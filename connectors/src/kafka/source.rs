@@ -313,6 +313,18 @@ where
         }
         running.watermarks.emit(out, now)?;
         if settings.bounded && running.partitions.iter().all(|p| p.done) {
+            // The producer drops what it still queues when it is dropped, so
+            // the bad records of a finished source go out before it ends.
+            if let Some(producer) = &running.dead_letters {
+                producer.flush(settings.connection.timeout).map_err(|e| {
+                    ConnectorError::new(
+                        CONNECTOR,
+                        settings.connection.at(),
+                        "flushing the dead-letter topic at the end of the input failed",
+                    )
+                    .caused_by(e)
+                })?;
+            }
             return Ok(SourcePoll::Finished);
         }
         if emitted >= max_records {
